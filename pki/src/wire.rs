@@ -1,0 +1,226 @@
+//! JSON bodies exchanged by the agent and the control plane (`/v1/...`).
+//!
+//! Every request type denies unknown fields and bounds its strings, so a request that
+//! deserialises is already well-formed; the gateway then checks it against the registry.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::identity::{DeviceId, EmployeeId, WgPublicKey};
+use crate::invitation::InvitationId;
+
+/// Longest hostname or OS description a device may report.
+pub const MAX_DESCRIPTION_LEN: usize = 255;
+
+/// Paths of the control-plane API.
+pub mod path {
+    pub const ENROL: &str = "/v1/enroll";
+    pub const RENEW: &str = "/v1/renew";
+    pub const DEVICE: &str = "/v1/device";
+}
+
+/// Who owns the device (the guide treats personal computers with extra care, G6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ownership {
+    Administration,
+    Personal,
+}
+
+impl Ownership {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Administration => "administration",
+            Self::Personal => "personal",
+        }
+    }
+}
+
+impl std::str::FromStr for Ownership {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "administration" => Ok(Self::Administration),
+            "personal" => Ok(Self::Personal),
+            other => Err(format!(
+                "{other:?} is not an ownership (use administration or personal)"
+            )),
+        }
+    }
+}
+
+/// What the device says about itself at enrolment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceDescription {
+    pub hostname: String,
+    pub os: String,
+    pub ownership: Ownership,
+}
+
+impl DeviceDescription {
+    /// Whether the free-text fields are within bounds and printable.
+    pub fn check(&self) -> Result<(), &'static str> {
+        for (field, value) in [("hostname", &self.hostname), ("os", &self.os)] {
+            if value.is_empty() || value.len() > MAX_DESCRIPTION_LEN {
+                return Err(match field {
+                    "hostname" => "hostname must be 1 to 255 characters",
+                    _ => "os must be 1 to 255 characters",
+                });
+            }
+            if value.chars().any(char::is_control) {
+                return Err("device description contains control characters");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `POST /v1/enroll`: the only request made without a client certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    pub invitation_id: InvitationId,
+    /// The invitation's secret, base64url without padding.
+    pub invitation_secret: RedactedString,
+    pub csr_pem: String,
+    pub wireguard_public_key: WgPublicKey,
+    pub device: DeviceDescription,
+}
+
+/// The device's state in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceStatus {
+    /// Enrolled, waiting for the security unit's approval.
+    Pending,
+    Active,
+    Revoked,
+    /// Equipment returned (G14): credentials revoked, record kept.
+    Decommissioned,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Decommissioned => "decommissioned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "active" => Self::Active,
+            "revoked" => Self::Revoked,
+            "decommissioned" => Self::Decommissioned,
+            _ => return None,
+        })
+    }
+}
+
+/// Answer to a successful enrolment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrolResponse {
+    pub device_id: DeviceId,
+    pub employee_id: EmployeeId,
+    pub role: String,
+    pub status: DeviceStatus,
+    pub certificate_pem: String,
+    pub ca_pem: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+}
+
+/// `POST /v1/renew` (mTLS): a CSR for the device's next key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    pub csr_pem: String,
+}
+
+/// Answer to a renewal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewResponse {
+    pub certificate_pem: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+}
+
+/// `GET /v1/device` (mTLS): what the gateway knows of the calling device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceView {
+    pub device_id: DeviceId,
+    pub employee_id: EmployeeId,
+    pub role: String,
+    pub status: DeviceStatus,
+    pub certificate_serial: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub certificate_not_after: OffsetDateTime,
+}
+
+/// Every error answer: a stable reason code and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+/// A string that is a secret in transit: redacted from `Debug`, zeroed on drop.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RedactedString(String);
+
+impl RedactedString {
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RedactedString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Drop for RedactedString {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrol_request_refuses_unknown_fields_and_redacts_secret() {
+        let json = r#"{"invitation_id":"inv-0000000000aaaaaaaaaa","invitation_secret":"s3cret",
+            "csr_pem":"x","wireguard_public_key":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+            "device":{"hostname":"h","os":"Debian 12","ownership":"personal"}}"#;
+        let req: EnrolRequest = serde_json::from_str(json).expect("parse");
+        assert!(!format!("{req:?}").contains("s3cret"));
+        let extra = json.replace("\"csr_pem\"", "\"is_ca\":true,\"csr_pem\"");
+        assert!(serde_json::from_str::<EnrolRequest>(&extra).is_err());
+    }
+
+    #[test]
+    fn descriptions_are_bounded() {
+        let mut d = DeviceDescription {
+            hostname: "pc-1".into(),
+            os: "Debian GNU/Linux 12".into(),
+            ownership: Ownership::Personal,
+        };
+        assert!(d.check().is_ok());
+        d.hostname = "x".repeat(256);
+        assert!(d.check().is_err());
+        d.hostname = "a\nb".into();
+        assert!(d.check().is_err());
+    }
+}
