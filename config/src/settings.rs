@@ -1,0 +1,445 @@
+//! `gateway.toml`: the gateway's settings.
+//!
+//! [`Settings::load`] reads and checks the file; [`template`] writes the commented file
+//! that `ztgw init` creates. Relative paths are relative to the directory holding the
+//! file, so a state directory can be moved as a whole.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::duration::HumanDuration;
+use crate::location::{ConfigError, read_config_file};
+
+/// Largest settings file accepted.
+pub const MAX_SETTINGS_LEN: u64 = 1024 * 1024;
+
+/// The checked settings of one gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The file these settings came from.
+    pub file: PathBuf,
+    pub gateway: GatewaySection,
+    pub control: ControlSection,
+    pub enrolment: EnrolmentSection,
+    pub wireguard: WireguardSection,
+    pub admin: AdminSection,
+    pub policy: PolicySection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// The gateway's names (DNS names or IP addresses) as its certificate carries them.
+    pub names: Vec<String>,
+    /// The state directory (CA, keys, registry).
+    #[serde(default = "dot")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    pub listen: SocketAddr,
+    /// `host:port` that invitations tell agents to reach.
+    pub advertise: String,
+    #[serde(default = "defaults::max_request_bytes")]
+    pub max_request_bytes: usize,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "defaults::handshakes_per_second")]
+    pub handshakes_per_second_per_source: u32,
+    #[serde(default = "defaults::handshake_burst")]
+    pub handshake_burst: u32,
+    #[serde(default = "defaults::enrolments_per_minute")]
+    pub enrolments_per_minute_per_source: u32,
+    #[serde(default = "defaults::enrolment_burst")]
+    pub enrolment_burst: u32,
+    #[serde(default = "defaults::handshake_timeout")]
+    pub handshake_timeout: HumanDuration,
+    #[serde(default = "defaults::request_timeout")]
+    pub request_timeout: HumanDuration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolmentSection {
+    #[serde(default = "defaults::certificate_validity")]
+    pub certificate_validity: HumanDuration,
+    #[serde(default = "defaults::invitation_validity")]
+    pub invitation_validity: HumanDuration,
+    #[serde(default)]
+    pub require_device_approval: bool,
+    /// How long a published revocation list stays valid; it is re-signed at half of it.
+    #[serde(default = "defaults::crl_validity")]
+    pub crl_validity: HumanDuration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireguardSection {
+    /// `host:port` that WireGuard clients send to.
+    pub endpoint: String,
+    #[serde(default = "defaults::wg_port")]
+    pub listen_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    #[serde(default = "defaults::admin_socket")]
+    pub socket: PathBuf,
+    /// Members of this group may use the admin socket besides root.
+    #[serde(default = "defaults::admin_group")]
+    pub group: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    #[serde(default = "defaults::policy_file")]
+    pub file: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    gateway: GatewaySection,
+    control: ControlSection,
+    #[serde(default)]
+    enrolment: Option<EnrolmentSection>,
+    wireguard: WireguardSection,
+    #[serde(default)]
+    admin: Option<AdminSection>,
+    #[serde(default)]
+    policy: Option<PolicySection>,
+}
+
+impl Settings {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = read_config_file(path, MAX_SETTINGS_LEN)?;
+        Self::parse(path, &text)
+    }
+
+    /// Checks `text`, reporting mistakes against `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawSettings =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut s = Self {
+            file: path.to_owned(),
+            gateway: raw.gateway,
+            control: raw.control,
+            enrolment: raw.enrolment.unwrap_or_else(defaults::enrolment),
+            wireguard: raw.wireguard,
+            admin: raw.admin.unwrap_or_else(defaults::admin),
+            policy: raw.policy.unwrap_or_else(defaults::policy),
+        };
+        s.gateway.state_dir = base.join(&s.gateway.state_dir);
+        let state = s.gateway.state_dir.clone();
+        s.admin.socket = state.join(&s.admin.socket);
+        s.policy.file = state.join(&s.policy.file);
+        s.check(text)?;
+        Ok(s)
+    }
+
+    fn check(&self, text: &str) -> Result<(), ConfigError> {
+        let at = |key: &str, msg: String| {
+            let span = text.find(key).map(|start| start..start + key.len());
+            ConfigError::at(&self.file, text, span, msg)
+        };
+        if self.gateway.names.is_empty() {
+            return Err(at("names", "gateway.names must list at least one name".into()));
+        }
+        if !is_host_port(&self.control.advertise) {
+            return Err(at("advertise", "control.advertise must be HOST:PORT".into()));
+        }
+        if !is_host_port(&self.wireguard.endpoint) {
+            return Err(at("endpoint", "wireguard.endpoint must be HOST:PORT".into()));
+        }
+        if self.control.max_request_bytes < 4096 {
+            return Err(at(
+                "max_request_bytes",
+                "control.max_request_bytes must be at least 4096".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Paths of the files in the state directory.
+    pub fn state(&self) -> StatePaths {
+        StatePaths::new(&self.gateway.state_dir)
+    }
+}
+
+/// The files of a state directory, by role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatePaths {
+    pub dir: PathBuf,
+}
+
+impl StatePaths {
+    pub fn new(dir: &Path) -> Self {
+        Self { dir: dir.to_owned() }
+    }
+    pub fn settings(&self) -> PathBuf {
+        self.dir.join("gateway.toml")
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.join("server.pem")
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.join("server.key")
+    }
+    pub fn wireguard_key(&self) -> PathBuf {
+        self.dir.join("wireguard.key")
+    }
+    pub fn wireguard_public(&self) -> PathBuf {
+        self.dir.join("wireguard.pub")
+    }
+    pub fn crl(&self) -> PathBuf {
+        self.dir.join("crl.pem")
+    }
+    pub fn registry(&self) -> PathBuf {
+        self.dir.join("registry.db")
+    }
+    pub fn policy(&self) -> PathBuf {
+        self.dir.join("policy.toml")
+    }
+}
+
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && port.parse::<u16>().is_ok_and(|p| p != 0)
+            && !host.chars().any(|c| c.is_whitespace() || c.is_control())
+    })
+}
+
+fn dot() -> PathBuf {
+    PathBuf::from(".")
+}
+
+mod defaults {
+    use std::path::PathBuf;
+
+    use super::{AdminSection, EnrolmentSection, HumanDuration, PolicySection};
+
+    pub fn max_request_bytes() -> usize {
+        64 * 1024
+    }
+    pub fn max_connections() -> usize {
+        1024
+    }
+    pub fn handshakes_per_second() -> u32 {
+        20
+    }
+    pub fn handshake_burst() -> u32 {
+        40
+    }
+    pub fn enrolments_per_minute() -> u32 {
+        10
+    }
+    pub fn enrolment_burst() -> u32 {
+        5
+    }
+    pub fn handshake_timeout() -> HumanDuration {
+        HumanDuration::from_secs(10)
+    }
+    pub fn request_timeout() -> HumanDuration {
+        HumanDuration::from_secs(30)
+    }
+    pub fn certificate_validity() -> HumanDuration {
+        HumanDuration::from_secs(30 * 86_400)
+    }
+    pub fn invitation_validity() -> HumanDuration {
+        HumanDuration::from_secs(72 * 3_600)
+    }
+    pub fn crl_validity() -> HumanDuration {
+        HumanDuration::from_secs(24 * 3_600)
+    }
+    pub fn wg_port() -> u16 {
+        51820
+    }
+    pub fn admin_socket() -> PathBuf {
+        PathBuf::from("admin.sock")
+    }
+    pub fn admin_group() -> String {
+        "ztgw".into()
+    }
+    pub fn policy_file() -> PathBuf {
+        PathBuf::from("policy.toml")
+    }
+    pub fn enrolment() -> EnrolmentSection {
+        EnrolmentSection {
+            certificate_validity: certificate_validity(),
+            invitation_validity: invitation_validity(),
+            require_device_approval: false,
+            crl_validity: crl_validity(),
+        }
+    }
+    pub fn admin() -> AdminSection {
+        AdminSection {
+            socket: admin_socket(),
+            group: admin_group(),
+        }
+    }
+    pub fn policy() -> PolicySection {
+        PolicySection {
+            file: policy_file(),
+        }
+    }
+}
+
+/// What `ztgw init` is told; the rest of the file is defaults, each written out commented.
+#[derive(Debug, Clone)]
+pub struct TemplateValues {
+    pub names: Vec<String>,
+    pub control_listen: SocketAddr,
+    pub control_advertise: String,
+    pub wireguard_endpoint: String,
+    pub wireguard_port: u16,
+}
+
+/// The `gateway.toml` that `ztgw init` writes, every setting with a comment.
+pub fn template(v: &TemplateValues) -> String {
+    let names = v
+        .names
+        .iter()
+        .map(|n| toml_string(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"# ztgw gateway settings. Relative paths are relative to this file's directory.
+# Durations are written like 30d, 72h, 1h30m, 10s.
+
+[gateway]
+# The gateway's names (DNS names or IP addresses); its control-plane certificate
+# carries all of them.
+names = [{names}]
+# Where the CA, the keys and the registry live.
+state_dir = "."
+
+[control]
+# The control plane (enrolment, admission, renewal) listens here, HTTPS with mTLS.
+listen = {listen}
+# The address invitations tell agents to reach (HOST:PORT).
+advertise = {advertise}
+# Largest request body accepted, in bytes.
+max_request_bytes = 65536
+# Most TLS connections open at once; more are refused (and counted).
+max_connections = 1024
+# TLS handshakes each source address may start per second, and the burst allowed.
+handshakes_per_second_per_source = 20
+handshake_burst = 40
+# Enrolment attempts each source address may make per minute, and the burst allowed.
+enrolments_per_minute_per_source = 10
+enrolment_burst = 5
+# A TLS handshake that takes longer than this is dropped.
+handshake_timeout = "10s"
+# A request that takes longer than this is answered with an error.
+request_timeout = "30s"
+
+[enrolment]
+# How long a device certificate is valid; the agent renews it before it expires.
+certificate_validity = "30d"
+# How long an invitation stays usable unless `ztgw invite --valid-for` says otherwise.
+invitation_validity = "72h"
+# Hold every newly enrolled device until `ztgw device approve ID` (G1).
+require_device_approval = false
+# How long a published revocation list is valid; it is re-signed at half of it.
+crl_validity = "24h"
+
+[wireguard]
+# The address WireGuard clients send to (HOST:PORT).
+endpoint = {endpoint}
+# The UDP port the data plane listens on.
+listen_port = {port}
+
+[admin]
+# The local socket through which `ztgw` commands reach the running gateway.
+socket = "admin.sock"
+# Besides root, members of this group may use the admin socket.
+group = "ztgw"
+
+[policy]
+# The access policy: roles, resources, schedules and posture profiles.
+file = "policy.toml"
+"#,
+        listen = toml_string(&v.control_listen.to_string()),
+        advertise = toml_string(&v.control_advertise),
+        endpoint = toml_string(&v.wireguard_endpoint),
+        port = v.wireguard_port,
+    )
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> TemplateValues {
+        TemplateValues {
+            names: vec!["gw.example.gov.ma".into(), "127.0.0.1".into()],
+            control_listen: "0.0.0.0:8443".parse().expect("addr"),
+            control_advertise: "gw.example.gov.ma:8443".into(),
+            wireguard_endpoint: "gw.example.gov.ma:51820".into(),
+            wireguard_port: 51820,
+        }
+    }
+
+    #[test]
+    fn template_parses_to_defaults() {
+        let path = Path::new("/etc/ztgw/gateway.toml");
+        let s = Settings::parse(path, &template(&values())).expect("template parses");
+        assert_eq!(s.gateway.names, values().names);
+        assert_eq!(s.gateway.state_dir, Path::new("/etc/ztgw/."));
+        assert_eq!(s.admin.socket, Path::new("/etc/ztgw/./admin.sock"));
+        assert_eq!(s.enrolment, defaults::enrolment());
+        assert_eq!(s.control.max_request_bytes, defaults::max_request_bytes());
+        assert_eq!(s.control.handshake_timeout, defaults::handshake_timeout());
+    }
+
+    #[test]
+    fn mistakes_point_at_their_place() {
+        let path = Path::new("gw.toml");
+        let text = template(&values());
+        let cases: &[(&str, &str, &str)] = &[
+            ("max_connections = 1024", "max_connections = 1024\nbogus = 1", "unknown field `bogus`"),
+            ("\"24h\"", "\"24x\"", "unknown unit"),
+            ("listen = \"0.0.0.0:8443\"", "listen = \"nowhere\"", "invalid socket address"),
+            ("require_device_approval = false", "require_device_approval = \"no\"", "invalid type"),
+        ];
+        for (from, to, want) in cases {
+            let bad = text.replacen(from, to, 1);
+            let err = Settings::parse(path, &bad).expect_err(to).to_string();
+            assert!(err.contains(want), "{to}: {err}");
+            let changed = to.lines().last().unwrap_or(to);
+            let line = bad
+                .lines()
+                .position(|l| l.contains(changed))
+                .map(|i| i + 1)
+                .expect("line");
+            assert!(err.starts_with(&format!("gw.toml:{line}:")), "{to}: {err} (line {line})");
+        }
+    }
+
+    #[test]
+    fn semantic_checks() {
+        let path = Path::new("gw.toml");
+        let bad = template(&values()).replace("advertise = \"gw.example.gov.ma:8443\"", "advertise = \"nohost\"");
+        let err = Settings::parse(path, &bad).expect_err("bad advertise").to_string();
+        assert!(err.contains("control.advertise must be HOST:PORT"), "{err}");
+    }
+}
