@@ -90,6 +90,17 @@ impl CheckedCsr {
     }
 }
 
+/// A new ECDSA P-256 key and a CSR for it, as a device makes them. The CA ignores
+/// everything in the CSR but the key, so the CSR carries only a descriptive name.
+pub fn generate_key_and_csr(common_name: &str) -> Result<(Secret<String>, String), CaError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(signing)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(common_name);
+    let csr = params.serialize_request(&key).map_err(signing)?;
+    let pem = csr.pem().map_err(signing)?;
+    Ok((Secret::new(key.serialize_pem()), pem))
+}
+
 /// What a device certificate asserts. Every field comes from the registry, none from the CSR.
 #[derive(Debug, Clone)]
 pub struct DeviceClaims {
@@ -261,15 +272,16 @@ impl CertificateAuthority {
         self.sign(params, &csr.public_key, claims.serial.clone())
     }
 
-    /// Signs the control plane's server certificate for `names` (DNS names or IP addresses).
+    /// Creates a key for the control plane and signs its server certificate for `names`
+    /// (DNS names or IP addresses). Returns the certificate and the key in PKCS#8 PEM.
     pub fn issue_server(
         &self,
         names: &[String],
-        key: &KeyPair,
         serial: SerialNumber,
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
-    ) -> Result<IssuedCertificate, CaError> {
+    ) -> Result<(IssuedCertificate, Secret<String>), CaError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(signing)?;
         if not_after <= not_before {
             return Err(CaError::BadValidity);
         }
@@ -294,7 +306,8 @@ impl CertificateAuthority {
         params.not_before = not_before;
         params.not_after = not_after;
         params.use_authority_key_identifier_extension = true;
-        self.sign(params, key, serial)
+        let cert = self.sign(params, &key, serial)?;
+        Ok((cert, Secret::new(key.serialize_pem())))
     }
 
     /// Signs a CRL listing `revoked`, valid from `this_update` until `next_update`.

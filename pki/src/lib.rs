@@ -27,7 +27,7 @@ pub use tls::{RevocationState, ServerIdentity, TlsConfigError};
 
 pub use ca::{
     AuditorClaims, CaError, CertificateAuthority, CheckedCsr, CrlReason, DeviceClaims,
-    IssuedCertificate, RevokedEntry, pem_to_der,
+    IssuedCertificate, RevokedEntry, generate_key_and_csr, pem_to_der,
 };
 pub use identity::{
     AuditorName, CertificateIdentity, DeviceId, EmployeeId, IdError, IdentityError, SerialNumber,

@@ -1,0 +1,524 @@
+//! The security unit's actions on the registry: invitations, approval, revocation,
+//! decommissioning, ending an employee's telework.
+//!
+//! An [`AdminRequest`] is the same whether it arrives over the admin socket of a running
+//! gateway ([`socket`]) or is carried out by the `ztgw` command itself when no gateway
+//! runs: both call [`handle`]. Every action is recorded with its operator, time and
+//! reason in the same transaction as the change.
+
+pub mod socket;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use ztgw_pki::wire::{DeviceStatus, Ownership, RedactedString};
+use ztgw_pki::{
+    CrlReason, DeviceId, EmployeeId, Invitation, InvitationId, Secret, SecretHash,
+};
+
+use crate::clock::{EntropyError, random};
+use crate::context::Context;
+use crate::enrolment::rfc3339;
+use crate::registry::{
+    ActionRecord, DeviceRecord, EndOfService, InvitationRecord, RegistryError, StatusChange,
+};
+
+/// Longest free-text field (reference, note, operator) accepted.
+pub const MAX_TEXT_LEN: usize = 500;
+/// Longest invitation validity.
+pub const MAX_INVITATION_VALIDITY_SECS: u64 = 30 * 86_400;
+
+/// One action, with who asks for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminEnvelope {
+    pub operator: String,
+    pub request: AdminRequest,
+}
+
+/// What the security unit can ask.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AdminRequest {
+    Invite {
+        employee: EmployeeId,
+        role: String,
+        schedule: Option<String>,
+        approved_by: String,
+        reference: String,
+        valid_for_secs: Option<u64>,
+    },
+    DeviceList,
+    DeviceShow {
+        device: DeviceId,
+    },
+    DeviceApprove {
+        device: DeviceId,
+        note: Option<String>,
+    },
+    DeviceRevoke {
+        device: DeviceId,
+        reason: RevokeReason,
+        note: Option<String>,
+    },
+    DeviceDecommission {
+        device: DeviceId,
+        note: Option<String>,
+    },
+    EmployeeRevoke {
+        employee: EmployeeId,
+        reason: EmployeeRevokeReason,
+        note: Option<String>,
+    },
+    EmployeeReinstate {
+        employee: EmployeeId,
+        note: Option<String>,
+    },
+}
+
+/// Why a device is revoked (`ztgw device revoke --reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RevokeReason {
+    Lost,
+    Stolen,
+    Compromised,
+    /// The telework arrangement on this device ended.
+    Ended,
+    Other,
+}
+
+impl RevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lost => "lost",
+            Self::Stolen => "stolen",
+            Self::Compromised => "compromised",
+            Self::Ended => "ended",
+            Self::Other => "other",
+        }
+    }
+
+    fn crl_reason(self) -> CrlReason {
+        match self {
+            Self::Lost | Self::Stolen | Self::Compromised => CrlReason::KeyCompromise,
+            Self::Ended => CrlReason::CessationOfOperation,
+            Self::Other => CrlReason::Unspecified,
+        }
+    }
+}
+
+/// Why an employee's telework ends (`ztgw employee revoke --reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmployeeRevokeReason {
+    /// Telework ended by the administration.
+    Ended,
+    /// The employee asked to stop teleworking (G3).
+    EmployeeRequest,
+    /// The employee left the administration.
+    Departed,
+    Incident,
+    Other,
+}
+
+impl EmployeeRevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ended => "ended",
+            Self::EmployeeRequest => "employee-request",
+            Self::Departed => "departed",
+            Self::Incident => "incident",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// What an action answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum AdminResponse {
+    Invitation(InvitationIssued),
+    Devices { devices: Vec<DeviceSummary> },
+    Device { device: DeviceDetail },
+    Done {
+        message: String,
+        #[serde(default)]
+        devices_ended: Vec<DeviceId>,
+    },
+}
+
+/// A new invitation, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvitationIssued {
+    pub id: InvitationId,
+    pub employee: EmployeeId,
+    pub role: String,
+    pub schedule: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// The string the employee pastes into `ztgw-agent enroll`.
+    pub invitation: RedactedString,
+}
+
+/// A device as `ztgw device list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSummary {
+    pub id: DeviceId,
+    pub employee: EmployeeId,
+    pub role: String,
+    pub status: DeviceStatus,
+    pub hostname: String,
+    pub ownership: Ownership,
+    #[serde(with = "time::serde::rfc3339")]
+    pub enrolled_at: OffsetDateTime,
+}
+
+/// A device as `ztgw device show` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    pub summary: DeviceSummary,
+    pub schedule: Option<String>,
+    pub os: String,
+    pub invitation: InvitationId,
+    pub wireguard_public_key: String,
+    pub approved: Option<ChangeView>,
+    pub ended: Option<ChangeView>,
+    pub certificates: Vec<CertificateView>,
+}
+
+/// Who changed a status, when and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeView {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub by: String,
+    pub reason: String,
+    pub note: Option<String>,
+}
+
+/// One certificate of a device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateView {
+    pub serial: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Why an action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct AdminError {
+    pub code: AdminErrorCode,
+    pub message: String,
+}
+
+/// The kinds of refusal, each with its own exit code in the `ztgw` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdminErrorCode {
+    /// The request itself is wrong (unknown role, bad text).
+    Invalid,
+    NotFound,
+    /// The target is in a state that does not allow the action.
+    Conflict,
+    /// The gateway could not carry it out.
+    Internal,
+}
+
+impl AdminError {
+    fn new(code: AdminErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<RegistryError> for AdminError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound(what) => Self::new(AdminErrorCode::NotFound, format!("{what} not found")),
+            other => Self::new(AdminErrorCode::Internal, other.to_string()),
+        }
+    }
+}
+
+impl From<EntropyError> for AdminError {
+    fn from(e: EntropyError) -> Self {
+        Self::new(AdminErrorCode::Internal, e.to_string())
+    }
+}
+
+/// Carries out one action for `operator`.
+pub fn handle(ctx: &Context, operator: &str, request: &AdminRequest) -> Result<AdminResponse, AdminError> {
+    check_text("operator", operator, true)?;
+    let now = ctx.clock.now();
+    match request {
+        AdminRequest::Invite {
+            employee,
+            role,
+            schedule,
+            approved_by,
+            reference,
+            valid_for_secs,
+        } => invite(ctx, now, operator, employee, role, schedule.as_deref(), approved_by, reference, *valid_for_secs),
+        AdminRequest::DeviceList => Ok(AdminResponse::Devices {
+            devices: ctx.registry.devices()?.iter().map(summary).collect(),
+        }),
+        AdminRequest::DeviceShow { device } => Ok(AdminResponse::Device {
+            device: detail(ctx, &find_device(ctx, device)?)?,
+        }),
+        AdminRequest::DeviceApprove { device, note } => {
+            check_note(note)?;
+            let record = find_device(ctx, device)?;
+            if record.status != DeviceStatus::Pending {
+                return Err(AdminError::new(
+                    AdminErrorCode::Conflict,
+                    format!("device {device} is {}, not pending", record.status.as_str()),
+                ));
+            }
+            let change = StatusChange { at: now, by: operator.to_owned(), reason: "approved".into(), note: note.clone() };
+            let action = action(now, operator, "device.approved", device.as_str(), note.as_deref().unwrap_or(""));
+            ctx.registry.approve_device(device, &change, &action)?;
+            Ok(done(format!("device {device} approved"), vec![]))
+        }
+        AdminRequest::DeviceRevoke { device, reason, note } => {
+            check_note(note)?;
+            let record = find_device(ctx, device)?;
+            if !matches!(record.status, DeviceStatus::Pending | DeviceStatus::Active) {
+                return Err(AdminError::new(
+                    AdminErrorCode::Conflict,
+                    format!("device {device} is already {}", record.status.as_str()),
+                ));
+            }
+            let change = StatusChange { at: now, by: operator.to_owned(), reason: reason.as_str().into(), note: note.clone() };
+            let detail = format!("reason={} note={}", reason.as_str(), note.as_deref().unwrap_or(""));
+            let action = action(now, operator, "device.revoked", device.as_str(), &detail);
+            ctx.registry.end_device(device, EndOfService::Revoke, &change, reason.crl_reason(), &action)?;
+            publish(ctx)?;
+            Ok(done(format!("device {device} revoked ({})", reason.as_str()), vec![device.clone()]))
+        }
+        AdminRequest::DeviceDecommission { device, note } => {
+            check_note(note)?;
+            let record = find_device(ctx, device)?;
+            if record.status == DeviceStatus::Decommissioned {
+                return Err(AdminError::new(AdminErrorCode::Conflict, format!("device {device} is already decommissioned")));
+            }
+            let change = StatusChange { at: now, by: operator.to_owned(), reason: "equipment returned".into(), note: note.clone() };
+            let action = action(now, operator, "device.decommissioned", device.as_str(), note.as_deref().unwrap_or(""));
+            ctx.registry.end_device(device, EndOfService::Decommission, &change, CrlReason::CessationOfOperation, &action)?;
+            publish(ctx)?;
+            Ok(done(format!("device {device} decommissioned; its record is kept"), vec![device.clone()]))
+        }
+        AdminRequest::EmployeeRevoke { employee, reason, note } => {
+            check_note(note)?;
+            let existing = ctx.registry.employee(employee)?.ok_or_else(|| {
+                AdminError::new(AdminErrorCode::NotFound, format!("employee {employee} not found"))
+            })?;
+            if existing.revoked.is_some() {
+                return Err(AdminError::new(AdminErrorCode::Conflict, format!("employee {employee}'s telework is already ended")));
+            }
+            let change = StatusChange { at: now, by: operator.to_owned(), reason: reason.as_str().into(), note: note.clone() };
+            let detail = format!("reason={} note={}", reason.as_str(), note.as_deref().unwrap_or(""));
+            let action = action(now, operator, "employee.revoked", employee.as_str(), &detail);
+            let ended = ctx.registry.revoke_employee(employee, &change, &action)?;
+            publish(ctx)?;
+            Ok(done(
+                format!("employee {employee}'s telework ended; {} device(s) revoked", ended.len()),
+                ended,
+            ))
+        }
+        AdminRequest::EmployeeReinstate { employee, note } => {
+            check_note(note)?;
+            let existing = ctx.registry.employee(employee)?.ok_or_else(|| {
+                AdminError::new(AdminErrorCode::NotFound, format!("employee {employee} not found"))
+            })?;
+            if existing.revoked.is_none() {
+                return Err(AdminError::new(AdminErrorCode::Conflict, format!("employee {employee} is not revoked")));
+            }
+            let action = action(now, operator, "employee.reinstated", employee.as_str(), note.as_deref().unwrap_or(""));
+            ctx.registry.reinstate_employee(employee, &action)?;
+            Ok(done(format!("employee {employee} may be invited again; earlier devices stay revoked"), vec![]))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn invite(
+    ctx: &Context,
+    now: OffsetDateTime,
+    operator: &str,
+    employee: &EmployeeId,
+    role: &str,
+    schedule: Option<&str>,
+    approved_by: &str,
+    reference: &str,
+    valid_for_secs: Option<u64>,
+) -> Result<AdminResponse, AdminError> {
+    check_text("approved-by", approved_by, true)?;
+    check_text("reference", reference, true)?;
+    let policy = ctx.policy.load();
+    if !policy.has_role(role) {
+        let known: Vec<&str> = policy.roles.keys().map(String::as_str).collect();
+        return Err(AdminError::new(
+            AdminErrorCode::Invalid,
+            format!("role {role:?} is not defined in the policy (roles: {})", known.join(", ")),
+        ));
+    }
+    if let Some(schedule) = schedule {
+        if !policy.has_schedule(schedule) {
+            return Err(AdminError::new(
+                AdminErrorCode::Invalid,
+                format!("schedule {schedule:?} is not defined in the policy"),
+            ));
+        }
+    }
+    if let Some(existing) = ctx.registry.employee(employee)? {
+        if let Some(revoked) = existing.revoked {
+            return Err(AdminError::new(
+                AdminErrorCode::Conflict,
+                format!(
+                    "employee {employee}'s telework was ended on {} by {}; reinstate with `ztgw employee reinstate {employee}` first",
+                    rfc3339(revoked.at),
+                    revoked.by
+                ),
+            ));
+        }
+    }
+    let validity = valid_for_secs.unwrap_or_else(|| ctx.settings.enrolment.invitation_validity.get().as_secs());
+    if validity == 0 || validity > MAX_INVITATION_VALIDITY_SECS {
+        return Err(AdminError::new(AdminErrorCode::Invalid, "an invitation may be valid for 1 second to 30 days"));
+    }
+    let id = InvitationId::from_random(random(ctx.entropy.as_ref())?);
+    let secret: [u8; 32] = random(ctx.entropy.as_ref())?;
+    let expires_at = now + time::Duration::seconds(i64::try_from(validity).unwrap_or(i64::MAX));
+    let record = InvitationRecord {
+        id: id.clone(),
+        employee: employee.clone(),
+        role: role.to_owned(),
+        schedule: schedule.map(str::to_owned),
+        approved_by: approved_by.to_owned(),
+        reference: reference.to_owned(),
+        created_by: operator.to_owned(),
+        created_at: now,
+        expires_at,
+        secret_hash: SecretHash::of(&id, &secret),
+        used_at: None,
+        used_by: None,
+    };
+    let text = Invitation {
+        ca_fingerprint: *ctx.ca.fingerprint(),
+        id: id.clone(),
+        secret: Secret::new(secret),
+        control_address: ctx.settings.control.advertise.clone(),
+    }
+    .encode()
+    .map_err(|e| AdminError::new(AdminErrorCode::Invalid, format!("control.advertise: {e}")))?;
+    let detail = format!(
+        "employee={employee} role={role} schedule={} approved_by={approved_by} reference={reference} expires_at={}",
+        schedule.unwrap_or("-"),
+        rfc3339(expires_at)
+    );
+    ctx.registry
+        .create_invitation(&record, &action(now, operator, "invitation.created", id.as_str(), &detail))?;
+    Ok(AdminResponse::Invitation(InvitationIssued {
+        id,
+        employee: employee.clone(),
+        role: role.to_owned(),
+        schedule: schedule.map(str::to_owned),
+        expires_at,
+        invitation: RedactedString::new(text),
+    }))
+}
+
+fn publish(ctx: &Context) -> Result<(), AdminError> {
+    ctx.publish_crl().map(|_| ()).map_err(|e| {
+        AdminError::new(
+            AdminErrorCode::Internal,
+            format!("the change is recorded but the revocation list could not be published: {e}"),
+        )
+    })
+}
+
+fn find_device(ctx: &Context, id: &DeviceId) -> Result<DeviceRecord, AdminError> {
+    ctx.registry
+        .device(id)?
+        .ok_or_else(|| AdminError::new(AdminErrorCode::NotFound, format!("device {id} not found")))
+}
+
+fn summary(d: &DeviceRecord) -> DeviceSummary {
+    DeviceSummary {
+        id: d.id.clone(),
+        employee: d.employee.clone(),
+        role: d.role.clone(),
+        status: d.status,
+        hostname: d.hostname.clone(),
+        ownership: d.ownership,
+        enrolled_at: d.enrolled_at,
+    }
+}
+
+fn detail(ctx: &Context, d: &DeviceRecord) -> Result<DeviceDetail, AdminError> {
+    let change = |c: &StatusChange| ChangeView {
+        at: c.at,
+        by: c.by.clone(),
+        reason: c.reason.clone(),
+        note: c.note.clone(),
+    };
+    Ok(DeviceDetail {
+        summary: summary(d),
+        schedule: d.schedule.clone(),
+        os: d.os.clone(),
+        invitation: d.invitation.clone(),
+        wireguard_public_key: d.wg_key.to_base64(),
+        approved: d.approved.as_ref().map(change),
+        ended: d.ended.as_ref().map(change),
+        certificates: ctx
+            .registry
+            .certificates_of(&d.id)?
+            .into_iter()
+            .map(|c| CertificateView {
+                serial: c.serial.to_hex(),
+                not_before: c.not_before,
+                not_after: c.not_after,
+                revoked_at: c.revoked.map(|(at, _)| at),
+            })
+            .collect(),
+    })
+}
+
+fn action(at: OffsetDateTime, operator: &str, action: &str, target: &str, detail: &str) -> ActionRecord {
+    ActionRecord {
+        at,
+        operator: operator.to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+fn done(message: String, devices_ended: Vec<DeviceId>) -> AdminResponse {
+    AdminResponse::Done { message, devices_ended }
+}
+
+fn check_note(note: &Option<String>) -> Result<(), AdminError> {
+    note.as_deref().map_or(Ok(()), |n| check_text("note", n, false))
+}
+
+fn check_text(field: &str, value: &str, required: bool) -> Result<(), AdminError> {
+    if required && value.trim().is_empty() {
+        return Err(AdminError::new(AdminErrorCode::Invalid, format!("{field} must not be empty")));
+    }
+    if value.chars().count() > MAX_TEXT_LEN {
+        return Err(AdminError::new(AdminErrorCode::Invalid, format!("{field} is longer than {MAX_TEXT_LEN} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(AdminError::new(AdminErrorCode::Invalid, format!("{field} contains control characters")));
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! The admin socket: how `ztgw` commands reach a running gateway.
+//!
+//! A Unix stream socket, mode 0660, group `[admin] group` when that group exists (else
+//! root only). One JSON line in ([`AdminEnvelope`]), one JSON line out
+//! ([`SocketReply`]). The kernel's peer credentials are added to the operator name, so
+//! the record says both who the operator claimed to be and which OS user asked.
+
+use std::io::{self, BufRead as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::{AdminEnvelope, AdminError, AdminErrorCode, AdminResponse, handle};
+use crate::context::Context;
+
+/// Largest request line accepted on the admin socket.
+pub const MAX_REQUEST_LEN: u64 = 64 * 1024;
+/// Largest reply line the client accepts (a long device list).
+pub const MAX_REPLY_LEN: u64 = 64 * 1024 * 1024;
+/// How long the client waits for the gateway.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One reply line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SocketReply {
+    Ok(AdminResponse),
+    Error(AdminError),
+}
+
+/// Binds the admin socket at `path`, replacing a stale socket but never a live one.
+pub fn bind(path: &Path, group: &str) -> io::Result<UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use: is another gateway running?", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    let gid = group_id(group);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(if gid.is_some() { 0o660 } else { 0o600 }))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    Ok(listener)
+}
+
+/// Serves admin requests until the task is dropped.
+pub async fn serve(listener: UnixListener, ctx: Arc<Context>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve_one(stream, ctx).await {
+                        tracing::warn!(error = %e, "admin connection failed");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "admin socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_one(stream: UnixStream, ctx: Arc<Context>) -> io::Result<()> {
+    let uid = stream.peer_cred()?.uid();
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read.take(MAX_REQUEST_LEN)).read_line(&mut line).await?;
+    let reply = match serde_json::from_str::<AdminEnvelope>(&line) {
+        Ok(envelope) => {
+            let operator = format!("{} (uid {uid})", envelope.operator);
+            let ctx = ctx.clone();
+            match tokio::task::spawn_blocking(move || handle(&ctx, &operator, &envelope.request)).await {
+                Ok(Ok(response)) => SocketReply::Ok(response),
+                Ok(Err(e)) => SocketReply::Error(e),
+                Err(e) => SocketReply::Error(AdminError {
+                    code: AdminErrorCode::Internal,
+                    message: format!("the action failed: {e}"),
+                }),
+            }
+        }
+        Err(e) => SocketReply::Error(AdminError {
+            code: AdminErrorCode::Invalid,
+            message: format!("malformed admin request: {e}"),
+        }),
+    };
+    let mut out = serde_json::to_vec(&reply).map_err(io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+/// Why the client could not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No gateway listens on the socket: the command may act on the state itself.
+    #[error("no gateway is running")]
+    NotRunning,
+    #[error("the admin socket {path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("the gateway's answer is not understood: {0}")]
+    Protocol(String),
+}
+
+/// Sends one request to the gateway listening at `path`.
+pub fn call(path: &Path, envelope: &AdminEnvelope) -> Result<Result<AdminResponse, AdminError>, CallError> {
+    let io_err = |source| CallError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut stream = match std::os::unix::net::UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => {
+            return Err(CallError::NotRunning);
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(io_err)?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT)).map_err(io_err)?;
+    let mut line = serde_json::to_vec(envelope).map_err(|e| CallError::Protocol(e.to_string()))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io_err)?;
+    let mut reply = String::new();
+    io::BufReader::new(io::Read::take(&mut stream, MAX_REPLY_LEN))
+        .read_line(&mut reply)
+        .map_err(io_err)?;
+    match serde_json::from_str::<SocketReply>(&reply) {
+        Ok(SocketReply::Ok(r)) => Ok(Ok(r)),
+        Ok(SocketReply::Error(e)) => Ok(Err(e)),
+        Err(e) => Err(CallError::Protocol(e.to_string())),
+    }
+}
+
+/// The id of group `name` from `/etc/group`, if it exists.
+fn group_id(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name).then_some(())?;
+        fields.nth(1)?.parse().ok()
+    })
+}

@@ -1,0 +1,198 @@
+//! The errors the control plane answers with, and their one mapping to HTTP statuses.
+//!
+//! Every refusal is a [`Reason`] (a stable code that agents and tests match on) with a
+//! sentence. [`Reason::status`] is the only place an internal error becomes a status.
+
+use http::StatusCode;
+use ztgw_pki::CaError;
+
+use crate::registry::RegistryError;
+
+/// Why a request was refused. The `code` is part of the API: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    RequestMalformed,
+    RequestTooLarge,
+    NotFound,
+    MethodNotAllowed,
+    RateLimited,
+    Timeout,
+    InvitationMalformed,
+    InvitationUnknown,
+    InvitationUsed,
+    InvitationExpired,
+    EmployeeRevoked,
+    RoleUnknown,
+    DeviceDescriptionInvalid,
+    CsrTooLarge,
+    CsrMalformed,
+    CsrSignatureInvalid,
+    CsrUnsupported,
+    WireguardKeyInUse,
+    CertificateRequired,
+    CertificateIdentityInvalid,
+    CertificateUnknown,
+    CertificateRevoked,
+    DeviceUnknown,
+    DevicePending,
+    DeviceRevoked,
+    DeviceDecommissioned,
+    WireguardKeyMismatch,
+    WrongCertificateKind,
+    Internal,
+}
+
+impl Reason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::RequestMalformed => "request_malformed",
+            Self::RequestTooLarge => "request_too_large",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RateLimited => "rate_limited",
+            Self::Timeout => "timeout",
+            Self::InvitationMalformed => "invitation_malformed",
+            Self::InvitationUnknown => "invitation_unknown",
+            Self::InvitationUsed => "invitation_used",
+            Self::InvitationExpired => "invitation_expired",
+            Self::EmployeeRevoked => "employee_revoked",
+            Self::RoleUnknown => "role_unknown",
+            Self::DeviceDescriptionInvalid => "device_description_invalid",
+            Self::CsrTooLarge => "csr_too_large",
+            Self::CsrMalformed => "csr_malformed",
+            Self::CsrSignatureInvalid => "csr_signature_invalid",
+            Self::CsrUnsupported => "csr_unsupported",
+            Self::WireguardKeyInUse => "wireguard_key_in_use",
+            Self::CertificateRequired => "certificate_required",
+            Self::CertificateIdentityInvalid => "certificate_identity_invalid",
+            Self::CertificateUnknown => "certificate_unknown",
+            Self::CertificateRevoked => "certificate_revoked",
+            Self::DeviceUnknown => "device_unknown",
+            Self::DevicePending => "device_pending_approval",
+            Self::DeviceRevoked => "device_revoked",
+            Self::DeviceDecommissioned => "device_decommissioned",
+            Self::WireguardKeyMismatch => "wireguard_key_mismatch",
+            Self::WrongCertificateKind => "wrong_certificate_kind",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::RequestMalformed
+            | Self::InvitationMalformed
+            | Self::DeviceDescriptionInvalid
+            | Self::CsrMalformed
+            | Self::CsrSignatureInvalid
+            | Self::CsrUnsupported => StatusCode::BAD_REQUEST,
+            Self::RequestTooLarge | Self::CsrTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::CertificateRequired => StatusCode::UNAUTHORIZED,
+            Self::InvitationUnknown
+            | Self::InvitationExpired
+            | Self::EmployeeRevoked
+            | Self::CertificateIdentityInvalid
+            | Self::CertificateUnknown
+            | Self::CertificateRevoked
+            | Self::DeviceUnknown
+            | Self::DevicePending
+            | Self::DeviceRevoked
+            | Self::DeviceDecommissioned
+            | Self::WireguardKeyMismatch
+            | Self::WrongCertificateKind => StatusCode::FORBIDDEN,
+            Self::InvitationUsed | Self::RoleUnknown | Self::WireguardKeyInUse => {
+                StatusCode::CONFLICT
+            }
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// A refusal: a reason and a sentence for the person reading it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", reason.code())]
+pub struct ApiError {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON body every error answer carries.
+    pub fn body(&self) -> ztgw_pki::wire::ErrorBody {
+        ztgw_pki::wire::ErrorBody {
+            error: self.reason.code().to_owned(),
+            message: self.message.clone(),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        tracing::error!(error = %e, "registry error while serving a request");
+        Self::new(Reason::Internal, "the gateway could not complete the request")
+    }
+}
+
+impl From<CaError> for ApiError {
+    fn from(e: CaError) -> Self {
+        let (reason, message) = match e {
+            CaError::CsrTooLarge => (Reason::CsrTooLarge, e.to_string()),
+            CaError::CsrMalformed => (Reason::CsrMalformed, e.to_string()),
+            CaError::CsrBadSignature => (Reason::CsrSignatureInvalid, e.to_string()),
+            CaError::CsrUnsupportedExtension | CaError::CsrUnsupportedAlgorithm => {
+                (Reason::CsrUnsupported, e.to_string())
+            }
+            other => {
+                tracing::error!(error = %other, "certificate authority error");
+                (
+                    Reason::Internal,
+                    "the gateway could not sign the certificate".to_owned(),
+                )
+            }
+        };
+        Self::new(reason, message)
+    }
+}
+
+impl From<crate::clock::EntropyError> for ApiError {
+    fn from(e: crate::clock::EntropyError) -> Self {
+        tracing::error!(error = %e, "no randomness");
+        Self::new(Reason::Internal, "the gateway could not complete the request")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_is_a_client_error_and_codes_are_unique() {
+        use Reason::*;
+        let all = [
+            RequestMalformed, RequestTooLarge, NotFound, MethodNotAllowed, RateLimited, Timeout,
+            InvitationMalformed, InvitationUnknown, InvitationUsed, InvitationExpired,
+            EmployeeRevoked, RoleUnknown, DeviceDescriptionInvalid, CsrTooLarge, CsrMalformed,
+            CsrSignatureInvalid, CsrUnsupported, WireguardKeyInUse, CertificateRequired,
+            CertificateIdentityInvalid, CertificateUnknown, CertificateRevoked, DeviceUnknown,
+            DevicePending, DeviceRevoked, DeviceDecommissioned, WireguardKeyMismatch,
+            WrongCertificateKind, Internal,
+        ];
+        let mut codes: Vec<&str> = all.iter().map(|r| r.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        for r in all {
+            assert_eq!(r.status().is_client_error(), r != Internal, "{r:?}");
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! The `ztgw` command line: definitions, dispatch, output and exit codes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use ztgw_config::{HumanDuration, Settings};
+use ztgw_pki::{DeviceId, EmployeeId};
+
+use crate::admin::socket::{self, CallError};
+use crate::admin::{
+    AdminEnvelope, AdminError, AdminErrorCode, AdminRequest, AdminResponse, EmployeeRevokeReason,
+    RevokeReason,
+};
+use crate::clock::{SystemClock, SystemEntropy};
+use crate::context::Context;
+use crate::enrolment::rfc3339;
+
+/// Exit codes of `ztgw`, documented in docs/operators.md.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// Anything not listed below.
+    pub const FAILURE: u8 = 1;
+    /// The command line is wrong (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The configuration or the state directory cannot be used.
+    pub const CONFIG: u8 = 3;
+    /// The device, employee or invitation does not exist.
+    pub const NOT_FOUND: u8 = 4;
+    /// The request was refused: invalid, or not allowed in the target's state.
+    pub const REFUSED: u8 = 5;
+    /// The gateway failed to carry out the action.
+    pub const INTERNAL: u8 = 6;
+}
+
+const DEFAULT_CONFIG: &str = "/etc/ztgw/gateway.toml";
+
+/// ztgw: zero-trust remote access gateway for teleworking civil servants.
+#[derive(Debug, Parser)]
+#[command(name = "ztgw", version, about, long_about = None)]
+pub struct Cli {
+    /// The gateway's settings file.
+    #[arg(long, global = true, env = "ZTGW_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Who is acting, for the record (default: the invoking OS user).
+    #[arg(long, global = true)]
+    pub operator: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new gateway's state directory (CA, keys, settings, policy, registry).
+    #[command(after_help = "Example:\n  ztgw init --dir /etc/ztgw --name gw.example.gov.ma --endpoint gw.example.gov.ma:51820")]
+    Init(InitArgs),
+    /// Run the gateway (control plane and admin socket) in the foreground.
+    Serve,
+    /// Invite an employee to enrol one device: the administration's prior approval (G1).
+    #[command(after_help = "Example:\n  ztgw invite --employee e1029 --role finance --approved-by 'Head of IT' --reference DEC-2026-114")]
+    Invite(InviteArgs),
+    /// Enrolled devices: list, show, approve, revoke, decommission.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Employees: end or restore an employee's telework (G3).
+    #[command(subcommand)]
+    Employee(EmployeeCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The new state directory (created with mode 0700; must be new or empty).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The gateway's DNS name or IP address; repeat for more. The first goes into invitations.
+    #[arg(long = "name", required = true)]
+    pub names: Vec<String>,
+    /// The WireGuard endpoint laptops send to, HOST:PORT.
+    #[arg(long)]
+    pub endpoint: String,
+    /// Where the control plane listens.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub control_listen: SocketAddr,
+    /// The control-plane address invitations carry (default: first name and listen port).
+    #[arg(long)]
+    pub control_advertise: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InviteArgs {
+    #[arg(long)]
+    pub employee: EmployeeId,
+    /// A role defined in the policy.
+    #[arg(long)]
+    pub role: String,
+    /// Who in the administration approved this telework.
+    #[arg(long)]
+    pub approved_by: String,
+    /// The reference of the approval decision.
+    #[arg(long)]
+    pub reference: String,
+    /// A schedule of the policy for this employee, instead of the role's.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// How long the invitation can be used (e.g. 72h; default from gateway.toml).
+    #[arg(long)]
+    pub valid_for: Option<HumanDuration>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List enrolled devices.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one device with its certificates and history.
+    Show {
+        id: DeviceId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a device held for approval (require_device_approval = true).
+    Approve {
+        id: DeviceId,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Revoke a device at once: its certificates are revoked and the CRL republished.
+    #[command(after_help = "Example:\n  ztgw device revoke dev-3k9x… --reason lost --note 'reported by phone 09:12'")]
+    Revoke {
+        id: DeviceId,
+        #[arg(long, value_enum)]
+        reason: RevokeReason,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Equipment returned (G14): credentials revoked, record kept for audit.
+    Decommission {
+        id: DeviceId,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmployeeCommand {
+    /// End an employee's telework: every device of theirs is revoked (G3).
+    Revoke {
+        id: EmployeeId,
+        #[arg(long, value_enum, default_value = "ended")]
+        reason: EmployeeRevokeReason,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Allow a revoked employee to be invited again.
+    Reinstate {
+        id: EmployeeId,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+/// Runs the command and returns its exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(Failure { code, message }) => {
+            eprintln!("ztgw: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// A failed command: its exit code and what to tell the operator.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<AdminError> for Failure {
+    fn from(e: AdminError) -> Self {
+        let code = match e.code {
+            AdminErrorCode::Invalid | AdminErrorCode::Conflict => exit::REFUSED,
+            AdminErrorCode::NotFound => exit::NOT_FOUND,
+            AdminErrorCode::Internal => exit::INTERNAL,
+        };
+        Self::new(code, e.message)
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), Failure> {
+    let operator = cli.operator.clone().unwrap_or_else(os_user);
+    match cli.command {
+        Command::Init(args) => init(&args),
+        Command::Serve => serve(&cli.config),
+        Command::Invite(args) => {
+            let request = AdminRequest::Invite {
+                employee: args.employee,
+                role: args.role,
+                schedule: args.schedule,
+                approved_by: args.approved_by,
+                reference: args.reference,
+                valid_for_secs: args.valid_for.map(|d| d.get().as_secs()),
+            };
+            show(admin(&cli.config, &operator, request)?, args.json)
+        }
+        Command::Device(cmd) => {
+            let (request, json) = match cmd {
+                DeviceCommand::List { json } => (AdminRequest::DeviceList, json),
+                DeviceCommand::Show { id, json } => (AdminRequest::DeviceShow { device: id }, json),
+                DeviceCommand::Approve { id, note } => (AdminRequest::DeviceApprove { device: id, note }, false),
+                DeviceCommand::Revoke { id, reason, note } => {
+                    (AdminRequest::DeviceRevoke { device: id, reason, note }, false)
+                }
+                DeviceCommand::Decommission { id, note } => {
+                    (AdminRequest::DeviceDecommission { device: id, note }, false)
+                }
+            };
+            show(admin(&cli.config, &operator, request)?, json)
+        }
+        Command::Employee(cmd) => {
+            let request = match cmd {
+                EmployeeCommand::Revoke { id, reason, note } => AdminRequest::EmployeeRevoke {
+                    employee: id,
+                    reason,
+                    note,
+                },
+                EmployeeCommand::Reinstate { id, note } => AdminRequest::EmployeeReinstate { employee: id, note },
+            };
+            show(admin(&cli.config, &operator, request)?, false)
+        }
+    }
+}
+
+fn init(args: &InitArgs) -> Result<(), Failure> {
+    let report = crate::state::init(
+        &crate::state::InitOptions {
+            dir: args.dir.clone(),
+            names: args.names.clone(),
+            endpoint: args.endpoint.clone(),
+            control_listen: args.control_listen,
+            control_advertise: args.control_advertise.clone(),
+        },
+        Arc::new(SystemClock),
+        Arc::new(SystemEntropy::new()),
+    )
+    .map_err(|e| {
+        let code = match e {
+            crate::state::InitError::NotEmpty(_) | crate::state::InitError::Invalid(_) => exit::REFUSED,
+            _ => exit::FAILURE,
+        };
+        Failure::new(code, e.to_string())
+    })?;
+    println!("Created the gateway state in {}", args.dir.display());
+    println!("  settings:            {}", report.settings.display());
+    println!("  CA fingerprint:      {}", report.ca_fingerprint);
+    println!("  WireGuard public key: {}", report.wireguard_public_key);
+    println!();
+    println!("Next: review the policy, then start the gateway:");
+    println!("  ztgw --config {} serve", report.settings.display());
+    Ok(())
+}
+
+fn serve(config: &std::path::Path) -> Result<(), Failure> {
+    let ctx = open(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::FAILURE, format!("cannot start the runtime: {e}")))?;
+    runtime
+        .block_on(crate::daemon::serve(ctx))
+        .map_err(|e| Failure::new(exit::FAILURE, format!("{e:#}")))
+}
+
+fn open(config: &std::path::Path) -> Result<Context, Failure> {
+    let settings = Settings::load(config).map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?;
+    Context::open(settings, Arc::new(SystemClock), Arc::new(SystemEntropy::new()))
+        .map_err(|e| Failure::new(exit::CONFIG, e.to_string()))
+}
+
+/// Carries out an admin request through the running gateway, or on the state itself
+/// when no gateway runs.
+fn admin(config: &std::path::Path, operator: &str, request: AdminRequest) -> Result<AdminResponse, Failure> {
+    let settings = Settings::load(config).map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?;
+    let envelope = AdminEnvelope {
+        operator: operator.to_owned(),
+        request,
+    };
+    match socket::call(&settings.admin.socket, &envelope) {
+        Ok(answer) => answer.map_err(Failure::from),
+        Err(CallError::NotRunning) => {
+            let ctx = open(config)?;
+            let operator = format!("{operator} (uid {}, offline)", current_uid().unwrap_or(u32::MAX));
+            crate::admin::handle(&ctx, &operator, &envelope.request).map_err(Failure::from)
+        }
+        Err(e) => Err(Failure::new(exit::FAILURE, e.to_string())),
+    }
+}
+
+fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
+    if json {
+        let text = serde_json::to_string_pretty(&response)
+            .map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    match response {
+        AdminResponse::Invitation(inv) => {
+            println!(
+                "Invitation {} for employee {}, role {}{}, usable once until {}:",
+                inv.id,
+                inv.employee,
+                inv.role,
+                inv.schedule.map(|s| format!(", schedule {s}")).unwrap_or_default(),
+                rfc3339(inv.expires_at)
+            );
+            println!();
+            println!("  {}", inv.invitation.expose());
+            println!();
+            println!("Give it to the employee through a channel you trust. They run:");
+            println!("  ztgw-agent enroll '<the invitation>'");
+        }
+        AdminResponse::Devices { devices } => {
+            println!("{:<22} {:<16} {:<14} {:<15} {:<20} ENROLLED", "DEVICE", "EMPLOYEE", "ROLE", "STATUS", "HOSTNAME");
+            for d in devices {
+                println!(
+                    "{:<22} {:<16} {:<14} {:<15} {:<20} {}",
+                    d.id.as_str(),
+                    d.employee.as_str(),
+                    d.role,
+                    d.status.as_str(),
+                    d.hostname,
+                    rfc3339(d.enrolled_at)
+                );
+            }
+        }
+        AdminResponse::Device { device } => {
+            let s = &device.summary;
+            println!("device        {}", s.id);
+            println!("employee      {}", s.employee);
+            println!("role          {}", s.role);
+            println!("schedule      {}", device.schedule.as_deref().unwrap_or("(the role's)"));
+            println!("status        {}", s.status.as_str());
+            println!("hostname      {}", s.hostname);
+            println!("os            {}", device.os);
+            println!("ownership     {}", s.ownership.as_str());
+            println!("enrolled      {} (invitation {})", rfc3339(s.enrolled_at), device.invitation);
+            println!("wireguard key {}", device.wireguard_public_key);
+            for (label, change) in [("approved", &device.approved), ("ended", &device.ended)] {
+                if let Some(c) = change {
+                    println!(
+                        "{label:<13} {} by {}: {}{}",
+                        rfc3339(c.at),
+                        c.by,
+                        c.reason,
+                        c.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                    );
+                }
+            }
+            for c in device.certificates {
+                println!(
+                    "certificate   {} valid {} to {}{}",
+                    c.serial,
+                    rfc3339(c.not_before),
+                    rfc3339(c.not_after),
+                    c.revoked_at.map(|t| format!(", revoked {}", rfc3339(t))).unwrap_or_default()
+                );
+            }
+        }
+        AdminResponse::Done { message, .. } => println!("{message}"),
+    }
+    Ok(())
+}
+
+/// The invoking OS user: the one behind sudo if any.
+fn os_user() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| format!("uid {}", current_uid().unwrap_or(u32::MAX)))
+}
+
+fn current_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

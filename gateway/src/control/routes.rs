@@ -1,0 +1,126 @@
+//! The control plane's endpoints. Each reads a bounded JSON body, does its work on a
+//! blocking thread (the registry is synchronous), and answers JSON.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use ztgw_pki::wire::{EnrolRequest, RenewRequest, path};
+
+use super::limits::SourceLimits;
+use crate::api_error::{ApiError, Reason};
+use crate::context::Context;
+use crate::device_auth::{Presented, authenticate};
+use crate::enrolment;
+
+/// Answers one request.
+pub async fn route(
+    ctx: Arc<Context>,
+    limits: Arc<SourceLimits>,
+    source: IpAddr,
+    presented: Arc<Presented>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let timeout = ctx.settings.control.request_timeout.get();
+    let answer = tokio::time::timeout(timeout, dispatch(ctx, limits, source, presented, req))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(Reason::Timeout, "the request took too long"))
+        });
+    Ok(match answer {
+        Ok(response) => response,
+        Err(e) => error_response(&e),
+    })
+}
+
+async fn dispatch(
+    ctx: Arc<Context>,
+    limits: Arc<SourceLimits>,
+    source: IpAddr,
+    presented: Arc<Presented>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let max = ctx.settings.control.max_request_bytes;
+    match (req.method().clone(), req.uri().path()) {
+        (Method::POST, path::ENROL) => {
+            if !limits.allow_enrolment(source) {
+                return Err(ApiError::new(
+                    Reason::RateLimited,
+                    "too many enrolment attempts from this address; wait a minute",
+                ));
+            }
+            let body: EnrolRequest = read_json(req, max).await?;
+            let answer = blocking(move || enrolment::enrol(&ctx, &body)).await?;
+            json(StatusCode::OK, &answer)
+        }
+        (Method::POST, path::RENEW) => {
+            let body: RenewRequest = read_json(req, max).await?;
+            let answer = blocking(move || {
+                let device = authenticate(&ctx, &presented)?;
+                enrolment::renew(&ctx, &device, &body)
+            })
+            .await?;
+            json(StatusCode::OK, &answer)
+        }
+        (Method::GET, path::DEVICE) => {
+            let answer = blocking(move || authenticate(&ctx, &presented).map(|d| enrolment::view(&d))).await?;
+            json(StatusCode::OK, &answer)
+        }
+        (_, path::ENROL | path::RENEW | path::DEVICE) => Err(ApiError::new(
+            Reason::MethodNotAllowed,
+            format!("{} is not allowed here", req.method()),
+        )),
+        _ => Err(ApiError::new(Reason::NotFound, "no such endpoint")),
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, max: usize) -> Result<T, ApiError> {
+    let bytes = Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::new(Reason::RequestTooLarge, format!("the request body exceeds {max} bytes"))
+            } else {
+                ApiError::new(Reason::RequestMalformed, "the request body could not be read")
+            }
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(Reason::RequestMalformed, format!("the request body is not valid: {e}")))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "request handler failed");
+        Err(ApiError::new(Reason::Internal, "the gateway could not complete the request"))
+    })
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError> {
+    let body = serde_json::to_vec(value).map_err(|e| {
+        tracing::error!(error = %e, "response serialisation failed");
+        ApiError::new(Reason::Internal, "the gateway could not complete the request")
+    })?;
+    Ok(response(status, body))
+}
+
+fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(&e.body()).unwrap_or_else(|_| b"{\"error\":\"internal_error\",\"message\":\"\"}".to_vec());
+    response(e.reason.status(), body)
+}
+
+fn response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r
+}

@@ -1,0 +1,169 @@
+//! `ztgw serve`: the running gateway, wired together.
+//!
+//! This is the thin shell: it opens the state, binds the control plane and the admin
+//! socket, swaps the TLS configuration when a CRL is published, keeps the CRL fresh,
+//! trims the rate limiters, and handles signals. The decisions live elsewhere.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use ztgw_pki::Secret;
+use ztgw_pki::tls::ServerIdentity;
+
+use crate::admin::socket;
+use crate::context::Context;
+use crate::control::tls::TlsState;
+use crate::control::{ControlPlane, Counters};
+use crate::revocation;
+
+/// How often the maintenance loop runs.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A running gateway. Dropping it (or [`RunningGateway::shutdown`]) stops every task.
+#[derive(Debug)]
+pub struct RunningGateway {
+    pub ctx: Arc<Context>,
+    pub control_addr: SocketAddr,
+    pub counters: Arc<Counters>,
+    admin_socket: PathBuf,
+    tasks: JoinSet<()>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("the control plane's TLS identity: {0}")]
+    Tls(#[from] ztgw_pki::TlsConfigError),
+    #[error("binding the control plane on {addr}: {source}")]
+    BindControl { addr: SocketAddr, source: std::io::Error },
+    #[error("binding the admin socket {path}: {source}")]
+    BindAdmin { path: String, source: std::io::Error },
+}
+
+impl RunningGateway {
+    /// Starts the gateway on an opened context.
+    pub async fn start(ctx: Context) -> Result<Self, StartError> {
+        let ctx = Arc::new(ctx);
+        let paths = ctx.settings.state();
+        let read = |p: PathBuf| {
+            std::fs::read_to_string(&p).map_err(|source| StartError::Read {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let identity = ServerIdentity::from_pem(
+            &read(paths.server_cert())?,
+            &Secret::new(read(paths.server_key())?),
+            &read(paths.ca_cert())?,
+        )?;
+        // A fresh CRL at start; if that fails the one on disk (if still valid) is used.
+        let revocation = match ctx.publish_crl() {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::error!(error = %e, "could not publish a revocation list at start");
+                ctx.load_crl()
+            }
+        };
+        let tls = Arc::new(TlsState::new(identity, &revocation)?);
+        {
+            let tls = tls.clone();
+            ctx.on_crl_published(move |state| tls.apply(state));
+        }
+
+        let listen = ctx.settings.control.listen;
+        let control = ControlPlane::bind(ctx.clone(), tls.clone())
+            .await
+            .map_err(|source| StartError::BindControl { addr: listen, source })?;
+        let control_addr = control.local_addr().map_err(|source| StartError::BindControl { addr: listen, source })?;
+        let counters = control.counters();
+        let limits = control.limits();
+
+        let admin_path = ctx.settings.admin.socket.clone();
+        let admin = socket::bind(&admin_path, &ctx.settings.admin.group).map_err(|source| StartError::BindAdmin {
+            path: admin_path.display().to_string(),
+            source,
+        })?;
+
+        let mut tasks = JoinSet::new();
+        tasks.spawn(control.run());
+        tasks.spawn(socket::serve(admin, ctx.clone()));
+        {
+            let ctx = ctx.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    limits.forget_idle();
+                    let ctx = ctx.clone();
+                    let tls = tls.clone();
+                    let _ = tokio::task::spawn_blocking(move || maintain_crl(&ctx, &tls)).await;
+                }
+            });
+        }
+        tracing::info!(%control_addr, admin_socket = %admin_path.display(), "gateway started");
+        Ok(Self {
+            ctx,
+            control_addr,
+            counters,
+            admin_socket: admin_path,
+            tasks,
+        })
+    }
+
+    /// Stops every task and removes the admin socket.
+    pub async fn shutdown(mut self) {
+        self.tasks.shutdown().await;
+        let _ = std::fs::remove_file(&self.admin_socket);
+        tracing::info!("gateway stopped");
+    }
+}
+
+/// Re-signs the CRL when half its validity has passed, and re-reads the file so that a
+/// damaged or expired one makes the control plane fail closed.
+fn maintain_crl(ctx: &Context, tls: &TlsState) {
+    let now = ctx.clock.now();
+    let half = time::Duration::try_from(ctx.settings.enrolment.crl_validity.get() / 2)
+        .unwrap_or(time::Duration::HOUR);
+    let due = revocation::next_update(&ctx.settings.state().crl()).is_none_or(|next| next - now < half);
+    if due {
+        if let Err(e) = ctx.publish_crl() {
+            tracing::error!(error = %e, "could not re-sign the revocation list");
+        } else {
+            return;
+        }
+    }
+    tls.apply(&ctx.load_crl());
+}
+
+/// Runs the gateway until SIGTERM or SIGINT. SIGHUP re-reads the policy.
+pub async fn serve(ctx: Context) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let gateway = RunningGateway::start(ctx).await?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload_policy(&gateway.ctx),
+        }
+    }
+    gateway.shutdown().await;
+    Ok(())
+}
+
+fn reload_policy(ctx: &Context) {
+    match ztgw_config::Policy::load(&ctx.settings.policy.file) {
+        Ok(policy) => {
+            ctx.policy.store(Arc::new(policy));
+            tracing::info!(file = %ctx.settings.policy.file.display(), "policy reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "policy refused; the previous policy stays in force"),
+    }
+}

@@ -1,0 +1,122 @@
+//! Who is calling: a verified client certificate, checked against the registry.
+//!
+//! TLS has already verified the chain and the CRL. This adds what TLS cannot know: the
+//! certificate must be one the registry issued, not revoked since the connection opened
+//! (HTTP/2 and keep-alive connections outlive a CRL swap), for a device still in service,
+//! whose employee still teleworks, with the WireGuard key the registry holds.
+
+use time::OffsetDateTime;
+use ztgw_pki::wire::DeviceStatus;
+use ztgw_pki::{CertificateIdentity, IdentityError, SerialNumber};
+
+use crate::api_error::{ApiError, Reason};
+use crate::context::Context;
+use crate::registry::DeviceRecord;
+
+/// A device whose certificate and registry record agree, in any status but ended.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedDevice {
+    pub record: DeviceRecord,
+    pub serial: SerialNumber,
+    pub not_after: OffsetDateTime,
+}
+
+impl AuthenticatedDevice {
+    /// Refuses a device still waiting for approval.
+    pub fn require_active(&self) -> Result<(), ApiError> {
+        match self.record.status {
+            DeviceStatus::Active => Ok(()),
+            DeviceStatus::Pending => Err(ApiError::new(
+                Reason::DevicePending,
+                "this device is waiting for the security unit's approval",
+            )),
+            DeviceStatus::Revoked | DeviceStatus::Decommissioned => Err(ended(self.record.status)),
+        }
+    }
+}
+
+/// What the connection presented.
+#[derive(Debug, Clone)]
+pub enum Presented {
+    Nothing,
+    Invalid(IdentityError),
+    Identity(CertificateIdentity),
+}
+
+/// Checks the presented identity against the registry.
+pub fn authenticate(ctx: &Context, presented: &Presented) -> Result<AuthenticatedDevice, ApiError> {
+    let identity = match presented {
+        Presented::Nothing => {
+            return Err(ApiError::new(
+                Reason::CertificateRequired,
+                "this request needs the device's client certificate",
+            ));
+        }
+        Presented::Invalid(e) => {
+            return Err(ApiError::new(Reason::CertificateIdentityInvalid, e.to_string()));
+        }
+        Presented::Identity(i) => i,
+    };
+    let CertificateIdentity::Device {
+        device,
+        employee,
+        wg_key,
+        serial,
+        not_after,
+    } = identity
+    else {
+        return Err(ApiError::new(
+            Reason::WrongCertificateKind,
+            "this request needs a device certificate",
+        ));
+    };
+    let cert = ctx.registry.certificate(serial)?.ok_or_else(|| {
+        ApiError::new(Reason::CertificateUnknown, "the registry never issued this certificate")
+    })?;
+    if cert.revoked.is_some() {
+        return Err(ApiError::new(Reason::CertificateRevoked, "this certificate has been revoked"));
+    }
+    let record = ctx.registry.device(device)?.ok_or_else(|| {
+        ApiError::new(Reason::DeviceUnknown, "the registry has no such device")
+    })?;
+    if &cert.device != device || &record.employee != employee {
+        return Err(ApiError::new(
+            Reason::CertificateIdentityInvalid,
+            "the certificate's identity does not match the registry",
+        ));
+    }
+    if &record.wg_key != wg_key {
+        return Err(ApiError::new(
+            Reason::WireguardKeyMismatch,
+            "the certificate's WireGuard key is not the one registered for this device",
+        ));
+    }
+    if matches!(record.status, DeviceStatus::Revoked | DeviceStatus::Decommissioned) {
+        return Err(ended(record.status));
+    }
+    if ctx
+        .registry
+        .employee(employee)?
+        .is_none_or(|e| e.revoked.is_some())
+    {
+        return Err(ApiError::new(
+            Reason::EmployeeRevoked,
+            "the employee's telework has been ended by the administration",
+        ));
+    }
+    Ok(AuthenticatedDevice {
+        record,
+        serial: serial.clone(),
+        not_after: *not_after,
+    })
+}
+
+fn ended(status: DeviceStatus) -> ApiError {
+    match status {
+        DeviceStatus::Decommissioned => ApiError::new(
+            Reason::DeviceDecommissioned,
+            "this device has been decommissioned",
+        ),
+        _ => ApiError::new(Reason::DeviceRevoked, "this device has been revoked"),
+    }
+}

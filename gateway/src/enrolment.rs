@@ -1,0 +1,237 @@
+//! Enrolment and renewal: how a device gets, and keeps, its certificate.
+//!
+//! [`enrol`] redeems an invitation (the prior approval of G1) for a device certificate;
+//! [`renew`] gives an authenticated device a fresh one. Every check happens before
+//! anything is signed, and the registry is written in one transaction, so a refused
+//! request leaves the registry exactly as it was.
+
+use base64::Engine as _;
+use time::OffsetDateTime;
+use ztgw_pki::ca::CheckedCsr;
+use ztgw_pki::wire::{
+    DeviceStatus, DeviceView, EnrolRequest, EnrolResponse, RenewRequest, RenewResponse,
+};
+use ztgw_pki::{DeviceClaims, DeviceId, SerialNumber};
+
+use crate::api_error::{ApiError, Reason};
+use crate::clock::random;
+use crate::context::Context;
+use crate::device_auth::AuthenticatedDevice;
+use crate::registry::{
+    ActionRecord, CertificateRecord, DeviceRecord, Enrolment, RegistryError, StatusChange,
+};
+
+/// Redeems an invitation for a device certificate.
+pub fn enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiError> {
+    let now = ctx.clock.now();
+    req.device
+        .check()
+        .map_err(|m| ApiError::new(Reason::DeviceDescriptionInvalid, m))?;
+    let secret: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(req.invitation_secret.expose())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                Reason::InvitationMalformed,
+                "the invitation secret is not 32 bytes of base64url",
+            )
+        })?;
+    let unknown = || {
+        ApiError::new(
+            Reason::InvitationUnknown,
+            "no invitation matches; ask the security unit for a new one",
+        )
+    };
+    let inv = ctx
+        .registry
+        .invitation(&req.invitation_id)?
+        .ok_or_else(unknown)?;
+    if !inv.secret_hash.matches(&inv.id, &secret) {
+        return Err(unknown());
+    }
+    if inv.used_at.is_some() {
+        return Err(ApiError::new(
+            Reason::InvitationUsed,
+            "this invitation has already been used to enrol a device",
+        ));
+    }
+    if now >= inv.expires_at {
+        return Err(ApiError::new(
+            Reason::InvitationExpired,
+            format!("this invitation expired at {}", rfc3339(inv.expires_at)),
+        ));
+    }
+    let employee = ctx.registry.employee(&inv.employee)?;
+    if employee.is_none_or(|e| e.revoked.is_some()) {
+        return Err(ApiError::new(
+            Reason::EmployeeRevoked,
+            "the employee's telework has been ended by the administration",
+        ));
+    }
+    if !ctx.policy.load().has_role(&inv.role) {
+        return Err(ApiError::new(
+            Reason::RoleUnknown,
+            format!(
+                "the invitation's role {:?} is no longer in the policy; ask the security unit",
+                inv.role
+            ),
+        ));
+    }
+    let csr = CheckedCsr::parse_pem(&req.csr_pem)?;
+
+    let device_id = DeviceId::from_random(random(ctx.entropy.as_ref())?);
+    let claims = DeviceClaims {
+        device: device_id.clone(),
+        employee: inv.employee.clone(),
+        wg_key: req.wireguard_public_key,
+        serial: SerialNumber::from_random(random(ctx.entropy.as_ref())?),
+        not_before: now,
+        not_after: now + validity(ctx),
+    };
+    let cert = ctx.ca.issue_device(&csr, &claims)?;
+    let status = if ctx.settings.enrolment.require_device_approval {
+        DeviceStatus::Pending
+    } else {
+        DeviceStatus::Active
+    };
+    let device = DeviceRecord {
+        id: device_id.clone(),
+        employee: inv.employee.clone(),
+        role: inv.role.clone(),
+        schedule: inv.schedule.clone(),
+        invitation: inv.id.clone(),
+        hostname: req.device.hostname.clone(),
+        os: req.device.os.clone(),
+        ownership: req.device.ownership,
+        wg_key: req.wireguard_public_key,
+        status,
+        enrolled_at: now,
+        approved: (status == DeviceStatus::Active).then(|| StatusChange {
+            at: now,
+            by: inv.approved_by.clone(),
+            reason: format!("invitation {} ({})", inv.id, inv.reference),
+            note: None,
+        }),
+        ended: None,
+    };
+    let enrolment = Enrolment {
+        invitation: inv.id.clone(),
+        device,
+        certificate: certificate_record(&device_id, &cert, now),
+    };
+    let action = ActionRecord {
+        at: now,
+        operator: format!("device {device_id}"),
+        action: "device.enrolled".into(),
+        target: device_id.to_string(),
+        detail: format!(
+            "employee={} role={} invitation={} status={} serial={}",
+            inv.employee,
+            inv.role,
+            inv.id,
+            status.as_str(),
+            cert.serial
+        ),
+    };
+    match ctx.registry.complete_enrolment(&enrolment, &action) {
+        Ok(()) => {}
+        Err(RegistryError::InvitationAlreadyUsed) => {
+            return Err(ApiError::new(
+                Reason::InvitationUsed,
+                "this invitation has already been used to enrol a device",
+            ));
+        }
+        Err(RegistryError::WgKeyInUse(_)) => {
+            return Err(ApiError::new(
+                Reason::WireguardKeyInUse,
+                "this WireGuard key already belongs to an enrolled device; generate a new one",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(device = %device_id, status = status.as_str(), "device enrolled");
+    Ok(EnrolResponse {
+        device_id,
+        employee_id: inv.employee,
+        role: inv.role,
+        status,
+        certificate_pem: cert.pem,
+        ca_pem: ctx.ca.cert_pem().to_owned(),
+        not_after: cert.not_after,
+    })
+}
+
+/// Issues a fresh certificate to an authenticated, active device for the key in `req`.
+/// The previous certificate stays valid until it expires, so an agent that crashes
+/// before saving the new one is not locked out.
+pub fn renew(
+    ctx: &Context,
+    device: &AuthenticatedDevice,
+    req: &RenewRequest,
+) -> Result<RenewResponse, ApiError> {
+    let now = ctx.clock.now();
+    device.require_active()?;
+    let csr = CheckedCsr::parse_pem(&req.csr_pem)?;
+    let record = &device.record;
+    let claims = DeviceClaims {
+        device: record.id.clone(),
+        employee: record.employee.clone(),
+        wg_key: record.wg_key,
+        serial: SerialNumber::from_random(random(ctx.entropy.as_ref())?),
+        not_before: now,
+        not_after: now + validity(ctx),
+    };
+    let cert = ctx.ca.issue_device(&csr, &claims)?;
+    let action = ActionRecord {
+        at: now,
+        operator: format!("device {}", record.id),
+        action: "device.certificate_renewed".into(),
+        target: record.id.to_string(),
+        detail: format!("previous={} serial={}", device.serial, cert.serial),
+    };
+    ctx.registry
+        .add_certificate(&certificate_record(&record.id, &cert, now), &action)?;
+    Ok(RenewResponse {
+        certificate_pem: cert.pem,
+        not_after: cert.not_after,
+    })
+}
+
+/// What the gateway knows of the calling device.
+pub fn view(device: &AuthenticatedDevice) -> DeviceView {
+    DeviceView {
+        device_id: device.record.id.clone(),
+        employee_id: device.record.employee.clone(),
+        role: device.record.role.clone(),
+        status: device.record.status,
+        certificate_serial: device.serial.to_hex(),
+        certificate_not_after: device.not_after,
+    }
+}
+
+fn certificate_record(
+    device: &DeviceId,
+    cert: &ztgw_pki::IssuedCertificate,
+    now: OffsetDateTime,
+) -> CertificateRecord {
+    CertificateRecord {
+        serial: cert.serial.clone(),
+        device: device.clone(),
+        not_before: cert.not_before,
+        not_after: cert.not_after,
+        issued_at: now,
+        revoked: None,
+    }
+}
+
+fn validity(ctx: &Context) -> time::Duration {
+    time::Duration::try_from(ctx.settings.enrolment.certificate_validity.get())
+        .unwrap_or(time::Duration::days(30))
+}
+
+/// RFC 3339 for messages; falls back to the debug form, which is still readable.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| format!("{t}"))
+}

@@ -1,0 +1,183 @@
+//! The registry: invitations, employees, devices, certificates and the record of
+//! administrative actions.
+//!
+//! [`Registry`] is the small interface the rest of the gateway uses; [`sqlite`] implements
+//! it on an embedded database, and a shared PostgreSQL can implement it later so several
+//! gateways share one registry. Every method that changes state takes the
+//! [`ActionRecord`] that describes the change and stores both in one transaction, so no
+//! change goes unrecorded.
+
+pub mod sqlite;
+
+use time::OffsetDateTime;
+use ztgw_pki::wire::{DeviceStatus, Ownership};
+use ztgw_pki::{
+    CrlReason, DeviceId, EmployeeId, InvitationId, RevokedEntry, SecretHash, SerialNumber,
+    WgPublicKey,
+};
+
+pub use sqlite::SqliteRegistry;
+
+/// What went wrong in the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("the invitation has already been used")]
+    InvitationAlreadyUsed,
+    #[error("the WireGuard key is already registered to device {0}")]
+    WgKeyInUse(String),
+    #[error("{0} already exists")]
+    Duplicate(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("the registry holds a value it cannot read: {0}")]
+    Corrupt(String),
+    #[error("registry storage error: {0}")]
+    Storage(String),
+}
+
+/// An invitation: the security unit's prior approval for one employee (G1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationRecord {
+    pub id: InvitationId,
+    pub employee: EmployeeId,
+    pub role: String,
+    pub schedule: Option<String>,
+    pub approved_by: String,
+    pub reference: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub secret_hash: SecretHash,
+    pub used_at: Option<OffsetDateTime>,
+    pub used_by: Option<DeviceId>,
+}
+
+/// An employee's telework status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmployeeRecord {
+    pub id: EmployeeId,
+    pub created_at: OffsetDateTime,
+    /// Set while the employee's telework is ended (G3).
+    pub revoked: Option<StatusChange>,
+}
+
+/// Who changed a status, when and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub at: OffsetDateTime,
+    pub by: String,
+    pub reason: String,
+    pub note: Option<String>,
+}
+
+/// An enrolled device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub id: DeviceId,
+    pub employee: EmployeeId,
+    pub role: String,
+    pub schedule: Option<String>,
+    pub invitation: InvitationId,
+    pub hostname: String,
+    pub os: String,
+    pub ownership: Ownership,
+    pub wg_key: WgPublicKey,
+    pub status: DeviceStatus,
+    pub enrolled_at: OffsetDateTime,
+    pub approved: Option<StatusChange>,
+    /// The last change that took the device out of service (revoked or decommissioned).
+    pub ended: Option<StatusChange>,
+}
+
+/// A certificate the CA issued to a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRecord {
+    pub serial: SerialNumber,
+    pub device: DeviceId,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub issued_at: OffsetDateTime,
+    pub revoked: Option<(OffsetDateTime, CrlReason)>,
+}
+
+/// Everything an enrolment writes, atomically.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    pub invitation: InvitationId,
+    pub device: DeviceRecord,
+    pub certificate: CertificateRecord,
+}
+
+/// Which way a device leaves service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndOfService {
+    Revoke,
+    Decommission,
+}
+
+/// A record of an administrative action, kept for audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRecord {
+    pub at: OffsetDateTime,
+    pub operator: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+/// The registry interface.
+pub trait Registry: Send + Sync + std::fmt::Debug {
+    /// Records an invitation; the employee is created if new.
+    fn create_invitation(&self, inv: &InvitationRecord, action: &ActionRecord)
+        -> Result<(), RegistryError>;
+    fn invitation(&self, id: &InvitationId) -> Result<Option<InvitationRecord>, RegistryError>;
+    fn invitations(&self) -> Result<Vec<InvitationRecord>, RegistryError>;
+
+    /// Marks the invitation used, and stores the device and its first certificate, all
+    /// or nothing. Fails with `InvitationAlreadyUsed` if another enrolment won the race,
+    /// and `WgKeyInUse` if a device in service already has the key.
+    fn complete_enrolment(&self, e: &Enrolment, action: &ActionRecord) -> Result<(), RegistryError>;
+
+    fn employee(&self, id: &EmployeeId) -> Result<Option<EmployeeRecord>, RegistryError>;
+    /// Ends an employee's telework: the employee and every device in service are
+    /// revoked, with their certificates. Returns the devices that were in service.
+    fn revoke_employee(
+        &self,
+        id: &EmployeeId,
+        change: &StatusChange,
+        action: &ActionRecord,
+    ) -> Result<Vec<DeviceId>, RegistryError>;
+    /// Lets a revoked employee be invited again (devices stay revoked).
+    fn reinstate_employee(&self, id: &EmployeeId, action: &ActionRecord)
+        -> Result<(), RegistryError>;
+
+    fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, RegistryError>;
+    fn devices(&self) -> Result<Vec<DeviceRecord>, RegistryError>;
+    /// Pending → active.
+    fn approve_device(
+        &self,
+        id: &DeviceId,
+        change: &StatusChange,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError>;
+    /// Takes a device out of service and revokes its certificates with `reason`.
+    fn end_device(
+        &self,
+        id: &DeviceId,
+        how: EndOfService,
+        change: &StatusChange,
+        reason: CrlReason,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError>;
+
+    fn add_certificate(&self, cert: &CertificateRecord, action: &ActionRecord)
+        -> Result<(), RegistryError>;
+    fn certificate(&self, serial: &SerialNumber) -> Result<Option<CertificateRecord>, RegistryError>;
+    fn certificates_of(&self, device: &DeviceId) -> Result<Vec<CertificateRecord>, RegistryError>;
+    /// Revoked certificates that have not yet expired at `now`: what the CRL must list.
+    fn revoked_certificates(&self, now: OffsetDateTime) -> Result<Vec<RevokedEntry>, RegistryError>;
+    /// A number larger than any returned before, for the next CRL.
+    fn next_crl_number(&self) -> Result<u64, RegistryError>;
+
+    fn actions(&self) -> Result<Vec<ActionRecord>, RegistryError>;
+}

@@ -1,0 +1,99 @@
+//! Publishing and loading the certificate revocation list.
+//!
+//! The CRL file in the state directory is the truth the control plane enforces: it is
+//! re-read after every publication, and a CRL that cannot be read, is not ours or has
+//! expired makes the control plane refuse every client certificate (fail closed).
+
+use std::path::Path;
+
+use time::OffsetDateTime;
+use ztgw_pki::{CertificateAuthority, Existing};
+use x509_parser::prelude::FromDer as _;
+
+use crate::registry::{Registry, RegistryError};
+
+pub use ztgw_pki::RevocationState;
+
+/// Why a CRL could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("reading revoked certificates: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("signing the CRL: {0}")]
+    Sign(#[from] ztgw_pki::CaError),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Signs a CRL listing every revoked, unexpired certificate and writes it to `path`.
+pub fn publish(
+    ca: &CertificateAuthority,
+    registry: &dyn Registry,
+    path: &Path,
+    now: OffsetDateTime,
+    validity: std::time::Duration,
+) -> Result<(), PublishError> {
+    let revoked = registry.revoked_certificates(now)?;
+    let number = registry.next_crl_number()?;
+    let validity = time::Duration::try_from(validity).unwrap_or(time::Duration::DAY);
+    let pem = ca.sign_crl(&revoked, number, now, now + validity)?;
+    // Written atomically so a reader never sees half of one.
+    ztgw_pki::write_private_file(path, pem.as_bytes(), Existing::Replace).map_err(|source| {
+        PublishError::Write {
+            path: path.display().to_string(),
+            source,
+        }
+    })?;
+    tracing::info!(crl_number = number, revoked = revoked.len(), "published revocation list");
+    Ok(())
+}
+
+/// Loads the CRL at `path` if it is ours and current at `now`.
+pub fn load(path: &Path, ca: &CertificateAuthority, now: OffsetDateTime) -> RevocationState {
+    match check(path, ca, now) {
+        Ok(der) => RevocationState::Current(der),
+        Err(why) => {
+            tracing::error!(
+                crl = %path.display(),
+                reason = %why,
+                "no usable revocation list: refusing every client certificate until one is published"
+            );
+            RevocationState::Unavailable
+        }
+    }
+}
+
+/// When the CRL at `path` stops being valid, if it is readable.
+pub fn next_update(path: &Path) -> Option<OffsetDateTime> {
+    let pem = std::fs::read_to_string(path).ok()?;
+    let der = ztgw_pki::pem_to_der(&pem, "X509 CRL")?;
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der).ok()?;
+    crl.next_update().map(|t| t.to_datetime())
+}
+
+fn check(
+    path: &Path,
+    ca: &CertificateAuthority,
+    now: OffsetDateTime,
+) -> Result<rustls_pki_types::CertificateRevocationListDer<'static>, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let der = ztgw_pki::pem_to_der(&pem, "X509 CRL").ok_or("it holds no PEM CRL")?;
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+        .map_err(|e| format!("it is not a valid CRL: {e}"))?;
+    let (_, ca_cert) = x509_parser::parse_x509_certificate(ca.cert_der())
+        .map_err(|e| format!("the CA certificate does not parse: {e}"))?;
+    if crl.issuer() != ca_cert.subject() {
+        return Err("it was not issued by this gateway's CA".into());
+    }
+    crl.verify_signature(ca_cert.public_key())
+        .map_err(|_| "its signature does not verify with this gateway's CA".to_owned())?;
+    match crl.next_update() {
+        Some(next) if next.to_datetime() > now => {}
+        Some(next) => return Err(format!("it expired at {}", next.to_datetime())),
+        None => return Err("it has no next-update time".into()),
+    }
+    Ok(der.into())
+}

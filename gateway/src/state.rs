@@ -1,0 +1,186 @@
+//! `ztgw init`: a new gateway's state directory.
+//!
+//! It creates, in a directory of mode 0700 that must be new or empty: the CA key and
+//! certificate, the control plane's key and certificate, the WireGuard key pair,
+//! `gateway.toml` with every setting commented, an example policy, the registry and a
+//! first (empty) revocation list. Private keys are written 0600 from the start. It never
+//! overwrites anything.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use ztgw_config::Settings;
+use ztgw_config::settings::{StatePaths, TemplateValues, template};
+use ztgw_pki::{CertificateAuthority, Existing, SerialNumber, write_private_file};
+
+use crate::clock::{Clock, Entropy, random};
+use crate::context::Context;
+use crate::registry::SqliteRegistry;
+
+/// The example policy `ztgw init` writes (also in `deploy/examples/policy.toml`).
+pub const EXAMPLE_POLICY: &str = include_str!("../../deploy/examples/policy.toml");
+
+/// How long the CA is valid.
+const CA_VALIDITY: time::Duration = time::Duration::days(3650);
+/// How long the control plane's certificate is valid.
+const SERVER_VALIDITY: time::Duration = time::Duration::days(397);
+
+/// What `ztgw init` is told.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub dir: PathBuf,
+    pub names: Vec<String>,
+    /// WireGuard endpoint, `HOST:PORT`.
+    pub endpoint: String,
+    pub control_listen: SocketAddr,
+    /// Defaults to the first name and the listen port.
+    pub control_advertise: Option<String>,
+}
+
+/// What `ztgw init` made.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    pub settings: PathBuf,
+    pub ca_fingerprint: String,
+    pub wireguard_public_key: String,
+}
+
+/// Why `ztgw init` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("{0} is not empty: ztgw init never overwrites an existing state")]
+    NotEmpty(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Ca(#[from] ztgw_pki::CaError),
+    #[error("{0}")]
+    Entropy(#[from] crate::clock::EntropyError),
+    #[error("the new state does not open: {0}")]
+    Open(#[from] crate::context::OpenError),
+    #[error("the registry: {0}")]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error("publishing the first revocation list: {0}")]
+    Crl(#[from] crate::revocation::PublishError),
+}
+
+/// Creates a gateway's state in `opts.dir`.
+pub fn init(opts: &InitOptions, clock: Arc<dyn Clock>, entropy: Arc<dyn Entropy>) -> Result<InitReport, InitError> {
+    let first = opts
+        .names
+        .first()
+        .ok_or_else(|| InitError::Invalid("give the gateway at least one --name".into()))?;
+    prepare_dir(&opts.dir)?;
+    let paths = StatePaths::new(&opts.dir);
+    let now = clock.now();
+
+    let (ca, ca_key) = CertificateAuthority::generate(
+        first,
+        SerialNumber::from_random(random(entropy.as_ref())?),
+        now,
+        CA_VALIDITY,
+    )?;
+    private(&paths.ca_key(), ca_key.expose().as_bytes())?;
+    public(&paths.ca_cert(), ca.cert_pem().as_bytes())?;
+
+    let (server, server_key) = ca.issue_server(
+        &opts.names,
+        SerialNumber::from_random(random(entropy.as_ref())?),
+        now,
+        now + SERVER_VALIDITY,
+    )?;
+    private(&paths.server_key(), server_key.expose().as_bytes())?;
+    public(&paths.server_cert(), server.pem.as_bytes())?;
+
+    let wg_secret = x25519_dalek::StaticSecret::from(random::<32>(entropy.as_ref())?);
+    let wg_public = x25519_dalek::PublicKey::from(&wg_secret);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let secret_text = zeroize::Zeroizing::new(format!("{}\n", b64.encode(wg_secret.to_bytes())));
+    private(&paths.wireguard_key(), secret_text.as_bytes())?;
+    let wg_public_text = b64.encode(wg_public.as_bytes());
+    public(&paths.wireguard_public(), format!("{wg_public_text}\n").as_bytes())?;
+
+    let endpoint_port = opts
+        .endpoint
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .ok_or_else(|| InitError::Invalid(format!("--endpoint {:?} must be HOST:PORT", opts.endpoint)))?;
+    let advertise = opts
+        .control_advertise
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", host_for_address(first), opts.control_listen.port()));
+    let settings_text = template(&TemplateValues {
+        names: opts.names.clone(),
+        control_listen: opts.control_listen,
+        control_advertise: advertise,
+        wireguard_endpoint: opts.endpoint.clone(),
+        wireguard_port: endpoint_port,
+    });
+    public(&paths.settings(), settings_text.as_bytes())?;
+    public(&paths.policy(), EXAMPLE_POLICY.as_bytes())?;
+
+    // An empty file with mode 0600 first: SQLite keeps the mode, and gives it to the
+    // WAL and shared-memory files it creates beside it.
+    private(&paths.registry(), b"")?;
+    SqliteRegistry::open(&paths.registry())?;
+
+    let settings = Settings::load(&paths.settings())
+        .map_err(|e| InitError::Invalid(format!("the generated settings do not load: {e}")))?;
+    let ctx = Context::open(settings, clock, entropy)?;
+    ctx.publish_crl()?;
+
+    Ok(InitReport {
+        settings: paths.settings(),
+        ca_fingerprint: ztgw_pki::fingerprint_hex(ca.fingerprint()),
+        wireguard_public_key: wg_public_text,
+    })
+}
+
+fn prepare_dir(dir: &Path) -> Result<(), InitError> {
+    let io = |source| InitError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(InitError::NotEmpty(dir.display().to_string()));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        Err(e) => return Err(io(e)),
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
+fn private(path: &Path, contents: &[u8]) -> Result<(), InitError> {
+    write_private_file(path, contents, Existing::Refuse).map_err(|source| InitError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A file without secrets: 0644, inside the 0700 state directory.
+fn public(path: &Path, contents: &[u8]) -> Result<(), InitError> {
+    private(path, contents)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|source| InitError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// `host` as it goes before `:port` (IPv6 literals get brackets).
+fn host_for_address(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
