@@ -1,1 +1,17 @@
-//! placeholder
+//! The employee's agent (`ztgw-agent`): it enrols the device against an invitation,
+//! keeps its certificate renewed, and (later) connects it to the gateway.
+//!
+//! - [`state`]: the agent's files (keys 0600, certificate, CA, enrolment record).
+//! - [`client`]: HTTPS to the control plane, pinned CA at enrolment, mTLS after.
+//! - [`enroll`], [`renew`]: the two certificate operations.
+//! - [`error`]: every failure as a sentence that tells the employee what to do.
+//!
+//! The device's private keys are generated here and never leave the device.
+
+pub mod client;
+pub mod enroll;
+pub mod error;
+pub mod renew;
+pub mod state;
+
+pub use error::AgentError;

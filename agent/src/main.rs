@@ -1,1 +1,129 @@
-fn main(){}
+//! The `ztgw-agent` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ztgw_agent::enroll::{EnrollOptions, enroll};
+use ztgw_agent::renew::{renew, status};
+use ztgw_agent::state::AgentState;
+use ztgw_pki::wire::Ownership;
+
+/// ztgw-agent: connects this device to your administration's telework gateway.
+#[derive(Debug, Parser)]
+#[command(name = "ztgw-agent", version, about)]
+struct Cli {
+    /// The agent's state directory (keys, certificate).
+    #[arg(long, global = true, env = "ZTGW_AGENT_STATE")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enrol this device with the invitation your security unit gave you.
+    #[command(after_help = "Example:\n  ztgw-agent enroll 'ztgw1-AUM9P…'")]
+    Enroll {
+        invitation: String,
+        /// Who owns this device.
+        #[arg(long, default_value = "personal", value_parser = parse_ownership)]
+        ownership: Ownership,
+        /// The name to register instead of the system's hostname.
+        #[arg(long)]
+        hostname: Option<String>,
+    },
+    /// Renew this device's certificate (new key) before it expires.
+    Renew {
+        /// Only renew if the certificate expires within this long (e.g. 7d).
+        #[arg(long)]
+        if_expiring_within: Option<ztgw_config::HumanDuration>,
+    },
+    /// Show what the gateway knows of this device.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_ownership(s: &str) -> Result<Ownership, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ztgw-agent: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ztgw-agent: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let dir = cli.state_dir.unwrap_or_else(AgentState::default_dir);
+    let state = AgentState::new(&dir);
+    match cli.command {
+        Command::Enroll {
+            invitation,
+            ownership,
+            hostname,
+        } => {
+            let record = enroll(&EnrollOptions {
+                invitation,
+                state_dir: dir.clone(),
+                ownership,
+                hostname,
+                root: "/".into(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            println!("This device is enrolled as {} for employee {} (role {}).", record.device_id, record.employee_id, record.role);
+            if record.status == ztgw_pki::wire::DeviceStatus::Pending {
+                println!("It is waiting for your security unit's approval before it can connect.");
+            }
+            println!("Its keys are in {} and never leave this device.", dir.display());
+            Ok(())
+        }
+        Command::Renew { if_expiring_within } => {
+            let within = if_expiring_within
+                .map(|d| time::Duration::try_from(d.get()).map_err(|e| e.to_string()))
+                .transpose()?;
+            match renew(&state, time::OffsetDateTime::now_utc(), within).await.map_err(|e| e.to_string())? {
+                Some(not_after) => println!("Certificate renewed; valid until {not_after}."),
+                None => println!("The certificate is not due for renewal."),
+            }
+            Ok(())
+        }
+        Command::Status { json } => {
+            let view = status(&state).await.map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view).map_err(|e| e.to_string())?);
+            } else {
+                println!("device       {}", view.device_id);
+                println!("employee     {}", view.employee_id);
+                println!("role         {}", view.role);
+                println!("status       {}", view.status.as_str());
+                println!("certificate  {} valid until {}", view.certificate_serial, view.certificate_not_after);
+            }
+            Ok(())
+        }
+    }
+}
+

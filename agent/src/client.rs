@@ -1,0 +1,165 @@
+//! HTTPS to the control plane: one connection per request, HTTP/1.1, bounded in size
+//! and time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, header};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use ztgw_pki::wire::ErrorBody;
+
+use crate::error::AgentError;
+
+/// Largest answer the agent reads.
+pub const MAX_RESPONSE_LEN: usize = 1024 * 1024;
+/// How long one request may take, connection included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A control plane at `address` (`host:port`), reached with `config`.
+#[derive(Debug, Clone)]
+pub struct ControlClient {
+    address: String,
+    config: Arc<ClientConfig>,
+}
+
+impl ControlClient {
+    pub fn new(address: impl Into<String>, config: ClientConfig) -> Self {
+        Self {
+            address: address.into(),
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// `POST path` with a JSON body; the JSON answer, or the gateway's refusal.
+    pub async fn post<Q: Serialize, A: DeserializeOwned>(&self, path: &str, body: &Q) -> Result<A, AgentError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| AgentError::Local(e.to_string()))?;
+        self.request(Method::POST, path, Bytes::from(bytes)).await
+    }
+
+    /// `GET path`; the JSON answer, or the gateway's refusal.
+    pub async fn get<A: DeserializeOwned>(&self, path: &str) -> Result<A, AgentError> {
+        self.request(Method::GET, path, Bytes::new()).await
+    }
+
+    async fn request<A: DeserializeOwned>(&self, method: Method, path: &str, body: Bytes) -> Result<A, AgentError> {
+        tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(method, path, body))
+            .await
+            .unwrap_or_else(|_| {
+                Err(AgentError::Unreachable {
+                    address: self.address.clone(),
+                    problem: "no answer in time".into(),
+                })
+            })
+    }
+
+    async fn exchange<A: DeserializeOwned>(&self, method: Method, path: &str, body: Bytes) -> Result<A, AgentError> {
+        let unreachable = |problem: String| AgentError::Unreachable {
+            address: self.address.clone(),
+            problem,
+        };
+        let host = host_of(&self.address);
+        let server_name = ServerName::try_from(host.to_owned())
+            .map_err(|_| unreachable(format!("{host:?} is not a valid server name")))?;
+        let tcp = tokio::net::TcpStream::connect(&self.address)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| self.io_failure(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| self.failure(&e))?;
+        let driver = tokio::spawn(conn);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, self.address.as_str())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| AgentError::Local(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(|e| self.failure(&e))?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_RESPONSE_LEN)
+            .collect()
+            .await
+            .map_err(|e| AgentError::Protocol(format!("reading the answer: {e}")))?
+            .to_bytes();
+        driver.abort();
+        if status.is_success() {
+            serde_json::from_slice(&bytes).map_err(|e| AgentError::Protocol(e.to_string()))
+        } else {
+            let body: ErrorBody = serde_json::from_slice(&bytes).map_err(|_| {
+                AgentError::Protocol(format!("HTTP {status} without an error body"))
+            })?;
+            Err(AgentError::Refused {
+                status: status.as_u16(),
+                body,
+            })
+        }
+    }
+
+    fn failure(&self, e: &(dyn std::error::Error + 'static)) -> AgentError {
+        match find_tls_error(e) {
+            Some(error) => AgentError::Tls {
+                address: self.address.clone(),
+                error: error.clone(),
+            },
+            None => AgentError::Unreachable {
+                address: self.address.clone(),
+                problem: e.to_string(),
+            },
+        }
+    }
+
+    fn io_failure(&self, e: &std::io::Error) -> AgentError {
+        self.failure(e)
+    }
+}
+
+/// The rustls error somewhere in `e`'s chain of sources, if any.
+fn find_tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                    return Some(tls);
+                }
+            }
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// The host part of `host:port` (brackets of an IPv6 literal removed).
+pub fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_of("gw.example:8443"), "gw.example");
+        assert_eq!(host_of("127.0.0.1:8443"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:8443"), "::1");
+    }
+}

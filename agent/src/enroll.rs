@@ -1,0 +1,95 @@
+//! `ztgw-agent enroll`: keys made here, a CSR and the WireGuard public key sent to the
+//! gateway pinned by the invitation, the certificate stored.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use ring::rand::SecureRandom as _;
+use ztgw_pki::wire::{DeviceDescription, EnrolRequest, EnrolResponse, Ownership, RedactedString, path};
+use ztgw_pki::{Existing, Invitation, WgPublicKey, generate_key_and_csr, tls};
+
+use crate::client::ControlClient;
+use crate::error::AgentError;
+use crate::state::{AgentState, EnrolmentRecord};
+
+/// What `enroll` is told.
+#[derive(Debug, Clone)]
+pub struct EnrollOptions {
+    pub invitation: String,
+    pub state_dir: PathBuf,
+    pub ownership: Ownership,
+    /// Overrides the hostname read from the system.
+    pub hostname: Option<String>,
+    /// Where `/etc/os-release` and `/etc/hostname` are read (`/` on a real device).
+    pub root: PathBuf,
+}
+
+/// Enrols this device.
+pub async fn enroll(opts: &EnrollOptions) -> Result<EnrolmentRecord, AgentError> {
+    let invitation = Invitation::decode(&opts.invitation).map_err(AgentError::Invitation)?;
+    let state = AgentState::new(&opts.state_dir);
+    match state.record() {
+        Ok(existing) => {
+            return Err(AgentError::AlreadyEnrolled {
+                device: existing.device_id.to_string(),
+                dir: state.dir.display().to_string(),
+            });
+        }
+        Err(AgentError::NotEnrolled { .. }) => {}
+        Err(e) => return Err(e),
+    }
+
+    let (tls_key, csr_pem) =
+        generate_key_and_csr("ztgw device").map_err(|e| AgentError::Local(e.to_string()))?;
+    let mut wg_secret = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut wg_secret)
+        .map_err(|_| AgentError::Local("no randomness for the WireGuard key".into()))?;
+    let wg_secret = x25519_dalek::StaticSecret::from(wg_secret);
+    let wg_public = WgPublicKey::from_bytes(x25519_dalek::PublicKey::from(&wg_secret).to_bytes());
+
+    let description = DeviceDescription {
+        hostname: opts
+            .hostname
+            .clone()
+            .or_else(|| ztgw_posture::read_hostname(&opts.root))
+            .unwrap_or_else(|| "unknown".into()),
+        os: ztgw_posture::OsRelease::read(&opts.root)
+            .map(|o| o.describe())
+            .unwrap_or_else(|| "unknown".into()),
+        ownership: opts.ownership,
+    };
+    let request = EnrolRequest {
+        invitation_id: invitation.id.clone(),
+        invitation_secret: RedactedString::new(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(invitation.secret.expose()),
+        ),
+        csr_pem,
+        wireguard_public_key: wg_public,
+        device: description,
+    };
+    let config =
+        tls::pinned_client_config(invitation.ca_fingerprint).map_err(|e| AgentError::Local(e.to_string()))?;
+    let client = ControlClient::new(invitation.control_address.clone(), config);
+    let answer: EnrolResponse = client.post(path::ENROL, &request).await?;
+
+    state.create_dir()?;
+    state.write_secret(&state.tls_key(), tls_key.expose().as_bytes(), Existing::Replace)?;
+    let wg_text = zeroize::Zeroizing::new(format!(
+        "{}\n",
+        base64::engine::general_purpose::STANDARD.encode(wg_secret.to_bytes())
+    ));
+    state.write_secret(&state.wireguard_key(), wg_text.as_bytes(), Existing::Replace)?;
+    state.write_secret(&state.certificate(), answer.certificate_pem.as_bytes(), Existing::Replace)?;
+    state.write_secret(&state.ca(), answer.ca_pem.as_bytes(), Existing::Replace)?;
+    let record = EnrolmentRecord {
+        device_id: answer.device_id,
+        employee_id: answer.employee_id,
+        role: answer.role,
+        status: answer.status,
+        control_address: invitation.control_address,
+        wireguard_public_key: wg_public,
+    };
+    state.write_record(&record, Existing::Refuse)?;
+    Ok(record)
+}

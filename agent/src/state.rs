@@ -1,0 +1,127 @@
+//! The agent's state directory: the device's keys (0600), its certificate, the pinned
+//! CA and what the gateway said at enrolment.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use ztgw_pki::wire::DeviceStatus;
+use ztgw_pki::{DeviceId, EmployeeId, Existing, Secret, WgPublicKey, write_private_file};
+
+use crate::error::AgentError;
+
+/// What the agent remembers of its enrolment (`enrolment.json`, written last).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolmentRecord {
+    pub device_id: DeviceId,
+    pub employee_id: EmployeeId,
+    pub role: String,
+    pub status: DeviceStatus,
+    /// The control plane, `host:port`.
+    pub control_address: String,
+    pub wireguard_public_key: WgPublicKey,
+}
+
+/// The files of the agent's state directory.
+#[derive(Debug, Clone)]
+pub struct AgentState {
+    pub dir: PathBuf,
+}
+
+impl AgentState {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The default directory: `ZTGW_AGENT_STATE`, else `/var/lib/ztgw-agent` for root,
+    /// else `$XDG_STATE_HOME/ztgw-agent` or `~/.local/state/ztgw-agent`.
+    pub fn default_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("ZTGW_AGENT_STATE") {
+            return dir.into();
+        }
+        if std::env::var("USER").as_deref() == Ok("root") {
+            return "/var/lib/ztgw-agent".into();
+        }
+        if let Some(xdg) = std::env::var_os("XDG_STATE_HOME") {
+            return PathBuf::from(xdg).join("ztgw-agent");
+        }
+        std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".local/state/ztgw-agent"))
+            .unwrap_or_else(|| "/var/lib/ztgw-agent".into())
+    }
+
+    pub fn tls_key(&self) -> PathBuf {
+        self.dir.join("device.key")
+    }
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.join("device.pem")
+    }
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+    pub fn wireguard_key(&self) -> PathBuf {
+        self.dir.join("wireguard.key")
+    }
+    pub fn record_path(&self) -> PathBuf {
+        self.dir.join("enrolment.json")
+    }
+
+    /// The enrolment record, or `NotEnrolled`.
+    pub fn record(&self) -> Result<EnrolmentRecord, AgentError> {
+        let path = self.record_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(AgentError::NotEnrolled {
+                    dir: self.dir.display().to_string(),
+                });
+            }
+            Err(e) => return Err(state_err(&path, e)),
+        };
+        serde_json::from_str(&text).map_err(|e| state_err(&path, e))
+    }
+
+    /// Creates the directory (0700) if needed.
+    pub fn create_dir(&self) -> Result<(), AgentError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| state_err(&self.dir, e))?;
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| state_err(&self.dir, e))
+    }
+
+    pub fn write_secret(&self, path: &Path, contents: &[u8], existing: Existing) -> Result<(), AgentError> {
+        write_private_file(path, contents, existing).map_err(|e| state_err(path, e))
+    }
+
+    pub fn write_record(&self, record: &EnrolmentRecord, existing: Existing) -> Result<(), AgentError> {
+        let text = serde_json::to_vec_pretty(record).map_err(|e| state_err(&self.record_path(), e))?;
+        self.write_secret(&self.record_path(), &text, existing)
+    }
+
+    pub fn read(&self, path: &Path) -> Result<String, AgentError> {
+        std::fs::read_to_string(path).map_err(|e| state_err(path, e))
+    }
+
+    pub fn read_secret(&self, path: &Path) -> Result<Secret<String>, AgentError> {
+        self.read(path).map(Secret::new)
+    }
+
+    /// The WireGuard private key (base64), for configuring the tunnel.
+    pub fn wireguard_private(&self) -> Result<Secret<[u8; 32]>, AgentError> {
+        let path = self.wireguard_key();
+        let text = self.read_secret(&path)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.expose().trim())
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .ok_or_else(|| state_err(&path, "not a base64 WireGuard key"))?;
+        Ok(Secret::new(bytes))
+    }
+}
+
+fn state_err(path: &Path, e: impl std::fmt::Display) -> AgentError {
+    AgentError::State {
+        path: path.display().to_string(),
+        problem: e.to_string(),
+    }
+}
