@@ -41,7 +41,11 @@ impl ControlClient {
     }
 
     /// `POST path` with a JSON body; the JSON answer, or the gateway's refusal.
-    pub async fn post<Q: Serialize, A: DeserializeOwned>(&self, path: &str, body: &Q) -> Result<A, AgentError> {
+    pub async fn post<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Q,
+    ) -> Result<A, AgentError> {
         let bytes = serde_json::to_vec(body).map_err(|e| AgentError::Local(e.to_string()))?;
         self.request(Method::POST, path, Bytes::from(bytes)).await
     }
@@ -51,7 +55,12 @@ impl ControlClient {
         self.request(Method::GET, path, Bytes::new()).await
     }
 
-    async fn request<A: DeserializeOwned>(&self, method: Method, path: &str, body: Bytes) -> Result<A, AgentError> {
+    async fn request<A: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<A, AgentError> {
         tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(method, path, body))
             .await
             .unwrap_or_else(|_| {
@@ -62,7 +71,12 @@ impl ControlClient {
             })
     }
 
-    async fn exchange<A: DeserializeOwned>(&self, method: Method, path: &str, body: Bytes) -> Result<A, AgentError> {
+    async fn exchange<A: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<A, AgentError> {
         let unreachable = |problem: String| AgentError::Unreachable {
             address: self.address.clone(),
             problem,
@@ -88,7 +102,10 @@ impl ControlClient {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| AgentError::Local(e.to_string()))?;
-        let response = sender.send_request(request).await.map_err(|e| self.failure(&e))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| self.failure(&e))?;
         let status = response.status();
         let bytes = Limited::new(response.into_body(), MAX_RESPONSE_LEN)
             .collect()
@@ -134,12 +151,12 @@ fn find_tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ru
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-                    return Some(tls);
-                }
-            }
+        if let Some(tls) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
         }
         current = err.source();
     }
@@ -149,7 +166,9 @@ fn find_tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ru
 /// The host part of `host:port` (brackets of an IPv6 literal removed).
 pub fn host_of(address: &str) -> &str {
     let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
-    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 #[cfg(test)]

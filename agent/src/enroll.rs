@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use ring::rand::SecureRandom as _;
-use ztgw_pki::wire::{DeviceDescription, EnrolRequest, EnrolResponse, Ownership, RedactedString, path};
+use ztgw_pki::wire::{
+    DeviceDescription, EnrolRequest, EnrolResponse, Ownership, RedactedString, path,
+};
 use ztgw_pki::{Existing, Invitation, WgPublicKey, generate_key_and_csr, tls};
 
 use crate::client::ControlClient;
@@ -68,19 +70,31 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<EnrolmentRecord, AgentError>
         wireguard_public_key: wg_public,
         device: description,
     };
-    let config =
-        tls::pinned_client_config(invitation.ca_fingerprint).map_err(|e| AgentError::Local(e.to_string()))?;
+    let config = tls::pinned_client_config(invitation.ca_fingerprint)
+        .map_err(|e| AgentError::Local(e.to_string()))?;
     let client = ControlClient::new(invitation.control_address.clone(), config);
     let answer: EnrolResponse = client.post(path::ENROL, &request).await?;
 
     state.create_dir()?;
-    state.write_secret(&state.tls_key(), tls_key.expose().as_bytes(), Existing::Replace)?;
+    state.write_secret(
+        &state.tls_key(),
+        tls_key.expose().as_bytes(),
+        Existing::Replace,
+    )?;
     let wg_text = zeroize::Zeroizing::new(format!(
         "{}\n",
         base64::engine::general_purpose::STANDARD.encode(wg_secret.to_bytes())
     ));
-    state.write_secret(&state.wireguard_key(), wg_text.as_bytes(), Existing::Replace)?;
-    state.write_secret(&state.certificate(), answer.certificate_pem.as_bytes(), Existing::Replace)?;
+    state.write_secret(
+        &state.wireguard_key(),
+        wg_text.as_bytes(),
+        Existing::Replace,
+    )?;
+    state.write_secret(
+        &state.certificate(),
+        answer.certificate_pem.as_bytes(),
+        Existing::Replace,
+    )?;
     state.write_secret(&state.ca(), answer.ca_pem.as_bytes(), Existing::Replace)?;
     let record = EnrolmentRecord {
         device_id: answer.device_id,

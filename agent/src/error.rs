@@ -19,7 +19,10 @@ pub enum AgentError {
     /// The gateway could not be reached.
     Unreachable { address: String, problem: String },
     /// The TLS connection failed.
-    Tls { address: String, error: rustls::Error },
+    Tls {
+        address: String,
+        error: rustls::Error,
+    },
     /// The gateway answered with a refusal.
     Refused { status: u16, body: ErrorBody },
     /// The gateway answered something the agent does not understand.

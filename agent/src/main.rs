@@ -60,7 +60,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ztgw-agent: cannot start: {e}");
@@ -94,18 +97,27 @@ async fn run(cli: Cli) -> Result<(), String> {
             })
             .await
             .map_err(|e| e.to_string())?;
-            println!("This device is enrolled as {} for employee {} (role {}).", record.device_id, record.employee_id, record.role);
+            println!(
+                "This device is enrolled as {} for employee {} (role {}).",
+                record.device_id, record.employee_id, record.role
+            );
             if record.status == ztgw_pki::wire::DeviceStatus::Pending {
                 println!("It is waiting for your security unit's approval before it can connect.");
             }
-            println!("Its keys are in {} and never leave this device.", dir.display());
+            println!(
+                "Its keys are in {} and never leave this device.",
+                dir.display()
+            );
             Ok(())
         }
         Command::Renew { if_expiring_within } => {
             let within = if_expiring_within
                 .map(|d| time::Duration::try_from(d.get()).map_err(|e| e.to_string()))
                 .transpose()?;
-            match renew(&state, time::OffsetDateTime::now_utc(), within).await.map_err(|e| e.to_string())? {
+            match renew(&state, time::OffsetDateTime::now_utc(), within)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 Some(not_after) => println!("Certificate renewed; valid until {not_after}."),
                 None => println!("The certificate is not due for renewal."),
             }
@@ -114,16 +126,21 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Status { json } => {
             let view = status(&state).await.map_err(|e| e.to_string())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&view).map_err(|e| e.to_string())?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&view).map_err(|e| e.to_string())?
+                );
             } else {
                 println!("device       {}", view.device_id);
                 println!("employee     {}", view.employee_id);
                 println!("role         {}", view.role);
                 println!("status       {}", view.status.as_str());
-                println!("certificate  {} valid until {}", view.certificate_serial, view.certificate_not_after);
+                println!(
+                    "certificate  {} valid until {}",
+                    view.certificate_serial, view.certificate_not_after
+                );
             }
             Ok(())
         }
     }
 }
-

@@ -50,20 +50,29 @@ pub async fn renew(
     now: OffsetDateTime,
     within: Option<time::Duration>,
 ) -> Result<Option<OffsetDateTime>, AgentError> {
-    if let Some(within) = within {
-        if certificate_expiry(state)? - now > within {
-            return Ok(None);
-        }
+    if let Some(within) = within
+        && certificate_expiry(state)? - now > within
+    {
+        return Ok(None);
     }
     let client = device_client(state)?;
-    let (key, csr_pem) = generate_key_and_csr("ztgw device").map_err(|e| AgentError::Local(e.to_string()))?;
+    let (key, csr_pem) =
+        generate_key_and_csr("ztgw device").map_err(|e| AgentError::Local(e.to_string()))?;
     let answer: RenewResponse = client.post(path::RENEW, &RenewRequest { csr_pem }).await?;
     // The key first: a crash between the two writes leaves a key without its
     // certificate, which the next renewal replaces; never a certificate without its key.
     let old_key = state.read_secret(&state.tls_key())?;
     state.write_secret(&state.tls_key(), key.expose().as_bytes(), Existing::Replace)?;
-    if let Err(e) = state.write_secret(&state.certificate(), answer.certificate_pem.as_bytes(), Existing::Replace) {
-        let _ = state.write_secret(&state.tls_key(), old_key.expose().as_bytes(), Existing::Replace);
+    if let Err(e) = state.write_secret(
+        &state.certificate(),
+        answer.certificate_pem.as_bytes(),
+        Existing::Replace,
+    ) {
+        let _ = state.write_secret(
+            &state.tls_key(),
+            old_key.expose().as_bytes(),
+            Existing::Replace,
+        );
         return Err(e);
     }
     Ok(Some(answer.not_after))

@@ -89,12 +89,22 @@ impl AgentState {
             .map_err(|e| state_err(&self.dir, e))
     }
 
-    pub fn write_secret(&self, path: &Path, contents: &[u8], existing: Existing) -> Result<(), AgentError> {
+    pub fn write_secret(
+        &self,
+        path: &Path,
+        contents: &[u8],
+        existing: Existing,
+    ) -> Result<(), AgentError> {
         write_private_file(path, contents, existing).map_err(|e| state_err(path, e))
     }
 
-    pub fn write_record(&self, record: &EnrolmentRecord, existing: Existing) -> Result<(), AgentError> {
-        let text = serde_json::to_vec_pretty(record).map_err(|e| state_err(&self.record_path(), e))?;
+    pub fn write_record(
+        &self,
+        record: &EnrolmentRecord,
+        existing: Existing,
+    ) -> Result<(), AgentError> {
+        let text =
+            serde_json::to_vec_pretty(record).map_err(|e| state_err(&self.record_path(), e))?;
         self.write_secret(&self.record_path(), &text, existing)
     }
 

@@ -38,9 +38,7 @@ impl HumanDuration {
                 'm' => 60,
                 's' => 1,
                 other => {
-                    return Err(format!(
-                        "{s:?}: unknown unit {other:?} (use d, h, m or s)"
-                    ));
+                    return Err(format!("{s:?}: unknown unit {other:?} (use d, h, m or s)"));
                 }
             };
             if digits.is_empty() {

@@ -50,7 +50,12 @@ impl ConfigError {
     }
 
     /// An error at a byte span of `text`.
-    pub fn at(file: &Path, text: &str, span: Option<Range<usize>>, message: impl Into<String>) -> Self {
+    pub fn at(
+        file: &Path,
+        text: &str,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             file: file.to_owned(),
             diagnostics: vec![Diagnostic {
@@ -74,7 +79,9 @@ impl fmt::Display for ConfigError {
                 writeln!(f)?;
             }
             match d.location {
-                Some(Location { line, column }) => write!(f, "{file}:{line}:{column}: {}", d.message)?,
+                Some(Location { line, column }) => {
+                    write!(f, "{file}:{line}:{column}: {}", d.message)?
+                }
                 None => write!(f, "{file}: {}", d.message)?,
             }
         }
@@ -91,7 +98,10 @@ pub fn read_config_file(path: &Path, max_len: u64) -> Result<String, ConfigError
     if meta.len() > max_len {
         return Err(ConfigError::whole_file(
             path,
-            format!("the file is {} bytes, more than the {max_len} allowed", meta.len()),
+            format!(
+                "the file is {} bytes, more than the {max_len} allowed",
+                meta.len()
+            ),
         ));
     }
     let bytes = std::fs::read(path)

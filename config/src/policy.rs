@@ -62,17 +62,17 @@ impl Policy {
             toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
         let _ = (&raw.resources, &raw.posture, &raw.settings, &raw.test);
         for (name, role) in &raw.roles {
-            if let Some(schedule) = &role.schedule {
-                if !raw.schedules.contains_key(schedule) {
-                    let key = format!("[roles.{name}]");
-                    let span = text.find(&key).map(|s| s..s + key.len());
-                    return Err(ConfigError::at(
-                        path,
-                        text,
-                        span,
-                        format!("role {name:?} names schedule {schedule:?}, which is not defined"),
-                    ));
-                }
+            if let Some(schedule) = &role.schedule
+                && !raw.schedules.contains_key(schedule)
+            {
+                let key = format!("[roles.{name}]");
+                let span = text.find(&key).map(|s| s..s + key.len());
+                return Err(ConfigError::at(
+                    path,
+                    text,
+                    span,
+                    format!("role {name:?} names schedule {schedule:?}, which is not defined"),
+                ));
             }
         }
         Ok(Self {

@@ -151,13 +151,22 @@ impl Settings {
             ConfigError::at(&self.file, text, span, msg)
         };
         if self.gateway.names.is_empty() {
-            return Err(at("names", "gateway.names must list at least one name".into()));
+            return Err(at(
+                "names",
+                "gateway.names must list at least one name".into(),
+            ));
         }
         if !is_host_port(&self.control.advertise) {
-            return Err(at("advertise", "control.advertise must be HOST:PORT".into()));
+            return Err(at(
+                "advertise",
+                "control.advertise must be HOST:PORT".into(),
+            ));
         }
         if !is_host_port(&self.wireguard.endpoint) {
-            return Err(at("endpoint", "wireguard.endpoint must be HOST:PORT".into()));
+            return Err(at(
+                "endpoint",
+                "wireguard.endpoint must be HOST:PORT".into(),
+            ));
         }
         if self.control.max_request_bytes < 4096 {
             return Err(at(
@@ -182,7 +191,9 @@ pub struct StatePaths {
 
 impl StatePaths {
     pub fn new(dir: &Path) -> Self {
-        Self { dir: dir.to_owned() }
+        Self {
+            dir: dir.to_owned(),
+        }
     }
     pub fn settings(&self) -> PathBuf {
         self.dir.join("gateway.toml")
@@ -416,10 +427,22 @@ mod tests {
         let path = Path::new("gw.toml");
         let text = template(&values());
         let cases: &[(&str, &str, &str)] = &[
-            ("max_connections = 1024", "max_connections = 1024\nbogus = 1", "unknown field `bogus`"),
+            (
+                "max_connections = 1024",
+                "max_connections = 1024\nbogus = 1",
+                "unknown field `bogus`",
+            ),
             ("\"24h\"", "\"24x\"", "unknown unit"),
-            ("listen = \"0.0.0.0:8443\"", "listen = \"nowhere\"", "invalid socket address"),
-            ("require_device_approval = false", "require_device_approval = \"no\"", "invalid type"),
+            (
+                "listen = \"0.0.0.0:8443\"",
+                "listen = \"nowhere\"",
+                "invalid socket address",
+            ),
+            (
+                "require_device_approval = false",
+                "require_device_approval = \"no\"",
+                "invalid type",
+            ),
         ];
         for (from, to, want) in cases {
             let bad = text.replacen(from, to, 1);
@@ -431,15 +454,23 @@ mod tests {
                 .position(|l| l.contains(changed))
                 .map(|i| i + 1)
                 .expect("line");
-            assert!(err.starts_with(&format!("gw.toml:{line}:")), "{to}: {err} (line {line})");
+            assert!(
+                err.starts_with(&format!("gw.toml:{line}:")),
+                "{to}: {err} (line {line})"
+            );
         }
     }
 
     #[test]
     fn semantic_checks() {
         let path = Path::new("gw.toml");
-        let bad = template(&values()).replace("advertise = \"gw.example.gov.ma:8443\"", "advertise = \"nohost\"");
-        let err = Settings::parse(path, &bad).expect_err("bad advertise").to_string();
+        let bad = template(&values()).replace(
+            "advertise = \"gw.example.gov.ma:8443\"",
+            "advertise = \"nohost\"",
+        );
+        let err = Settings::parse(path, &bad)
+            .expect_err("bad advertise")
+            .to_string();
         assert!(err.contains("control.advertise must be HOST:PORT"), "{err}");
     }
 }

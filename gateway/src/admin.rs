@@ -11,9 +11,7 @@ pub mod socket;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use ztgw_pki::wire::{DeviceStatus, Ownership, RedactedString};
-use ztgw_pki::{
-    CrlReason, DeviceId, EmployeeId, Invitation, InvitationId, Secret, SecretHash,
-};
+use ztgw_pki::{CrlReason, DeviceId, EmployeeId, Invitation, InvitationId, Secret, SecretHash};
 
 use crate::clock::{EntropyError, random};
 use crate::context::Context;
@@ -138,8 +136,12 @@ impl EmployeeRevokeReason {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum AdminResponse {
     Invitation(InvitationIssued),
-    Devices { devices: Vec<DeviceSummary> },
-    Device { device: DeviceDetail },
+    Devices {
+        devices: Vec<DeviceSummary>,
+    },
+    Device {
+        device: Box<DeviceDetail>,
+    },
     Done {
         message: String,
         #[serde(default)]
@@ -242,7 +244,9 @@ impl AdminError {
 impl From<RegistryError> for AdminError {
     fn from(e: RegistryError) -> Self {
         match e {
-            RegistryError::NotFound(what) => Self::new(AdminErrorCode::NotFound, format!("{what} not found")),
+            RegistryError::NotFound(what) => {
+                Self::new(AdminErrorCode::NotFound, format!("{what} not found"))
+            }
             other => Self::new(AdminErrorCode::Internal, other.to_string()),
         }
     }
@@ -255,7 +259,11 @@ impl From<EntropyError> for AdminError {
 }
 
 /// Carries out one action for `operator`.
-pub fn handle(ctx: &Context, operator: &str, request: &AdminRequest) -> Result<AdminResponse, AdminError> {
+pub fn handle(
+    ctx: &Context,
+    operator: &str,
+    request: &AdminRequest,
+) -> Result<AdminResponse, AdminError> {
     check_text("operator", operator, true)?;
     let now = ctx.clock.now();
     match request {
@@ -266,12 +274,22 @@ pub fn handle(ctx: &Context, operator: &str, request: &AdminRequest) -> Result<A
             approved_by,
             reference,
             valid_for_secs,
-        } => invite(ctx, now, operator, employee, role, schedule.as_deref(), approved_by, reference, *valid_for_secs),
+        } => invite(
+            ctx,
+            now,
+            operator,
+            employee,
+            role,
+            schedule.as_deref(),
+            approved_by,
+            reference,
+            *valid_for_secs,
+        ),
         AdminRequest::DeviceList => Ok(AdminResponse::Devices {
             devices: ctx.registry.devices()?.iter().map(summary).collect(),
         }),
         AdminRequest::DeviceShow { device } => Ok(AdminResponse::Device {
-            device: detail(ctx, &find_device(ctx, device)?)?,
+            device: Box::new(detail(ctx, &find_device(ctx, device)?)?),
         }),
         AdminRequest::DeviceApprove { device, note } => {
             check_note(note)?;
@@ -282,12 +300,27 @@ pub fn handle(ctx: &Context, operator: &str, request: &AdminRequest) -> Result<A
                     format!("device {device} is {}, not pending", record.status.as_str()),
                 ));
             }
-            let change = StatusChange { at: now, by: operator.to_owned(), reason: "approved".into(), note: note.clone() };
-            let action = action(now, operator, "device.approved", device.as_str(), note.as_deref().unwrap_or(""));
+            let change = StatusChange {
+                at: now,
+                by: operator.to_owned(),
+                reason: "approved".into(),
+                note: note.clone(),
+            };
+            let action = action(
+                now,
+                operator,
+                "device.approved",
+                device.as_str(),
+                note.as_deref().unwrap_or(""),
+            );
             ctx.registry.approve_device(device, &change, &action)?;
             Ok(done(format!("device {device} approved"), vec![]))
         }
-        AdminRequest::DeviceRevoke { device, reason, note } => {
+        AdminRequest::DeviceRevoke {
+            device,
+            reason,
+            note,
+        } => {
             check_note(note)?;
             let record = find_device(ctx, device)?;
             if !matches!(record.status, DeviceStatus::Pending | DeviceStatus::Active) {
@@ -296,54 +329,138 @@ pub fn handle(ctx: &Context, operator: &str, request: &AdminRequest) -> Result<A
                     format!("device {device} is already {}", record.status.as_str()),
                 ));
             }
-            let change = StatusChange { at: now, by: operator.to_owned(), reason: reason.as_str().into(), note: note.clone() };
-            let detail = format!("reason={} note={}", reason.as_str(), note.as_deref().unwrap_or(""));
+            let change = StatusChange {
+                at: now,
+                by: operator.to_owned(),
+                reason: reason.as_str().into(),
+                note: note.clone(),
+            };
+            let detail = format!(
+                "reason={} note={}",
+                reason.as_str(),
+                note.as_deref().unwrap_or("")
+            );
             let action = action(now, operator, "device.revoked", device.as_str(), &detail);
-            ctx.registry.end_device(device, EndOfService::Revoke, &change, reason.crl_reason(), &action)?;
+            ctx.registry.end_device(
+                device,
+                EndOfService::Revoke,
+                &change,
+                reason.crl_reason(),
+                &action,
+            )?;
             publish(ctx)?;
-            Ok(done(format!("device {device} revoked ({})", reason.as_str()), vec![device.clone()]))
+            Ok(done(
+                format!("device {device} revoked ({})", reason.as_str()),
+                vec![device.clone()],
+            ))
         }
         AdminRequest::DeviceDecommission { device, note } => {
             check_note(note)?;
             let record = find_device(ctx, device)?;
             if record.status == DeviceStatus::Decommissioned {
-                return Err(AdminError::new(AdminErrorCode::Conflict, format!("device {device} is already decommissioned")));
+                return Err(AdminError::new(
+                    AdminErrorCode::Conflict,
+                    format!("device {device} is already decommissioned"),
+                ));
             }
-            let change = StatusChange { at: now, by: operator.to_owned(), reason: "equipment returned".into(), note: note.clone() };
-            let action = action(now, operator, "device.decommissioned", device.as_str(), note.as_deref().unwrap_or(""));
-            ctx.registry.end_device(device, EndOfService::Decommission, &change, CrlReason::CessationOfOperation, &action)?;
+            let change = StatusChange {
+                at: now,
+                by: operator.to_owned(),
+                reason: "equipment returned".into(),
+                note: note.clone(),
+            };
+            let action = action(
+                now,
+                operator,
+                "device.decommissioned",
+                device.as_str(),
+                note.as_deref().unwrap_or(""),
+            );
+            ctx.registry.end_device(
+                device,
+                EndOfService::Decommission,
+                &change,
+                CrlReason::CessationOfOperation,
+                &action,
+            )?;
             publish(ctx)?;
-            Ok(done(format!("device {device} decommissioned; its record is kept"), vec![device.clone()]))
+            Ok(done(
+                format!("device {device} decommissioned; its record is kept"),
+                vec![device.clone()],
+            ))
         }
-        AdminRequest::EmployeeRevoke { employee, reason, note } => {
+        AdminRequest::EmployeeRevoke {
+            employee,
+            reason,
+            note,
+        } => {
             check_note(note)?;
             let existing = ctx.registry.employee(employee)?.ok_or_else(|| {
-                AdminError::new(AdminErrorCode::NotFound, format!("employee {employee} not found"))
+                AdminError::new(
+                    AdminErrorCode::NotFound,
+                    format!("employee {employee} not found"),
+                )
             })?;
             if existing.revoked.is_some() {
-                return Err(AdminError::new(AdminErrorCode::Conflict, format!("employee {employee}'s telework is already ended")));
+                return Err(AdminError::new(
+                    AdminErrorCode::Conflict,
+                    format!("employee {employee}'s telework is already ended"),
+                ));
             }
-            let change = StatusChange { at: now, by: operator.to_owned(), reason: reason.as_str().into(), note: note.clone() };
-            let detail = format!("reason={} note={}", reason.as_str(), note.as_deref().unwrap_or(""));
-            let action = action(now, operator, "employee.revoked", employee.as_str(), &detail);
+            let change = StatusChange {
+                at: now,
+                by: operator.to_owned(),
+                reason: reason.as_str().into(),
+                note: note.clone(),
+            };
+            let detail = format!(
+                "reason={} note={}",
+                reason.as_str(),
+                note.as_deref().unwrap_or("")
+            );
+            let action = action(
+                now,
+                operator,
+                "employee.revoked",
+                employee.as_str(),
+                &detail,
+            );
             let ended = ctx.registry.revoke_employee(employee, &change, &action)?;
             publish(ctx)?;
             Ok(done(
-                format!("employee {employee}'s telework ended; {} device(s) revoked", ended.len()),
+                format!(
+                    "employee {employee}'s telework ended; {} device(s) revoked",
+                    ended.len()
+                ),
                 ended,
             ))
         }
         AdminRequest::EmployeeReinstate { employee, note } => {
             check_note(note)?;
             let existing = ctx.registry.employee(employee)?.ok_or_else(|| {
-                AdminError::new(AdminErrorCode::NotFound, format!("employee {employee} not found"))
+                AdminError::new(
+                    AdminErrorCode::NotFound,
+                    format!("employee {employee} not found"),
+                )
             })?;
             if existing.revoked.is_none() {
-                return Err(AdminError::new(AdminErrorCode::Conflict, format!("employee {employee} is not revoked")));
+                return Err(AdminError::new(
+                    AdminErrorCode::Conflict,
+                    format!("employee {employee} is not revoked"),
+                ));
             }
-            let action = action(now, operator, "employee.reinstated", employee.as_str(), note.as_deref().unwrap_or(""));
+            let action = action(
+                now,
+                operator,
+                "employee.reinstated",
+                employee.as_str(),
+                note.as_deref().unwrap_or(""),
+            );
             ctx.registry.reinstate_employee(employee, &action)?;
-            Ok(done(format!("employee {employee} may be invited again; earlier devices stay revoked"), vec![]))
+            Ok(done(
+                format!("employee {employee} may be invited again; earlier devices stay revoked"),
+                vec![],
+            ))
         }
     }
 }
@@ -367,32 +484,39 @@ fn invite(
         let known: Vec<&str> = policy.roles.keys().map(String::as_str).collect();
         return Err(AdminError::new(
             AdminErrorCode::Invalid,
-            format!("role {role:?} is not defined in the policy (roles: {})", known.join(", ")),
+            format!(
+                "role {role:?} is not defined in the policy (roles: {})",
+                known.join(", ")
+            ),
         ));
     }
-    if let Some(schedule) = schedule {
-        if !policy.has_schedule(schedule) {
-            return Err(AdminError::new(
-                AdminErrorCode::Invalid,
-                format!("schedule {schedule:?} is not defined in the policy"),
-            ));
-        }
+    if let Some(schedule) = schedule
+        && !policy.has_schedule(schedule)
+    {
+        return Err(AdminError::new(
+            AdminErrorCode::Invalid,
+            format!("schedule {schedule:?} is not defined in the policy"),
+        ));
     }
-    if let Some(existing) = ctx.registry.employee(employee)? {
-        if let Some(revoked) = existing.revoked {
-            return Err(AdminError::new(
-                AdminErrorCode::Conflict,
-                format!(
-                    "employee {employee}'s telework was ended on {} by {}; reinstate with `ztgw employee reinstate {employee}` first",
-                    rfc3339(revoked.at),
-                    revoked.by
-                ),
-            ));
-        }
+    if let Some(existing) = ctx.registry.employee(employee)?
+        && let Some(revoked) = existing.revoked
+    {
+        return Err(AdminError::new(
+            AdminErrorCode::Conflict,
+            format!(
+                "employee {employee}'s telework was ended on {} by {}; reinstate with `ztgw employee reinstate {employee}` first",
+                rfc3339(revoked.at),
+                revoked.by
+            ),
+        ));
     }
-    let validity = valid_for_secs.unwrap_or_else(|| ctx.settings.enrolment.invitation_validity.get().as_secs());
+    let validity = valid_for_secs
+        .unwrap_or_else(|| ctx.settings.enrolment.invitation_validity.get().as_secs());
     if validity == 0 || validity > MAX_INVITATION_VALIDITY_SECS {
-        return Err(AdminError::new(AdminErrorCode::Invalid, "an invitation may be valid for 1 second to 30 days"));
+        return Err(AdminError::new(
+            AdminErrorCode::Invalid,
+            "an invitation may be valid for 1 second to 30 days",
+        ));
     }
     let id = InvitationId::from_random(random(ctx.entropy.as_ref())?);
     let secret: [u8; 32] = random(ctx.entropy.as_ref())?;
@@ -424,8 +548,10 @@ fn invite(
         schedule.unwrap_or("-"),
         rfc3339(expires_at)
     );
-    ctx.registry
-        .create_invitation(&record, &action(now, operator, "invitation.created", id.as_str(), &detail))?;
+    ctx.registry.create_invitation(
+        &record,
+        &action(now, operator, "invitation.created", id.as_str(), &detail),
+    )?;
     Ok(AdminResponse::Invitation(InvitationIssued {
         id,
         employee: employee.clone(),
@@ -492,7 +618,13 @@ fn detail(ctx: &Context, d: &DeviceRecord) -> Result<DeviceDetail, AdminError> {
     })
 }
 
-fn action(at: OffsetDateTime, operator: &str, action: &str, target: &str, detail: &str) -> ActionRecord {
+fn action(
+    at: OffsetDateTime,
+    operator: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> ActionRecord {
     ActionRecord {
         at,
         operator: operator.to_owned(),
@@ -503,22 +635,35 @@ fn action(at: OffsetDateTime, operator: &str, action: &str, target: &str, detail
 }
 
 fn done(message: String, devices_ended: Vec<DeviceId>) -> AdminResponse {
-    AdminResponse::Done { message, devices_ended }
+    AdminResponse::Done {
+        message,
+        devices_ended,
+    }
 }
 
 fn check_note(note: &Option<String>) -> Result<(), AdminError> {
-    note.as_deref().map_or(Ok(()), |n| check_text("note", n, false))
+    note.as_deref()
+        .map_or(Ok(()), |n| check_text("note", n, false))
 }
 
 fn check_text(field: &str, value: &str, required: bool) -> Result<(), AdminError> {
     if required && value.trim().is_empty() {
-        return Err(AdminError::new(AdminErrorCode::Invalid, format!("{field} must not be empty")));
+        return Err(AdminError::new(
+            AdminErrorCode::Invalid,
+            format!("{field} must not be empty"),
+        ));
     }
     if value.chars().count() > MAX_TEXT_LEN {
-        return Err(AdminError::new(AdminErrorCode::Invalid, format!("{field} is longer than {MAX_TEXT_LEN} characters")));
+        return Err(AdminError::new(
+            AdminErrorCode::Invalid,
+            format!("{field} is longer than {MAX_TEXT_LEN} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(AdminError::new(AdminErrorCode::Invalid, format!("{field} contains control characters")));
+        return Err(AdminError::new(
+            AdminErrorCode::Invalid,
+            format!("{field} contains control characters"),
+        ));
     }
     Ok(())
 }

@@ -139,7 +139,10 @@ impl ApiError {
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         tracing::error!(error = %e, "registry error while serving a request");
-        Self::new(Reason::Internal, "the gateway could not complete the request")
+        Self::new(
+            Reason::Internal,
+            "the gateway could not complete the request",
+        )
     }
 }
 
@@ -167,7 +170,10 @@ impl From<CaError> for ApiError {
 impl From<crate::clock::EntropyError> for ApiError {
     fn from(e: crate::clock::EntropyError) -> Self {
         tracing::error!(error = %e, "no randomness");
-        Self::new(Reason::Internal, "the gateway could not complete the request")
+        Self::new(
+            Reason::Internal,
+            "the gateway could not complete the request",
+        )
     }
 }
 
@@ -179,13 +185,35 @@ mod tests {
     fn every_refusal_is_a_client_error_and_codes_are_unique() {
         use Reason::*;
         let all = [
-            RequestMalformed, RequestTooLarge, NotFound, MethodNotAllowed, RateLimited, Timeout,
-            InvitationMalformed, InvitationUnknown, InvitationUsed, InvitationExpired,
-            EmployeeRevoked, RoleUnknown, DeviceDescriptionInvalid, CsrTooLarge, CsrMalformed,
-            CsrSignatureInvalid, CsrUnsupported, WireguardKeyInUse, CertificateRequired,
-            CertificateIdentityInvalid, CertificateUnknown, CertificateRevoked, DeviceUnknown,
-            DevicePending, DeviceRevoked, DeviceDecommissioned, WireguardKeyMismatch,
-            WrongCertificateKind, Internal,
+            RequestMalformed,
+            RequestTooLarge,
+            NotFound,
+            MethodNotAllowed,
+            RateLimited,
+            Timeout,
+            InvitationMalformed,
+            InvitationUnknown,
+            InvitationUsed,
+            InvitationExpired,
+            EmployeeRevoked,
+            RoleUnknown,
+            DeviceDescriptionInvalid,
+            CsrTooLarge,
+            CsrMalformed,
+            CsrSignatureInvalid,
+            CsrUnsupported,
+            WireguardKeyInUse,
+            CertificateRequired,
+            CertificateIdentityInvalid,
+            CertificateUnknown,
+            CertificateRevoked,
+            DeviceUnknown,
+            DevicePending,
+            DeviceRevoked,
+            DeviceDecommissioned,
+            WireguardKeyMismatch,
+            WrongCertificateKind,
+            Internal,
         ];
         let mut codes: Vec<&str> = all.iter().map(|r| r.code()).collect();
         codes.sort_unstable();

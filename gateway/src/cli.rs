@@ -54,12 +54,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new gateway's state directory (CA, keys, settings, policy, registry).
-    #[command(after_help = "Example:\n  ztgw init --dir /etc/ztgw --name gw.example.gov.ma --endpoint gw.example.gov.ma:51820")]
+    #[command(
+        after_help = "Example:\n  ztgw init --dir /etc/ztgw --name gw.example.gov.ma --endpoint gw.example.gov.ma:51820"
+    )]
     Init(InitArgs),
     /// Run the gateway (control plane and admin socket) in the foreground.
     Serve,
     /// Invite an employee to enrol one device: the administration's prior approval (G1).
-    #[command(after_help = "Example:\n  ztgw invite --employee e1029 --role finance --approved-by 'Head of IT' --reference DEC-2026-114")]
+    #[command(
+        after_help = "Example:\n  ztgw invite --employee e1029 --role finance --approved-by 'Head of IT' --reference DEC-2026-114"
+    )]
     Invite(InviteArgs),
     /// Enrolled devices: list, show, approve, revoke, decommission.
     #[command(subcommand)]
@@ -131,7 +135,9 @@ pub enum DeviceCommand {
         note: Option<String>,
     },
     /// Revoke a device at once: its certificates are revoked and the CRL republished.
-    #[command(after_help = "Example:\n  ztgw device revoke dev-3k9x… --reason lost --note 'reported by phone 09:12'")]
+    #[command(
+        after_help = "Example:\n  ztgw device revoke dev-3k9x… --reason lost --note 'reported by phone 09:12'"
+    )]
     Revoke {
         id: DeviceId,
         #[arg(long, value_enum)]
@@ -223,10 +229,17 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let (request, json) = match cmd {
                 DeviceCommand::List { json } => (AdminRequest::DeviceList, json),
                 DeviceCommand::Show { id, json } => (AdminRequest::DeviceShow { device: id }, json),
-                DeviceCommand::Approve { id, note } => (AdminRequest::DeviceApprove { device: id, note }, false),
-                DeviceCommand::Revoke { id, reason, note } => {
-                    (AdminRequest::DeviceRevoke { device: id, reason, note }, false)
+                DeviceCommand::Approve { id, note } => {
+                    (AdminRequest::DeviceApprove { device: id, note }, false)
                 }
+                DeviceCommand::Revoke { id, reason, note } => (
+                    AdminRequest::DeviceRevoke {
+                        device: id,
+                        reason,
+                        note,
+                    },
+                    false,
+                ),
                 DeviceCommand::Decommission { id, note } => {
                     (AdminRequest::DeviceDecommission { device: id, note }, false)
                 }
@@ -240,7 +253,9 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     reason,
                     note,
                 },
-                EmployeeCommand::Reinstate { id, note } => AdminRequest::EmployeeReinstate { employee: id, note },
+                EmployeeCommand::Reinstate { id, note } => {
+                    AdminRequest::EmployeeReinstate { employee: id, note }
+                }
             };
             show(admin(&cli.config, &operator, request)?, false)
         }
@@ -261,7 +276,9 @@ fn init(args: &InitArgs) -> Result<(), Failure> {
     )
     .map_err(|e| {
         let code = match e {
-            crate::state::InitError::NotEmpty(_) | crate::state::InitError::Invalid(_) => exit::REFUSED,
+            crate::state::InitError::NotEmpty(_) | crate::state::InitError::Invalid(_) => {
+                exit::REFUSED
+            }
             _ => exit::FAILURE,
         };
         Failure::new(code, e.to_string())
@@ -289,13 +306,21 @@ fn serve(config: &std::path::Path) -> Result<(), Failure> {
 
 fn open(config: &std::path::Path) -> Result<Context, Failure> {
     let settings = Settings::load(config).map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?;
-    Context::open(settings, Arc::new(SystemClock), Arc::new(SystemEntropy::new()))
-        .map_err(|e| Failure::new(exit::CONFIG, e.to_string()))
+    Context::open(
+        settings,
+        Arc::new(SystemClock),
+        Arc::new(SystemEntropy::new()),
+    )
+    .map_err(|e| Failure::new(exit::CONFIG, e.to_string()))
 }
 
 /// Carries out an admin request through the running gateway, or on the state itself
 /// when no gateway runs.
-fn admin(config: &std::path::Path, operator: &str, request: AdminRequest) -> Result<AdminResponse, Failure> {
+fn admin(
+    config: &std::path::Path,
+    operator: &str,
+    request: AdminRequest,
+) -> Result<AdminResponse, Failure> {
     let settings = Settings::load(config).map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?;
     let envelope = AdminEnvelope {
         operator: operator.to_owned(),
@@ -305,7 +330,10 @@ fn admin(config: &std::path::Path, operator: &str, request: AdminRequest) -> Res
         Ok(answer) => answer.map_err(Failure::from),
         Err(CallError::NotRunning) => {
             let ctx = open(config)?;
-            let operator = format!("{operator} (uid {}, offline)", current_uid().unwrap_or(u32::MAX));
+            let operator = format!(
+                "{operator} (uid {}, offline)",
+                current_uid().unwrap_or(u32::MAX)
+            );
             crate::admin::handle(&ctx, &operator, &envelope.request).map_err(Failure::from)
         }
         Err(e) => Err(Failure::new(exit::FAILURE, e.to_string())),
@@ -326,7 +354,9 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
                 inv.id,
                 inv.employee,
                 inv.role,
-                inv.schedule.map(|s| format!(", schedule {s}")).unwrap_or_default(),
+                inv.schedule
+                    .map(|s| format!(", schedule {s}"))
+                    .unwrap_or_default(),
                 rfc3339(inv.expires_at)
             );
             println!();
@@ -336,7 +366,10 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
             println!("  ztgw-agent enroll '<the invitation>'");
         }
         AdminResponse::Devices { devices } => {
-            println!("{:<22} {:<16} {:<14} {:<15} {:<20} ENROLLED", "DEVICE", "EMPLOYEE", "ROLE", "STATUS", "HOSTNAME");
+            println!(
+                "{:<22} {:<16} {:<14} {:<15} {:<20} ENROLLED",
+                "DEVICE", "EMPLOYEE", "ROLE", "STATUS", "HOSTNAME"
+            );
             for d in devices {
                 println!(
                     "{:<22} {:<16} {:<14} {:<15} {:<20} {}",
@@ -354,12 +387,19 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
             println!("device        {}", s.id);
             println!("employee      {}", s.employee);
             println!("role          {}", s.role);
-            println!("schedule      {}", device.schedule.as_deref().unwrap_or("(the role's)"));
+            println!(
+                "schedule      {}",
+                device.schedule.as_deref().unwrap_or("(the role's)")
+            );
             println!("status        {}", s.status.as_str());
             println!("hostname      {}", s.hostname);
             println!("os            {}", device.os);
             println!("ownership     {}", s.ownership.as_str());
-            println!("enrolled      {} (invitation {})", rfc3339(s.enrolled_at), device.invitation);
+            println!(
+                "enrolled      {} (invitation {})",
+                rfc3339(s.enrolled_at),
+                device.invitation
+            );
             println!("wireguard key {}", device.wireguard_public_key);
             for (label, change) in [("approved", &device.approved), ("ended", &device.ended)] {
                 if let Some(c) = change {
@@ -368,7 +408,10 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
                         rfc3339(c.at),
                         c.by,
                         c.reason,
-                        c.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                        c.note
+                            .as_ref()
+                            .map(|n| format!(" ({n})"))
+                            .unwrap_or_default()
                     );
                 }
             }
@@ -378,7 +421,9 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
                     c.serial,
                     rfc3339(c.not_before),
                     rfc3339(c.not_after),
-                    c.revoked_at.map(|t| format!(", revoked {}", rfc3339(t))).unwrap_or_default()
+                    c.revoked_at
+                        .map(|t| format!(", revoked {}", rfc3339(t)))
+                        .unwrap_or_default()
                 );
             }
         }

@@ -107,25 +107,35 @@ impl ControlPlane {
             let counters = self.counters.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        Counters::bump(&counters.handshakes_failed);
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        Counters::bump(&counters.handshakes_timed_out);
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
+                let stream =
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            Counters::bump(&counters.handshakes_failed);
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            Counters::bump(&counters.handshakes_timed_out);
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
                 let presented = Arc::new(presented_identity(&stream));
                 let service = hyper::service::service_fn(move |req| {
-                    routes::route(ctx.clone(), limits.clone(), peer.ip(), presented.clone(), req)
+                    routes::route(
+                        ctx.clone(),
+                        limits.clone(),
+                        peer.ip(),
+                        presented.clone(),
+                        req,
+                    )
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                if let Err(e) = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
                     tracing::debug!(%peer, error = %e, "control connection ended with an error");
                 }
             });
@@ -133,8 +143,15 @@ impl ControlPlane {
     }
 }
 
-fn presented_identity(stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Presented {
-    match stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+fn presented_identity(
+    stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) -> Presented {
+    match stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+    {
         None => Presented::Nothing,
         Some(cert) => match CertificateIdentity::from_der(cert.as_ref()) {
             Ok(identity) => Presented::Identity(identity),

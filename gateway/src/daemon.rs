@@ -36,13 +36,22 @@ pub struct RunningGateway {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the control plane's TLS identity: {0}")]
     Tls(#[from] ztgw_pki::TlsConfigError),
     #[error("binding the control plane on {addr}: {source}")]
-    BindControl { addr: SocketAddr, source: std::io::Error },
+    BindControl {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("binding the admin socket {path}: {source}")]
-    BindAdmin { path: String, source: std::io::Error },
+    BindAdmin {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl RunningGateway {
@@ -78,15 +87,25 @@ impl RunningGateway {
         let listen = ctx.settings.control.listen;
         let control = ControlPlane::bind(ctx.clone(), tls.clone())
             .await
-            .map_err(|source| StartError::BindControl { addr: listen, source })?;
-        let control_addr = control.local_addr().map_err(|source| StartError::BindControl { addr: listen, source })?;
+            .map_err(|source| StartError::BindControl {
+                addr: listen,
+                source,
+            })?;
+        let control_addr = control
+            .local_addr()
+            .map_err(|source| StartError::BindControl {
+                addr: listen,
+                source,
+            })?;
         let counters = control.counters();
         let limits = control.limits();
 
         let admin_path = ctx.settings.admin.socket.clone();
-        let admin = socket::bind(&admin_path, &ctx.settings.admin.group).map_err(|source| StartError::BindAdmin {
-            path: admin_path.display().to_string(),
-            source,
+        let admin = socket::bind(&admin_path, &ctx.settings.admin.group).map_err(|source| {
+            StartError::BindAdmin {
+                path: admin_path.display().to_string(),
+                source,
+            }
         })?;
 
         let mut tasks = JoinSet::new();
@@ -129,7 +148,8 @@ fn maintain_crl(ctx: &Context, tls: &TlsState) {
     let now = ctx.clock.now();
     let half = time::Duration::try_from(ctx.settings.enrolment.crl_validity.get() / 2)
         .unwrap_or(time::Duration::HOUR);
-    let due = revocation::next_update(&ctx.settings.state().crl()).is_none_or(|next| next - now < half);
+    let due =
+        revocation::next_update(&ctx.settings.state().crl()).is_none_or(|next| next - now < half);
     if due {
         if let Err(e) = ctx.publish_crl() {
             tracing::error!(error = %e, "could not re-sign the revocation list");

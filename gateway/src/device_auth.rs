@@ -53,7 +53,10 @@ pub fn authenticate(ctx: &Context, presented: &Presented) -> Result<Authenticate
             ));
         }
         Presented::Invalid(e) => {
-            return Err(ApiError::new(Reason::CertificateIdentityInvalid, e.to_string()));
+            return Err(ApiError::new(
+                Reason::CertificateIdentityInvalid,
+                e.to_string(),
+            ));
         }
         Presented::Identity(i) => i,
     };
@@ -71,14 +74,21 @@ pub fn authenticate(ctx: &Context, presented: &Presented) -> Result<Authenticate
         ));
     };
     let cert = ctx.registry.certificate(serial)?.ok_or_else(|| {
-        ApiError::new(Reason::CertificateUnknown, "the registry never issued this certificate")
+        ApiError::new(
+            Reason::CertificateUnknown,
+            "the registry never issued this certificate",
+        )
     })?;
     if cert.revoked.is_some() {
-        return Err(ApiError::new(Reason::CertificateRevoked, "this certificate has been revoked"));
+        return Err(ApiError::new(
+            Reason::CertificateRevoked,
+            "this certificate has been revoked",
+        ));
     }
-    let record = ctx.registry.device(device)?.ok_or_else(|| {
-        ApiError::new(Reason::DeviceUnknown, "the registry has no such device")
-    })?;
+    let record = ctx
+        .registry
+        .device(device)?
+        .ok_or_else(|| ApiError::new(Reason::DeviceUnknown, "the registry has no such device"))?;
     if &cert.device != device || &record.employee != employee {
         return Err(ApiError::new(
             Reason::CertificateIdentityInvalid,
@@ -91,7 +101,10 @@ pub fn authenticate(ctx: &Context, presented: &Presented) -> Result<Authenticate
             "the certificate's WireGuard key is not the one registered for this device",
         ));
     }
-    if matches!(record.status, DeviceStatus::Revoked | DeviceStatus::Decommissioned) {
+    if matches!(
+        record.status,
+        DeviceStatus::Revoked | DeviceStatus::Decommissioned
+    ) {
         return Err(ended(record.status));
     }
     if ctx

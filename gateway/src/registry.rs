@@ -128,15 +128,19 @@ pub struct ActionRecord {
 /// The registry interface.
 pub trait Registry: Send + Sync + std::fmt::Debug {
     /// Records an invitation; the employee is created if new.
-    fn create_invitation(&self, inv: &InvitationRecord, action: &ActionRecord)
-        -> Result<(), RegistryError>;
+    fn create_invitation(
+        &self,
+        inv: &InvitationRecord,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError>;
     fn invitation(&self, id: &InvitationId) -> Result<Option<InvitationRecord>, RegistryError>;
     fn invitations(&self) -> Result<Vec<InvitationRecord>, RegistryError>;
 
     /// Marks the invitation used, and stores the device and its first certificate, all
     /// or nothing. Fails with `InvitationAlreadyUsed` if another enrolment won the race,
     /// and `WgKeyInUse` if a device in service already has the key.
-    fn complete_enrolment(&self, e: &Enrolment, action: &ActionRecord) -> Result<(), RegistryError>;
+    fn complete_enrolment(&self, e: &Enrolment, action: &ActionRecord)
+    -> Result<(), RegistryError>;
 
     fn employee(&self, id: &EmployeeId) -> Result<Option<EmployeeRecord>, RegistryError>;
     /// Ends an employee's telework: the employee and every device in service are
@@ -148,8 +152,11 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
         action: &ActionRecord,
     ) -> Result<Vec<DeviceId>, RegistryError>;
     /// Lets a revoked employee be invited again (devices stay revoked).
-    fn reinstate_employee(&self, id: &EmployeeId, action: &ActionRecord)
-        -> Result<(), RegistryError>;
+    fn reinstate_employee(
+        &self,
+        id: &EmployeeId,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError>;
 
     fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, RegistryError>;
     fn devices(&self) -> Result<Vec<DeviceRecord>, RegistryError>;
@@ -170,12 +177,19 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
         action: &ActionRecord,
     ) -> Result<(), RegistryError>;
 
-    fn add_certificate(&self, cert: &CertificateRecord, action: &ActionRecord)
-        -> Result<(), RegistryError>;
-    fn certificate(&self, serial: &SerialNumber) -> Result<Option<CertificateRecord>, RegistryError>;
+    fn add_certificate(
+        &self,
+        cert: &CertificateRecord,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError>;
+    fn certificate(
+        &self,
+        serial: &SerialNumber,
+    ) -> Result<Option<CertificateRecord>, RegistryError>;
     fn certificates_of(&self, device: &DeviceId) -> Result<Vec<CertificateRecord>, RegistryError>;
     /// Revoked certificates that have not yet expired at `now`: what the CRL must list.
-    fn revoked_certificates(&self, now: OffsetDateTime) -> Result<Vec<RevokedEntry>, RegistryError>;
+    fn revoked_certificates(&self, now: OffsetDateTime)
+    -> Result<Vec<RevokedEntry>, RegistryError>;
     /// A number larger than any returned before, for the next CRL.
     fn next_crl_number(&self) -> Result<u64, RegistryError>;
 

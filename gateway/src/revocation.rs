@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use time::OffsetDateTime;
-use ztgw_pki::{CertificateAuthority, Existing};
 use x509_parser::prelude::FromDer as _;
+use ztgw_pki::{CertificateAuthority, Existing};
 
 use crate::registry::{Registry, RegistryError};
 
@@ -47,7 +47,11 @@ pub fn publish(
             source,
         }
     })?;
-    tracing::info!(crl_number = number, revoked = revoked.len(), "published revocation list");
+    tracing::info!(
+        crl_number = number,
+        revoked = revoked.len(),
+        "published revocation list"
+    );
     Ok(())
 }
 

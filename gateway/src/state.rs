@@ -54,7 +54,10 @@ pub enum InitError {
     #[error("{0} is not empty: ztgw init never overwrites an existing state")]
     NotEmpty(String),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -70,7 +73,11 @@ pub enum InitError {
 }
 
 /// Creates a gateway's state in `opts.dir`.
-pub fn init(opts: &InitOptions, clock: Arc<dyn Clock>, entropy: Arc<dyn Entropy>) -> Result<InitReport, InitError> {
+pub fn init(
+    opts: &InitOptions,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+) -> Result<InitReport, InitError> {
     let first = opts
         .names
         .first()
@@ -103,13 +110,18 @@ pub fn init(opts: &InitOptions, clock: Arc<dyn Clock>, entropy: Arc<dyn Entropy>
     let secret_text = zeroize::Zeroizing::new(format!("{}\n", b64.encode(wg_secret.to_bytes())));
     private(&paths.wireguard_key(), secret_text.as_bytes())?;
     let wg_public_text = b64.encode(wg_public.as_bytes());
-    public(&paths.wireguard_public(), format!("{wg_public_text}\n").as_bytes())?;
+    public(
+        &paths.wireguard_public(),
+        format!("{wg_public_text}\n").as_bytes(),
+    )?;
 
     let endpoint_port = opts
         .endpoint
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok())
-        .ok_or_else(|| InitError::Invalid(format!("--endpoint {:?} must be HOST:PORT", opts.endpoint)))?;
+        .ok_or_else(|| {
+            InitError::Invalid(format!("--endpoint {:?} must be HOST:PORT", opts.endpoint))
+        })?;
     let advertise = opts
         .control_advertise
         .clone()
@@ -170,9 +182,11 @@ fn private(path: &Path, contents: &[u8]) -> Result<(), InitError> {
 /// A file without secrets: 0644, inside the 0700 state directory.
 fn public(path: &Path, contents: &[u8]) -> Result<(), InitError> {
     private(path, contents)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|source| InitError::Io {
-        path: path.display().to_string(),
-        source,
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|source| {
+        InitError::Io {
+            path: path.display().to_string(),
+            source,
+        }
     })
 }
 

@@ -131,7 +131,6 @@ pub struct IssuedCertificate {
     pub not_after: OffsetDateTime,
 }
 
-
 /// One revoked certificate, as the CRL lists it.
 #[derive(Debug, Clone)]
 pub struct RevokedEntry {
@@ -357,7 +356,9 @@ impl CertificateAuthority {
         public_key: &impl rcgen::PublicKeyData,
         serial: SerialNumber,
     ) -> Result<IssuedCertificate, CaError> {
-        let cert = params.signed_by(public_key, &self.issuer).map_err(signing)?;
+        let cert = params
+            .signed_by(public_key, &self.issuer)
+            .map_err(signing)?;
         Ok(IssuedCertificate {
             der: cert.der().to_vec(),
             pem: cert.pem(),
@@ -478,7 +479,10 @@ mod tests {
         assert!(!cert.is_ca());
         let cn = cert.subject().iter_common_name().next().expect("cn");
         assert_eq!(cn.as_str().expect("utf8"), "ztgw device dev-abc");
-        let san = cert.subject_alternative_name().expect("san").expect("present");
+        let san = cert
+            .subject_alternative_name()
+            .expect("san")
+            .expect("present");
         let names: Vec<String> = san
             .value
             .general_names
@@ -576,7 +580,10 @@ mod tests {
             .expect("crl");
         let der = pem_to_der(&pem, "X509 CRL").expect("der");
         let (_, crl) = CertificateRevocationList::from_der(&der).expect("parse");
-        let listed: Vec<&[u8]> = crl.iter_revoked_certificates().map(|r| r.raw_serial()).collect();
+        let listed: Vec<&[u8]> = crl
+            .iter_revoked_certificates()
+            .map(|r| r.raw_serial())
+            .collect();
         assert_eq!(listed, vec![serial.as_bytes()]);
         assert!(ca.sign_crl(&[], 8, t0(), t0()).is_err());
     }

@@ -52,7 +52,10 @@ fn check_id(kind: &'static str, value: &str) -> Result<(), IdError> {
     if value.len() > MAX_ID_LEN {
         return Err(IdError::TooLong { kind });
     }
-    let first_ok = value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let first_ok = value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = value
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -222,7 +225,7 @@ impl SerialNumber {
     }
 
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.is_empty() || s.len() % 2 != 0 || s.len() > 40 {
+        if s.is_empty() || !s.len().is_multiple_of(2) || s.len() > 40 {
             return None;
         }
         let bytes = (0..s.len())
@@ -318,7 +321,9 @@ impl CertificateIdentity {
             .subject_alternative_name()
             .map_err(|_| IdentityError::Malformed)?;
         for name in san.iter().flat_map(|san| san.value.general_names.iter()) {
-            let GeneralName::URI(uri) = name else { continue };
+            let GeneralName::URI(uri) = name else {
+                continue;
+            };
             if let Some(id) = uri.strip_prefix(DEVICE_URI_PREFIX) {
                 set_once(&mut device, DeviceId::new(id)?, "a device")?;
             } else if let Some(id) = uri.strip_prefix(EMPLOYEE_URI_PREFIX) {
@@ -407,7 +412,9 @@ mod tests {
         assert!(EmployeeId::new("x".repeat(MAX_ID_LEN)).is_ok());
         assert_eq!(
             EmployeeId::new("x".repeat(MAX_ID_LEN + 1)),
-            Err(IdError::TooLong { kind: "employee id" })
+            Err(IdError::TooLong {
+                kind: "employee id"
+            })
         );
     }
 

@@ -37,8 +37,11 @@ impl InvitationId {
 
     pub fn parse(s: &str) -> Option<Self> {
         let rest = s.strip_prefix("inv-")?;
-        (rest.len() == 20 && rest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-            .then(|| Self(s.to_owned()))
+        (rest.len() == 20
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .then(|| Self(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -276,7 +279,9 @@ mod tests {
     fn every_single_character_typo_is_caught() {
         let text = sample().encode().expect("encode");
         let alphabet: Vec<char> =
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".chars().collect();
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                .chars()
+                .collect();
         for pos in PREFIX.len()..text.len() {
             let original = text.as_bytes()[pos] as char;
             let replacement = alphabet
@@ -303,7 +308,10 @@ mod tests {
                 text[..PREFIX.len() + 4 * ((text.len() - PREFIX.len() - 2) / 4) + 1].to_owned(),
                 InvitationError::Length,
             ),
-            (format!("ztgw1-{}", "A".repeat(600)), InvitationError::TooLong),
+            (
+                format!("ztgw1-{}", "A".repeat(600)),
+                InvitationError::TooLong,
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(Invitation::decode(&input).err(), Some(expected), "{input}");

@@ -47,9 +47,9 @@ pub fn write_private_file(path: &Path, contents: &[u8], existing: Existing) -> i
     match existing {
         Existing::Refuse => write_new(path, contents),
         Existing::Replace => {
-            let file_name = path
-                .file_name()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+            let file_name = path.file_name().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "path has no file name")
+            })?;
             let mut tmp_name = file_name.to_os_string();
             tmp_name.push(".tmp");
             let tmp = path.with_file_name(tmp_name);

@@ -12,8 +12,8 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, Error,
-    RootCertStore, ServerConfig, SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, Error, RootCertStore,
+    ServerConfig, SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{
@@ -51,11 +51,18 @@ pub struct ServerIdentity {
 }
 
 impl ServerIdentity {
-    pub fn from_pem(cert_pem: &str, key_pem: &Secret<String>, ca_pem: &str) -> Result<Self, TlsConfigError> {
+    pub fn from_pem(
+        cert_pem: &str,
+        key_pem: &Secret<String>,
+        ca_pem: &str,
+    ) -> Result<Self, TlsConfigError> {
         let cert = parse_cert(cert_pem, "the server certificate")?;
         let ca = parse_cert(ca_pem, "the CA certificate")?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
-            .map_err(|_| TlsConfigError::Pem { what: "the server key" })?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes()).map_err(|_| {
+            TlsConfigError::Pem {
+                what: "the server key",
+            }
+        })?;
         Ok(Self {
             chain: vec![cert, ca.clone()],
             key: Secret::new(key.secret_der().to_vec()),
@@ -95,8 +102,11 @@ pub fn server_config(
             algorithms: provider.signature_verification_algorithms,
         }),
     };
-    let key = PrivateKeyDer::try_from(identity.key.expose().clone())
-        .map_err(|_| TlsConfigError::Pem { what: "the server key" })?;
+    let key = PrivateKeyDer::try_from(identity.key.expose().clone()).map_err(|_| {
+        TlsConfigError::Pem {
+            what: "the server key",
+        }
+    })?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -134,8 +144,11 @@ pub fn mtls_client_config(
     let mut roots = RootCertStore::empty();
     roots.add(parse_cert(ca_pem, "the CA certificate")?)?;
     let cert = parse_cert(cert_pem, "the client certificate")?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
-        .map_err(|_| TlsConfigError::Pem { what: "the client key" })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes()).map_err(|_| {
+        TlsConfigError::Pem {
+            what: "the client key",
+        }
+    })?;
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
@@ -145,14 +158,18 @@ pub fn mtls_client_config(
 }
 
 /// Parses the first certificate of a PEM text.
-pub fn parse_cert(pem: &str, what: &'static str) -> Result<CertificateDer<'static>, TlsConfigError> {
+pub fn parse_cert(
+    pem: &str,
+    what: &'static str,
+) -> Result<CertificateDer<'static>, TlsConfigError> {
     CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|_| TlsConfigError::Pem { what })
 }
 
 /// Parses a PEM CRL.
 pub fn parse_crl(pem: &str) -> Result<CertificateRevocationListDer<'static>, TlsConfigError> {
-    CertificateRevocationListDer::from_pem_slice(pem.as_bytes())
-        .map_err(|_| TlsConfigError::Pem { what: "the revocation list" })
+    CertificateRevocationListDer::from_pem_slice(pem.as_bytes()).map_err(|_| TlsConfigError::Pem {
+        what: "the revocation list",
+    })
 }
 
 /// The server certificate chain must lead to the pinned CA, which the server sends last.

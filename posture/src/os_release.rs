@@ -128,7 +128,9 @@ HOME_URL="https://www.debian.org/"
         std::fs::create_dir_all(root.path().join("usr/lib")).expect("mkdir");
         std::fs::write(root.path().join("usr/lib/os-release"), FEDORA).expect("write");
         assert_eq!(
-            OsRelease::read(root.path()).map(|o| o.describe()).as_deref(),
+            OsRelease::read(root.path())
+                .map(|o| o.describe())
+                .as_deref(),
             Some("Fedora Linux 40")
         );
         std::fs::create_dir_all(root.path().join("etc")).expect("mkdir");

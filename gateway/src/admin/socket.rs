@@ -46,7 +46,10 @@ pub fn bind(path: &Path, group: &str) -> io::Result<UnixListener> {
     }
     let listener = UnixListener::bind(path)?;
     let gid = group_id(group);
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(if gid.is_some() { 0o660 } else { 0o600 }))?;
+    std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(if gid.is_some() { 0o660 } else { 0o600 }),
+    )?;
     if let Some(gid) = gid {
         std::os::unix::fs::chown(path, None, Some(gid))?;
     }
@@ -77,12 +80,16 @@ async fn serve_one(stream: UnixStream, ctx: Arc<Context>) -> io::Result<()> {
     let uid = stream.peer_cred()?.uid();
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(read.take(MAX_REQUEST_LEN)).read_line(&mut line).await?;
+    BufReader::new(read.take(MAX_REQUEST_LEN))
+        .read_line(&mut line)
+        .await?;
     let reply = match serde_json::from_str::<AdminEnvelope>(&line) {
         Ok(envelope) => {
             let operator = format!("{} (uid {uid})", envelope.operator);
             let ctx = ctx.clone();
-            match tokio::task::spawn_blocking(move || handle(&ctx, &operator, &envelope.request)).await {
+            match tokio::task::spawn_blocking(move || handle(&ctx, &operator, &envelope.request))
+                .await
+            {
                 Ok(Ok(response)) => SocketReply::Ok(response),
                 Ok(Err(e)) => SocketReply::Error(e),
                 Err(e) => SocketReply::Error(AdminError {
@@ -115,20 +122,32 @@ pub enum CallError {
 }
 
 /// Sends one request to the gateway listening at `path`.
-pub fn call(path: &Path, envelope: &AdminEnvelope) -> Result<Result<AdminResponse, AdminError>, CallError> {
+pub fn call(
+    path: &Path,
+    envelope: &AdminEnvelope,
+) -> Result<Result<AdminResponse, AdminError>, CallError> {
     let io_err = |source| CallError::Io {
         path: path.display().to_string(),
         source,
     };
     let mut stream = match std::os::unix::net::UnixStream::connect(path) {
         Ok(s) => s,
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
             return Err(CallError::NotRunning);
         }
         Err(e) => return Err(io_err(e)),
     };
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(io_err)?;
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT)).map_err(io_err)?;
+    stream
+        .set_read_timeout(Some(CLIENT_TIMEOUT))
+        .map_err(io_err)?;
+    stream
+        .set_write_timeout(Some(CLIENT_TIMEOUT))
+        .map_err(io_err)?;
     let mut line = serde_json::to_vec(envelope).map_err(|e| CallError::Protocol(e.to_string()))?;
     line.push(b'\n');
     stream.write_all(&line).map_err(io_err)?;

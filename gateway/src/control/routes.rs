@@ -29,9 +29,7 @@ pub async fn route(
     let timeout = ctx.settings.control.request_timeout.get();
     let answer = tokio::time::timeout(timeout, dispatch(ctx, limits, source, presented, req))
         .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::new(Reason::Timeout, "the request took too long"))
-        });
+        .unwrap_or_else(|_| Err(ApiError::new(Reason::Timeout, "the request took too long")));
     Ok(match answer {
         Ok(response) => response,
         Err(e) => error_response(&e),
@@ -68,7 +66,9 @@ async fn dispatch(
             json(StatusCode::OK, &answer)
         }
         (Method::GET, path::DEVICE) => {
-            let answer = blocking(move || authenticate(&ctx, &presented).map(|d| enrolment::view(&d))).await?;
+            let answer =
+                blocking(move || authenticate(&ctx, &presented).map(|d| enrolment::view(&d)))
+                    .await?;
             json(StatusCode::OK, &answer)
         }
         (_, path::ENROL | path::RENEW | path::DEVICE) => Err(ApiError::new(
@@ -84,15 +84,27 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, max: usize) -> R
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                ApiError::new(Reason::RequestTooLarge, format!("the request body exceeds {max} bytes"))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::new(
+                    Reason::RequestTooLarge,
+                    format!("the request body exceeds {max} bytes"),
+                )
             } else {
-                ApiError::new(Reason::RequestMalformed, "the request body could not be read")
+                ApiError::new(
+                    Reason::RequestMalformed,
+                    "the request body could not be read",
+                )
             }
         })?
         .to_bytes();
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(Reason::RequestMalformed, format!("the request body is not valid: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            Reason::RequestMalformed,
+            format!("the request body is not valid: {e}"),
+        )
+    })
 }
 
 async fn blocking<T: Send + 'static>(
@@ -100,27 +112,40 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "request handler failed");
-        Err(ApiError::new(Reason::Internal, "the gateway could not complete the request"))
+        Err(ApiError::new(
+            Reason::Internal,
+            "the gateway could not complete the request",
+        ))
     })
 }
 
 fn json(status: StatusCode, value: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError> {
     let body = serde_json::to_vec(value).map_err(|e| {
         tracing::error!(error = %e, "response serialisation failed");
-        ApiError::new(Reason::Internal, "the gateway could not complete the request")
+        ApiError::new(
+            Reason::Internal,
+            "the gateway could not complete the request",
+        )
     })?;
     Ok(response(status, body))
 }
 
 fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(&e.body()).unwrap_or_else(|_| b"{\"error\":\"internal_error\",\"message\":\"\"}".to_vec());
+    let body = serde_json::to_vec(&e.body())
+        .unwrap_or_else(|_| b"{\"error\":\"internal_error\",\"message\":\"\"}".to_vec());
     response(e.reason.status(), body)
 }
 
 fn response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     r
 }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
-use ztgw_pki::tls::{ServerIdentity, TlsConfigError, server_config};
 use ztgw_pki::RevocationState;
+use ztgw_pki::tls::{ServerIdentity, TlsConfigError, server_config};
 
 /// The configuration new connections get. Connections already open keep theirs; the
 /// registry check on every request covers them.
@@ -16,7 +16,10 @@ pub struct TlsState {
 }
 
 impl TlsState {
-    pub fn new(identity: ServerIdentity, revocation: &RevocationState) -> Result<Self, TlsConfigError> {
+    pub fn new(
+        identity: ServerIdentity,
+        revocation: &RevocationState,
+    ) -> Result<Self, TlsConfigError> {
         let config = server_config(&identity, revocation)?;
         Ok(Self {
             identity,
@@ -33,7 +36,9 @@ impl TlsState {
         });
         match config {
             Ok(c) => self.config.store(Arc::new(c)),
-            Err(e) => tracing::error!(error = %e, "the TLS configuration cannot be rebuilt; keeping the previous one"),
+            Err(e) => {
+                tracing::error!(error = %e, "the TLS configuration cannot be rebuilt; keeping the previous one")
+            }
         }
     }
 

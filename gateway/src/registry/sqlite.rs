@@ -102,12 +102,19 @@ impl SqliteRegistry {
         let conn = Connection::open(path).map_err(storage)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(storage)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(storage)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(storage)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(storage)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(storage)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(storage)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
         let version: Option<i64> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(storage)?;
         match version {
@@ -219,7 +226,11 @@ impl Registry for SqliteRegistry {
         })
     }
 
-    fn complete_enrolment(&self, e: &Enrolment, action: &ActionRecord) -> Result<(), RegistryError> {
+    fn complete_enrolment(
+        &self,
+        e: &Enrolment,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError> {
         let d = &e.device;
         self.in_transaction(|tx| {
             let marked = tx
@@ -305,7 +316,13 @@ impl Registry for SqliteRegistry {
                 .execute(
                     "UPDATE employees SET revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3,
                         revoke_note = ?4 WHERE id = ?5",
-                    params![ts(change.at), change.by, change.reason, change.note, id.as_str()],
+                    params![
+                        ts(change.at),
+                        change.by,
+                        change.reason,
+                        change.note,
+                        id.as_str()
+                    ],
                 )
                 .map_err(storage)?;
             if updated == 0 {
@@ -326,7 +343,13 @@ impl Registry for SqliteRegistry {
             let mut ended = Vec::with_capacity(devices.len());
             for device in devices {
                 let device = parse_id::<DeviceId>(device)?;
-                end_device_in(tx, &device, EndOfService::Revoke, change, CrlReason::AffiliationChanged)?;
+                end_device_in(
+                    tx,
+                    &device,
+                    EndOfService::Revoke,
+                    change,
+                    CrlReason::AffiliationChanged,
+                )?;
                 ended.push(device);
             }
             insert_action(tx, action)?;
@@ -334,7 +357,11 @@ impl Registry for SqliteRegistry {
         })
     }
 
-    fn reinstate_employee(&self, id: &EmployeeId, action: &ActionRecord) -> Result<(), RegistryError> {
+    fn reinstate_employee(
+        &self,
+        id: &EmployeeId,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError> {
         self.in_transaction(|tx| {
             let updated = tx
                 .execute(
@@ -368,7 +395,9 @@ impl Registry for SqliteRegistry {
             let mut stmt = c
                 .prepare(&format!("{DEVICE_SELECT} ORDER BY enrolled_at, id"))
                 .map_err(storage)?;
-            let rows = stmt.query_map([], |r| Ok(device_from_row(r))).map_err(storage)?;
+            let rows = stmt
+                .query_map([], |r| Ok(device_from_row(r)))
+                .map_err(storage)?;
             rows.map(|r| r.map_err(storage).and_then(|x| x)).collect()
         })
     }
@@ -385,7 +414,13 @@ impl Registry for SqliteRegistry {
                     "UPDATE devices SET status = 'active', approved_at = ?1, approved_by = ?2,
                         approve_reason = ?3, approve_note = ?4
                      WHERE id = ?5 AND status = 'pending'",
-                    params![ts(change.at), change.by, change.reason, change.note, id.as_str()],
+                    params![
+                        ts(change.at),
+                        change.by,
+                        change.reason,
+                        change.note,
+                        id.as_str()
+                    ],
                 )
                 .map_err(storage)?;
             if updated == 0 {
@@ -409,14 +444,21 @@ impl Registry for SqliteRegistry {
         })
     }
 
-    fn add_certificate(&self, cert: &CertificateRecord, action: &ActionRecord) -> Result<(), RegistryError> {
+    fn add_certificate(
+        &self,
+        cert: &CertificateRecord,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError> {
         self.in_transaction(|tx| {
             insert_certificate(tx, cert)?;
             insert_action(tx, action)
         })
     }
 
-    fn certificate(&self, serial: &SerialNumber) -> Result<Option<CertificateRecord>, RegistryError> {
+    fn certificate(
+        &self,
+        serial: &SerialNumber,
+    ) -> Result<Option<CertificateRecord>, RegistryError> {
         self.with(|c| {
             c.query_row(
                 &format!("{CERT_SELECT} WHERE serial = ?1"),
@@ -432,7 +474,9 @@ impl Registry for SqliteRegistry {
     fn certificates_of(&self, device: &DeviceId) -> Result<Vec<CertificateRecord>, RegistryError> {
         self.with(|c| {
             let mut stmt = c
-                .prepare(&format!("{CERT_SELECT} WHERE device_id = ?1 ORDER BY issued_at, serial"))
+                .prepare(&format!(
+                    "{CERT_SELECT} WHERE device_id = ?1 ORDER BY issued_at, serial"
+                ))
                 .map_err(storage)?;
             let rows = stmt
                 .query_map(params![device.as_str()], |r| Ok(certificate_from_row(r)))
@@ -441,7 +485,10 @@ impl Registry for SqliteRegistry {
         })
     }
 
-    fn revoked_certificates(&self, now: OffsetDateTime) -> Result<Vec<RevokedEntry>, RegistryError> {
+    fn revoked_certificates(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<RevokedEntry>, RegistryError> {
         self.with(|c| {
             let mut stmt = c
                 .prepare(&format!(
@@ -468,10 +515,15 @@ impl Registry for SqliteRegistry {
 
     fn next_crl_number(&self) -> Result<u64, RegistryError> {
         self.in_transaction(|tx| {
-            tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'crl_number'", [])
-                .map_err(storage)?;
+            tx.execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'crl_number'",
+                [],
+            )
+            .map_err(storage)?;
             let n: i64 = tx
-                .query_row("SELECT value FROM meta WHERE key = 'crl_number'", [], |r| r.get(0))
+                .query_row("SELECT value FROM meta WHERE key = 'crl_number'", [], |r| {
+                    r.get(0)
+                })
                 .map_err(storage)?;
             u64::try_from(n).map_err(|_| RegistryError::Corrupt(format!("crl number {n}")))
         })
@@ -517,7 +569,14 @@ fn end_device_in(
                 "UPDATE devices SET status = ?1, ended_at = ?2, ended_by = ?3, end_reason = ?4,
                     end_note = ?5 WHERE id = ?6 AND status IN {allowed_from}"
             ),
-            params![status, ts(change.at), change.by, change.reason, change.note, id.as_str()],
+            params![
+                status,
+                ts(change.at),
+                change.by,
+                change.reason,
+                change.note,
+                id.as_str()
+            ],
         )
         .map_err(storage)?;
     if updated == 0 {
@@ -549,7 +608,9 @@ fn insert_certificate(tx: &Transaction<'_>, c: &CertificateRecord) -> Result<(),
         ],
     )
     .map_err(|e| match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
             RegistryError::Duplicate(format!("certificate {}", c.serial))
         }
         other => storage(other),
@@ -587,7 +648,11 @@ fn invitation_from_row(r: &Row<'_>) -> Result<InvitationRecord, RegistryError> {
         created_at: from_ts(r.get(7).map_err(storage)?)?,
         expires_at: from_ts(r.get(8).map_err(storage)?)?,
         secret_hash: SecretHash::from_bytes(hash),
-        used_at: r.get::<_, Option<i64>>(10).map_err(storage)?.map(from_ts).transpose()?,
+        used_at: r
+            .get::<_, Option<i64>>(10)
+            .map_err(storage)?
+            .map(from_ts)
+            .transpose()?,
         used_by: r
             .get::<_, Option<String>>(11)
             .map_err(storage)?
@@ -639,7 +704,11 @@ fn certificate_from_row(r: &Row<'_>) -> Result<CertificateRecord, RegistryError>
     let revoked = match (revoked_at, reason) {
         (Some(at), Some(reason)) => Some((from_ts(at)?, parse_reason(&reason)?)),
         (None, None) => None,
-        _ => return Err(RegistryError::Corrupt("certificate revocation half set".into())),
+        _ => {
+            return Err(RegistryError::Corrupt(
+                "certificate revocation half set".into(),
+            ));
+        }
     };
     Ok(CertificateRecord {
         serial: SerialNumber::from_slice(&serial),
@@ -658,8 +727,14 @@ fn change_from_row(r: &Row<'_>, first: usize) -> Result<Option<StatusChange>, Re
     let Some(at) = at else { return Ok(None) };
     Ok(Some(StatusChange {
         at: from_ts(at)?,
-        by: r.get::<_, Option<String>>(first + 1).map_err(storage)?.unwrap_or_default(),
-        reason: r.get::<_, Option<String>>(first + 2).map_err(storage)?.unwrap_or_default(),
+        by: r
+            .get::<_, Option<String>>(first + 1)
+            .map_err(storage)?
+            .unwrap_or_default(),
+        reason: r
+            .get::<_, Option<String>>(first + 2)
+            .map_err(storage)?
+            .unwrap_or_default(),
         note: r.get(first + 3).map_err(storage)?,
     }))
 }
@@ -681,7 +756,11 @@ fn parse_reason(s: &str) -> Result<CrlReason, RegistryError> {
         "superseded" => CrlReason::Superseded,
         "cessation-of-operation" => CrlReason::CessationOfOperation,
         "unspecified" => CrlReason::Unspecified,
-        other => return Err(RegistryError::Corrupt(format!("revocation reason {other:?}"))),
+        other => {
+            return Err(RegistryError::Corrupt(format!(
+                "revocation reason {other:?}"
+            )));
+        }
     })
 }
 
