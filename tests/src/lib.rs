@@ -1,1 +1,279 @@
-//! placeholder
+//! Shared fixtures for ztgw's cross-crate and end-to-end tests: a gateway in a temporary
+//! state directory on loopback, an enrolled agent, certificates made to order, and the
+//! real binaries.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use ztgw_agent::client::ControlClient;
+use ztgw_agent::enroll::{EnrollOptions, enroll};
+use ztgw_agent::state::{AgentState, EnrolmentRecord};
+use ztgw_config::Settings;
+use ztgw_gateway::admin::{self, AdminRequest, AdminResponse};
+use ztgw_gateway::clock::{Clock, ManualClock, SystemClock, SystemEntropy};
+use ztgw_gateway::context::Context;
+use ztgw_gateway::daemon::RunningGateway;
+use ztgw_gateway::registry::{ActionRecord, CertificateRecord, DeviceRecord, InvitationRecord};
+use ztgw_gateway::state::{InitOptions, init};
+use ztgw_pki::ca::CheckedCsr;
+use ztgw_pki::wire::Ownership;
+use ztgw_pki::{
+    CertificateAuthority, DeviceClaims, DeviceId, EmployeeId, Secret, SerialNumber, WgPublicKey,
+    generate_key_and_csr, tls,
+};
+
+/// How a test gateway is set up.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayOptions {
+    /// Hold new devices for approval.
+    pub require_device_approval: bool,
+    /// Drive the gateway's logic with a manual clock starting now.
+    pub manual_clock: bool,
+}
+
+/// A gateway running in-process on 127.0.0.1 with its own state directory.
+#[derive(Debug)]
+pub struct TestGateway {
+    pub dir: tempfile::TempDir,
+    pub running: RunningGateway,
+    pub manual_clock: Option<Arc<ManualClock>>,
+}
+
+impl TestGateway {
+    pub async fn start(opts: GatewayOptions) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let port = free_port();
+        init(
+            &InitOptions {
+                dir: state.clone(),
+                names: vec!["127.0.0.1".into(), "localhost".into()],
+                endpoint: "127.0.0.1:51820".into(),
+                control_listen: format!("127.0.0.1:{port}").parse().expect("addr"),
+                control_advertise: None,
+            },
+            Arc::new(SystemClock),
+            Arc::new(SystemEntropy::new()),
+        )
+        .expect("ztgw init");
+        let config = state.join("gateway.toml");
+        if opts.require_device_approval {
+            let text = std::fs::read_to_string(&config).expect("read settings");
+            let text = text.replace(
+                "require_device_approval = false",
+                "require_device_approval = true",
+            );
+            std::fs::write(&config, text).expect("write settings");
+        }
+        let settings = Settings::load(&config).expect("settings");
+        let manual_clock = opts.manual_clock.then(|| Arc::new(ManualClock::new(now())));
+        let clock: Arc<dyn Clock> = match &manual_clock {
+            Some(c) => c.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let ctx =
+            Context::open(settings, clock, Arc::new(SystemEntropy::new())).expect("open state");
+        let running = RunningGateway::start(ctx).await.expect("start gateway");
+        Self {
+            dir,
+            running,
+            manual_clock,
+        }
+    }
+
+    pub fn ctx(&self) -> &Context {
+        &self.running.ctx
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("state/gateway.toml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Carries out an admin request the way `ztgw` does against a running gateway:
+    /// through the admin socket.
+    pub fn admin(&self, request: AdminRequest) -> Result<AdminResponse, admin::AdminError> {
+        let envelope = admin::AdminEnvelope {
+            operator: "test-operator".into(),
+            request,
+        };
+        admin::socket::call(&self.ctx().settings.admin.socket, &envelope)
+            .expect("admin socket answers")
+    }
+
+    /// A new invitation for `employee` in role `finance`.
+    pub fn invite(&self, employee: &str) -> String {
+        self.invite_as(employee, "finance")
+    }
+
+    pub fn invite_as(&self, employee: &str, role: &str) -> String {
+        match self.admin(AdminRequest::Invite {
+            employee: EmployeeId::new(employee).expect("employee id"),
+            role: role.into(),
+            schedule: None,
+            approved_by: "Head of IT".into(),
+            reference: "DEC-2026-114".into(),
+            valid_for_secs: None,
+        }) {
+            Ok(AdminResponse::Invitation(inv)) => inv.invitation.expose().to_owned(),
+            other => panic!("invite failed: {other:?}"),
+        }
+    }
+
+    /// Enrols a new agent with a fresh invitation for `employee`.
+    pub async fn enrol(&self, employee: &str) -> TestAgent {
+        let invitation = self.invite(employee);
+        TestAgent::enrol(&invitation)
+            .await
+            .expect("enrolment succeeds")
+    }
+
+    /// The CA, loaded from the state directory, to forge certificates in tests.
+    pub fn ca(&self) -> CertificateAuthority {
+        let state = self.state_dir();
+        let cert = std::fs::read_to_string(state.join("ca.pem")).expect("ca.pem");
+        let key = Secret::new(std::fs::read_to_string(state.join("ca.key")).expect("ca.key"));
+        CertificateAuthority::load(&cert, &key).expect("load CA")
+    }
+
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.state_dir().join("ca.pem")).expect("ca.pem")
+    }
+
+    /// A client of this gateway's control plane presenting `cert_pem`/`key_pem`.
+    pub fn client_with(&self, cert_pem: &str, key_pem: &Secret<String>) -> ControlClient {
+        let config =
+            tls::mtls_client_config(&self.ca_pem(), cert_pem, key_pem).expect("client config");
+        ControlClient::new(self.running.control_addr.to_string(), config)
+    }
+
+    /// A client that pins the CA and presents no certificate (as at enrolment).
+    pub fn anonymous_client(&self) -> ControlClient {
+        let config = tls::pinned_client_config(*self.ctx().ca.fingerprint()).expect("config");
+        ControlClient::new(self.running.control_addr.to_string(), config)
+    }
+
+    /// Everything in the registry, to prove a refused request changed nothing.
+    pub fn snapshot(&self) -> RegistrySnapshot {
+        let r = &self.ctx().registry;
+        let devices = r.devices().expect("devices");
+        let certificates = devices
+            .iter()
+            .flat_map(|d| r.certificates_of(&d.id).expect("certificates"))
+            .collect();
+        RegistrySnapshot {
+            invitations: r.invitations().expect("invitations"),
+            devices,
+            certificates,
+            actions: r.actions().expect("actions"),
+        }
+    }
+}
+
+/// The registry's content at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySnapshot {
+    pub invitations: Vec<InvitationRecord>,
+    pub devices: Vec<DeviceRecord>,
+    pub certificates: Vec<CertificateRecord>,
+    pub actions: Vec<ActionRecord>,
+}
+
+/// An enrolled agent with its own state directory.
+#[derive(Debug)]
+pub struct TestAgent {
+    pub dir: tempfile::TempDir,
+    pub record: EnrolmentRecord,
+}
+
+impl TestAgent {
+    pub async fn enrol(invitation: &str) -> Result<Self, ztgw_agent::AgentError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let record = enroll(&EnrollOptions {
+            invitation: invitation.to_owned(),
+            state_dir: dir.path().join("agent"),
+            ownership: Ownership::Personal,
+            hostname: Some("pc-test".into()),
+            root: "/".into(),
+        })
+        .await?;
+        Ok(Self { dir, record })
+    }
+
+    pub fn state(&self) -> AgentState {
+        AgentState::new(self.dir.path().join("agent"))
+    }
+
+    pub fn device_id(&self) -> DeviceId {
+        self.record.device_id.clone()
+    }
+}
+
+/// A device certificate signed by `ca` with the given validity and WireGuard key.
+pub fn forge_device_cert(
+    ca: &CertificateAuthority,
+    device: &DeviceId,
+    employee: &EmployeeId,
+    wg_key: WgPublicKey,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> (String, Secret<String>) {
+    let (key, csr) = generate_key_and_csr("forged").expect("key");
+    let csr = CheckedCsr::parse_pem(&csr).expect("csr");
+    let cert = ca
+        .issue_device(
+            &csr,
+            &DeviceClaims {
+                device: device.clone(),
+                employee: employee.clone(),
+                wg_key,
+                serial: SerialNumber::from_random(rand_bytes()),
+                not_before,
+                not_after,
+            },
+        )
+        .expect("issue");
+    (cert.pem, key)
+}
+
+/// 16 random bytes for serials in tests.
+pub fn rand_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut out).expect("random");
+    out
+}
+
+/// Now, to whole seconds.
+pub fn now() -> OffsetDateTime {
+    SystemClock.now()
+}
+
+/// A TCP port free on 127.0.0.1 at the time of the call.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The path of one of the workspace's binaries (`ztgw`, `ztgw-agent`), built by
+/// `cargo build --workspace --bins` (CI does this before the tests).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
