@@ -102,10 +102,23 @@ impl ControlClient {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| AgentError::Local(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| self.failure(&e))?;
+        let response = match sender.send_request(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                // In TLS 1.3 the server refuses a client certificate after the client's
+                // handshake has finished: the alert reaches the connection task, and the
+                // request only sees a cancellation. Prefer the connection's own error.
+                let from_connection =
+                    match tokio::time::timeout(Duration::from_secs(2), driver).await {
+                        Ok(Ok(Err(conn_err))) => Some(self.failure(&conn_err)),
+                        _ => None,
+                    };
+                return Err(match from_connection {
+                    Some(tls @ AgentError::Tls { .. }) => tls,
+                    _ => self.failure(&e),
+                });
+            }
+        };
         let status = response.status();
         let bytes = Limited::new(response.into_body(), MAX_RESPONSE_LEN)
             .collect()

@@ -28,6 +28,7 @@ pub struct RunningGateway {
     pub ctx: Arc<Context>,
     pub control_addr: SocketAddr,
     pub counters: Arc<Counters>,
+    tls: Arc<TlsState>,
     admin_socket: PathBuf,
     tasks: JoinSet<()>,
 }
@@ -113,6 +114,7 @@ impl RunningGateway {
         tasks.spawn(socket::serve(admin, ctx.clone()));
         {
             let ctx = ctx.clone();
+            let tls = tls.clone();
             tasks.spawn(async move {
                 let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
                 loop {
@@ -129,9 +131,22 @@ impl RunningGateway {
             ctx,
             control_addr,
             counters,
+            tls,
             admin_socket: admin_path,
             tasks,
         })
+    }
+
+    /// Puts the CRL file as it is now in force (what the maintenance loop does after
+    /// checking whether to re-sign). A CRL that is unreadable, not ours or expired makes
+    /// the control plane refuse every client certificate.
+    pub fn enforce_crl_on_disk(&self) {
+        self.tls.apply(&self.ctx.load_crl());
+    }
+
+    /// One pass of the maintenance loop: re-sign the CRL if due, then enforce it.
+    pub fn maintain(&self) {
+        maintain_crl(&self.ctx, &self.tls);
     }
 
     /// Stops every task and removes the admin socket.
@@ -142,19 +157,19 @@ impl RunningGateway {
     }
 }
 
-/// Re-signs the CRL when half its validity has passed, and re-reads the file so that a
-/// damaged or expired one makes the control plane fail closed.
+/// Re-signs the CRL when half its validity has passed or the file is not usable, and
+/// re-reads the file, so that a CRL that cannot be replaced makes the control plane fail
+/// closed.
 fn maintain_crl(ctx: &Context, tls: &TlsState) {
     let now = ctx.clock.now();
     let half = time::Duration::try_from(ctx.settings.enrolment.crl_validity.get() / 2)
         .unwrap_or(time::Duration::HOUR);
-    let due =
-        revocation::next_update(&ctx.settings.state().crl()).is_none_or(|next| next - now < half);
+    let due = revocation::inspect(&ctx.settings.state().crl(), &ctx.ca, now)
+        .map_or(true, |(_, next)| next - now < half);
     if due {
-        if let Err(e) = ctx.publish_crl() {
-            tracing::error!(error = %e, "could not re-sign the revocation list");
-        } else {
-            return;
+        match ctx.publish_crl() {
+            Ok(_) => return,
+            Err(e) => tracing::error!(error = %e, "could not re-sign the revocation list"),
         }
     }
     tls.apply(&ctx.load_crl());

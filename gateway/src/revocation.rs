@@ -57,8 +57,8 @@ pub fn publish(
 
 /// Loads the CRL at `path` if it is ours and current at `now`.
 pub fn load(path: &Path, ca: &CertificateAuthority, now: OffsetDateTime) -> RevocationState {
-    match check(path, ca, now) {
-        Ok(der) => RevocationState::Current(der),
+    match inspect(path, ca, now) {
+        Ok((der, _)) => RevocationState::Current(der),
         Err(why) => {
             tracing::error!(
                 crl = %path.display(),
@@ -70,19 +70,19 @@ pub fn load(path: &Path, ca: &CertificateAuthority, now: OffsetDateTime) -> Revo
     }
 }
 
-/// When the CRL at `path` stops being valid, if it is readable.
-pub fn next_update(path: &Path) -> Option<OffsetDateTime> {
-    let pem = std::fs::read_to_string(path).ok()?;
-    let der = ztgw_pki::pem_to_der(&pem, "X509 CRL")?;
-    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der).ok()?;
-    crl.next_update().map(|t| t.to_datetime())
-}
-
-fn check(
+/// The CRL at `path` and when it stops being valid, if it is ours and current at `now`;
+/// otherwise why not.
+pub fn inspect(
     path: &Path,
     ca: &CertificateAuthority,
     now: OffsetDateTime,
-) -> Result<rustls_pki_types::CertificateRevocationListDer<'static>, String> {
+) -> Result<
+    (
+        rustls_pki_types::CertificateRevocationListDer<'static>,
+        OffsetDateTime,
+    ),
+    String,
+> {
     let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
     let der = ztgw_pki::pem_to_der(&pem, "X509 CRL").ok_or("it holds no PEM CRL")?;
     let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
@@ -94,10 +94,10 @@ fn check(
     }
     crl.verify_signature(ca_cert.public_key())
         .map_err(|_| "its signature does not verify with this gateway's CA".to_owned())?;
-    match crl.next_update() {
-        Some(next) if next.to_datetime() > now => {}
+    let next = match crl.next_update() {
+        Some(next) if next.to_datetime() > now => next.to_datetime(),
         Some(next) => return Err(format!("it expired at {}", next.to_datetime())),
         None => return Err("it has no next-update time".into()),
-    }
-    Ok(der.into())
+    };
+    Ok((der.into(), next))
 }

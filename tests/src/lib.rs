@@ -31,6 +31,8 @@ pub struct GatewayOptions {
     pub require_device_approval: bool,
     /// Drive the gateway's logic with a manual clock starting now.
     pub manual_clock: bool,
+    /// Enrolment attempts allowed in a burst from one source (default from gateway.toml).
+    pub enrolment_burst: Option<u32>,
 }
 
 /// A gateway running in-process on 127.0.0.1 with its own state directory.
@@ -59,14 +61,17 @@ impl TestGateway {
         )
         .expect("ztgw init");
         let config = state.join("gateway.toml");
+        let mut text = std::fs::read_to_string(&config).expect("read settings");
         if opts.require_device_approval {
-            let text = std::fs::read_to_string(&config).expect("read settings");
-            let text = text.replace(
+            text = text.replace(
                 "require_device_approval = false",
                 "require_device_approval = true",
             );
-            std::fs::write(&config, text).expect("write settings");
         }
+        if let Some(burst) = opts.enrolment_burst {
+            text = text.replace("enrolment_burst = 5", &format!("enrolment_burst = {burst}"));
+        }
+        std::fs::write(&config, text).expect("write settings");
         let settings = Settings::load(&config).expect("settings");
         let manual_clock = opts.manual_clock.then(|| Arc::new(ManualClock::new(now())));
         let clock: Arc<dyn Clock> = match &manual_clock {
