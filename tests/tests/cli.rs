@@ -1,0 +1,258 @@
+//! The `ztgw` and `ztgw-agent` binaries as an operator and an employee use them.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ztgw_tests::{binary, free_port};
+
+/// A `ztgw serve` process, killed (by its pid) when dropped, also on test failure.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ztgw(config: &Path, args: &[&str]) -> Output {
+    Command::new(binary("ztgw"))
+        .env("ZTGW_CONFIG", config)
+        .env("RUST_LOG", "warn")
+        .args(args)
+        .output()
+        .expect("run ztgw")
+}
+
+fn agent(state: &Path, args: &[&str]) -> Output {
+    Command::new(binary("ztgw-agent"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .output()
+        .expect("run ztgw-agent")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[test]
+fn an_operator_and_an_employee_with_the_real_binaries() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("gw");
+    let config = dir.join("gateway.toml");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let dir_s = dir.to_str().expect("utf-8 path");
+
+    let out = ztgw(
+        &config,
+        &[
+            "init",
+            "--dir",
+            dir_s,
+            "--name",
+            "127.0.0.1",
+            "--endpoint",
+            "127.0.0.1:51820",
+            "--control-listen",
+            &listen,
+        ],
+    );
+    let stdout = ok(&out);
+    assert!(stdout.contains("CA fingerprint"), "{stdout}");
+    // A second init never overwrites.
+    let again = ztgw(
+        &config,
+        &[
+            "init",
+            "--dir",
+            dir_s,
+            "--name",
+            "127.0.0.1",
+            "--endpoint",
+            "127.0.0.1:51820",
+        ],
+    );
+    assert_eq!(again.status.code(), Some(5), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("never overwrites"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    // Offline (no gateway running): an unknown role is refused with the roles that exist.
+    let bad = ztgw(
+        &config,
+        &[
+            "invite",
+            "--employee",
+            "e1029",
+            "--role",
+            "accounting",
+            "--approved-by",
+            "Head of IT",
+            "--reference",
+            "DEC-1",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(5));
+    let stderr = text(&bad.stderr);
+    assert!(
+        stderr.contains("role \"accounting\" is not defined") && stderr.contains("finance"),
+        "{stderr}"
+    );
+    let invite = ok(&ztgw(
+        &config,
+        &[
+            "invite",
+            "--employee",
+            "e1029",
+            "--role",
+            "finance",
+            "--approved-by",
+            "Head of IT",
+            "--reference",
+            "DEC-1",
+            "--json",
+        ],
+    ));
+    let invitation: serde_json::Value = serde_json::from_str(&invite).expect("json");
+    let invitation = invitation["invitation"]
+        .as_str()
+        .expect("invitation string")
+        .to_owned();
+
+    // The gateway runs; commands now go through its admin socket.
+    let server = Server(
+        Command::new(binary("ztgw"))
+            .env("ZTGW_CONFIG", &config)
+            .env("RUST_LOG", "warn")
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ztgw serve"),
+    );
+    let socket = dir.join("admin.sock");
+    let started = Instant::now();
+    while !(socket.exists() && std::net::TcpStream::connect(&listen).is_ok()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "ztgw serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let state = tmp.path().join("agent");
+    let enrolled = ok(&agent(
+        &state,
+        &["enroll", &invitation, "--ownership", "administration"],
+    ));
+    assert!(enrolled.contains("enrolled as dev-"), "{enrolled}");
+    let reuse = agent(&tmp.path().join("agent2"), &["enroll", &invitation]);
+    assert_eq!(reuse.status.code(), Some(1));
+    assert!(
+        text(&reuse.stderr).contains("already been used"),
+        "{}",
+        text(&reuse.stderr)
+    );
+
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&agent(&state, &["status", "--json"]))).expect("json");
+    assert_eq!(status["status"], "active");
+    let device = status["device_id"].as_str().expect("device id").to_owned();
+
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&ztgw(&config, &["device", "list", "--json"]))).expect("json");
+    assert_eq!(list["devices"][0]["id"], device.as_str());
+    assert_eq!(list["devices"][0]["ownership"], "administration");
+
+    let revoked = ok(&ztgw(
+        &config,
+        &[
+            "--operator",
+            "amina",
+            "device",
+            "revoke",
+            &device,
+            "--reason",
+            "lost",
+            "--note",
+            "reported by phone",
+        ],
+    ));
+    assert!(revoked.contains("revoked"), "{revoked}");
+    let refused = agent(&state, &["status"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("revoked"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let show = ok(&ztgw(&config, &["device", "show", &device]));
+    assert!(show.contains("by amina (uid "), "{show}");
+    assert!(show.contains("lost (reported by phone)"), "{show}");
+
+    let missing = ztgw(&config, &["device", "show", "dev-doesnotexist"]);
+    assert_eq!(missing.status.code(), Some(4), "{}", text(&missing.stderr));
+    let twice = ztgw(&config, &["device", "revoke", &device, "--reason", "lost"]);
+    assert_eq!(twice.status.code(), Some(5), "{}", text(&twice.stderr));
+
+    drop(server);
+    let bad_config = ztgw(&tmp.path().join("nowhere.toml"), &["device", "list"]);
+    assert_eq!(bad_config.status.code(), Some(3));
+}
+
+#[test]
+fn configuration_mistakes_name_file_line_and_column() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("gw");
+    let config = dir.join("gateway.toml");
+    let dir_s = dir.to_str().expect("utf-8 path");
+    ok(&ztgw(
+        &config,
+        &[
+            "init",
+            "--dir",
+            dir_s,
+            "--name",
+            "gw.test",
+            "--endpoint",
+            "gw.test:51820",
+        ],
+    ));
+    let original = std::fs::read_to_string(&config).expect("settings");
+    let broken = original.replace(
+        "request_timeout = \"30s\"",
+        "request_timeout = \"30 seconds\"",
+    );
+    std::fs::write(&config, &broken).expect("write");
+    let line = broken
+        .lines()
+        .position(|l| l.starts_with("request_timeout"))
+        .expect("line")
+        + 1;
+    let out = ztgw(&config, &["device", "list"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:{line}:19:", config.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown unit"), "{stderr}");
+}
