@@ -118,7 +118,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?
             {
-                Some(not_after) => println!("Certificate renewed; valid until {not_after}."),
+                Some(not_after) => {
+                    println!("Certificate renewed; valid until {}.", rfc3339(not_after))
+                }
                 None => println!("The certificate is not due for renewal."),
             }
             Ok(())
@@ -143,4 +145,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }

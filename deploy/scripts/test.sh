@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs ztgw's whole test suite on a fresh machine: installs what the tests need, checks
+# formatting and lints, builds the binaries the end-to-end tests run, and runs every test.
+# This is README's test command; .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+need_packages=()
+command -v wireguard-go >/dev/null 2>&1 || need_packages+=(wireguard-go)
+command -v wg >/dev/null 2>&1 || need_packages+=(wireguard-tools)
+command -v ip >/dev/null 2>&1 || need_packages+=(iproute2)
+if ((${#need_packages[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "test.sh: missing ${need_packages[*]}; install them with: sudo apt-get install -y ${need_packages[*]}" >&2
+        exit 1
+    fi
+    echo "test.sh: installing ${need_packages[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "test.sh: cargo is missing; install Rust from your distribution or with rustup" >&2
+    exit 1
+fi
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The end-to-end tests run the real `ztgw` and `ztgw-agent` binaries.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked
