@@ -33,6 +33,8 @@ pub struct GatewayOptions {
     pub manual_clock: bool,
     /// Enrolment attempts allowed in a burst from one source (default from gateway.toml).
     pub enrolment_burst: Option<u32>,
+    /// TLS handshakes allowed in a burst from one source, and per second after it.
+    pub handshake_limit: Option<(u32, u32)>,
 }
 
 /// A gateway running in-process on 127.0.0.1 with its own state directory.
@@ -70,6 +72,17 @@ impl TestGateway {
         }
         if let Some(burst) = opts.enrolment_burst {
             text = text.replace("enrolment_burst = 5", &format!("enrolment_burst = {burst}"));
+        }
+        if let Some((burst, per_second)) = opts.handshake_limit {
+            text = text
+                .replace(
+                    "handshake_burst = 40",
+                    &format!("handshake_burst = {burst}"),
+                )
+                .replace(
+                    "handshakes_per_second_per_source = 20",
+                    &format!("handshakes_per_second_per_source = {per_second}"),
+                );
         }
         std::fs::write(&config, text).expect("write settings");
         let settings = Settings::load(&config).expect("settings");

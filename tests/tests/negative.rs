@@ -539,3 +539,33 @@ async fn an_unusable_revocation_list_fails_closed() {
     }
     gw.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_are_rate_limited_per_source_before_any_tls_work() {
+    let gw = TestGateway::start(GatewayOptions {
+        handshake_limit: Some((3, 1)),
+        ..Default::default()
+    })
+    .await;
+    let mut outcomes = Vec::new();
+    for _ in 0..6 {
+        let answer = gw.anonymous_client().get::<DeviceView>(path::DEVICE).await;
+        outcomes.push(match answer {
+            Err(AgentError::Refused { body, .. }) => body.error,
+            Err(other) => format!("dropped: {other}"),
+            Ok(_) => "accepted".into(),
+        });
+    }
+    assert_eq!(&outcomes[..3], &["certificate_required"; 3], "{outcomes:?}");
+    assert!(
+        outcomes[3..].iter().all(|o| o.starts_with("dropped")),
+        "{outcomes:?}"
+    );
+    let limited = gw
+        .running
+        .counters
+        .refused_rate_limited
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(limited >= 3, "refusals are counted: {limited}");
+    gw.running.shutdown().await;
+}
