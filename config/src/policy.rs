@@ -1,84 +1,187 @@
-//! The access policy file (`policy.toml`).
+//! The access policy (`policy.toml`): who may reach what, when, and from which device
+//! state (G2, G4, G6, G18).
 //!
-//! This module currently reads the names the enrolment path needs: which roles and which
-//! schedules exist, so an invitation cannot name a role or schedule the policy does not
-//! define. Sections it does not yet interpret (`resources`, `posture`, `settings`,
-//! `test`) are kept as TOML values for the policy compiler.
+//! A policy has `[settings]`, `[resources.NAME]` (hosts and services), `[schedules.NAME]`
+//! (telework hours), `[posture.NAME]` (device-state profiles, interpreted by the posture
+//! crate), `[roles.NAME]` (resources, schedule, posture profile, optional quarantine
+//! role), `[employees.ID]` (per-employee schedules) and `[[test]]` cases.
+//! [`Policy::parse`] reports every mistake of a file at once, each as
+//! `FILE:LINE:COLUMN: message`, plus warnings for redundant rules. [`compile`] turns a
+//! policy into the structure the data plane consults per packet.
+
+pub mod cases;
+pub mod compile;
+pub mod diff;
+pub mod explain;
+pub mod network;
+mod parse;
+pub mod schedule;
+pub mod service;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::Path;
 
-use serde::Deserialize;
+use jiff::Timestamp;
 
-use crate::location::{ConfigError, read_config_file};
+use crate::duration::HumanDuration;
+use crate::location::{ConfigError, Diagnostic, read_config_file};
+pub use compile::{CompiledPolicy, Decision, DenyReason, RoleId, RuleId};
+pub use network::Network;
+pub use schedule::{Schedule, Window};
+pub use service::{Proto, Service};
 
 /// Largest policy file accepted.
 pub const MAX_POLICY_LEN: u64 = 4 * 1024 * 1024;
+/// The time zone of a schedule that names none.
+pub const DEFAULT_TIMEZONE: &str = "Africa/Casablanca";
 
-/// A parsed policy.
+/// A checked policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
+    pub settings: PolicySettings,
+    pub resources: BTreeMap<String, Resource>,
+    pub schedules: BTreeMap<String, Schedule>,
+    /// Posture profiles as written; the posture crate gives them meaning.
+    pub posture: BTreeMap<String, toml::Table>,
     pub roles: BTreeMap<String, Role>,
-    pub schedules: BTreeMap<String, toml::Value>,
+    pub employees: BTreeMap<String, EmployeeRule>,
+    pub tests: Vec<TestCase>,
 }
 
-/// A role as the enrolment path sees it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[settings]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// A session ends after this long even inside its window.
+    pub max_session: HumanDuration,
+    /// How often the agent re-submits posture.
+    pub posture_recheck: HumanDuration,
+    /// A session without traffic for this long ends (G9).
+    pub idle_timeout: HumanDuration,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            max_session: HumanDuration::from_secs(10 * 3600),
+            posture_recheck: HumanDuration::from_secs(5 * 60),
+            idle_timeout: HumanDuration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// `[resources.NAME]`: internal hosts and the services opened on them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub hosts: Vec<Network>,
+    pub services: Vec<Service>,
+    pub description: Option<String>,
+}
+
+/// `[roles.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Role {
-    #[serde(default)]
-    pub schedule: Option<String>,
-    #[serde(flatten)]
-    pub rest: BTreeMap<String, toml::Value>,
+    /// Resource names, in the order written (the first that matches is the rule reported).
+    pub resources: Vec<String>,
+    pub schedule: String,
+    pub posture: String,
+    /// The role a non-compliant device is moved to instead of being cut off.
+    pub quarantine: Option<String>,
+    pub description: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    #[serde(default)]
-    roles: BTreeMap<String, Role>,
-    #[serde(default)]
-    schedules: BTreeMap<String, toml::Value>,
-    #[serde(default)]
-    resources: BTreeMap<String, toml::Value>,
-    #[serde(default)]
-    posture: BTreeMap<String, toml::Value>,
-    #[serde(default)]
-    settings: Option<toml::Value>,
-    #[serde(default)]
-    test: Vec<toml::Value>,
+/// `[employees.ID]`: what differs for one employee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmployeeRule {
+    pub schedule: Option<String>,
+}
+
+/// Whether a test expects the destination to be reachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Allow,
+    Deny,
+}
+
+/// A `[[test]]` case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestCase {
+    /// Where the case is written (1-based line).
+    pub line: usize,
+    pub role: String,
+    pub employee: Option<String>,
+    pub destination: Destination,
+    pub at: Timestamp,
+    pub expect: Expect,
+    /// The resource expected to allow it.
+    pub rule: Option<String>,
+}
+
+/// `IP:PORT/PROTO` or `IP/icmp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    pub ip: IpAddr,
+    pub proto: Proto,
+    pub port: u16,
+}
+
+impl Destination {
+    /// Parses `10.20.1.5:5432/tcp`, `[fd00::1]:443/tcp` or `10.20.0.1/icmp`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (addr, proto) = s.rsplit_once('/').ok_or_else(|| {
+            format!("{s:?} is not a destination: write IP:PORT/tcp, IP:PORT/udp or IP/icmp")
+        })?;
+        let proto = Proto::parse(proto)
+            .ok_or_else(|| format!("{s:?}: unknown protocol {proto:?} (tcp, udp or icmp)"))?;
+        if proto == Proto::Icmp {
+            let ip = addr
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
+            return Ok(Self { ip, proto, port: 0 });
+        }
+        let sock: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?}: write IP:PORT (IPv6 as [ADDR]:PORT)"))?;
+        if sock.port() == 0 {
+            return Err(format!("{s:?}: port 0 is not a port"));
+        }
+        Ok(Self {
+            ip: sock.ip(),
+            proto,
+            port: sock.port(),
+        })
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.proto, self.ip) {
+            (Proto::Icmp, ip) => write!(f, "{ip}/icmp"),
+            (p, IpAddr::V6(ip)) => write!(f, "[{ip}]:{}/{p}", self.port),
+            (p, ip) => write!(f, "{ip}:{}/{p}", self.port),
+        }
+    }
+}
+
+/// A policy that parsed, with what deserves a second look.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub policy: Policy,
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Policy {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Checked, ConfigError> {
         let text = read_config_file(path, MAX_POLICY_LEN)?;
         Self::parse(path, &text)
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        if text.trim().is_empty() {
-            return Err(ConfigError::whole_file(path, "the policy is empty"));
-        }
-        let raw: RawPolicy =
-            toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
-        let _ = (&raw.resources, &raw.posture, &raw.settings, &raw.test);
-        for (name, role) in &raw.roles {
-            if let Some(schedule) = &role.schedule
-                && !raw.schedules.contains_key(schedule)
-            {
-                let key = format!("[roles.{name}]");
-                let span = text.find(&key).map(|s| s..s + key.len());
-                return Err(ConfigError::at(
-                    path,
-                    text,
-                    span,
-                    format!("role {name:?} names schedule {schedule:?}, which is not defined"),
-                ));
-            }
-        }
-        Ok(Self {
-            roles: raw.roles,
-            schedules: raw.schedules,
-        })
+    /// Checks `text`, reporting every mistake against `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Checked, ConfigError> {
+        parse::parse(path, text)
     }
 
     pub fn has_role(&self, name: &str) -> bool {
@@ -87,5 +190,17 @@ impl Policy {
 
     pub fn has_schedule(&self, name: &str) -> bool {
         self.schedules.contains_key(name)
+    }
+
+    /// The schedule that governs `role` for `employee`: the employee's own when the
+    /// policy gives one, else the role's.
+    pub fn schedule_for(&self, role: &str, employee: Option<&str>) -> Option<(&str, &Schedule)> {
+        let name = employee
+            .and_then(|e| self.employees.get(e))
+            .and_then(|e| e.schedule.as_deref())
+            .or_else(|| self.roles.get(role).map(|r| r.schedule.as_str()))?;
+        self.schedules
+            .get_key_value(name)
+            .map(|(k, v)| (k.as_str(), v))
     }
 }

@@ -9,6 +9,8 @@ need_packages=()
 command -v wireguard-go >/dev/null 2>&1 || need_packages+=(wireguard-go)
 command -v wg >/dev/null 2>&1 || need_packages+=(wireguard-tools)
 command -v ip >/dev/null 2>&1 || need_packages+=(iproute2)
+# Schedules use the system's time-zone database (see docs/policy.md).
+[[ -e /usr/share/zoneinfo/Africa/Casablanca ]] || need_packages+=(tzdata)
 if ((${#need_packages[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "test.sh: missing ${need_packages[*]}; install them with: sudo apt-get install -y ${need_packages[*]}" >&2

@@ -479,7 +479,8 @@ fn invite(
 ) -> Result<AdminResponse, AdminError> {
     check_text("approved-by", approved_by, true)?;
     check_text("reference", reference, true)?;
-    let policy = ctx.policy.load();
+    let active = ctx.policy.current();
+    let policy = &active.policy;
     if !policy.has_role(role) {
         let known: Vec<&str> = policy.roles.keys().map(String::as_str).collect();
         return Err(AdminError::new(

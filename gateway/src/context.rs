@@ -6,12 +6,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
-use ztgw_config::{Policy, Settings};
+use ztgw_config::Settings;
 use ztgw_pki::{CertificateAuthority, Secret};
 
+use crate::active_policy::{ActivePolicy, PolicyHolder, Refused};
 use crate::clock::{Clock, Entropy};
-use crate::registry::{Registry, SqliteRegistry};
+use crate::registry::{ActionRecord, Registry, SqliteRegistry};
 use crate::revocation::{self, RevocationState};
 
 /// Why the gateway's state could not be opened.
@@ -24,6 +24,8 @@ pub enum OpenError {
     },
     #[error("{0}")]
     Config(#[from] ztgw_config::ConfigError),
+    #[error("the policy is refused: {}", .0.refusal)]
+    Policy(Refused),
     #[error("the certificate authority: {0}")]
     Ca(#[from] ztgw_pki::CaError),
     #[error("the registry: {0}")]
@@ -31,16 +33,18 @@ pub enum OpenError {
 }
 
 type CrlHook = Box<dyn Fn(&RevocationState) + Send + Sync>;
+type PolicyHook = Box<dyn Fn(&Arc<ActivePolicy>) + Send + Sync>;
 
 /// The gateway's opened state.
 pub struct Context {
     pub settings: Settings,
     pub registry: Arc<dyn Registry>,
     pub ca: CertificateAuthority,
-    pub policy: ArcSwap<Policy>,
+    pub policy: PolicyHolder,
     pub clock: Arc<dyn Clock>,
     pub entropy: Arc<dyn Entropy>,
     crl_hooks: Mutex<Vec<CrlHook>>,
+    policy_hooks: Mutex<Vec<PolicyHook>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -63,16 +67,17 @@ impl Context {
         let ca_cert = read(&paths.ca_cert())?;
         let ca_key = Secret::new(read(&paths.ca_key())?);
         let ca = CertificateAuthority::load(&ca_cert, &ca_key)?;
-        let policy = Policy::load(&settings.policy.file)?;
+        let policy = ActivePolicy::load(&settings.policy.file).map_err(OpenError::Policy)?;
         let registry = SqliteRegistry::open(&paths.registry())?;
         Ok(Self {
             settings,
             registry: Arc::new(registry),
             ca,
-            policy: ArcSwap::from_pointee(policy),
+            policy: PolicyHolder::new(policy),
             clock,
             entropy,
             crl_hooks: Mutex::new(Vec::new()),
+            policy_hooks: Mutex::new(Vec::new()),
         })
     }
 
@@ -81,6 +86,67 @@ impl Context {
     pub fn on_crl_published(&self, hook: impl Fn(&RevocationState) + Send + Sync + 'static) {
         if let Ok(mut hooks) = self.crl_hooks.lock() {
             hooks.push(Box::new(hook));
+        }
+    }
+
+    /// Runs `hook` after every policy this context puts in force (the session layer
+    /// re-evaluates live sessions there).
+    pub fn on_policy_loaded(&self, hook: impl Fn(&Arc<ActivePolicy>) + Send + Sync + 'static) {
+        if let Ok(mut hooks) = self.policy_hooks.lock() {
+            hooks.push(Box::new(hook));
+        }
+    }
+
+    /// Re-reads the policy file; it replaces the policy in force only if it is valid and
+    /// its tests pass. Either way the outcome is recorded with the file's hash and the
+    /// operator. Returns the policy in force afterwards, or the refusal.
+    pub fn reload_policy(&self, operator: &str) -> Result<Arc<ActivePolicy>, ReloadError> {
+        let now = self.clock.now();
+        let previous = self.policy.current().sha256.clone();
+        match ActivePolicy::load(&self.settings.policy.file) {
+            Ok(candidate) => {
+                let detail = format!(
+                    "sha256={} previous={previous} warnings={} tests={}",
+                    candidate.sha256,
+                    candidate.warnings.len(),
+                    candidate.policy.tests.len()
+                );
+                self.registry
+                    .record_action(&ActionRecord {
+                        at: now,
+                        operator: operator.to_owned(),
+                        action: "policy.loaded".into(),
+                        target: self.settings.policy.file.display().to_string(),
+                        detail,
+                    })
+                    .map_err(ReloadError::Record)?;
+                let active = self.policy.replace(candidate);
+                tracing::info!(sha256 = %active.sha256, "policy loaded");
+                if let Ok(hooks) = self.policy_hooks.lock() {
+                    for hook in hooks.iter() {
+                        hook(&active);
+                    }
+                }
+                Ok(active)
+            }
+            Err(refused) => {
+                let detail = format!(
+                    "sha256={} kept={previous} reason={}",
+                    refused.sha256.as_deref().unwrap_or("unreadable"),
+                    refused.refusal
+                );
+                tracing::error!(reason = %refused.refusal, "policy refused; the policy in force stays");
+                self.registry
+                    .record_action(&ActionRecord {
+                        at: now,
+                        operator: operator.to_owned(),
+                        action: "policy.refused".into(),
+                        target: self.settings.policy.file.display().to_string(),
+                        detail,
+                    })
+                    .map_err(ReloadError::Record)?;
+                Err(ReloadError::Refused(refused))
+            }
         }
     }
 
@@ -107,6 +173,15 @@ impl Context {
     pub fn load_crl(&self) -> RevocationState {
         revocation::load(&self.settings.state().crl(), &self.ca, self.clock.now())
     }
+}
+
+/// Why a reload did not put a new policy in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the new policy is refused; the policy in force stays: {}", .0.refusal)]
+    Refused(Refused),
+    #[error("the reload could not be recorded, so it was not applied: {0}")]
+    Record(crate::registry::RegistryError),
 }
 
 fn read(path: &std::path::Path) -> Result<String, OpenError> {

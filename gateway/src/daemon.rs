@@ -194,11 +194,6 @@ pub async fn serve(ctx: Context) -> anyhow::Result<()> {
 }
 
 fn reload_policy(ctx: &Context) {
-    match ztgw_config::Policy::load(&ctx.settings.policy.file) {
-        Ok(policy) => {
-            ctx.policy.store(Arc::new(policy));
-            tracing::info!(file = %ctx.settings.policy.file.display(), "policy reloaded");
-        }
-        Err(e) => tracing::error!(error = %e, "policy refused; the previous policy stays in force"),
-    }
+    // The outcome is logged and recorded by the context.
+    let _ = ctx.reload_policy("SIGHUP");
 }

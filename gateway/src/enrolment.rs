@@ -69,7 +69,7 @@ pub fn enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiErro
             "the employee's telework has been ended by the administration",
         ));
     }
-    if !ctx.policy.load().has_role(&inv.role) {
+    if !ctx.policy.current().policy.has_role(&inv.role) {
         return Err(ApiError::new(
             Reason::RoleUnknown,
             format!(

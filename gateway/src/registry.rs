@@ -193,5 +193,7 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     /// A number larger than any returned before, for the next CRL.
     fn next_crl_number(&self) -> Result<u64, RegistryError>;
 
+    /// Records an action that changes nothing in the registry (a policy load or refusal).
+    fn record_action(&self, action: &ActionRecord) -> Result<(), RegistryError>;
     fn actions(&self) -> Result<Vec<ActionRecord>, RegistryError>;
 }

@@ -529,6 +529,10 @@ impl Registry for SqliteRegistry {
         })
     }
 
+    fn record_action(&self, action: &ActionRecord) -> Result<(), RegistryError> {
+        self.in_transaction(|tx| insert_action(tx, action))
+    }
+
     fn actions(&self) -> Result<Vec<ActionRecord>, RegistryError> {
         self.with(|c| {
             let mut stmt = c

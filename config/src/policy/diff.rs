@@ -1,0 +1,204 @@
+//! What a policy change does to access (`ztgw policy diff OLD NEW`, G18): which roles gain
+//! or lose which resources, and whose hours change.
+
+use std::collections::BTreeSet;
+
+use super::explain::describe_resource;
+use super::schedule::weekday_name;
+use super::{Policy, Schedule};
+
+/// The changes, one line each, most important first: roles, then resources and
+/// schedules (with the roles they affect), then employees and settings.
+pub fn diff(old: &Policy, new: &Policy) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, role) in &new.roles {
+        match old.roles.get(name) {
+            None => out.push(format!(
+                "role {name} is new: resources {}, schedule {}, posture {}",
+                list(&role.resources),
+                role.schedule,
+                role.posture
+            )),
+            Some(before) => {
+                let was: BTreeSet<&String> = before.resources.iter().collect();
+                let now: BTreeSet<&String> = role.resources.iter().collect();
+                for r in now.difference(&was) {
+                    let detail = new
+                        .resources
+                        .get(*r)
+                        .map(describe_resource)
+                        .unwrap_or_default();
+                    out.push(format!("role {name} gains resource {r} ({detail})"));
+                }
+                for r in was.difference(&now) {
+                    out.push(format!("role {name} loses resource {r}"));
+                }
+                if before.schedule != role.schedule {
+                    out.push(format!(
+                        "role {name} changes schedule: {} → {}",
+                        before.schedule, role.schedule
+                    ));
+                }
+                if before.posture != role.posture {
+                    out.push(format!(
+                        "role {name} changes posture profile: {} → {}",
+                        before.posture, role.posture
+                    ));
+                }
+                if before.quarantine != role.quarantine {
+                    out.push(format!(
+                        "role {name} changes quarantine: {} → {}",
+                        before.quarantine.as_deref().unwrap_or("none (cut off)"),
+                        role.quarantine.as_deref().unwrap_or("none (cut off)")
+                    ));
+                }
+            }
+        }
+    }
+    for (name, role) in &old.roles {
+        if !new.roles.contains_key(name) {
+            out.push(format!(
+                "role {name} is removed: its devices lose {}",
+                list(&role.resources)
+            ));
+        }
+    }
+    for (name, after) in &new.resources {
+        let Some(before) = old.resources.get(name) else {
+            continue;
+        };
+        let mut parts = Vec::new();
+        set_change(&mut parts, "hosts", &before.hosts, &after.hosts);
+        set_change(&mut parts, "ports", &before.services, &after.services);
+        if !parts.is_empty() {
+            out.push(format!(
+                "resource {name} changes: {}{}",
+                parts.join("; "),
+                affects(new, |r| r.resources.contains(name))
+            ));
+        }
+    }
+    for (name, after) in &new.schedules {
+        let Some(before) = old.schedules.get(name) else {
+            continue;
+        };
+        let parts = schedule_change(before, after);
+        if !parts.is_empty() {
+            out.push(format!(
+                "schedule {name} changes: {}{}",
+                parts.join("; "),
+                affects(new, |r| &r.schedule == name)
+            ));
+        }
+    }
+    let employees: BTreeSet<&String> = old.employees.keys().chain(new.employees.keys()).collect();
+    for e in employees {
+        let before = old.employees.get(e).and_then(|x| x.schedule.as_deref());
+        let after = new.employees.get(e).and_then(|x| x.schedule.as_deref());
+        if before != after {
+            out.push(format!(
+                "employee {e} changes schedule: {} → {}",
+                before.unwrap_or("the role's"),
+                after.unwrap_or("the role's")
+            ));
+        }
+    }
+    let (a, b) = (&old.settings, &new.settings);
+    for (what, x, y) in [
+        ("max_session", a.max_session, b.max_session),
+        ("posture_recheck", a.posture_recheck, b.posture_recheck),
+        ("idle_timeout", a.idle_timeout, b.idle_timeout),
+    ] {
+        if x != y {
+            out.push(format!("setting {what} changes: {x} → {y}"));
+        }
+    }
+    out
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn affects(policy: &Policy, uses: impl Fn(&super::Role) -> bool) -> String {
+    let roles: Vec<&str> = policy
+        .roles
+        .iter()
+        .filter(|(_, r)| uses(r))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if roles.is_empty() {
+        String::new()
+    } else {
+        format!(" (affects roles {})", roles.join(", "))
+    }
+}
+
+fn set_change<T: Ord + ToString>(parts: &mut Vec<String>, what: &str, before: &[T], after: &[T]) {
+    let a: BTreeSet<&T> = before.iter().collect();
+    let b: BTreeSet<&T> = after.iter().collect();
+    let added: Vec<String> = b
+        .difference(&a)
+        .map(|x| format!("+{}", x.to_string()))
+        .collect();
+    let removed: Vec<String> = a
+        .difference(&b)
+        .map(|x| format!("-{}", x.to_string()))
+        .collect();
+    if !added.is_empty() || !removed.is_empty() {
+        parts.push(format!(
+            "{what} {}",
+            added
+                .into_iter()
+                .chain(removed)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+}
+
+fn schedule_change(before: &Schedule, after: &Schedule) -> Vec<String> {
+    let mut parts = Vec::new();
+    if before.timezone_name != after.timezone_name {
+        parts.push(format!(
+            "time zone {} → {}",
+            before.timezone_name, after.timezone_name
+        ));
+    }
+    let days = |s: &Schedule| {
+        s.days
+            .iter()
+            .map(|d| weekday_name(*d))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if days(before) != days(after) {
+        parts.push(format!("days {} → {}", days(before), days(after)));
+    }
+    let hours = |s: &Schedule| {
+        s.hours
+            .iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if hours(before) != hours(after) {
+        parts.push(format!("hours {} → {}", hours(before), hours(after)));
+    }
+    let mut dated = Vec::new();
+    let except = |s: &Schedule| s.except.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+    set_change(
+        &mut dated,
+        "no telework on",
+        &except(before),
+        &except(after),
+    );
+    let also = |s: &Schedule| s.also.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    set_change(&mut dated, "telework added on", &also(before), &also(after));
+    parts.extend(dated);
+    parts
+}
