@@ -33,10 +33,24 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Checked, ConfigError> {
         text,
         errors: Vec::new(),
         warnings: Vec::new(),
+        broken: BTreeSet::new(),
     };
     if !syntax.is_empty() {
+        // One error per line: the parser's recovery repeats itself on the same line.
+        let mut lines = BTreeSet::new();
         for e in &syntax {
-            w.error(e.span().unwrap_or(0..0), e.message().trim_end().to_owned());
+            let span = e.span().unwrap_or(0..0);
+            if !lines.insert(Location::of(text, span.start).line) {
+                continue;
+            }
+            let message = e.message().trim_end();
+            let message = match (message, text.get(span.clone())) {
+                ("duplicate key", Some(key)) => {
+                    format!("{:?} is defined twice", key.trim().trim_end_matches(']'))
+                }
+                _ => message.to_owned(),
+            };
+            w.error(span, message);
         }
         return Err(w.into_error(path));
     }
@@ -66,6 +80,7 @@ struct Walker<'t> {
     text: &'t str,
     errors: Vec<(Span, String)>,
     warnings: Vec<(Span, String)>,
+    broken: BTreeSet<(&'static str, String)>,
 }
 
 /// A name and where it is written.
@@ -84,6 +99,9 @@ struct RawPolicy {
     roles: Vec<(Named, RawRole)>,
     employees: Vec<(Named, Option<Named>)>,
     tests: Vec<RawTest>,
+    /// Entries that are defined but wrong: their errors are already reported, so
+    /// references to them are not reported again.
+    broken: BTreeSet<(&'static str, String)>,
 }
 
 struct RawRole {
@@ -137,19 +155,31 @@ impl<'t> Walker<'t> {
                     }
                 }
                 "resources" => self.each(value, "resources", |w, name, t| {
-                    if let Some(r) = w.resource(&name, t) {
-                        raw.resources.push((name, r));
+                    let before = w.errors.len();
+                    match w.resource(&name, t) {
+                        Some(r) if w.errors.len() == before => raw.resources.push((name, r)),
+                        _ => {
+                            raw.broken.insert(("resource", name.name));
+                        }
                     }
                 }),
                 "schedules" => self.each(value, "schedules", |w, name, t| {
-                    if let Some(s) = w.schedule(&name, t) {
-                        raw.schedules.push((name, s));
+                    let before = w.errors.len();
+                    match w.schedule(&name, t) {
+                        Some(s) if w.errors.len() == before => raw.schedules.push((name, s)),
+                        _ => {
+                            raw.broken.insert(("schedule", name.name));
+                        }
                     }
                 }),
                 "posture" => self.each(value, "posture", |_, name, _| raw.posture.push(name)),
                 "roles" => self.each(value, "roles", |w, name, t| {
-                    if let Some(r) = w.role(&name, t) {
-                        raw.roles.push((name, r));
+                    let before = w.errors.len();
+                    match w.role(&name, t) {
+                        Some(r) if w.errors.len() == before => raw.roles.push((name, r)),
+                        _ => {
+                            raw.broken.insert(("role", name.name));
+                        }
                     }
                 }),
                 "employees" => self.each(value, "employees", |w, name, t| {
@@ -167,14 +197,18 @@ impl<'t> Walker<'t> {
                             }
                         }
                     }
-                    _ => self.error(value.span(), "test must be an array of tables: write each case as [[test]]"),
-                },
-                other => self.error(
-                    span,
-                    format!(
-                        "unknown section {other:?} (expected settings, resources, schedules, posture, roles, employees or test)"
+                    _ => self.error(
+                        value.span(),
+                        "test must be an array of tables: write each case as [[test]]",
                     ),
-                ),
+                },
+                other => {
+                    let hint = match closest(other, SECTIONS) {
+                        Some(c) => format!("did you mean {c:?}?"),
+                        None => format!("expected {}", SECTIONS.join(", ")),
+                    };
+                    self.error(span, format!("unknown section {other:?} ({hint})"));
+                }
             }
         }
         raw
@@ -377,41 +411,32 @@ impl<'t> Walker<'t> {
             "test",
         );
         let line = Location::of(self.text, span.start).line;
-        let missing = |w: &mut Self, key: &str| {
-            w.error(span.clone(), format!("this [[test]] needs {key} = ..."));
-        };
-        let role = match t.get("role") {
-            Some(v) => self.named(v, "role"),
-            None => {
-                missing(self, "role");
-                None
-            }
-        };
+        let absent: Vec<&str> = ["role", "to", "at", "expect"]
+            .into_iter()
+            .filter(|k| t.get(*k).is_none())
+            .collect();
+        if !absent.is_empty() {
+            self.error(
+                span.clone(),
+                format!("this [[test]] needs {}", absent.join(", ")),
+            );
+        }
+        let role = t.get("role").and_then(|v| self.named(v, "role"));
         let employee = t.get("employee").and_then(|v| self.named(v, "employee"));
-        let destination = match t.get("to") {
-            Some(v) => self
-                .string(v, "to")
+        let destination = t.get("to").and_then(|v| {
+            self.string(v, "to")
                 .and_then(|s| match Destination::parse(s) {
                     Ok(d) => Some(d),
                     Err(e) => {
                         self.error(v.span(), e);
                         None
                     }
-                }),
-            None => {
-                missing(self, "to");
-                None
-            }
-        };
-        let at = match t.get("at") {
-            Some(v) => self.instant(v),
-            None => {
-                missing(self, "at");
-                None
-            }
-        };
-        let expect = match t.get("expect") {
-            Some(v) => match self.string(v, "expect") {
+                })
+        });
+        let at = t.get("at").and_then(|v| self.instant(v));
+        let expect = t
+            .get("expect")
+            .and_then(|v| match self.string(v, "expect") {
                 Some("allow") => Some(Expect::Allow),
                 Some("deny") => Some(Expect::Deny),
                 Some(other) => {
@@ -422,12 +447,7 @@ impl<'t> Walker<'t> {
                     None
                 }
                 None => None,
-            },
-            None => {
-                missing(self, "expect");
-                None
-            }
-        };
+            });
         let rule = t.get("rule").and_then(|v| self.named(v, "rule"));
         Some(RawTest {
             line,
@@ -443,6 +463,7 @@ impl<'t> Walker<'t> {
 
     /// Second pass: every reference must name something defined; then the warnings.
     fn resolve(&mut self, raw: RawPolicy, text: &str) -> Option<Policy> {
+        self.broken = raw.broken.clone();
         let resources: BTreeMap<String, Resource> = self.unique(raw.resources, "resource");
         let schedules: BTreeMap<String, Schedule> = self.unique(raw.schedules, "schedule");
         let posture_names: BTreeSet<String> = raw.posture.iter().map(|n| n.name.clone()).collect();
@@ -480,7 +501,9 @@ impl<'t> Walker<'t> {
                         q.span.clone(),
                         format!("role {:?} cannot be its own quarantine", name.name),
                     );
-                } else if !role_names.contains(&q.name) {
+                } else if !role_names.contains(&q.name)
+                    && !self.broken.contains(&("role", q.name.clone()))
+                {
                     self.error(
                         q.span.clone(),
                         format!(
@@ -529,7 +552,9 @@ impl<'t> Walker<'t> {
         }
         let mut tests = Vec::new();
         for t in raw.tests {
-            if !role_names.contains(&t.role.name) {
+            if !role_names.contains(&t.role.name)
+                && !self.broken.contains(&("role", t.role.name.clone()))
+            {
                 self.error(
                     t.role.span.clone(),
                     format!(
@@ -666,8 +691,8 @@ impl<'t> Walker<'t> {
         out
     }
 
-    fn reference<T>(&mut self, r: &Named, kind: &str, defined: &BTreeMap<String, T>) {
-        if !defined.contains_key(&r.name) {
+    fn reference<T>(&mut self, r: &Named, kind: &'static str, defined: &BTreeMap<String, T>) {
+        if !defined.contains_key(&r.name) && !self.broken.contains(&(kind, r.name.clone())) {
             let names: BTreeSet<String> = defined.keys().cloned().collect();
             self.error(
                 r.span.clone(),
@@ -680,12 +705,13 @@ impl<'t> Walker<'t> {
         for (key, _) in t.iter() {
             let k: &str = key.get_ref().as_ref();
             if !allowed.contains(&k) {
+                let hint = match closest(k, allowed) {
+                    Some(c) => format!("did you mean {c:?}?"),
+                    None => format!("expected {}", allowed.join(", ")),
+                };
                 self.error(
                     key.span(),
-                    format!(
-                        "unknown key {k:?} in [{section}] (expected {})",
-                        allowed.join(", ")
-                    ),
+                    format!("unknown key {k:?} in [{section}] ({hint})"),
                 );
             }
         }
@@ -788,7 +814,7 @@ impl<'t> Walker<'t> {
         };
         let mut out = Vec::with_capacity(items.len());
         for item in items.iter() {
-            let Some(s) = self.string(item, key) else {
+            let Some(s) = self.string(item, &format!("each entry of {key}")) else {
                 continue;
             };
             match parse(s) {
@@ -868,6 +894,40 @@ impl<'t> Walker<'t> {
             }
         }
     }
+}
+
+const SECTIONS: &[&str] = &[
+    "settings",
+    "resources",
+    "schedules",
+    "posture",
+    "roles",
+    "employees",
+    "test",
+];
+
+/// The allowed word closest to `word`, if it is a likely typo (edit distance at most 2).
+fn closest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|a| (edit_distance(word, a), *a))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn known(names: &BTreeSet<String>) -> String {
