@@ -41,7 +41,8 @@ fn resource(rng: &mut Rng, i: usize) -> Resource {
         Network::parse(&format!("{}/{prefix}", Ipv4Addr::from(addr)))
     } else {
         let prefix = 112 + rng.below(17) as u32;
-        let addr = (0xfd00u128 << 112 | u128::from(rng.below(1 << 40)) << 16) & (u128::MAX << (128 - prefix));
+        let addr = (0xfd00u128 << 112 | u128::from(rng.below(1 << 40)) << 16)
+            & (u128::MAX << (128 - prefix));
         Network::parse(&format!("{}/{prefix}", Ipv6Addr::from(addr)))
     };
     let services = (0..1 + rng.below(2))
@@ -63,11 +64,14 @@ fn resource(rng: &mut Rng, i: usize) -> Resource {
 }
 
 fn policy(rng: &mut Rng) -> Policy {
-    let resources: BTreeMap<String, Resource> =
-        (0..RESOURCES).map(|i| (format!("r{i}"), resource(rng, i))).collect();
+    let resources: BTreeMap<String, Resource> = (0..RESOURCES)
+        .map(|i| (format!("r{i}"), resource(rng, i)))
+        .collect();
     let roles = (0..ROLES)
         .map(|i| {
-            let picks = (0..RESOURCES_PER_ROLE).map(|_| format!("r{}", rng.below(RESOURCES as u64))).collect();
+            let picks = (0..RESOURCES_PER_ROLE)
+                .map(|_| format!("r{}", rng.below(RESOURCES as u64)))
+                .collect();
             (
                 format!("role{i}"),
                 Role {
@@ -92,14 +96,19 @@ fn policy(rng: &mut Rng) -> Policy {
 }
 
 /// Half the queries aim at something the role opens, half anywhere.
-fn queries(rng: &mut Rng, policy: &Policy, compiled: &CompiledPolicy) -> Vec<(RoleId, String, IpAddr, Proto, u16)> {
+fn queries(
+    rng: &mut Rng,
+    policy: &Policy,
+    compiled: &CompiledPolicy,
+) -> Vec<(RoleId, String, IpAddr, Proto, u16)> {
     let names: Vec<&String> = policy.roles.keys().collect();
     (0..QUERIES)
         .map(|i| {
             let name = names[rng.below(names.len() as u64) as usize];
             let role = compiled.role(name).expect("role");
             if i % 2 == 0 {
-                let r = &policy.resources[&policy.roles[name].resources[rng.below(RESOURCES_PER_ROLE as u64) as usize]];
+                let r = &policy.resources
+                    [&policy.roles[name].resources[rng.below(RESOURCES_PER_ROLE as u64) as usize]];
                 let s = r.services[0];
                 let ip = match r.hosts[0] {
                     Network::V4 { addr, .. } => IpAddr::V4(Ipv4Addr::from(addr)),
@@ -110,9 +119,17 @@ fn queries(rng: &mut Rng, policy: &Policy, compiled: &CompiledPolicy) -> Vec<(Ro
                 let ip = if rng.below(2) == 0 {
                     IpAddr::V4(Ipv4Addr::from(10u32 << 24 | rng.below(1 << 24) as u32))
                 } else {
-                    IpAddr::V6(Ipv6Addr::from(0xfd00u128 << 112 | u128::from(rng.below(1 << 56))))
+                    IpAddr::V6(Ipv6Addr::from(
+                        0xfd00u128 << 112 | u128::from(rng.below(1 << 56)),
+                    ))
                 };
-                (role, name.clone(), ip, Proto::Tcp, 1 + rng.below(60_000) as u16)
+                (
+                    role,
+                    name.clone(),
+                    ip,
+                    Proto::Tcp,
+                    1 + rng.below(60_000) as u16,
+                )
             }
         })
         .collect()
@@ -122,7 +139,12 @@ fn median_ns(name: &str) -> Option<f64> {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let text = std::fs::read_to_string(dir.join("criterion/decide").join(name).join("new/estimates.json")).ok()?;
+    let text = std::fs::read_to_string(
+        dir.join("criterion/decide")
+            .join(name)
+            .join("new/estimates.json"),
+    )
+    .ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     json["median"]["point_estimate"].as_f64()
 }
@@ -134,10 +156,18 @@ fn main() {
     let linear = LinearPolicy::compile(&policy);
     assert_eq!(compiled.rule_count(), ROLES * RESOURCES_PER_ROLE);
     let qs = queries(&mut rng, &policy, &compiled);
-    let linear_roles: Vec<RoleId> = qs.iter().map(|q| linear.role(&q.1).expect("role")).collect();
+    let linear_roles: Vec<RoleId> = qs
+        .iter()
+        .map(|q| linear.role(&q.1).expect("role"))
+        .collect();
     let allowed = qs
         .iter()
-        .filter(|q| matches!(compiled.decide(q.0, q.2, q.3, q.4), ztgw_config::policy::Decision::Allow(_)))
+        .filter(|q| {
+            matches!(
+                compiled.decide(q.0, q.2, q.3, q.4),
+                ztgw_config::policy::Decision::Allow(_)
+            )
+        })
         .count();
 
     let mut c = Criterion::default()
@@ -176,6 +206,8 @@ fn main() {
             "decide: compiled median {fast:.1} ns, linear scan median {slow:.1} ns: compiled is {:.1}x faster (target: compiled <= 100 ns)",
             slow / fast
         ),
-        _ => println!("decide: medians not found under target/criterion/decide (run with `cargo bench`)"),
+        _ => println!(
+            "decide: medians not found under target/criterion/decide (run with `cargo bench`)"
+        ),
     }
 }

@@ -28,16 +28,25 @@ fn network() -> impl Strategy<Value = Network> {
 }
 
 fn mask32(p: u8) -> u32 {
-    if p == 0 { 0 } else { u32::MAX << (32 - u32::from(p)) }
+    if p == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(p))
+    }
 }
 
 fn mask128(p: u8) -> u128 {
-    if p == 0 { 0 } else { u128::MAX << (128 - u32::from(p)) }
+    if p == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(p))
+    }
 }
 
 fn service() -> impl Strategy<Value = Service> {
     prop_oneof![
-        (1u16..200, 0u16..50).prop_map(|(a, w)| Service::parse(&format!("tcp/{a}-{}", a + w)).expect("tcp")),
+        (1u16..200, 0u16..50)
+            .prop_map(|(a, w)| Service::parse(&format!("tcp/{a}-{}", a + w)).expect("tcp")),
         (1u16..200).prop_map(|a| Service::parse(&format!("udp/{a}")).expect("udp")),
         Just(Service::parse("icmp").expect("icmp")),
     ]
@@ -45,7 +54,10 @@ fn service() -> impl Strategy<Value = Service> {
 
 fn policy() -> impl Strategy<Value = Policy> {
     let resources = prop::collection::vec(
-        (prop::collection::vec(network(), 1..4), prop::collection::vec(service(), 1..4)),
+        (
+            prop::collection::vec(network(), 1..4),
+            prop::collection::vec(service(), 1..4),
+        ),
         1..40,
     );
     resources.prop_flat_map(|res| {
@@ -56,7 +68,14 @@ fn policy() -> impl Strategy<Value = Policy> {
                 .into_iter()
                 .enumerate()
                 .map(|(i, (hosts, services))| {
-                    (format!("r{i}"), Resource { hosts, services, description: None })
+                    (
+                        format!("r{i}"),
+                        Resource {
+                            hosts,
+                            services,
+                            description: None,
+                        },
+                    )
                 })
                 .collect();
             let roles = roles

@@ -71,6 +71,8 @@ pub enum AdminRequest {
         employee: EmployeeId,
         note: Option<String>,
     },
+    /// Re-read the policy; it replaces the one in force only if valid and its tests pass.
+    PolicyReload,
 }
 
 /// Why a device is revoked (`ztgw device revoke --reason`).
@@ -435,6 +437,27 @@ pub fn handle(
                 ended,
             ))
         }
+        AdminRequest::PolicyReload => match ctx.reload_policy(operator) {
+            Ok(active) => Ok(done(
+                format!(
+                    "policy loaded: sha256 {}, {} roles, {} rules, {} tests passed, {} warnings",
+                    active.sha256,
+                    active.policy.roles.len(),
+                    active.compiled.rule_count(),
+                    active.policy.tests.len(),
+                    active.warnings.len()
+                ),
+                vec![],
+            )),
+            Err(crate::context::ReloadError::Refused(r)) => Err(AdminError::new(
+                AdminErrorCode::Invalid,
+                format!(
+                    "the policy is refused and the one in force stays: {}",
+                    r.refusal
+                ),
+            )),
+            Err(e) => Err(AdminError::new(AdminErrorCode::Internal, e.to_string())),
+        },
         AdminRequest::EmployeeReinstate { employee, note } => {
             check_note(note)?;
             let existing = ctx.registry.employee(employee)?.ok_or_else(|| {

@@ -1,5 +1,7 @@
 //! The `ztgw` command line: definitions, dispatch, output and exit codes.
 
+mod policy;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +73,9 @@ pub enum Command {
     /// Employees: end or restore an employee's telework (G3).
     #[command(subcommand)]
     Employee(EmployeeCommand),
+    /// The access policy: check, test, explain, diff, reload (G2, G4, G18).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +217,34 @@ impl From<AdminError> for Failure {
 fn dispatch(cli: Cli) -> Result<(), Failure> {
     let operator = cli.operator.clone().unwrap_or_else(os_user);
     match cli.command {
+        Command::Policy(cmd) => match cmd {
+            policy::PolicyCommand::Check { file } => policy::check(&file),
+            policy::PolicyCommand::Test { file } => policy::test(&file),
+            policy::PolicyCommand::Explain {
+                file,
+                role,
+                employee,
+                to,
+                at,
+            } => policy::explain_cmd(&file, &role, employee.as_deref(), &to, at),
+            policy::PolicyCommand::Diff { old, new } => policy::diff_cmd(&old, &new),
+            policy::PolicyCommand::Reload => {
+                let settings = Settings::load(&cli.config)
+                    .map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?;
+                let envelope = AdminEnvelope {
+                    operator,
+                    request: AdminRequest::PolicyReload,
+                };
+                match socket::call(&settings.admin.socket, &envelope) {
+                    Ok(answer) => show(answer.map_err(Failure::from)?, false),
+                    Err(CallError::NotRunning) => Err(Failure::new(
+                        exit::FAILURE,
+                        "no gateway is running; a gateway reads its policy when it starts",
+                    )),
+                    Err(e) => Err(Failure::new(exit::FAILURE, e.to_string())),
+                }
+            }
+        },
         Command::Init(args) => init(&args),
         Command::Serve => serve(&cli.config),
         Command::Invite(args) => {

@@ -213,7 +213,62 @@ fn an_operator_and_an_employee_with_the_real_binaries() {
     let twice = ztgw(&config, &["device", "revoke", &device, "--reason", "lost"]);
     assert_eq!(twice.status.code(), Some(5), "{}", text(&twice.stderr));
 
+    // SIGHUP re-reads the policy; `ztgw policy reload` does it through the admin socket.
+    let policy = dir.join("policy.toml");
+    let original = std::fs::read_to_string(&policy).expect("policy");
+    std::fs::write(
+        &policy,
+        format!("{original}\n[roles.audit]\nresources = [\"intranet\"]\nschedule = \"office-hours\"\nposture = \"standard\"\n"),
+    )
+    .expect("write policy");
+    let hup = Command::new("kill")
+        .arg("-HUP")
+        .arg(server.0.id().to_string())
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let invite_audit = || {
+        ztgw(
+            &config,
+            &[
+                "invite",
+                "--employee",
+                "e77",
+                "--role",
+                "audit",
+                "--approved-by",
+                "Head of IT",
+                "--reference",
+                "DEC-2",
+            ],
+        )
+    };
+    let started = Instant::now();
+    while !invite_audit().status.success() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "SIGHUP did not load the new policy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(&policy, "[roles.audit]\nresources = [\"nothing\"]\n").expect("write policy");
+    let refused = ztgw(&config, &["policy", "reload"]);
+    assert_eq!(refused.status.code(), Some(5), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("the one in force stays"),
+        "{}",
+        text(&refused.stderr)
+    );
+    ok(&invite_audit());
+
     drop(server);
+    let offline = ztgw(&config, &["policy", "reload"]);
+    assert_eq!(offline.status.code(), Some(1));
+    assert!(
+        text(&offline.stderr).contains("no gateway is running"),
+        "{}",
+        text(&offline.stderr)
+    );
     let bad_config = ztgw(&tmp.path().join("nowhere.toml"), &["device", "list"]);
     assert_eq!(bad_config.status.code(), Some(3));
 }
@@ -255,4 +310,130 @@ fn configuration_mistakes_name_file_line_and_column() {
         "{stderr}"
     );
     assert!(stderr.contains("unknown unit"), "{stderr}");
+}
+
+#[test]
+fn the_security_units_policy_tools() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/policy.toml");
+    let example_s = example.to_str().expect("utf-8 path");
+    let nowhere = Path::new("/nonexistent/gateway.toml");
+
+    let out = ok(&ztgw(nowhere, &["policy", "check", example_s]));
+    assert!(
+        out.contains(
+            "valid: 3 roles, 4 resources, 2 schedules, 2 posture profiles, 7 rules, 7 tests"
+        ),
+        "{out}"
+    );
+
+    let out = ok(&ztgw(nowhere, &["policy", "test", example_s]));
+    assert_eq!(out.lines().last(), Some("7 passed, 0 failed"), "{out}");
+
+    let out = ok(&ztgw(
+        nowhere,
+        &[
+            "policy",
+            "explain",
+            example_s,
+            "--role",
+            "finance",
+            "--to",
+            "10.20.1.5:5432/tcp",
+            "--at",
+            "2027-04-06T10:00:00+01:00",
+        ],
+    ));
+    assert!(out.contains("decision: allow"), "{out}");
+    assert!(
+        out.contains("rule:     role finance → resource finance-db (10.20.1.0/24: tcp/5432)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("window tue 2027-04-06 08:30 +01 until tue 2027-04-06 16:30 +01"),
+        "{out}"
+    );
+    let out = ok(&ztgw(
+        nowhere,
+        &[
+            "policy",
+            "explain",
+            example_s,
+            "--role",
+            "finance",
+            "--to",
+            "10.20.1.5:5432/tcp",
+            "--at",
+            "2027-04-10T10:00:00+01:00",
+        ],
+    ));
+    assert!(out.contains("decision: deny (outside-schedule)"), "{out}");
+    assert!(
+        out.contains("next window starts mon 2027-04-12 08:30 +01"),
+        "{out}"
+    );
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let changed = tmp.path().join("new.toml");
+    let text_in = std::fs::read_to_string(&example).expect("example");
+    std::fs::write(
+        &changed,
+        text_in.replace(
+            "resources = [\"intranet\", \"dns\"]",
+            "resources = [\"intranet\", \"dns\", \"finance-db\"]",
+        ),
+    )
+    .expect("write");
+    let out = ok(&ztgw(
+        nowhere,
+        &["policy", "diff", example_s, changed.to_str().expect("path")],
+    ));
+    assert_eq!(
+        out.trim(),
+        "role hr gains resource finance-db (10.20.1.0/24: tcp/5432)"
+    );
+    let out = ok(&ztgw(nowhere, &["policy", "diff", example_s, example_s]));
+    assert_eq!(out.trim(), "no change in access");
+
+    // The change breaks a test: `policy test` shows why, and fails.
+    let out = ztgw(
+        nowhere,
+        &["policy", "test", changed.to_str().expect("path")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.lines().last(),
+        Some("6 passed, 1 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("FAIL"), "{stdout}");
+    assert!(
+        stdout.contains("why:      role hr may reach resource finance-db"),
+        "{stdout}"
+    );
+
+    let broken = tmp.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        text_in.replace("hosts = [\"10.20.1.0/24\"]", "hosts = [\"10.20.1.5/24\"]"),
+    )
+    .expect("write");
+    let out = ztgw(
+        nowhere,
+        &["policy", "check", broken.to_str().expect("path")],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let line = text_in
+        .lines()
+        .position(|l| l == "hosts = [\"10.20.1.0/24\"]")
+        .expect("line")
+        + 1;
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{}:{line}:10: \"10.20.1.5/24\": host bits are set below /24",
+            broken.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
 }

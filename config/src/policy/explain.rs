@@ -157,11 +157,15 @@ pub fn explain(
         None => format!("role {role}'s"),
     };
     let open = matches!(schedule, Some((_, ScheduleState::Open(_))));
+    // The instant as the schedule's zone writes it.
+    let at_local = policy
+        .schedule_for(role, employee)
+        .map_or_else(|| at.to_string(), |(_, s)| s.local(at));
     match (&network_rule, open) {
         (Some(resource), true) => {
             let name = schedule.as_ref().map_or("?", |(n, _)| n.as_str());
             let reason = format!(
-                "role {role} may reach resource {resource}, which opens {dst}, and {at} is inside {whose} schedule {name}"
+                "role {role} may reach resource {resource}, which opens {dst}, and {at_local} is inside {whose} schedule {name}"
             );
             base(
                 Verdict::Allow {
@@ -182,7 +186,7 @@ pub fn explain(
                 None => String::new(),
             };
             let reason =
-                format!("{opens}{at} is outside {whose} schedule {name}: no telework then");
+                format!("{opens}{at_local} is outside {whose} schedule {name}: no telework then");
             base(
                 Verdict::Deny(Denial::OutsideSchedule),
                 schedule,
