@@ -35,7 +35,7 @@ impl Rng {
 }
 
 fn resource(rng: &mut Rng, i: usize) -> Resource {
-    let host = if i % 2 == 0 {
+    let host = if i.is_multiple_of(2) {
         let prefix = 24 + rng.below(9) as u32;
         let addr = (10u32 << 24 | (rng.below(1 << 20) as u32) << 4) & (u32::MAX << (32 - prefix));
         Network::parse(&format!("{}/{prefix}", Ipv4Addr::from(addr)))
@@ -106,7 +106,7 @@ fn queries(
         .map(|i| {
             let name = names[rng.below(names.len() as u64) as usize];
             let role = compiled.role(name).expect("role");
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 let r = &policy.resources
                     [&policy.roles[name].resources[rng.below(RESOURCES_PER_ROLE as u64) as usize]];
                 let s = r.services[0];
