@@ -61,6 +61,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Checked, ConfigError> {
     }
     let policy =
         policy.ok_or_else(|| ConfigError::whole_file(path, "the policy could not be read"))?;
+    w.warnings.sort_by_key(|(s, _)| s.start);
     let warnings = w
         .warnings
         .iter()
