@@ -126,7 +126,24 @@ impl RunningGateway {
                 }
             });
         }
-        tracing::info!(%control_addr, admin_socket = %admin_path.display(), "gateway started");
+        let policy = ctx.policy.current();
+        let started = crate::registry::ActionRecord {
+            at: ctx.clock.now(),
+            operator: "ztgw serve".into(),
+            action: "gateway.started".into(),
+            target: ctx
+                .settings
+                .gateway
+                .names
+                .first()
+                .cloned()
+                .unwrap_or_default(),
+            detail: format!("control={control_addr} policy_sha256={}", policy.sha256),
+        };
+        if let Err(e) = ctx.registry.record_action(&started) {
+            tracing::error!(error = %e, "could not record the gateway's start");
+        }
+        tracing::info!(%control_addr, admin_socket = %admin_path.display(), policy_sha256 = %policy.sha256, "gateway started");
         Ok(Self {
             ctx,
             control_addr,

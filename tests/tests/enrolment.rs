@@ -128,7 +128,10 @@ async fn invite_enrol_then_mtls_request_succeeds() {
         .into_iter()
         .map(|a| a.action)
         .collect();
-    assert_eq!(actions, vec!["invitation.created", "device.enrolled"]);
+    assert_eq!(
+        actions,
+        vec!["gateway.started", "invitation.created", "device.enrolled"]
+    );
     gw.running.shutdown().await;
 }
 
