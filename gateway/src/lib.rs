@@ -22,6 +22,7 @@ pub mod control;
 pub mod daemon;
 pub mod device_auth;
 pub mod enrolment;
+pub mod journal;
 pub mod registry;
 pub mod revocation;
 pub mod state;

@@ -1,0 +1,164 @@
+//! The audit events (schema in docs/journal.md). Identities are registry ids; nothing
+//! beyond what audit needs is kept (G15).
+
+use serde::{Deserialize, Serialize};
+
+/// One audit event. The JSON form has a `type` field and the event's fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    #[serde(rename = "gateway.started")]
+    GatewayStarted {
+        version: String,
+        policy_sha256: String,
+    },
+    #[serde(rename = "gateway.stopped")]
+    GatewayStopped { reason: String },
+    #[serde(rename = "invitation.created")]
+    InvitationCreated {
+        invitation: String,
+        employee: String,
+        role: String,
+        schedule: Option<String>,
+        approved_by: String,
+        reference: String,
+        expires_at: String,
+        operator: String,
+    },
+    #[serde(rename = "device.enrolled")]
+    DeviceEnrolled {
+        device: String,
+        employee: String,
+        role: String,
+        invitation: String,
+        status: String,
+        ownership: String,
+        serial: String,
+    },
+    #[serde(rename = "enrolment.refused")]
+    EnrolmentRefused {
+        invitation: Option<String>,
+        reason: String,
+    },
+    #[serde(rename = "device.approved")]
+    DeviceApproved {
+        device: String,
+        employee: String,
+        operator: String,
+        note: Option<String>,
+    },
+    #[serde(rename = "device.revoked")]
+    DeviceRevoked {
+        device: String,
+        employee: String,
+        operator: String,
+        reason: String,
+        note: Option<String>,
+    },
+    #[serde(rename = "device.decommissioned")]
+    DeviceDecommissioned {
+        device: String,
+        employee: String,
+        operator: String,
+        note: Option<String>,
+    },
+    #[serde(rename = "certificate.renewed")]
+    CertificateRenewed {
+        device: String,
+        employee: String,
+        serial: String,
+        previous: String,
+    },
+    #[serde(rename = "employee.revoked")]
+    EmployeeRevoked {
+        employee: String,
+        operator: String,
+        reason: String,
+        note: Option<String>,
+        devices: Vec<String>,
+    },
+    #[serde(rename = "employee.reinstated")]
+    EmployeeReinstated {
+        employee: String,
+        operator: String,
+        note: Option<String>,
+    },
+    #[serde(rename = "policy.loaded")]
+    PolicyLoaded {
+        sha256: String,
+        previous: Option<String>,
+        operator: String,
+        warnings: usize,
+        tests: usize,
+    },
+    #[serde(rename = "policy.refused")]
+    PolicyRefused {
+        sha256: Option<String>,
+        kept: String,
+        operator: String,
+        reason: String,
+    },
+    /// An action journaled as about to take effect did not (the registry refused it).
+    #[serde(rename = "action.failed")]
+    ActionFailed { seq: u64, error: String },
+    /// Recovery cut a damaged tail; the cut bytes are kept beside the journal.
+    #[serde(rename = "journal.truncated")]
+    JournalTruncated {
+        segment: String,
+        offset: u64,
+        bytes: u64,
+        sha256: String,
+        saved_as: String,
+    },
+    /// Segments past retention were deleted; the signed purge record lets the rest verify.
+    #[serde(rename = "journal.purged")]
+    JournalPurged {
+        segments: Vec<String>,
+        first_seq_kept: u64,
+        older_than: String,
+    },
+}
+
+impl Event {
+    /// The `type` of the event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::GatewayStarted { .. } => "gateway.started",
+            Self::GatewayStopped { .. } => "gateway.stopped",
+            Self::InvitationCreated { .. } => "invitation.created",
+            Self::DeviceEnrolled { .. } => "device.enrolled",
+            Self::EnrolmentRefused { .. } => "enrolment.refused",
+            Self::DeviceApproved { .. } => "device.approved",
+            Self::DeviceRevoked { .. } => "device.revoked",
+            Self::DeviceDecommissioned { .. } => "device.decommissioned",
+            Self::CertificateRenewed { .. } => "certificate.renewed",
+            Self::EmployeeRevoked { .. } => "employee.revoked",
+            Self::EmployeeReinstated { .. } => "employee.reinstated",
+            Self::PolicyLoaded { .. } => "policy.loaded",
+            Self::PolicyRefused { .. } => "policy.refused",
+            Self::ActionFailed { .. } => "action.failed",
+            Self::JournalTruncated { .. } => "journal.truncated",
+            Self::JournalPurged { .. } => "journal.purged",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_form_has_the_type_and_round_trips() {
+        let e = Event::DeviceRevoked {
+            device: "dev-1".into(),
+            employee: "e1".into(),
+            operator: "amina (uid 0)".into(),
+            reason: "lost".into(),
+            note: None,
+        };
+        let json = serde_json::to_value(&e).expect("json");
+        assert_eq!(json["type"], "device.revoked");
+        assert_eq!(json["type"], e.kind());
+        assert_eq!(serde_json::from_value::<Event>(json).expect("back"), e);
+    }
+}

@@ -1,0 +1,409 @@
+//! Walking a journal and checking every link, leaf and signature: what `ztgw journal
+//! verify` runs, and what the writer runs at start to recover.
+
+use std::path::Path;
+
+use super::checkpoint::{PublicKey, PurgeState, SignedTreeHead, hash_field};
+use super::frame::{self, Frame, FrameError, Kind};
+use super::hex;
+use super::merkle::{Frontier, leaf_hash};
+use super::segment::{self, MAGIC, PURGE_FILE, SegmentFile, SegmentHeader};
+
+/// Where in the journal something is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub segment: String,
+    pub offset: u64,
+    pub seq: Option<u64>,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.seq {
+            Some(seq) => write!(f, "record {seq} ({} at byte {})", self.segment, self.offset),
+            None => write!(f, "{} at byte {}", self.segment, self.offset),
+        }
+    }
+}
+
+/// What is wrong, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{place}: {what}")]
+pub struct Damage {
+    pub place: Place,
+    pub what: String,
+}
+
+/// The state of a walk through the journal.
+#[derive(Debug, Clone, Default)]
+pub struct Walk {
+    pub gateway: Option<[u8; 32]>,
+    pub next_seq: u64,
+    pub prev: [u8; 32],
+    pub frontier: Frontier,
+    pub last_checkpoint: Option<SignedTreeHead>,
+    pub records: u64,
+    pub events: u64,
+    pub checkpoints: u64,
+    pub segments: u64,
+    /// Frames read since the last checkpoint.
+    pub unsigned: u64,
+    /// Where the journal starts when older segments were purged.
+    pub purge: Option<PurgeState>,
+    /// An auditor's kept checkpoint, checked when the walk passes its size.
+    pub kept_checkpoint: Option<KeptCheckpoint>,
+    /// The state just after the last checkpoint of the current segment, with the byte
+    /// offset where it ends: where recovery cuts a torn tail back to.
+    pub mark: Option<Box<(u64, Walk)>>,
+}
+
+/// A checkpoint an auditor kept from an earlier verification.
+#[derive(Debug, Clone)]
+pub struct KeptCheckpoint {
+    pub head: SignedTreeHead,
+    pub matched: bool,
+}
+
+/// How one segment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentEnd {
+    /// Byte offset just past the last checkpoint frame, if the segment has one.
+    pub signed_len: Option<u64>,
+    pub len: u64,
+}
+
+impl Walk {
+    /// Starts a walk: at the purge record if the journal has one, else at the beginning.
+    pub fn start(dir: &Path, key: Option<&PublicKey>) -> Result<Self, Damage> {
+        let mut walk = Walk::default();
+        let purge_path = dir.join(PURGE_FILE);
+        if purge_path.exists() {
+            let place = Place {
+                segment: PURGE_FILE.into(),
+                offset: 0,
+                seq: None,
+            };
+            let bad = |what: String| Damage {
+                place: place.clone(),
+                what,
+            };
+            let text = std::fs::read_to_string(&purge_path)
+                .map_err(|e| bad(format!("cannot read: {e}")))?;
+            let p: PurgeState =
+                serde_json::from_str(&text).map_err(|e| bad(format!("not a purge record: {e}")))?;
+            if let Some(key) = key
+                && !key.verify_purge(&p)
+            {
+                return Err(bad(
+                    "its signature does not verify with the journal key".into()
+                ));
+            }
+            let gateway = super::unhex32(&p.gateway).ok_or_else(|| bad("bad gateway id".into()))?;
+            let chain = hash_field(&p.chain).ok_or_else(|| bad("bad chain hash".into()))?;
+            if p.frontier.size != p.first_seq {
+                return Err(bad(
+                    "its Merkle frontier does not match its first record".into()
+                ));
+            }
+            walk.gateway = Some(gateway);
+            walk.next_seq = p.first_seq;
+            walk.prev = chain;
+            walk.frontier = p.frontier.clone();
+            walk.purge = Some(p);
+        }
+        Ok(walk)
+    }
+
+    /// Whether `seg` was removed by the purge (and may be skipped if it is still there).
+    pub fn purged(&self, seg: &SegmentFile) -> bool {
+        self.purge
+            .as_ref()
+            .is_some_and(|p| p.segments_removed.contains(&seg.name()))
+    }
+
+    /// Walks one segment's bytes, checking each frame; calls `each` for every event.
+    pub fn segment(
+        &mut self,
+        seg: &SegmentFile,
+        bytes: &[u8],
+        key: Option<&PublicKey>,
+        mut each: impl FnMut(&Frame<'_>),
+    ) -> Result<SegmentEnd, Damage> {
+        let name = seg.name();
+        let mut offset = 0usize;
+        let mut signed_len = None;
+        let mut first = true;
+        self.mark = None;
+        while offset < bytes.len() {
+            let place = |seq| Place {
+                segment: name.clone(),
+                offset: offset as u64,
+                seq,
+            };
+            let (f, size) = frame::decode(&bytes[offset..]).map_err(|e| Damage {
+                place: place(None),
+                what: match e {
+                    FrameError::Incomplete => {
+                        "the record is cut short (torn write or truncation)".into()
+                    }
+                    FrameError::BadLength => {
+                        "the record's length is impossible (damaged bytes)".into()
+                    }
+                    FrameError::BadKind => "the record's kind is unknown (damaged bytes)".into(),
+                },
+            })?;
+            let damage = |what: String| Damage {
+                place: place(Some(f.seq)),
+                what,
+            };
+            if f.seq != self.next_seq {
+                return Err(damage(format!(
+                    "expected record {} here: records are missing, reordered or inserted",
+                    self.next_seq
+                )));
+            }
+            if first {
+                self.open_segment(seg, &f).map_err(&damage)?;
+                first = false;
+            } else if f.kind == Kind::SegmentHeader {
+                return Err(damage("a segment header in the middle of a segment".into()));
+            }
+            if !frame::check_link(&self.prev, &f) {
+                return Err(damage(
+                    "its hash does not match: the record was altered, or one before it was removed or replaced".into(),
+                ));
+            }
+            if f.kind == Kind::Checkpoint {
+                self.checkpoint(&f, key).map_err(&damage)?;
+                signed_len = Some((offset + size) as u64);
+            } else {
+                self.unsigned += 1;
+            }
+            if f.kind == Kind::Event {
+                self.events += 1;
+                each(&f);
+            }
+            if let Some(kept) = &mut self.kept_checkpoint
+                && self.frontier.size == kept.head.head.size
+            {
+                check_kept(kept, &self.frontier, &self.prev).map_err(&damage)?;
+            }
+            self.frontier.push(leaf_hash(f.body));
+            self.prev = f.hash;
+            self.next_seq += 1;
+            self.records += 1;
+            offset += size;
+            if f.kind == Kind::Checkpoint {
+                let mut snapshot = self.clone();
+                snapshot.mark = None;
+                self.mark = Some(Box::new((offset as u64, snapshot)));
+            }
+        }
+        if first {
+            return Err(Damage {
+                place: Place {
+                    segment: name,
+                    offset: 0,
+                    seq: None,
+                },
+                what: "the segment is empty".into(),
+            });
+        }
+        self.segments += 1;
+        Ok(SegmentEnd {
+            signed_len,
+            len: bytes.len() as u64,
+        })
+    }
+
+    fn open_segment(&mut self, seg: &SegmentFile, f: &Frame<'_>) -> Result<(), String> {
+        if f.kind != Kind::SegmentHeader {
+            return Err("a segment must start with its header".into());
+        }
+        let h: SegmentHeader = serde_json::from_slice(f.payload)
+            .map_err(|e| format!("the segment header is not valid: {e}"))?;
+        if h.magic != MAGIC || h.version != 1 {
+            return Err(format!(
+                "not a ztgw journal segment (magic {:?}, version {})",
+                h.magic, h.version
+            ));
+        }
+        if h.segment != seg.number {
+            return Err(format!(
+                "the header says segment {}, the file name says {}",
+                h.segment, seg.number
+            ));
+        }
+        let gateway = super::unhex32(&h.gateway).ok_or("the header's gateway id is not valid")?;
+        match self.gateway {
+            None => {
+                self.gateway = Some(gateway);
+                if self.next_seq == 0 {
+                    self.prev = frame::genesis(&gateway);
+                }
+            }
+            Some(g) if g != gateway => {
+                return Err(format!(
+                    "this segment belongs to another gateway ({})",
+                    h.gateway
+                ));
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, f: &Frame<'_>, key: Option<&PublicKey>) -> Result<(), String> {
+        let sth: SignedTreeHead = serde_json::from_slice(f.payload)
+            .map_err(|e| format!("the checkpoint is not valid: {e}"))?;
+        let gateway = self.gateway.map(|g| hex(&g)).unwrap_or_default();
+        if sth.head.gateway != gateway {
+            return Err("the checkpoint names another gateway".into());
+        }
+        if sth.head.size != f.seq {
+            return Err(format!(
+                "the checkpoint covers {} records, but stands at record {}",
+                sth.head.size, f.seq
+            ));
+        }
+        if sth.head.root != hex(&self.frontier.root()) {
+            return Err("the checkpoint's Merkle root does not match the records before it".into());
+        }
+        if sth.head.chain != hex(&self.prev) {
+            return Err("the checkpoint's chain hash does not match the record before it".into());
+        }
+        if let Some(key) = key {
+            if sth.key_id != key.key_id() {
+                return Err(format!(
+                    "the checkpoint is signed by key {}, not by the journal key {}",
+                    sth.key_id,
+                    key.key_id()
+                ));
+            }
+            if !key.verify_head(&sth) {
+                return Err(
+                    "the checkpoint's signature does not verify: the checkpoint was altered".into(),
+                );
+            }
+        }
+        self.checkpoints += 1;
+        self.unsigned = 0;
+        self.last_checkpoint = Some(sth);
+        Ok(())
+    }
+}
+
+fn check_kept(
+    kept: &mut KeptCheckpoint,
+    frontier: &Frontier,
+    prev: &[u8; 32],
+) -> Result<(), String> {
+    if kept.head.head.root != hex(&frontier.root()) || kept.head.head.chain != hex(prev) {
+        return Err(format!(
+            "the journal's first {} records differ from those of the checkpoint you kept",
+            kept.head.head.size
+        ));
+    }
+    kept.matched = true;
+    Ok(())
+}
+
+/// What a verification found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub segments: u64,
+    pub records: u64,
+    pub events: u64,
+    pub checkpoints: u64,
+    pub first_seq: u64,
+    pub last_checkpoint: Option<SignedTreeHead>,
+    pub signatures_checked: bool,
+    pub kept_checkpoint_checked: Option<bool>,
+}
+
+/// Checks the whole journal in `dir`. With `key`, every checkpoint's signature is
+/// checked; with `kept`, the journal must still contain that checkpoint's records.
+pub fn verify_dir(
+    dir: &Path,
+    key: Option<&PublicKey>,
+    kept: Option<SignedTreeHead>,
+) -> Result<Report, Damage> {
+    let top = |what: String| Damage {
+        place: Place {
+            segment: dir.display().to_string(),
+            offset: 0,
+            seq: None,
+        },
+        what,
+    };
+    if let (Some(key), Some(k)) = (key, &kept)
+        && !key.verify_head(k)
+    {
+        return Err(top(
+            "the checkpoint you kept does not verify with the journal key".into(),
+        ));
+    }
+    let mut walk = Walk::start(dir, key)?;
+    walk.kept_checkpoint = kept.map(|head| KeptCheckpoint {
+        head,
+        matched: false,
+    });
+    let first_seq = walk.next_seq;
+    let segments = segment::list(dir).map_err(|e| top(format!("cannot list the journal: {e}")))?;
+    if segments.is_empty() {
+        return Err(top("there is no journal segment here".into()));
+    }
+    for seg in &segments {
+        if walk.purged(seg) {
+            continue;
+        }
+        let bytes = std::fs::read(&seg.path)
+            .map_err(|e| top(format!("cannot read {}: {e}", seg.name())))?;
+        walk.segment(seg, &bytes, key, |_| {})?;
+    }
+    let end = Place {
+        segment: segments.last().map(|s| s.name()).unwrap_or_default(),
+        offset: 0,
+        seq: Some(walk.next_seq),
+    };
+    if walk.unsigned > 0 {
+        return Err(Damage {
+            place: end,
+            what: format!(
+                "the last {} records are not covered by a signed checkpoint: they were appended after the last signature",
+                walk.unsigned
+            ),
+        });
+    }
+    if let Some(k) = &mut walk.kept_checkpoint
+        && !k.matched
+        && walk.frontier.size == k.head.head.size
+    {
+        check_kept(k, &walk.frontier, &walk.prev).map_err(|what| Damage {
+            place: end.clone(),
+            what,
+        })?;
+    }
+    if let Some(k) = &walk.kept_checkpoint
+        && !k.matched
+        && k.head.head.size >= first_seq
+    {
+        return Err(Damage {
+            place: end,
+            what: format!(
+                "the journal was truncated: the checkpoint you kept covers {} records, the journal has {}",
+                k.head.head.size, walk.next_seq
+            ),
+        });
+    }
+    Ok(Report {
+        segments: walk.segments,
+        records: walk.records,
+        events: walk.events,
+        checkpoints: walk.checkpoints,
+        first_seq,
+        last_checkpoint: walk.last_checkpoint,
+        signatures_checked: key.is_some(),
+        kept_checkpoint_checked: walk.kept_checkpoint.as_ref().map(|k| k.matched),
+    })
+}
