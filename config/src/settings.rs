@@ -26,6 +26,7 @@ pub struct Settings {
     pub wireguard: WireguardSection,
     pub admin: AdminSection,
     pub policy: PolicySection,
+    pub journal: JournalSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -102,6 +103,26 @@ pub struct PolicySection {
     pub file: PathBuf,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSection {
+    /// Where the audit journal's segments are kept.
+    #[serde(default = "defaults::journal_dir")]
+    pub dir: PathBuf,
+    /// A segment is closed and a new one started past this size...
+    #[serde(default = "defaults::segment_max_bytes")]
+    pub segment_max_bytes: u64,
+    /// ...or this age.
+    #[serde(default = "defaults::segment_max_age")]
+    pub segment_max_age: HumanDuration,
+    /// Segments whose newest event is older than this are deleted (G15).
+    #[serde(default = "defaults::retention")]
+    pub retention: HumanDuration,
+    /// Besides root, members of this group may read the journal.
+    #[serde(default = "defaults::auditors_group")]
+    pub auditors_group: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
@@ -114,6 +135,8 @@ struct RawSettings {
     admin: Option<AdminSection>,
     #[serde(default)]
     policy: Option<PolicySection>,
+    #[serde(default)]
+    journal: Option<JournalSection>,
 }
 
 impl Settings {
@@ -136,11 +159,13 @@ impl Settings {
             wireguard: raw.wireguard,
             admin: raw.admin.unwrap_or_else(defaults::admin),
             policy: raw.policy.unwrap_or_else(defaults::policy),
+            journal: raw.journal.unwrap_or_else(defaults::journal),
         };
         s.gateway.state_dir = base.join(&s.gateway.state_dir);
         let state = s.gateway.state_dir.clone();
         s.admin.socket = state.join(&s.admin.socket);
         s.policy.file = state.join(&s.policy.file);
+        s.journal.dir = state.join(&s.journal.dir);
         s.check(text)?;
         Ok(s)
     }
@@ -166,6 +191,12 @@ impl Settings {
             return Err(at(
                 "endpoint",
                 "wireguard.endpoint must be HOST:PORT".into(),
+            ));
+        }
+        if self.journal.segment_max_bytes < 4096 {
+            return Err(at(
+                "segment_max_bytes",
+                "journal.segment_max_bytes must be at least 4096".into(),
             ));
         }
         if self.control.max_request_bytes < 4096 {
@@ -225,6 +256,12 @@ impl StatePaths {
     pub fn policy(&self) -> PathBuf {
         self.dir.join("policy.toml")
     }
+    pub fn journal_key(&self) -> PathBuf {
+        self.dir.join("journal.key")
+    }
+    pub fn journal_public(&self) -> PathBuf {
+        self.dir.join("journal.pub")
+    }
 }
 
 fn is_host_port(s: &str) -> bool {
@@ -242,7 +279,7 @@ fn dot() -> PathBuf {
 mod defaults {
     use std::path::PathBuf;
 
-    use super::{AdminSection, EnrolmentSection, HumanDuration, PolicySection};
+    use super::{AdminSection, EnrolmentSection, HumanDuration, JournalSection, PolicySection};
 
     pub fn max_request_bytes() -> usize {
         64 * 1024
@@ -288,6 +325,30 @@ mod defaults {
     }
     pub fn policy_file() -> PathBuf {
         PathBuf::from("policy.toml")
+    }
+    pub fn journal_dir() -> PathBuf {
+        PathBuf::from("journal")
+    }
+    pub fn segment_max_bytes() -> u64 {
+        64 * 1024 * 1024
+    }
+    pub fn segment_max_age() -> HumanDuration {
+        HumanDuration::from_secs(86_400)
+    }
+    pub fn retention() -> HumanDuration {
+        HumanDuration::from_secs(365 * 86_400)
+    }
+    pub fn auditors_group() -> String {
+        "auditors".into()
+    }
+    pub fn journal() -> JournalSection {
+        JournalSection {
+            dir: journal_dir(),
+            segment_max_bytes: segment_max_bytes(),
+            segment_max_age: segment_max_age(),
+            retention: retention(),
+            auditors_group: auditors_group(),
+        }
     }
     pub fn enrolment() -> EnrolmentSection {
         EnrolmentSection {
@@ -384,6 +445,18 @@ group = "ztgw"
 [policy]
 # The access policy: roles, resources, schedules and posture profiles.
 file = "policy.toml"
+
+[journal]
+# The tamper-evident audit journal (docs/journal.md).
+dir = "journal"
+# A segment is closed and a new one begun past this size (bytes) or this age.
+segment_max_bytes = 67108864
+segment_max_age = "1d"
+# Segments whose newest event is older than this are deleted, leaving a signed record
+# of what was purged (Law 09-08, G15).
+retention = "365d"
+# Besides root, members of this group may read the journal.
+auditors_group = "auditors"
 "#,
         listen = toml_string(&v.control_listen.to_string()),
         advertise = toml_string(&v.control_advertise),

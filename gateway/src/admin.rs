@@ -16,6 +16,7 @@ use ztgw_pki::{CrlReason, DeviceId, EmployeeId, Invitation, InvitationId, Secret
 use crate::clock::{EntropyError, random};
 use crate::context::Context;
 use crate::enrolment::rfc3339;
+use crate::journal::{Event, JournalError};
 use crate::registry::{
     ActionRecord, DeviceRecord, EndOfService, InvitationRecord, RegistryError, StatusChange,
 };
@@ -315,7 +316,18 @@ pub fn handle(
                 device.as_str(),
                 note.as_deref().unwrap_or(""),
             );
-            ctx.registry.approve_device(device, &change, &action)?;
+            let seq = journal(
+                ctx,
+                Event::DeviceApproved {
+                    device: device.to_string(),
+                    employee: record.employee.to_string(),
+                    operator: operator.to_owned(),
+                    note: note.clone(),
+                },
+            )?;
+            apply(ctx, seq, || {
+                ctx.registry.approve_device(device, &change, &action)
+            })?;
             Ok(done(format!("device {device} approved"), vec![]))
         }
         AdminRequest::DeviceRevoke {
@@ -343,13 +355,25 @@ pub fn handle(
                 note.as_deref().unwrap_or("")
             );
             let action = action(now, operator, "device.revoked", device.as_str(), &detail);
-            ctx.registry.end_device(
-                device,
-                EndOfService::Revoke,
-                &change,
-                reason.crl_reason(),
-                &action,
+            let seq = journal(
+                ctx,
+                Event::DeviceRevoked {
+                    device: device.to_string(),
+                    employee: record.employee.to_string(),
+                    operator: operator.to_owned(),
+                    reason: reason.as_str().into(),
+                    note: note.clone(),
+                },
             )?;
+            apply(ctx, seq, || {
+                ctx.registry.end_device(
+                    device,
+                    EndOfService::Revoke,
+                    &change,
+                    reason.crl_reason(),
+                    &action,
+                )
+            })?;
             publish(ctx)?;
             Ok(done(
                 format!("device {device} revoked ({})", reason.as_str()),
@@ -378,13 +402,24 @@ pub fn handle(
                 device.as_str(),
                 note.as_deref().unwrap_or(""),
             );
-            ctx.registry.end_device(
-                device,
-                EndOfService::Decommission,
-                &change,
-                CrlReason::CessationOfOperation,
-                &action,
+            let seq = journal(
+                ctx,
+                Event::DeviceDecommissioned {
+                    device: device.to_string(),
+                    employee: record.employee.to_string(),
+                    operator: operator.to_owned(),
+                    note: note.clone(),
+                },
             )?;
+            apply(ctx, seq, || {
+                ctx.registry.end_device(
+                    device,
+                    EndOfService::Decommission,
+                    &change,
+                    CrlReason::CessationOfOperation,
+                    &action,
+                )
+            })?;
             publish(ctx)?;
             Ok(done(
                 format!("device {device} decommissioned; its record is kept"),
@@ -427,7 +462,29 @@ pub fn handle(
                 employee.as_str(),
                 &detail,
             );
-            let ended = ctx.registry.revoke_employee(employee, &change, &action)?;
+            let in_service: Vec<String> = ctx
+                .registry
+                .devices()?
+                .into_iter()
+                .filter(|d| {
+                    &d.employee == employee
+                        && matches!(d.status, DeviceStatus::Pending | DeviceStatus::Active)
+                })
+                .map(|d| d.id.to_string())
+                .collect();
+            let seq = journal(
+                ctx,
+                Event::EmployeeRevoked {
+                    employee: employee.to_string(),
+                    operator: operator.to_owned(),
+                    reason: reason.as_str().into(),
+                    note: note.clone(),
+                    devices: in_service,
+                },
+            )?;
+            let ended = apply(ctx, seq, || {
+                ctx.registry.revoke_employee(employee, &change, &action)
+            })?;
             publish(ctx)?;
             Ok(done(
                 format!(
@@ -479,7 +536,17 @@ pub fn handle(
                 employee.as_str(),
                 note.as_deref().unwrap_or(""),
             );
-            ctx.registry.reinstate_employee(employee, &action)?;
+            let seq = journal(
+                ctx,
+                Event::EmployeeReinstated {
+                    employee: employee.to_string(),
+                    operator: operator.to_owned(),
+                    note: note.clone(),
+                },
+            )?;
+            apply(ctx, seq, || {
+                ctx.registry.reinstate_employee(employee, &action)
+            })?;
             Ok(done(
                 format!("employee {employee} may be invited again; earlier devices stay revoked"),
                 vec![],
@@ -572,10 +639,25 @@ fn invite(
         schedule.unwrap_or("-"),
         rfc3339(expires_at)
     );
-    ctx.registry.create_invitation(
-        &record,
-        &action(now, operator, "invitation.created", id.as_str(), &detail),
+    let seq = journal(
+        ctx,
+        Event::InvitationCreated {
+            invitation: id.to_string(),
+            employee: employee.to_string(),
+            role: role.to_owned(),
+            schedule: schedule.map(str::to_owned),
+            approved_by: approved_by.to_owned(),
+            reference: reference.to_owned(),
+            expires_at: rfc3339(expires_at),
+            operator: operator.to_owned(),
+        },
     )?;
+    apply(ctx, seq, || {
+        ctx.registry.create_invitation(
+            &record,
+            &action(now, operator, "invitation.created", id.as_str(), &detail),
+        )
+    })?;
     Ok(AdminResponse::Invitation(InvitationIssued {
         id,
         employee: employee.clone(),
@@ -584,6 +666,28 @@ fn invite(
         expires_at,
         invitation: RedactedString::new(text),
     }))
+}
+
+/// Journals `event` before the action takes effect; refuses the action if it cannot.
+fn journal(ctx: &Context, event: Event) -> Result<u64, AdminError> {
+    ctx.journal(&event)
+        .map_err(|e: JournalError| AdminError::new(AdminErrorCode::Internal, format!("{e}")))
+}
+
+/// Runs the registry change journaled as `seq`; if it fails, journals that it did not
+/// take effect.
+fn apply<T>(
+    ctx: &Context,
+    seq: u64,
+    change: impl FnOnce() -> Result<T, RegistryError>,
+) -> Result<T, AdminError> {
+    change().map_err(|e| {
+        let _ = ctx.journal(&Event::ActionFailed {
+            seq,
+            error: e.to_string(),
+        });
+        AdminError::from(e)
+    })
 }
 
 fn publish(ctx: &Context) -> Result<(), AdminError> {

@@ -39,6 +39,8 @@ pub enum Reason {
     DeviceDecommissioned,
     WireguardKeyMismatch,
     WrongCertificateKind,
+    /// The audit journal cannot be written: nothing that needs journaling is done.
+    JournalUnavailable,
     Internal,
 }
 
@@ -73,6 +75,7 @@ impl Reason {
             Self::DeviceDecommissioned => "device_decommissioned",
             Self::WireguardKeyMismatch => "wireguard_key_mismatch",
             Self::WrongCertificateKind => "wrong_certificate_kind",
+            Self::JournalUnavailable => "journal_unavailable",
             Self::Internal => "internal_error",
         }
     }
@@ -106,6 +109,7 @@ impl Reason {
             Self::InvitationUsed | Self::RoleUnknown | Self::WireguardKeyInUse => {
                 StatusCode::CONFLICT
             }
+            Self::JournalUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -167,6 +171,16 @@ impl From<CaError> for ApiError {
     }
 }
 
+impl From<crate::journal::JournalError> for ApiError {
+    fn from(e: crate::journal::JournalError) -> Self {
+        tracing::error!(error = %e, "journal refused an event; the request is refused");
+        Self::new(
+            Reason::JournalUnavailable,
+            "the gateway cannot record this action in its audit journal; try again later",
+        )
+    }
+}
+
 impl From<crate::clock::EntropyError> for ApiError {
     fn from(e: crate::clock::EntropyError) -> Self {
         tracing::error!(error = %e, "no randomness");
@@ -213,6 +227,7 @@ mod tests {
             DeviceDecommissioned,
             WireguardKeyMismatch,
             WrongCertificateKind,
+            JournalUnavailable,
             Internal,
         ];
         let mut codes: Vec<&str> = all.iter().map(|r| r.code()).collect();
@@ -220,7 +235,11 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), all.len());
         for r in all {
-            assert_eq!(r.status().is_client_error(), r != Internal, "{r:?}");
+            assert_eq!(
+                r.status().is_client_error(),
+                !matches!(r, Internal | JournalUnavailable),
+                "{r:?}"
+            );
         }
     }
 }

@@ -365,7 +365,7 @@ fn admin(
             let ctx = open(config)?;
             let operator = format!(
                 "{operator} (uid {}, offline)",
-                current_uid().unwrap_or(u32::MAX)
+                crate::accounts::current_uid().unwrap_or(u32::MAX)
             );
             crate::admin::handle(&ctx, &operator, &envelope.request).map_err(Failure::from)
         }
@@ -470,16 +470,5 @@ fn os_user() -> String {
     ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| format!("uid {}", current_uid().unwrap_or(u32::MAX)))
-}
-
-fn current_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+        .unwrap_or_else(|| format!("uid {}", crate::accounts::current_uid().unwrap_or(u32::MAX)))
 }

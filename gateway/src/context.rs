@@ -11,6 +11,7 @@ use ztgw_pki::{CertificateAuthority, Secret};
 
 use crate::active_policy::{ActivePolicy, PolicyHolder, Refused};
 use crate::clock::{Clock, Entropy};
+use crate::journal::{Event, Journal, JournalConfig, JournalError, JournalKey};
 use crate::registry::{ActionRecord, Registry, SqliteRegistry};
 use crate::revocation::{self, RevocationState};
 
@@ -30,6 +31,10 @@ pub enum OpenError {
     Ca(#[from] ztgw_pki::CaError),
     #[error("the registry: {0}")]
     Registry(#[from] crate::registry::RegistryError),
+    #[error("the audit journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error("the journal key {path}: {problem}")]
+    JournalKey { path: String, problem: String },
 }
 
 type CrlHook = Box<dyn Fn(&RevocationState) + Send + Sync>;
@@ -43,6 +48,7 @@ pub struct Context {
     pub policy: PolicyHolder,
     pub clock: Arc<dyn Clock>,
     pub entropy: Arc<dyn Entropy>,
+    pub journal: Journal,
     crl_hooks: Mutex<Vec<CrlHook>>,
     policy_hooks: Mutex<Vec<PolicyHook>>,
 }
@@ -69,6 +75,22 @@ impl Context {
         let ca = CertificateAuthority::load(&ca_cert, &ca_key)?;
         let policy = ActivePolicy::load(&settings.policy.file).map_err(OpenError::Policy)?;
         let registry = SqliteRegistry::open(&paths.registry())?;
+        let key = load_journal_key(&paths.journal_key())?;
+        let (journal, recovery) = Journal::open(
+            JournalConfig {
+                dir: settings.journal.dir.clone(),
+                gateway: *ca.fingerprint(),
+                key,
+                segment_max_bytes: settings.journal.segment_max_bytes,
+                segment_max_age: time::Duration::try_from(settings.journal.segment_max_age.get())
+                    .unwrap_or(time::Duration::DAY),
+                group: crate::accounts::group_id(&settings.journal.auditors_group),
+            },
+            clock.now(),
+        )?;
+        if let Some(cut) = recovery.truncated {
+            tracing::error!(event = ?cut, "the journal's damaged tail was cut at start");
+        }
         Ok(Self {
             settings,
             registry: Arc::new(registry),
@@ -76,6 +98,7 @@ impl Context {
             policy: PolicyHolder::new(policy),
             clock,
             entropy,
+            journal,
             crl_hooks: Mutex::new(Vec::new()),
             policy_hooks: Mutex::new(Vec::new()),
         })
@@ -87,6 +110,12 @@ impl Context {
         if let Ok(mut hooks) = self.crl_hooks.lock() {
             hooks.push(Box::new(hook));
         }
+    }
+
+    /// Journals `event` now; returns once it is durable. An error means the action that
+    /// needed the event must not take effect.
+    pub fn journal(&self, event: &Event) -> Result<u64, JournalError> {
+        self.journal.append(event, self.clock.now())
     }
 
     /// Runs `hook` after every policy this context puts in force (the session layer
@@ -105,6 +134,14 @@ impl Context {
         let previous = self.policy.current().sha256.clone();
         match ActivePolicy::load(&self.settings.policy.file) {
             Ok(candidate) => {
+                self.journal(&Event::PolicyLoaded {
+                    sha256: candidate.sha256.clone(),
+                    previous: Some(previous.clone()),
+                    operator: operator.to_owned(),
+                    warnings: candidate.warnings.len(),
+                    tests: candidate.policy.tests.len(),
+                })
+                .map_err(ReloadError::Journal)?;
                 let detail = format!(
                     "sha256={} previous={previous} warnings={} tests={}",
                     candidate.sha256,
@@ -130,6 +167,13 @@ impl Context {
                 Ok(active)
             }
             Err(refused) => {
+                self.journal(&Event::PolicyRefused {
+                    sha256: refused.sha256.clone(),
+                    kept: previous.clone(),
+                    operator: operator.to_owned(),
+                    reason: refused.refusal.to_string(),
+                })
+                .map_err(ReloadError::Journal)?;
                 let detail = format!(
                     "sha256={} kept={previous} reason={}",
                     refused.sha256.as_deref().unwrap_or("unreadable"),
@@ -182,6 +226,30 @@ pub enum ReloadError {
     Refused(Refused),
     #[error("the reload could not be recorded, so it was not applied: {0}")]
     Record(crate::registry::RegistryError),
+    #[error("the reload could not be journaled, so it was not applied: {0}")]
+    Journal(JournalError),
+}
+
+/// The journal's signing key, created (0600, with its public half beside it) if missing.
+fn load_journal_key(path: &std::path::Path) -> Result<JournalKey, OpenError> {
+    let bad = |problem: String| OpenError::JournalKey {
+        path: path.display().to_string(),
+        problem,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => JournalKey::from_pkcs8(&bytes).map_err(bad),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (key, pkcs8) = JournalKey::generate().map_err(bad)?;
+            ztgw_pki::write_private_file(path, pkcs8.expose(), ztgw_pki::Existing::Refuse)
+                .map_err(|e| bad(e.to_string()))?;
+            let public = path.with_extension("pub");
+            std::fs::write(&public, format!("{}\n", key.public().to_base64()))
+                .map_err(|e| bad(e.to_string()))?;
+            tracing::info!(key_id = %key.key_id(), "created the journal key");
+            Ok(key)
+        }
+        Err(e) => Err(bad(e.to_string())),
+    }
 }
 
 fn read(path: &std::path::Path) -> Result<String, OpenError> {

@@ -21,6 +21,8 @@ use crate::revocation;
 
 /// How often the maintenance loop runs.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often journal segments past retention are purged.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A running gateway. Dropping it (or [`RunningGateway::shutdown`]) stops every task.
 #[derive(Debug)]
@@ -143,6 +145,23 @@ impl RunningGateway {
         if let Err(e) = ctx.registry.record_action(&started) {
             tracing::error!(error = %e, "could not record the gateway's start");
         }
+        if let Err(e) = ctx.journal(&crate::journal::Event::GatewayStarted {
+            version: env!("CARGO_PKG_VERSION").into(),
+            policy_sha256: policy.sha256.clone(),
+        }) {
+            tracing::error!(error = %e, "could not journal the gateway's start");
+        }
+        {
+            let ctx = ctx.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    let ctx = ctx.clone();
+                    let _ = tokio::task::spawn_blocking(move || apply_retention(&ctx)).await;
+                }
+            });
+        }
         tracing::info!(%control_addr, admin_socket = %admin_path.display(), policy_sha256 = %policy.sha256, "gateway started");
         Ok(Self {
             ctx,
@@ -166,9 +185,14 @@ impl RunningGateway {
         maintain_crl(&self.ctx, &self.tls);
     }
 
-    /// Stops every task and removes the admin socket.
-    pub async fn shutdown(mut self) {
+    /// Stops every task, journals the stop, and removes the admin socket.
+    pub async fn shutdown(mut self, reason: &str) {
         self.tasks.shutdown().await;
+        if let Err(e) = self.ctx.journal(&crate::journal::Event::GatewayStopped {
+            reason: reason.into(),
+        }) {
+            tracing::error!(error = %e, "could not journal the gateway's stop");
+        }
         let _ = std::fs::remove_file(&self.admin_socket);
         tracing::info!("gateway stopped");
     }
@@ -192,6 +216,20 @@ fn maintain_crl(ctx: &Context, tls: &TlsState) {
     tls.apply(&ctx.load_crl());
 }
 
+/// Deletes journal segments whose newest event is older than the retention (G15).
+fn apply_retention(ctx: &Context) {
+    let retention = time::Duration::try_from(ctx.settings.journal.retention.get())
+        .unwrap_or(time::Duration::days(365));
+    match ctx.journal.purge(ctx.clock.now() - retention) {
+        Ok(purged) if !purged.is_empty() => tracing::info!(
+            segments = purged.len(),
+            "journal segments past retention purged"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "journal retention could not be applied"),
+    }
+}
+
 /// Runs the gateway until SIGTERM or SIGINT. SIGHUP re-reads the policy.
 pub async fn serve(ctx: Context) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -199,14 +237,14 @@ pub async fn serve(ctx: Context) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    loop {
+    let reason = loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
             _ = hup.recv() => reload_policy(&gateway.ctx),
         }
-    }
-    gateway.shutdown().await;
+    };
+    gateway.shutdown(reason).await;
     Ok(())
 }
 

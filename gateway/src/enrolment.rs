@@ -17,12 +17,30 @@ use crate::api_error::{ApiError, Reason};
 use crate::clock::random;
 use crate::context::Context;
 use crate::device_auth::AuthenticatedDevice;
+use crate::journal::Event;
 use crate::registry::{
     ActionRecord, CertificateRecord, DeviceRecord, Enrolment, RegistryError, StatusChange,
 };
 
-/// Redeems an invitation for a device certificate.
+/// Redeems an invitation for a device certificate. A refusal is journaled with its
+/// reason (but not the request's content).
 pub fn enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiError> {
+    let result = try_enrol(ctx, req);
+    if let Err(e) = &result
+        && !matches!(e.reason, Reason::JournalUnavailable | Reason::Internal)
+    {
+        let refused = Event::EnrolmentRefused {
+            invitation: Some(req.invitation_id.to_string()),
+            reason: e.reason.code().to_owned(),
+        };
+        if let Err(j) = ctx.journal(&refused) {
+            tracing::error!(error = %j, "an enrolment refusal could not be journaled");
+        }
+    }
+    result
+}
+
+fn try_enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiError> {
     let now = ctx.clock.now();
     req.device
         .check()
@@ -134,7 +152,23 @@ pub fn enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiErro
             cert.serial
         ),
     };
-    match ctx.registry.complete_enrolment(&enrolment, &action) {
+    let seq = ctx.journal(&Event::DeviceEnrolled {
+        device: device_id.to_string(),
+        employee: inv.employee.to_string(),
+        role: inv.role.clone(),
+        invitation: inv.id.to_string(),
+        status: status.as_str().into(),
+        ownership: req.device.ownership.as_str().into(),
+        serial: cert.serial.to_hex(),
+    })?;
+    let outcome = ctx.registry.complete_enrolment(&enrolment, &action);
+    if let Err(e) = &outcome {
+        let _ = ctx.journal(&Event::ActionFailed {
+            seq,
+            error: e.to_string(),
+        });
+    }
+    match outcome {
         Ok(()) => {}
         Err(RegistryError::InvitationAlreadyUsed) => {
             return Err(ApiError::new(
@@ -190,8 +224,22 @@ pub fn renew(
         target: record.id.to_string(),
         detail: format!("previous={} serial={}", device.serial, cert.serial),
     };
-    ctx.registry
-        .add_certificate(&certificate_record(&record.id, &cert, now), &action)?;
+    let seq = ctx.journal(&Event::CertificateRenewed {
+        device: record.id.to_string(),
+        employee: record.employee.to_string(),
+        serial: cert.serial.to_hex(),
+        previous: device.serial.to_hex(),
+    })?;
+    if let Err(e) = ctx
+        .registry
+        .add_certificate(&certificate_record(&record.id, &cert, now), &action)
+    {
+        let _ = ctx.journal(&Event::ActionFailed {
+            seq,
+            error: e.to_string(),
+        });
+        return Err(e.into());
+    }
     Ok(RenewResponse {
         certificate_pem: cert.pem,
         not_after: cert.not_after,

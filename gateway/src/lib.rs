@@ -12,6 +12,7 @@
 //! logic modules take time and randomness from [`clock`]; no refused request changes
 //! the registry; every change to the registry is stored with the record of who made it.
 
+pub mod accounts;
 pub mod active_policy;
 pub mod admin;
 pub mod api_error;

@@ -132,7 +132,7 @@ async fn invite_enrol_then_mtls_request_succeeds() {
         actions,
         vec!["gateway.started", "invitation.created", "device.enrolled"]
     );
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +151,7 @@ async fn an_invitation_is_used_once() {
     assert_eq!(gw.snapshot(), before, "a refused enrolment changes nothing");
     assert_eq!(gw.snapshot().devices.len(), 1);
     assert_eq!(gw.snapshot().devices[0].id, first.device_id());
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +210,7 @@ async fn revocation_on_a_running_gateway_is_enforced_within_a_second() {
     assert_eq!(ended.reason, "lost");
     assert!(ended.by.starts_with("test-operator (uid "), "{}", ended.by);
     assert_eq!(ended.note.as_deref(), Some("reported lost by phone"));
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,7 +231,7 @@ async fn an_open_connection_cannot_outlive_revocation() {
     let (status, body) = conn.get_device().await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("\"certificate_revoked\""), "{body}");
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 /// One HTTP/1.1 connection kept open across requests.
@@ -314,7 +314,7 @@ async fn devices_held_for_approval_wait_for_the_security_unit() {
         })
         .expect_err("approving twice is refused");
     assert_eq!(again.code, ztgw_gateway::admin::AdminErrorCode::Conflict);
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,7 +369,7 @@ async fn renewal_gives_a_new_key_and_certificate() {
         }
         other => panic!("not a device certificate: {other:?}"),
     }
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,7 +420,7 @@ async fn ending_an_employees_telework_revokes_every_device() {
     status(&again.state())
         .await
         .expect("a new device after reinstatement");
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,5 +450,5 @@ async fn decommissioning_keeps_the_record() {
         Some(Some("laptop returned to IT"))
     );
     assert!(device.certificates.iter().all(|c| c.revoked_at.is_some()));
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }

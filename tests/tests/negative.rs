@@ -165,7 +165,7 @@ async fn bad_enrolment_requests_are_refused_and_change_nothing() {
     ztgw_tests::TestAgent::enrol(&invitation)
         .await
         .expect("the invitation is still usable");
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,7 +187,7 @@ async fn expired_invitations_are_refused() {
     assert_eq!(refusal(&err), (403, "invitation_expired"), "{err}");
     assert!(err.to_string().contains("expired"), "{err}");
     assert_eq!(gw.snapshot(), before);
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,7 +226,7 @@ async fn mistyped_invitations_are_caught_before_anything_is_sent() {
         counters_before, counters_after,
         "nothing reached the gateway"
     );
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,7 +240,7 @@ async fn a_gateway_with_another_ca_is_not_trusted() {
         .expect_err("pin mismatch");
     assert!(err.tls_error().is_some(), "{err}");
     assert!(err.to_string().contains("interception"), "{err}");
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,7 +280,7 @@ async fn unknown_roles_and_schedules_are_refused_at_invitation() {
         .expect_err("approval must name someone");
     assert!(err.message.contains("approved-by"), "{}", err.message);
     assert_eq!(gw.snapshot(), before);
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 /// What a client presenting `cert` gets for `GET /v1/device`.
@@ -400,7 +400,7 @@ async fn bad_client_certificates_are_refused() {
         Some(&AlertReceived(A::CertificateRevoked)),
         "{err}"
     );
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,7 +430,7 @@ async fn requests_without_a_certificate_are_refused() {
         .await
         .expect_err("wrong method");
     assert_eq!(refusal(&err), (405, "method_not_allowed"), "{err}");
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -476,7 +476,7 @@ async fn garbage_on_the_tls_port_is_dropped_and_service_continues() {
     );
     // Service continues.
     gw.enrol("e9501").await;
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -491,7 +491,7 @@ async fn enrolment_attempts_are_rate_limited_per_source() {
     }
     assert_eq!(&codes[..5], &["request_malformed"; 5]);
     assert_eq!(&codes[5..], &["rate_limited"; 2]);
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -537,7 +537,7 @@ async fn an_unusable_revocation_list_fails_closed() {
             .await
             .unwrap_or_else(|e| panic!("{name}: after re-signing: {e}"));
     }
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -567,5 +567,5 @@ async fn tls_handshakes_are_rate_limited_per_source_before_any_tls_work() {
         .refused_rate_limited
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(limited >= 3, "refusals are counted: {limited}");
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }

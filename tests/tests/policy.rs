@@ -117,7 +117,7 @@ async fn a_valid_policy_replaces_the_one_in_force_and_a_bad_one_is_refused() {
         err.message
     );
     assert_eq!(gw.ctx().policy.current().sha256, hash);
-    gw.running.shutdown().await;
+    gw.running.shutdown("test").await;
 }
 
 fn hex(bytes: &[u8]) -> String {

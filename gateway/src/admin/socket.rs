@@ -45,7 +45,7 @@ pub fn bind(path: &Path, group: &str) -> io::Result<UnixListener> {
         std::fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;
-    let gid = group_id(group);
+    let gid = crate::accounts::group_id(group);
     std::fs::set_permissions(
         path,
         std::fs::Permissions::from_mode(if gid.is_some() { 0o660 } else { 0o600 }),
@@ -160,14 +160,4 @@ pub fn call(
         Ok(SocketReply::Error(e)) => Ok(Err(e)),
         Err(e) => Err(CallError::Protocol(e.to_string())),
     }
-}
-
-/// The id of group `name` from `/etc/group`, if it exists.
-fn group_id(name: &str) -> Option<u32> {
-    let text = std::fs::read_to_string("/etc/group").ok()?;
-    text.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        (fields.next()? == name).then_some(())?;
-        fields.nth(1)?.parse().ok()
-    })
 }
