@@ -1,5 +1,6 @@
 //! The `ztgw` command line: definitions, dispatch, output and exit codes.
 
+mod journal;
 mod policy;
 
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub mod exit {
     pub const REFUSED: u8 = 5;
     /// The gateway failed to carry out the action.
     pub const INTERNAL: u8 = 6;
+    /// `ztgw journal verify` (or a read) found the journal damaged or tampered with.
+    pub const DAMAGED: u8 = 7;
 }
 
 const DEFAULT_CONFIG: &str = "/etc/ztgw/gateway.toml";
@@ -76,6 +79,9 @@ pub enum Command {
     /// The access policy: check, test, explain, diff, reload (G2, G4, G18).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The audit journal: verify, query, export, checkpoint (G10).
+    #[command(subcommand)]
+    Journal(journal::JournalCommand),
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +223,7 @@ impl From<AdminError> for Failure {
 fn dispatch(cli: Cli) -> Result<(), Failure> {
     let operator = cli.operator.clone().unwrap_or_else(os_user);
     match cli.command {
+        Command::Journal(cmd) => journal::run(&cli.config, cmd),
         Command::Policy(cmd) => match cmd {
             policy::PolicyCommand::Check { file } => policy::check(&file),
             policy::PolicyCommand::Test { file } => policy::test(&file),

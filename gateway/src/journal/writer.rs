@@ -295,6 +295,11 @@ fn recover(cfg: &JournalConfig, now: OffsetDateTime) -> Result<(State, Recovery)
     for (i, seg) in files.into_iter().enumerate() {
         let last = i + 1 == count;
         let bytes = std::fs::read(&seg.path).map_err(io)?;
+        if last && bytes.is_empty() {
+            // Created by a writer that never wrote to it: nothing to keep or report.
+            std::fs::remove_file(&seg.path).map_err(io)?;
+            continue;
+        }
         let before = walk.clone();
         let mut last_time = 0i64;
         let result = walk.segment(&seg, &bytes, Some(&key), |f| {
