@@ -27,7 +27,9 @@ pub enum JournalCommand {
         checkpoint: Option<PathBuf>,
     },
     /// Show events, filtered.
-    #[command(after_help = "Example:\n  ztgw journal query --employee e1029 --since 2027-04-01 --type 'device.*'")]
+    #[command(
+        after_help = "Example:\n  ztgw journal query --employee e1029 --since 2027-04-01 --type 'device.*'"
+    )]
     Query {
         #[command(flatten)]
         source: Source,
@@ -95,8 +97,17 @@ pub fn run(config: &Path, cmd: JournalCommand) -> Result<(), Failure> {
             source,
             public_key,
             checkpoint,
-        } => verify(config, &source, public_key.as_deref(), checkpoint.as_deref()),
-        JournalCommand::Query { source, filter, json } => {
+        } => verify(
+            config,
+            &source,
+            public_key.as_deref(),
+            checkpoint.as_deref(),
+        ),
+        JournalCommand::Query {
+            source,
+            filter,
+            json,
+        } => {
             let records = read(config, &source, &filter)?;
             if json {
                 print!("{}", query::to_jsonl(&records));
@@ -131,34 +142,58 @@ pub fn run(config: &Path, cmd: JournalCommand) -> Result<(), Failure> {
             let sth = report
                 .last_checkpoint
                 .ok_or_else(|| Failure::new(exit::FAILURE, "the journal has no checkpoint yet"))?;
-            let text = serde_json::to_string_pretty(&sth).map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?;
-            std::fs::write(&out, text + "\n").map_err(|e| Failure::new(exit::FAILURE, format!("{}: {e}", out.display())))?;
-            println!("checkpoint of {} records saved to {}", sth.head.size, out.display());
+            let text = serde_json::to_string_pretty(&sth)
+                .map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?;
+            std::fs::write(&out, text + "\n")
+                .map_err(|e| Failure::new(exit::FAILURE, format!("{}: {e}", out.display())))?;
+            println!(
+                "checkpoint of {} records saved to {}",
+                sth.head.size,
+                out.display()
+            );
             Ok(())
         }
     }
 }
 
-fn verify(config: &Path, source: &Source, key: Option<&Path>, kept: Option<&Path>) -> Result<(), Failure> {
+fn verify(
+    config: &Path,
+    source: &Source,
+    key: Option<&Path>,
+    kept: Option<&Path>,
+) -> Result<(), Failure> {
     let dir = journal_dir(config, source)?;
     let key_path = match key {
         Some(p) => Some(p.to_owned()),
-        None => Settings::load(config).ok().map(|s| s.state().journal_public()),
+        None => Settings::load(config)
+            .ok()
+            .map(|s| s.state().journal_public()),
     };
     let key = match &key_path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Failure::new(exit::CONFIG, format!("{}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Failure::new(exit::CONFIG, format!("{}: {e}", p.display())))?;
             Some(PublicKey::parse(&text).ok_or_else(|| {
-                Failure::new(exit::CONFIG, format!("{}: not a journal public key (base64 of 32 bytes)", p.display()))
+                Failure::new(
+                    exit::CONFIG,
+                    format!(
+                        "{}: not a journal public key (base64 of 32 bytes)",
+                        p.display()
+                    ),
+                )
             })?)
         }
         None => None,
     };
     let kept = match kept {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Failure::new(exit::CONFIG, format!("{}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Failure::new(exit::CONFIG, format!("{}: {e}", p.display())))?;
             Some(serde_json::from_str::<SignedTreeHead>(&text).map_err(|e| {
-                Failure::new(exit::CONFIG, format!("{}: not a saved checkpoint: {e}", p.display()))
+                Failure::new(
+                    exit::CONFIG,
+                    format!("{}: not a saved checkpoint: {e}", p.display()),
+                )
             })?)
         }
         None => None,
@@ -169,13 +204,20 @@ fn verify(config: &Path, source: &Source, key: Option<&Path>, kept: Option<&Path
         report.records, report.events, report.checkpoints, report.segments, report.first_seq
     );
     if let Some(cp) = &report.last_checkpoint {
-        let when = OffsetDateTime::from_unix_timestamp_nanos(i128::from(cp.head.time_ms) * 1_000_000)
-            .map(crate::enrolment::rfc3339)
-            .unwrap_or_default();
-        println!("last checkpoint: {} records, root {}, signed {when} by key {}", cp.head.size, cp.head.root, cp.key_id);
+        let when =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(cp.head.time_ms) * 1_000_000)
+                .map(crate::enrolment::rfc3339)
+                .unwrap_or_default();
+        println!(
+            "last checkpoint: {} records, root {}, signed {when} by key {}",
+            cp.head.size, cp.head.root, cp.key_id
+        );
     }
     if report.signatures_checked {
-        println!("signatures: every checkpoint verified with key {}", key.map(|k| k.key_id()).unwrap_or_default());
+        println!(
+            "signatures: every checkpoint verified with key {}",
+            key.map(|k| k.key_id()).unwrap_or_default()
+        );
     } else {
         println!("signatures: NOT checked (no public key given)");
     }
@@ -183,7 +225,9 @@ fn verify(config: &Path, source: &Source, key: Option<&Path>, kept: Option<&Path
         if matched {
             println!("kept checkpoint: the journal still holds exactly the records it covers");
         } else {
-            println!("kept checkpoint: older than the retained journal (purged by retention); not comparable");
+            println!(
+                "kept checkpoint: older than the retained journal (purged by retention); not comparable"
+            );
         }
     }
     Ok(())
@@ -202,9 +246,18 @@ fn read(config: &Path, source: &Source, f: &FilterArgs) -> Result<Vec<Record>, F
 }
 
 fn print_table(records: &[Record]) {
-    println!("{:>8}  {:<20}  {:<22}  {:<12}  {:<22}  DETAIL", "SEQ", "TIME", "TYPE", "EMPLOYEE", "DEVICE");
+    println!(
+        "{:>8}  {:<20}  {:<22}  {:<12}  {:<22}  DETAIL",
+        "SEQ", "TIME", "TYPE", "EMPLOYEE", "DEVICE"
+    );
     for r in records {
-        let field = |k: &str| r.event.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+        let field = |k: &str| {
+            r.event
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned()
+        };
         let mut rest = r.event.clone();
         if let Some(obj) = rest.as_object_mut() {
             for k in ["type", "employee", "device"] {
@@ -226,9 +279,12 @@ fn print_table(records: &[Record]) {
 fn journal_dir(config: &Path, source: &Source) -> Result<PathBuf, Failure> {
     match &source.dir {
         Some(d) => Ok(d.clone()),
-        None => Settings::load(config)
-            .map(|s| s.journal.dir)
-            .map_err(|e| Failure::new(exit::CONFIG, format!("{e} (or give the journal with --dir)"))),
+        None => Settings::load(config).map(|s| s.journal.dir).map_err(|e| {
+            Failure::new(
+                exit::CONFIG,
+                format!("{e} (or give the journal with --dir)"),
+            )
+        }),
     }
 }
 

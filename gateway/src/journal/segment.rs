@@ -14,6 +14,14 @@ pub struct SegmentHeader {
     /// The gateway (CA fingerprint), hex.
     pub gateway: String,
     pub segment: u64,
+    /// This header's own sequence number.
+    pub first_seq: u64,
+    /// Chain hash of the record before this header, hex.
+    pub prev: String,
+    /// The Merkle frontier of every record before this header: with `prev` and
+    /// `first_seq`, where the journal stands, so a writer resumes by reading only the
+    /// last segment.
+    pub frontier: super::merkle::Frontier,
 }
 
 pub const MAGIC: &str = "ztgw-journal";
@@ -38,6 +46,36 @@ impl SegmentFile {
 
 pub fn file_name(number: u64) -> String {
     format!("seg-{number:08}.zj")
+}
+
+/// Reads the header frame of a segment file (its first frame) and its time.
+pub fn read_header(path: &Path) -> io::Result<(SegmentHeader, i64)> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let mut len = [0u8; 4];
+    f.read_exact(&mut len)?;
+    let n = u32::from_le_bytes(len) as usize;
+    if n > super::frame::MAX_PAYLOAD + 64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the segment header's length is impossible",
+        ));
+    }
+    let mut rest = vec![0u8; n + 32];
+    f.read_exact(&mut rest)?;
+    let mut bytes = len.to_vec();
+    bytes.extend_from_slice(&rest);
+    let (frame, _) = super::frame::decode(&bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))?;
+    if frame.kind != super::frame::Kind::SegmentHeader {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the segment does not start with its header",
+        ));
+    }
+    let header = serde_json::from_slice(frame.payload)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((header, frame.time_ms))
 }
 
 /// The segments in `dir`, in order. Other files are ignored.

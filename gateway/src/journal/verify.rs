@@ -114,6 +114,34 @@ impl Walk {
         Ok(walk)
     }
 
+    /// A walk that starts at the header of `seg` (trusting the segments before it), as
+    /// the writer does at start: only the last segment is read in full.
+    pub fn resume(seg: &SegmentFile) -> Result<Self, Damage> {
+        let (h, _) = segment::read_header(&seg.path).map_err(|e| Damage {
+            place: Place {
+                segment: seg.name(),
+                offset: 0,
+                seq: None,
+            },
+            what: format!("the segment header cannot be read: {e}"),
+        })?;
+        let bad = |what: &str| Damage {
+            place: Place {
+                segment: seg.name(),
+                offset: 0,
+                seq: Some(h.first_seq),
+            },
+            what: what.to_owned(),
+        };
+        Ok(Walk {
+            gateway: Some(super::unhex32(&h.gateway).ok_or_else(|| bad("bad gateway id"))?),
+            next_seq: h.first_seq,
+            prev: hash_field(&h.prev).ok_or_else(|| bad("bad chain hash"))?,
+            frontier: h.frontier,
+            ..Walk::default()
+        })
+    }
+
     /// Whether `seg` was removed by the purge (and may be skipped if it is still there).
     pub fn purged(&self, seg: &SegmentFile) -> bool {
         self.purge
@@ -235,6 +263,12 @@ impl Walk {
             ));
         }
         let gateway = super::unhex32(&h.gateway).ok_or("the header's gateway id is not valid")?;
+        if h.first_seq != f.seq {
+            return Err(format!(
+                "the header says it is record {}, but it stands at record {}",
+                h.first_seq, f.seq
+            ));
+        }
         match self.gateway {
             None => {
                 self.gateway = Some(gateway);

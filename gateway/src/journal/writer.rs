@@ -273,100 +273,118 @@ struct State {
     purge: Option<PurgeState>,
 }
 
-/// Walks the journal; cuts a torn or unsigned tail of the last segment (keeping the cut
-/// bytes beside it); refuses damage anywhere else.
+/// Finds where the journal stands: closed segments are known from the headers that
+/// follow them; only the last segment is read in full. Its tail after the last checkpoint
+/// (a torn or unsigned write, never acknowledged) is cut and kept beside the journal.
+/// Damage inside the last segment before its last checkpoint is refused.
 fn recover(cfg: &JournalConfig, now: OffsetDateTime) -> Result<(State, Recovery), JournalError> {
     let io = |e: io::Error| JournalError::Io(e.to_string());
     let key = cfg.key.public();
-    let mut walk = Walk::start(&cfg.dir, Some(&key)).map_err(JournalError::Damaged)?;
-    if let Some(g) = walk.gateway
-        && g != cfg.gateway
-    {
+    let start = Walk::start(&cfg.dir, Some(&key)).map_err(JournalError::Damaged)?;
+    if start.gateway.is_some_and(|g| g != cfg.gateway) {
         return Err(JournalError::OtherGateway);
     }
-    let files: Vec<SegmentFile> = segment::list(&cfg.dir)
+    let mut files: Vec<SegmentFile> = segment::list(&cfg.dir)
         .map_err(io)?
         .into_iter()
-        .filter(|s| !walk.purged(s))
+        .filter(|s| !start.purged(s))
         .collect();
-    let mut segments = Vec::new();
-    let mut truncated = None;
-    let count = files.len();
-    for (i, seg) in files.into_iter().enumerate() {
-        let last = i + 1 == count;
-        let bytes = std::fs::read(&seg.path).map_err(io)?;
-        if last && bytes.is_empty() {
-            // Created by a writer that never wrote to it: nothing to keep or report.
-            std::fs::remove_file(&seg.path).map_err(io)?;
-            continue;
+    // A last segment created by a writer that never wrote to it holds nothing.
+    if let Some(last) = files.last() {
+        if std::fs::metadata(&last.path).map_err(io)?.len() == 0 {
+            std::fs::remove_file(&last.path).map_err(io)?;
+            files.pop();
         }
-        let before = walk.clone();
-        let mut last_time = 0i64;
-        let result = walk.segment(&seg, &bytes, Some(&key), |f| {
-            last_time = last_time.max(f.time_ms)
-        });
-        let complete = result.is_ok() && walk.unsigned == 0;
-        if complete {
-            if walk.gateway != Some(cfg.gateway) {
-                return Err(JournalError::OtherGateway);
-            }
-            segments.push(SegInfo {
-                file: seg,
-                last_time_ms: last_time,
-                end_prev: walk.prev,
-                end_frontier: walk.frontier.clone(),
-                end_seq: walk.next_seq,
-            });
-            continue;
-        }
-        if !last {
-            return Err(JournalError::Damaged(match result {
-                Err(d) => d,
-                Ok(_) => Damage {
-                    place: super::verify::Place {
-                        segment: seg.name(),
-                        offset: bytes.len() as u64,
-                        seq: Some(walk.next_seq),
-                    },
-                    what: "a closed segment does not end with a checkpoint".into(),
+    }
+    let Some(last) = files.pop() else {
+        let prev = if start.next_seq == 0 {
+            frame::genesis(&cfg.gateway)
+        } else {
+            start.prev
+        };
+        let state = State {
+            segments: Vec::new(),
+            next_seq: start.next_seq,
+            prev,
+            frontier: start.frontier,
+            purge: start.purge,
+        };
+        return Ok((state, Recovery::default()));
+    };
+    // Closed segments: their end is the next segment's header.
+    let mut headers = Vec::with_capacity(files.len() + 1);
+    for seg in files.iter().chain(std::iter::once(&last)) {
+        let (h, time) = segment::read_header(&seg.path).map_err(|e| {
+            JournalError::Damaged(Damage {
+                place: super::verify::Place {
+                    segment: seg.name(),
+                    offset: 0,
+                    seq: None,
                 },
-            }));
+                what: format!("the segment header cannot be read: {e}"),
+            })
+        })?;
+        if h.gateway != hex(&cfg.gateway) {
+            return Err(JournalError::OtherGateway);
         }
-        // The last segment's tail after its last checkpoint was never acknowledged.
+        headers.push((h, time));
+    }
+    let mut segments = Vec::with_capacity(files.len());
+    for (i, seg) in files.into_iter().enumerate() {
+        let (next, next_time) = &headers[i + 1];
+        segments.push(SegInfo {
+            file: seg,
+            last_time_ms: *next_time,
+            end_prev: super::unhex32(&next.prev).unwrap_or_default(),
+            end_frontier: next.frontier.clone(),
+            end_seq: next.first_seq,
+        });
+    }
+    let resumed = Walk::resume(&last).map_err(JournalError::Damaged)?;
+    let mut walk = resumed.clone();
+    let bytes = std::fs::read(&last.path).map_err(io)?;
+    let mut last_time = headers.last().map_or(0, |h| h.1);
+    let result = walk.segment(&last, &bytes, Some(&key), |f| {
+        last_time = last_time.max(f.time_ms)
+    });
+    let mut truncated = None;
+    if result.is_err() || walk.unsigned > 0 {
+        // Everything after the last checkpoint was never acknowledged.
         let (cut_at, restored) = match walk.mark.take() {
             Some(m) => (m.0, m.1),
-            None => (0, before),
+            None => (0, resumed),
         };
+        if let Err(d) = &result
+            && d.place.offset < cut_at
+        {
+            return Err(JournalError::Damaged(d.clone()));
+        }
         let tail = &bytes[cut_at as usize..];
         let saved = cfg
             .dir
-            .join(format!("cut-{}-{}.bin", now.unix_timestamp(), seg.name()));
+            .join(format!("cut-{}-{}.bin", now.unix_timestamp(), last.name()));
         write_new(&saved, tail, 0o640).map_err(io)?;
         let sha = hex(ring::digest::digest(&ring::digest::SHA256, tail).as_ref());
         tracing::error!(
-            segment = %seg.name(),
+            segment = %last.name(),
             offset = cut_at,
             bytes = tail.len(),
             saved = %saved.display(),
             "journal tail after the last checkpoint cut at recovery"
         );
         if cut_at == 0 {
-            std::fs::remove_file(&seg.path).map_err(io)?;
+            std::fs::remove_file(&last.path).map_err(io)?;
         } else {
-            let f = OpenOptions::new().write(true).open(&seg.path).map_err(io)?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&last.path)
+                .map_err(io)?;
             f.set_len(cut_at).map_err(io)?;
             f.sync_all().map_err(io)?;
-            segments.push(SegInfo {
-                file: seg.clone(),
-                last_time_ms: last_time,
-                end_prev: restored.prev,
-                end_frontier: restored.frontier.clone(),
-                end_seq: restored.next_seq,
-            });
         }
         sync_dir(&cfg.dir).map_err(io)?;
         truncated = Some(Event::JournalTruncated {
-            segment: seg.name(),
+            segment: last.name(),
             offset: cut_at,
             bytes: tail.len() as u64,
             sha256: sha,
@@ -376,18 +394,30 @@ fn recover(cfg: &JournalConfig, now: OffsetDateTime) -> Result<(State, Recovery)
                 .unwrap_or_default(),
         });
         walk = restored;
+        if cut_at == 0 {
+            let state = State {
+                segments,
+                next_seq: walk.next_seq,
+                prev: walk.prev,
+                frontier: walk.frontier,
+                purge: start.purge,
+            };
+            return Ok((state, Recovery { truncated }));
+        }
     }
-    let prev = if walk.gateway.is_none() && walk.next_seq == 0 {
-        frame::genesis(&cfg.gateway)
-    } else {
-        walk.prev
-    };
+    segments.push(SegInfo {
+        file: last,
+        last_time_ms: last_time,
+        end_prev: walk.prev,
+        end_frontier: walk.frontier.clone(),
+        end_seq: walk.next_seq,
+    });
     let state = State {
         segments,
         next_seq: walk.next_seq,
-        prev,
+        prev: walk.prev,
         frontier: walk.frontier,
-        purge: walk.purge,
+        purge: start.purge,
     };
     Ok((state, Recovery { truncated }))
 }
@@ -612,6 +642,9 @@ impl Writer {
             version: 1,
             gateway: hex(&self.cfg.gateway),
             segment: self.current.number,
+            first_seq: self.next_seq,
+            prev: hex(&self.prev),
+            frontier: self.frontier.clone(),
         };
         let payload = serde_json::to_vec(&header).map_err(io::Error::other)?;
         self.push_frame(buf, Kind::SegmentHeader, now_ms, &payload);
