@@ -290,11 +290,11 @@ fn recover(cfg: &JournalConfig, now: OffsetDateTime) -> Result<(State, Recovery)
         .filter(|s| !start.purged(s))
         .collect();
     // A last segment created by a writer that never wrote to it holds nothing.
-    if let Some(last) = files.last() {
-        if std::fs::metadata(&last.path).map_err(io)?.len() == 0 {
-            std::fs::remove_file(&last.path).map_err(io)?;
-            files.pop();
-        }
+    if let Some(last) = files.last()
+        && std::fs::metadata(&last.path).map_err(io)?.len() == 0
+    {
+        std::fs::remove_file(&last.path).map_err(io)?;
+        files.pop();
     }
     let Some(last) = files.pop() else {
         let prev = if start.next_seq == 0 {
