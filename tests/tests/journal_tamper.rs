@@ -1,0 +1,261 @@
+//! The tamper matrix: every kind of tampering with the journal makes `verify` fail and
+//! name the place; a garbage, empty or foreign journal gets a clear error, never a panic.
+
+use std::path::{Path, PathBuf};
+
+use ztgw_gateway::journal::frame::{self, Kind};
+use ztgw_gateway::journal::verify::{Damage, verify_dir};
+use ztgw_gateway::journal::{Event, Journal, JournalConfig, JournalKey, PublicKey, SignedTreeHead, segment};
+use ztgw_tests::rand_bytes;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    public: PublicKey,
+    gateway: [u8; 32],
+}
+
+/// A journal of 30 events over several segments.
+fn journal(seed_events: u64) -> Fixture {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("journal");
+    let (key, _) = JournalKey::generate().expect("key");
+    let public = key.public();
+    let gateway: [u8; 32] = rand_bytes();
+    let (j, _) = Journal::open(
+        JournalConfig {
+            dir: dir.clone(),
+            gateway,
+            key,
+            segment_max_bytes: 3000,
+            segment_max_age: time::Duration::days(1),
+            group: None,
+        },
+        time::OffsetDateTime::now_utc(),
+    )
+    .expect("open");
+    for i in 0..seed_events {
+        let e = Event::DeviceRevoked {
+            device: format!("dev-{i}"),
+            employee: format!("e{i}"),
+            operator: "amina".into(),
+            reason: "lost".into(),
+            note: None,
+        };
+        j.append(&e, time::OffsetDateTime::now_utc()).expect("append");
+    }
+    drop(j);
+    Fixture {
+        _tmp: tmp,
+        dir,
+        public,
+        gateway,
+    }
+}
+
+/// (offset, size, seq, kind) of every frame of a segment.
+fn frames(bytes: &[u8]) -> Vec<(usize, usize, u64, Kind)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let (f, n) = frame::decode(&bytes[at..]).expect("frame");
+        out.push((at, n, f.seq, f.kind));
+        at += n;
+    }
+    out
+}
+
+fn seg_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(segment::file_name(n))
+}
+
+#[track_caller]
+fn damaged(f: &Fixture) -> Damage {
+    verify_dir(&f.dir, Some(&f.public), None).expect_err("verify must fail")
+}
+
+#[track_caller]
+fn assert_damage(d: &Damage, segment: &str, seq: Option<u64>, what: &str) {
+    assert_eq!(d.place.segment, segment, "{d}");
+    if seq.is_some() {
+        assert_eq!(d.place.seq, seq, "{d}");
+    }
+    assert!(d.what.contains(what), "expected {what:?} in: {d}");
+}
+
+#[test]
+fn the_untouched_journal_verifies() {
+    let f = journal(30);
+    assert!(segment::list(&f.dir).expect("list").len() >= 3, "the fixture spans segments");
+    let r = verify_dir(&f.dir, Some(&f.public), None).expect("intact");
+    assert_eq!(r.events, 30);
+}
+
+#[test]
+fn a_flipped_byte_is_found_where_it_is() {
+    let f = journal(30);
+    let path = seg_path(&f.dir, 2);
+    let mut bytes = std::fs::read(&path).expect("read");
+    let (off, _, seq, kind) = frames(&bytes)[1];
+    assert_eq!(kind, Kind::Event);
+    bytes[off + 30] ^= 0x01;
+    std::fs::write(&path, &bytes).expect("write");
+    assert_damage(&damaged(&f), "seg-00000002.zj", Some(seq), "hash does not match");
+}
+
+#[test]
+fn a_deleted_record_is_found() {
+    let f = journal(30);
+    let path = seg_path(&f.dir, 2);
+    let bytes = std::fs::read(&path).expect("read");
+    let (off, n, seq, _) = frames(&bytes)[1];
+    let mut cut = bytes[..off].to_vec();
+    cut.extend_from_slice(&bytes[off + n..]);
+    std::fs::write(&path, &cut).expect("write");
+    assert_damage(&damaged(&f), "seg-00000002.zj", Some(seq + 1), &format!("expected record {seq} here"));
+}
+
+#[test]
+fn swapped_records_are_found() {
+    let f = journal(30);
+    let path = seg_path(&f.dir, 2);
+    let bytes = std::fs::read(&path).expect("read");
+    let fr = frames(&bytes);
+    // Frames: header, event, checkpoint, event, checkpoint… swap the first two events.
+    let (a, b) = (fr[1], fr[3]);
+    let mut swapped = bytes[..a.0].to_vec();
+    swapped.extend_from_slice(&bytes[b.0..b.0 + b.1]);
+    swapped.extend_from_slice(&bytes[a.0 + a.1..b.0]);
+    swapped.extend_from_slice(&bytes[a.0..a.0 + a.1]);
+    swapped.extend_from_slice(&bytes[b.0 + b.1..]);
+    std::fs::write(&path, &swapped).expect("write");
+    assert_damage(&damaged(&f), "seg-00000002.zj", Some(b.2), &format!("expected record {} here", a.2));
+}
+
+#[test]
+fn truncation_is_found_mid_record_before_a_signature_and_against_a_kept_checkpoint() {
+    let f = journal(30);
+    let segs = segment::list(&f.dir).expect("list");
+    let last = segs.last().expect("segment").clone();
+    let bytes = std::fs::read(&last.path).expect("read");
+    let fr = frames(&bytes);
+    let kept: SignedTreeHead = verify_dir(&f.dir, Some(&f.public), None)
+        .expect("intact")
+        .last_checkpoint
+        .expect("checkpoint");
+
+    // In the middle of a record.
+    std::fs::write(&last.path, &bytes[..bytes.len() - 10]).expect("write");
+    assert_damage(&damaged(&f), &last.name(), None, "cut short");
+
+    // After an event, before the checkpoint that signs it.
+    let (event_off, event_len, _, kind) = fr[fr.len() - 2];
+    assert_eq!(kind, Kind::Event);
+    std::fs::write(&last.path, &bytes[..event_off + event_len]).expect("write");
+    assert_damage(&damaged(&f), &last.name(), None, "not covered by a signed checkpoint");
+
+    // At a checkpoint: the shorter journal is consistent in itself, but not with the
+    // checkpoint the auditor kept.
+    let previous_checkpoint = fr[..fr.len() - 2].iter().rev().find(|x| x.3 == Kind::Checkpoint);
+    match previous_checkpoint {
+        Some((off, n, _, _)) => std::fs::write(&last.path, &bytes[..off + n]).expect("write"),
+        None => std::fs::remove_file(&last.path).expect("remove the last segment"),
+    }
+    verify_dir(&f.dir, Some(&f.public), None).expect("a clean cut at a checkpoint verifies alone");
+    let d = verify_dir(&f.dir, Some(&f.public), Some(kept)).expect_err("the kept checkpoint catches it");
+    assert!(d.what.contains("truncated"), "{d}");
+}
+
+#[test]
+fn appended_forgeries_are_found() {
+    let f = journal(30);
+    let last = segment::list(&f.dir).expect("list").last().expect("segment").clone();
+    let bytes = std::fs::read(&last.path).expect("read");
+    let fr = frames(&bytes);
+    let (_, _, last_seq, _) = *fr.last().expect("frame");
+    let prev: [u8; 32] = bytes[bytes.len() - 32..].try_into().expect("hash");
+    let forged_event = br#"{"type":"device.approved","device":"dev-x","employee":"e9","operator":"nobody","note":null}"#;
+
+    // A forged record with a correct chain but no signature.
+    let mut more = bytes.clone();
+    let h = frame::encode(&mut more, &prev, Kind::Event, last_seq + 1, 0, forged_event);
+    std::fs::write(&last.path, &more).expect("write");
+    assert_damage(&damaged(&f), &last.name(), None, "not covered by a signed checkpoint");
+
+    // …and a checkpoint for it signed with the forger's own key.
+    let (forger, _) = JournalKey::generate().expect("key");
+    let mut frontier = ztgw_gateway::journal::verify::Walk::default().frontier;
+    // Recompute the Merkle frontier of the whole journal up to the forged record.
+    for seg in segment::list(&f.dir).expect("list") {
+        let b = std::fs::read(&seg.path).expect("read");
+        for (off, n, _, _) in frames(&b) {
+            let (fr, _) = frame::decode(&b[off..off + n]).expect("frame");
+            frontier.push(ztgw_gateway::journal::merkle::leaf_hash(fr.body));
+        }
+    }
+    let head = ztgw_gateway::journal::checkpoint::head(&f.gateway, last_seq + 2, &frontier.root(), &h, 0);
+    let sth = forger.sign_head(head);
+    frame::encode(&mut more, &h, Kind::Checkpoint, last_seq + 2, 0, &serde_json::to_vec(&sth).expect("json"));
+    std::fs::write(&last.path, &more).expect("write");
+    assert_damage(&damaged(&f), &last.name(), Some(last_seq + 2), "not by the journal key");
+}
+
+#[test]
+fn a_replaced_segment_is_found() {
+    let f = journal(30);
+    let other = journal(30);
+    std::fs::copy(seg_path(&other.dir, 2), seg_path(&f.dir, 2)).expect("copy");
+    assert_damage(&damaged(&f), "seg-00000002.zj", None, "another gateway");
+}
+
+#[test]
+fn an_altered_checkpoint_signature_is_found_even_with_the_chain_rebuilt() {
+    let f = journal(30);
+    let path = seg_path(&f.dir, 2);
+    let bytes = std::fs::read(&path).expect("read");
+    let fr = frames(&bytes);
+    let (cp_off, cp_len, cp_seq, kind) = fr[2];
+    assert_eq!(kind, Kind::Checkpoint);
+    // Rebuild this segment from the checkpoint on, with a changed signature and every
+    // chain hash recomputed, as a forger without the key would.
+    let prev: [u8; 32] = bytes[cp_off - 32..cp_off].try_into().expect("hash");
+    let (cp, _) = frame::decode(&bytes[cp_off..cp_off + cp_len]).expect("frame");
+    let mut sth: SignedTreeHead = serde_json::from_slice(cp.payload).expect("checkpoint");
+    let mut sig = sth.signature.into_bytes();
+    sig[5] = if sig[5] == b'A' { b'B' } else { b'A' };
+    sth.signature = String::from_utf8(sig).expect("ascii");
+    let mut rebuilt = bytes[..cp_off].to_vec();
+    let mut h = frame::encode(&mut rebuilt, &prev, Kind::Checkpoint, cp.seq, cp.time_ms, &serde_json::to_vec(&sth).expect("json"));
+    for (off, n, _, _) in &fr[3..] {
+        let (x, _) = frame::decode(&bytes[*off..off + n]).expect("frame");
+        h = frame::encode(&mut rebuilt, &h, x.kind, x.seq, x.time_ms, x.payload);
+    }
+    std::fs::write(&path, &rebuilt).expect("write");
+    assert_damage(&damaged(&f), "seg-00000002.zj", Some(cp_seq), "signature does not verify");
+}
+
+#[test]
+fn garbage_empty_and_foreign_journals_get_clear_errors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let (key, _) = JournalKey::generate().expect("key");
+    let d = verify_dir(&empty, Some(&key.public()), None).expect_err("empty");
+    assert!(d.what.contains("no journal segment"), "{d}");
+
+    let garbage = tmp.path().join("garbage");
+    std::fs::create_dir(&garbage).expect("mkdir");
+    std::fs::write(garbage.join(segment::file_name(1)), rand_bytes::<4096>()).expect("write");
+    let d = verify_dir(&garbage, Some(&key.public()), None).expect_err("garbage");
+    assert_eq!(d.place.segment, "seg-00000001.zj");
+
+    let zero = tmp.path().join("zero");
+    std::fs::create_dir(&zero).expect("mkdir");
+    std::fs::write(zero.join(segment::file_name(1)), b"").expect("write");
+    let d = verify_dir(&zero, Some(&key.public()), None).expect_err("empty segment");
+    assert!(d.what.contains("empty"), "{d}");
+
+    let foreign = journal(3);
+    let d = verify_dir(&foreign.dir, Some(&key.public()), None).expect_err("another gateway's journal");
+    assert!(d.what.contains("not by the journal key"), "{d}");
+}
