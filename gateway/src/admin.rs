@@ -355,7 +355,7 @@ pub fn handle(
                 note.as_deref().unwrap_or("")
             );
             let action = action(now, operator, "device.revoked", device.as_str(), &detail);
-            let seq = journal(
+            let seq = journal_reducing_access(
                 ctx,
                 Event::DeviceRevoked {
                     device: device.to_string(),
@@ -402,7 +402,7 @@ pub fn handle(
                 device.as_str(),
                 note.as_deref().unwrap_or(""),
             );
-            let seq = journal(
+            let seq = journal_reducing_access(
                 ctx,
                 Event::DeviceDecommissioned {
                     device: device.to_string(),
@@ -472,7 +472,7 @@ pub fn handle(
                 })
                 .map(|d| d.id.to_string())
                 .collect();
-            let seq = journal(
+            let seq = journal_reducing_access(
                 ctx,
                 Event::EmployeeRevoked {
                     employee: employee.to_string(),
@@ -674,18 +674,35 @@ fn journal(ctx: &Context, event: Event) -> Result<u64, AdminError> {
         .map_err(|e: JournalError| AdminError::new(AdminErrorCode::Internal, format!("{e}")))
 }
 
+/// Journals an action that takes access away (revocation, decommissioning). Failing
+/// closed here would mean keeping a lost device's access: so if the journal cannot be
+/// written the action still takes effect, the registry's own record of it stands, and the
+/// failure is logged as an error. Returns `None` when the event could not be journaled.
+fn journal_reducing_access(ctx: &Context, event: Event) -> Result<Option<u64>, AdminError> {
+    match ctx.journal(&event) {
+        Ok(seq) => Ok(Some(seq)),
+        Err(e) => {
+            tracing::error!(error = %e, event = ?event, "taking access away although the journal cannot record it");
+            Ok(None)
+        }
+    }
+}
+
 /// Runs the registry change journaled as `seq`; if it fails, journals that it did not
 /// take effect.
 fn apply<T>(
     ctx: &Context,
-    seq: u64,
+    seq: impl Into<Option<u64>>,
     change: impl FnOnce() -> Result<T, RegistryError>,
 ) -> Result<T, AdminError> {
+    let seq = seq.into();
     change().map_err(|e| {
-        let _ = ctx.journal(&Event::ActionFailed {
-            seq,
-            error: e.to_string(),
-        });
+        if let Some(seq) = seq {
+            let _ = ctx.journal(&Event::ActionFailed {
+                seq,
+                error: e.to_string(),
+            });
+        }
         AdminError::from(e)
     })
 }

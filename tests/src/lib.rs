@@ -35,6 +35,8 @@ pub struct GatewayOptions {
     pub enrolment_burst: Option<u32>,
     /// TLS handshakes allowed in a burst from one source, and per second after it.
     pub handshake_limit: Option<(u32, u32)>,
+    /// Keep the audit journal here instead of in the state directory.
+    pub journal_dir: Option<PathBuf>,
 }
 
 /// A gateway running in-process on 127.0.0.1 with its own state directory.
@@ -83,6 +85,12 @@ impl TestGateway {
                     "handshakes_per_second_per_source = 20",
                     &format!("handshakes_per_second_per_source = {per_second}"),
                 );
+        }
+        if let Some(dir) = &opts.journal_dir {
+            text = text.replace(
+                "dir = \"journal\"",
+                &format!("dir = {:?}", dir.display().to_string()),
+            );
         }
         std::fs::write(&config, text).expect("write settings");
         let settings = Settings::load(&config).expect("settings");
@@ -269,6 +277,49 @@ pub fn rand_bytes<const N: usize>() -> [u8; N] {
 /// Now, to whole seconds.
 pub fn now() -> OffsetDateTime {
     SystemClock.now()
+}
+
+/// A tmpfs of a given size mounted for one test, unmounted when dropped (also on failure).
+#[derive(Debug)]
+pub struct Tmpfs {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "96k"). Needs root, as CI has; without it the test
+    /// fails and says so.
+    pub fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).expect("mkdir");
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .output()
+            .expect("run mount (util-linux)");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs to fill the disk and needs root (CI runs as root); mount said: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { path, _dir: dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
 }
 
 /// A TCP port free on 127.0.0.1 at the time of the call.

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use ztgw_gateway::journal::frame::{self, Kind};
 use ztgw_gateway::journal::verify::{Damage, verify_dir};
-use ztgw_gateway::journal::{Event, Journal, JournalConfig, JournalKey, PublicKey, SignedTreeHead, segment};
+use ztgw_gateway::journal::{
+    Event, Journal, JournalConfig, JournalKey, PublicKey, SignedTreeHead, segment,
+};
 use ztgw_tests::rand_bytes;
 
 struct Fixture {
@@ -42,7 +44,8 @@ fn journal(seed_events: u64) -> Fixture {
             reason: "lost".into(),
             note: None,
         };
-        j.append(&e, time::OffsetDateTime::now_utc()).expect("append");
+        j.append(&e, time::OffsetDateTime::now_utc())
+            .expect("append");
     }
     drop(j);
     Fixture {
@@ -86,7 +89,10 @@ fn assert_damage(d: &Damage, segment: &str, seq: Option<u64>, what: &str) {
 #[test]
 fn the_untouched_journal_verifies() {
     let f = journal(30);
-    assert!(segment::list(&f.dir).expect("list").len() >= 3, "the fixture spans segments");
+    assert!(
+        segment::list(&f.dir).expect("list").len() >= 3,
+        "the fixture spans segments"
+    );
     let r = verify_dir(&f.dir, Some(&f.public), None).expect("intact");
     assert_eq!(r.events, 30);
 }
@@ -100,7 +106,12 @@ fn a_flipped_byte_is_found_where_it_is() {
     assert_eq!(kind, Kind::Event);
     bytes[off + 30] ^= 0x01;
     std::fs::write(&path, &bytes).expect("write");
-    assert_damage(&damaged(&f), "seg-00000002.zj", Some(seq), "hash does not match");
+    assert_damage(
+        &damaged(&f),
+        "seg-00000002.zj",
+        Some(seq),
+        "hash does not match",
+    );
 }
 
 #[test]
@@ -112,7 +123,12 @@ fn a_deleted_record_is_found() {
     let mut cut = bytes[..off].to_vec();
     cut.extend_from_slice(&bytes[off + n..]);
     std::fs::write(&path, &cut).expect("write");
-    assert_damage(&damaged(&f), "seg-00000002.zj", Some(seq + 1), &format!("expected record {seq} here"));
+    assert_damage(
+        &damaged(&f),
+        "seg-00000002.zj",
+        Some(seq + 1),
+        &format!("expected record {seq} here"),
+    );
 }
 
 #[test]
@@ -129,7 +145,12 @@ fn swapped_records_are_found() {
     swapped.extend_from_slice(&bytes[a.0..a.0 + a.1]);
     swapped.extend_from_slice(&bytes[b.0 + b.1..]);
     std::fs::write(&path, &swapped).expect("write");
-    assert_damage(&damaged(&f), "seg-00000002.zj", Some(b.2), &format!("expected record {} here", a.2));
+    assert_damage(
+        &damaged(&f),
+        "seg-00000002.zj",
+        Some(b.2),
+        &format!("expected record {} here", a.2),
+    );
 }
 
 #[test]
@@ -152,24 +173,37 @@ fn truncation_is_found_mid_record_before_a_signature_and_against_a_kept_checkpoi
     let (event_off, event_len, _, kind) = fr[fr.len() - 2];
     assert_eq!(kind, Kind::Event);
     std::fs::write(&last.path, &bytes[..event_off + event_len]).expect("write");
-    assert_damage(&damaged(&f), &last.name(), None, "not covered by a signed checkpoint");
+    assert_damage(
+        &damaged(&f),
+        &last.name(),
+        None,
+        "not covered by a signed checkpoint",
+    );
 
     // At a checkpoint: the shorter journal is consistent in itself, but not with the
     // checkpoint the auditor kept.
-    let previous_checkpoint = fr[..fr.len() - 2].iter().rev().find(|x| x.3 == Kind::Checkpoint);
+    let previous_checkpoint = fr[..fr.len() - 2]
+        .iter()
+        .rev()
+        .find(|x| x.3 == Kind::Checkpoint);
     match previous_checkpoint {
         Some((off, n, _, _)) => std::fs::write(&last.path, &bytes[..off + n]).expect("write"),
         None => std::fs::remove_file(&last.path).expect("remove the last segment"),
     }
     verify_dir(&f.dir, Some(&f.public), None).expect("a clean cut at a checkpoint verifies alone");
-    let d = verify_dir(&f.dir, Some(&f.public), Some(kept)).expect_err("the kept checkpoint catches it");
+    let d = verify_dir(&f.dir, Some(&f.public), Some(kept))
+        .expect_err("the kept checkpoint catches it");
     assert!(d.what.contains("truncated"), "{d}");
 }
 
 #[test]
 fn appended_forgeries_are_found() {
     let f = journal(30);
-    let last = segment::list(&f.dir).expect("list").last().expect("segment").clone();
+    let last = segment::list(&f.dir)
+        .expect("list")
+        .last()
+        .expect("segment")
+        .clone();
     let bytes = std::fs::read(&last.path).expect("read");
     let fr = frames(&bytes);
     let (_, _, last_seq, _) = *fr.last().expect("frame");
@@ -180,7 +214,12 @@ fn appended_forgeries_are_found() {
     let mut more = bytes.clone();
     let h = frame::encode(&mut more, &prev, Kind::Event, last_seq + 1, 0, forged_event);
     std::fs::write(&last.path, &more).expect("write");
-    assert_damage(&damaged(&f), &last.name(), None, "not covered by a signed checkpoint");
+    assert_damage(
+        &damaged(&f),
+        &last.name(),
+        None,
+        "not covered by a signed checkpoint",
+    );
 
     // …and a checkpoint for it signed with the forger's own key.
     let (forger, _) = JournalKey::generate().expect("key");
@@ -193,11 +232,24 @@ fn appended_forgeries_are_found() {
             frontier.push(ztgw_gateway::journal::merkle::leaf_hash(fr.body));
         }
     }
-    let head = ztgw_gateway::journal::checkpoint::head(&f.gateway, last_seq + 2, &frontier.root(), &h, 0);
+    let head =
+        ztgw_gateway::journal::checkpoint::head(&f.gateway, last_seq + 2, &frontier.root(), &h, 0);
     let sth = forger.sign_head(head);
-    frame::encode(&mut more, &h, Kind::Checkpoint, last_seq + 2, 0, &serde_json::to_vec(&sth).expect("json"));
+    frame::encode(
+        &mut more,
+        &h,
+        Kind::Checkpoint,
+        last_seq + 2,
+        0,
+        &serde_json::to_vec(&sth).expect("json"),
+    );
     std::fs::write(&last.path, &more).expect("write");
-    assert_damage(&damaged(&f), &last.name(), Some(last_seq + 2), "not by the journal key");
+    assert_damage(
+        &damaged(&f),
+        &last.name(),
+        Some(last_seq + 2),
+        "not by the journal key",
+    );
 }
 
 #[test]
@@ -225,13 +277,25 @@ fn an_altered_checkpoint_signature_is_found_even_with_the_chain_rebuilt() {
     sig[5] = if sig[5] == b'A' { b'B' } else { b'A' };
     sth.signature = String::from_utf8(sig).expect("ascii");
     let mut rebuilt = bytes[..cp_off].to_vec();
-    let mut h = frame::encode(&mut rebuilt, &prev, Kind::Checkpoint, cp.seq, cp.time_ms, &serde_json::to_vec(&sth).expect("json"));
+    let mut h = frame::encode(
+        &mut rebuilt,
+        &prev,
+        Kind::Checkpoint,
+        cp.seq,
+        cp.time_ms,
+        &serde_json::to_vec(&sth).expect("json"),
+    );
     for (off, n, _, _) in &fr[3..] {
         let (x, _) = frame::decode(&bytes[*off..off + n]).expect("frame");
         h = frame::encode(&mut rebuilt, &h, x.kind, x.seq, x.time_ms, x.payload);
     }
     std::fs::write(&path, &rebuilt).expect("write");
-    assert_damage(&damaged(&f), "seg-00000002.zj", Some(cp_seq), "signature does not verify");
+    assert_damage(
+        &damaged(&f),
+        "seg-00000002.zj",
+        Some(cp_seq),
+        "signature does not verify",
+    );
 }
 
 #[test]
@@ -256,6 +320,7 @@ fn garbage_empty_and_foreign_journals_get_clear_errors() {
     assert!(d.what.contains("empty"), "{d}");
 
     let foreign = journal(3);
-    let d = verify_dir(&foreign.dir, Some(&key.public()), None).expect_err("another gateway's journal");
+    let d =
+        verify_dir(&foreign.dir, Some(&key.public()), None).expect_err("another gateway's journal");
     assert!(d.what.contains("not by the journal key"), "{d}");
 }
