@@ -212,7 +212,7 @@ fn appended_forgeries_are_found() {
 
     // A forged record with a correct chain but no signature.
     let mut more = bytes.clone();
-    let h = frame::encode(&mut more, &prev, Kind::Event, last_seq + 1, 0, forged_event);
+    let (h, _) = frame::encode(&mut more, &prev, Kind::Event, last_seq + 1, 0, forged_event);
     std::fs::write(&last.path, &more).expect("write");
     assert_damage(
         &damaged(&f),
@@ -277,7 +277,7 @@ fn an_altered_checkpoint_signature_is_found_even_with_the_chain_rebuilt() {
     sig[5] = if sig[5] == b'A' { b'B' } else { b'A' };
     sth.signature = String::from_utf8(sig).expect("ascii");
     let mut rebuilt = bytes[..cp_off].to_vec();
-    let mut h = frame::encode(
+    let (mut h, _) = frame::encode(
         &mut rebuilt,
         &prev,
         Kind::Checkpoint,
@@ -287,7 +287,7 @@ fn an_altered_checkpoint_signature_is_found_even_with_the_chain_rebuilt() {
     );
     for (off, n, _, _) in &fr[3..] {
         let (x, _) = frame::decode(&bytes[*off..off + n]).expect("frame");
-        h = frame::encode(&mut rebuilt, &h, x.kind, x.seq, x.time_ms, x.payload);
+        h = frame::encode(&mut rebuilt, &h, x.kind, x.seq, x.time_ms, x.payload).0;
     }
     std::fs::write(&path, &rebuilt).expect("write");
     assert_damage(

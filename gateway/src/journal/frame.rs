@@ -2,7 +2,9 @@
 //!
 //! A frame is `len: u32 LE | body | hash: [u8; 32]`, where
 //! `body = kind: u8 | seq: u64 LE | time_ms: i64 LE | payload` and
-//! `hash = SHA-256("ztgw-journal-v1 record\0" || previous hash || body)`.
+//! `hash = SHA-256("ztgw-journal-v1 record\0" || previous hash || leaf)`, where `leaf` is
+//! the body's Merkle leaf hash (`SHA-256(0x00 || body)`), so the body is hashed once for
+//! both the chain and the tree.
 //! The first frame's previous hash is [`genesis`] of the gateway. Every frame, whatever
 //! its kind, is one link of the chain and one leaf of the Merkle tree (leaf index = seq).
 
@@ -64,16 +66,16 @@ pub fn genesis(gateway: &[u8; 32]) -> [u8; 32] {
     to_array(c.finish().as_ref())
 }
 
-/// The chain hash of `body` following `prev`.
-pub fn chain_hash(prev: &[u8; 32], body: &[u8]) -> [u8; 32] {
+/// The chain hash of a frame whose body's leaf hash is `leaf`, following `prev`.
+pub fn chain_hash(prev: &[u8; 32], leaf: &[u8; 32]) -> [u8; 32] {
     let mut c = Context::new(&SHA256);
     c.update(b"ztgw-journal-v1 record\0");
     c.update(prev);
-    c.update(body);
+    c.update(leaf);
     to_array(c.finish().as_ref())
 }
 
-/// Appends one frame to `out` and returns its chain hash.
+/// Appends one frame to `out` and returns its chain hash and its Merkle leaf hash.
 pub fn encode(
     out: &mut Vec<u8>,
     prev: &[u8; 32],
@@ -81,7 +83,7 @@ pub fn encode(
     seq: u64,
     time_ms: i64,
     payload: &[u8],
-) -> [u8; 32] {
+) -> ([u8; 32], [u8; 32]) {
     let len = (BODY_HEADER + payload.len()) as u32;
     out.extend_from_slice(&len.to_le_bytes());
     let body_start = out.len();
@@ -89,9 +91,10 @@ pub fn encode(
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&time_ms.to_le_bytes());
     out.extend_from_slice(payload);
-    let hash = chain_hash(prev, &out[body_start..]);
+    let leaf = super::merkle::leaf_hash(&out[body_start..]);
+    let hash = chain_hash(prev, &leaf);
     out.extend_from_slice(&hash);
-    hash
+    (hash, leaf)
 }
 
 /// Why bytes are not the next frame.
@@ -136,9 +139,9 @@ pub fn decode(bytes: &[u8]) -> Result<(Frame<'_>, usize), FrameError> {
     ))
 }
 
-/// Whether `frame` follows `prev` in the chain.
-pub fn check_link(prev: &[u8; 32], frame: &Frame<'_>) -> bool {
-    chain_hash(prev, frame.body) == frame.hash
+/// Whether `frame`, whose leaf hash is `leaf`, follows `prev` in the chain.
+pub fn check_link(prev: &[u8; 32], frame: &Frame<'_>, leaf: &[u8; 32]) -> bool {
+    chain_hash(prev, leaf) == frame.hash
 }
 
 fn to_array<const N: usize>(s: &[u8]) -> [u8; N] {
@@ -150,12 +153,13 @@ fn to_array<const N: usize>(s: &[u8]) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::merkle::leaf_hash;
 
     #[test]
     fn frames_round_trip_and_chain() {
         let g = genesis(&[7; 32]);
         let mut buf = Vec::new();
-        let h1 = encode(
+        let (h1, l1) = encode(
             &mut buf,
             &g,
             Kind::Event,
@@ -163,17 +167,18 @@ mod tests {
             1_700_000_000_000,
             b"{\"a\":1}",
         );
-        let h2 = encode(&mut buf, &h1, Kind::Checkpoint, 1, 1_700_000_000_001, b"{}");
+        let (h2, l2) = encode(&mut buf, &h1, Kind::Checkpoint, 1, 1_700_000_000_001, b"{}");
         let (f1, n1) = decode(&buf).expect("first");
         assert_eq!(
             (f1.kind, f1.seq, f1.payload),
             (Kind::Event, 0, &b"{\"a\":1}"[..])
         );
-        assert!(check_link(&g, &f1));
+        assert_eq!(leaf_hash(f1.body), l1);
+        assert!(check_link(&g, &f1, &l1));
         let (f2, n2) = decode(&buf[n1..]).expect("second");
         assert_eq!(f2.hash, h2);
-        assert!(check_link(&h1, &f2));
-        assert!(!check_link(&g, &f2));
+        assert!(check_link(&h1, &f2, &l2));
+        assert!(!check_link(&g, &f2, &l2));
         assert_eq!(n1 + n2, buf.len());
     }
 
@@ -197,6 +202,9 @@ mod tests {
         let mut flipped = buf.clone();
         flipped[20] ^= 1;
         let (f, _) = decode(&flipped).expect("still a frame");
-        assert!(!check_link(&g, &f), "a flipped byte breaks the link");
+        assert!(
+            !check_link(&g, &f, &leaf_hash(f.body)),
+            "a flipped byte breaks the link"
+        );
     }
 }

@@ -55,6 +55,8 @@ pub struct Walk {
     /// The state just after the last checkpoint of the current segment, with the byte
     /// offset where it ends: where recovery cuts a torn tail back to.
     pub mark: Option<Box<(u64, Walk)>>,
+    /// Whether to keep [`Walk::mark`] (recovery needs it; verification does not).
+    pub track_mark: bool,
 }
 
 /// A checkpoint an auditor kept from an earlier verification.
@@ -158,18 +160,59 @@ impl Walk {
         mut each: impl FnMut(&Frame<'_>),
     ) -> Result<SegmentEnd, Damage> {
         let name = seg.name();
-        let mut offset = 0usize;
-        let mut signed_len = None;
-        let mut first = true;
         self.mark = None;
-        while offset < bytes.len() {
+        let (index, cut) = index_frames(bytes);
+        let leaves = leaf_hashes(&index);
+        // Checkpoints whose signatures are still to check (see `check_signatures`).
+        let mut pending: Vec<(SignedTreeHead, Place)> = Vec::new();
+        let mut signed_len = None;
+        let fail = |d: Damage, pending: &[(SignedTreeHead, Place)]| -> Damage {
+            // A forged signature earlier in the segment is the first damage, even if it
+            // only shows later as a root that does not match.
+            key.and_then(|k| pending.iter().find(|(sth, _)| !k.verify_head(sth)))
+                .map_or(d, |(_, place)| Damage {
+                    place: place.clone(),
+                    what: "the checkpoint's signature does not verify: the checkpoint was altered"
+                        .into(),
+                })
+        };
+        for (i, (offset, f, size)) in index.iter().enumerate() {
+            let (offset, size) = (*offset, *size);
             let place = |seq| Place {
                 segment: name.clone(),
                 offset: offset as u64,
-                seq,
+                seq: Some(seq),
             };
-            let (f, size) = frame::decode(&bytes[offset..]).map_err(|e| Damage {
-                place: place(None),
+            if let Err(what) =
+                self.step(seg, f, i == 0, &leaves[i], key, &mut pending, place(f.seq))
+            {
+                return Err(fail(
+                    Damage {
+                        place: place(f.seq),
+                        what,
+                    },
+                    &pending,
+                ));
+            }
+            if f.kind == Kind::Checkpoint {
+                signed_len = Some((offset + size) as u64);
+            }
+            if f.kind == Kind::Checkpoint && self.track_mark {
+                let mut snapshot = self.clone();
+                snapshot.mark = None;
+                self.mark = Some(Box::new(((offset + size) as u64, snapshot)));
+            }
+            if f.kind == Kind::Event {
+                each(f);
+            }
+        }
+        if let Some((offset, e)) = cut {
+            let d = Damage {
+                place: Place {
+                    segment: name.clone(),
+                    offset: offset as u64,
+                    seq: None,
+                },
                 what: match e {
                     FrameError::Incomplete => {
                         "the record is cut short (torn write or truncation)".into()
@@ -179,55 +222,13 @@ impl Walk {
                     }
                     FrameError::BadKind => "the record's kind is unknown (damaged bytes)".into(),
                 },
-            })?;
-            let damage = |what: String| Damage {
-                place: place(Some(f.seq)),
-                what,
             };
-            if f.seq != self.next_seq {
-                return Err(damage(format!(
-                    "expected record {} here: records are missing, reordered or inserted",
-                    self.next_seq
-                )));
-            }
-            if first {
-                self.open_segment(seg, &f).map_err(&damage)?;
-                first = false;
-            } else if f.kind == Kind::SegmentHeader {
-                return Err(damage("a segment header in the middle of a segment".into()));
-            }
-            if !frame::check_link(&self.prev, &f) {
-                return Err(damage(
-                    "its hash does not match: the record was altered, or one before it was removed or replaced".into(),
-                ));
-            }
-            if f.kind == Kind::Checkpoint {
-                self.checkpoint(&f, key).map_err(&damage)?;
-                signed_len = Some((offset + size) as u64);
-            } else {
-                self.unsigned += 1;
-            }
-            if f.kind == Kind::Event {
-                self.events += 1;
-                each(&f);
-            }
-            if let Some(kept) = &mut self.kept_checkpoint
-                && self.frontier.size == kept.head.head.size
-            {
-                check_kept(kept, &self.frontier, &self.prev).map_err(&damage)?;
-            }
-            self.frontier.push(leaf_hash(f.body));
-            self.prev = f.hash;
-            self.next_seq += 1;
-            self.records += 1;
-            offset += size;
-            if f.kind == Kind::Checkpoint {
-                let mut snapshot = self.clone();
-                snapshot.mark = None;
-                self.mark = Some(Box::new((offset as u64, snapshot)));
-            }
+            return Err(fail(d, &pending));
         }
-        if first {
+        if let Some(key) = key {
+            check_signatures(key, &pending)?;
+        }
+        if index.is_empty() {
             return Err(Damage {
                 place: Place {
                     segment: name,
@@ -242,6 +243,57 @@ impl Walk {
             signed_len,
             len: bytes.len() as u64,
         })
+    }
+
+    /// Checks one frame against the walk so far and advances the walk.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        seg: &SegmentFile,
+        f: &Frame<'_>,
+        first: bool,
+        leaf: &[u8; 32],
+        key: Option<&PublicKey>,
+        pending: &mut Vec<(SignedTreeHead, Place)>,
+        place: Place,
+    ) -> Result<(), String> {
+        if f.seq != self.next_seq {
+            return Err(format!(
+                "expected record {} here: records are missing, reordered or inserted",
+                self.next_seq
+            ));
+        }
+        if first {
+            self.open_segment(seg, f)?;
+        } else if f.kind == Kind::SegmentHeader {
+            return Err("a segment header in the middle of a segment".into());
+        }
+        if !frame::check_link(&self.prev, f, leaf) {
+            return Err(
+                "its hash does not match: the record was altered, or one before it was removed or replaced".into(),
+            );
+        }
+        match f.kind {
+            Kind::Checkpoint => {
+                let sth = self.checkpoint(f, key)?;
+                pending.push((sth, place));
+            }
+            Kind::Event => {
+                self.events += 1;
+                self.unsigned += 1;
+            }
+            Kind::SegmentHeader => self.unsigned += 1,
+        }
+        if let Some(kept) = &mut self.kept_checkpoint
+            && self.frontier.size == kept.head.head.size
+        {
+            check_kept(kept, &self.frontier, &self.prev)?;
+        }
+        self.frontier.push(*leaf);
+        self.prev = f.hash;
+        self.next_seq += 1;
+        self.records += 1;
+        Ok(())
     }
 
     fn open_segment(&mut self, seg: &SegmentFile, f: &Frame<'_>) -> Result<(), String> {
@@ -287,7 +339,11 @@ impl Walk {
         Ok(())
     }
 
-    fn checkpoint(&mut self, f: &Frame<'_>, key: Option<&PublicKey>) -> Result<(), String> {
+    fn checkpoint(
+        &mut self,
+        f: &Frame<'_>,
+        key: Option<&PublicKey>,
+    ) -> Result<SignedTreeHead, String> {
         let sth: SignedTreeHead = serde_json::from_slice(f.payload)
             .map_err(|e| format!("the checkpoint is not valid: {e}"))?;
         let gateway = self.gateway.map(|g| hex(&g)).unwrap_or_default();
@@ -306,25 +362,83 @@ impl Walk {
         if sth.head.chain != hex(&self.prev) {
             return Err("the checkpoint's chain hash does not match the record before it".into());
         }
-        if let Some(key) = key {
-            if sth.key_id != key.key_id() {
-                return Err(format!(
-                    "the checkpoint is signed by key {}, not by the journal key {}",
-                    sth.key_id,
-                    key.key_id()
-                ));
-            }
-            if !key.verify_head(&sth) {
-                return Err(
-                    "the checkpoint's signature does not verify: the checkpoint was altered".into(),
-                );
-            }
+        if let Some(key) = key
+            && sth.key_id != key.key_id()
+        {
+            return Err(format!(
+                "the checkpoint is signed by key {}, not by the journal key {}",
+                sth.key_id,
+                key.key_id()
+            ));
         }
         self.checkpoints += 1;
         self.unsigned = 0;
-        self.last_checkpoint = Some(sth);
-        Ok(())
+        self.last_checkpoint = Some(sth.clone());
+        Ok(sth)
     }
+}
+
+/// The offset and size of each whole frame of `bytes`, and where and why reading stopped
+/// early, if it did.
+type Indexed<'a> = Vec<(usize, Frame<'a>, usize)>;
+
+fn index_frames(bytes: &[u8]) -> (Indexed<'_>, Option<(usize, FrameError)>) {
+    let mut index = Vec::with_capacity(bytes.len() / 256);
+    let mut offset = 0;
+    while offset < bytes.len() {
+        match frame::decode(&bytes[offset..]) {
+            Ok((f, size)) => {
+                index.push((offset, f, size));
+                offset += size;
+            }
+            Err(e) => return (index, Some((offset, e))),
+        }
+    }
+    (index, None)
+}
+
+/// The Merkle leaf hash of each indexed frame, computed on every core.
+fn leaf_hashes(index: &[(usize, Frame<'_>, usize)]) -> Vec<[u8; 32]> {
+    let body = |(_, f, _): &(usize, Frame<'_>, usize)| leaf_hash(f.body);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || index.len() < 4096 {
+        return index.iter().map(body).collect();
+    }
+    let chunk = index.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = index
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(body).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("hashing bytes cannot panic"))
+            .collect()
+    })
+}
+
+/// Checks the signatures of a segment's checkpoints. The last one signs a Merkle root and
+/// a chain hash that commit to every record before it, earlier checkpoints included, and
+/// each checkpoint's root and chain were already compared with the records: so if the
+/// last signature holds, no record of the segment was changed. Only when it fails are
+/// the others checked, to name the first bad one.
+fn check_signatures(key: &PublicKey, pending: &[(SignedTreeHead, Place)]) -> Result<(), Damage> {
+    let Some((last, last_place)) = pending.last() else {
+        return Ok(());
+    };
+    if key.verify_head(last) {
+        return Ok(());
+    }
+    let place = pending
+        .iter()
+        .find(|(sth, _)| !key.verify_head(sth))
+        .map_or(last_place, |(_, p)| p);
+    Err(Damage {
+        place: place.clone(),
+        what: "the checkpoint's signature does not verify: the checkpoint was altered".into(),
+    })
 }
 
 fn check_kept(

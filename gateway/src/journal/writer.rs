@@ -20,7 +20,7 @@ use super::checkpoint::{JournalKey, PurgeState, head};
 use super::event::Event;
 use super::frame::{self, Kind};
 use super::hex;
-use super::merkle::{Frontier, leaf_hash};
+use super::merkle::Frontier;
 use super::segment::{self, LOCK_FILE, MAGIC, PURGE_FILE, SegmentFile, SegmentHeader};
 use super::verify::{Damage, Walk};
 
@@ -340,7 +340,8 @@ fn recover(cfg: &JournalConfig, now: OffsetDateTime) -> Result<(State, Recovery)
             end_seq: next.first_seq,
         });
     }
-    let resumed = Walk::resume(&last).map_err(JournalError::Damaged)?;
+    let mut resumed = Walk::resume(&last).map_err(JournalError::Damaged)?;
+    resumed.track_mark = true;
     let mut walk = resumed.clone();
     let bytes = std::fs::read(&last.path).map_err(io)?;
     let mut last_time = headers.last().map_or(0, |h| h.1);
@@ -583,11 +584,9 @@ impl Writer {
 
     fn push_frame(&mut self, buf: &mut Vec<u8>, kind: Kind, time_ms: i64, payload: &[u8]) -> u64 {
         let seq = self.next_seq;
-        let start = buf.len();
-        self.prev = frame::encode(buf, &self.prev, kind, seq, time_ms, payload);
-        // The leaf is the frame's body: skip the length prefix and the trailing hash.
-        let body = &buf[start + 4..buf.len() - 32];
-        self.frontier.push(leaf_hash(body));
+        let (hash, leaf) = frame::encode(buf, &self.prev, kind, seq, time_ms, payload);
+        self.prev = hash;
+        self.frontier.push(leaf);
         self.next_seq += 1;
         seq
     }
