@@ -47,20 +47,20 @@ impl ControlClient {
         body: &Q,
     ) -> Result<A, AgentError> {
         let bytes = serde_json::to_vec(body).map_err(|e| AgentError::Local(e.to_string()))?;
-        self.request(Method::POST, path, Bytes::from(bytes)).await
+        parse(&self.send(Method::POST, path, Bytes::from(bytes)).await?)
     }
 
     /// `GET path`; the JSON answer, or the gateway's refusal.
     pub async fn get<A: DeserializeOwned>(&self, path: &str) -> Result<A, AgentError> {
-        self.request(Method::GET, path, Bytes::new()).await
+        parse(&self.get_bytes(path).await?)
     }
 
-    async fn request<A: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Bytes,
-    ) -> Result<A, AgentError> {
+    /// `GET path`; the answer's body as it is (JSON lines, for instance).
+    pub async fn get_bytes(&self, path: &str) -> Result<Bytes, AgentError> {
+        self.send(Method::GET, path, Bytes::new()).await
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Bytes) -> Result<Bytes, AgentError> {
         tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(method, path, body))
             .await
             .unwrap_or_else(|_| {
@@ -71,12 +71,7 @@ impl ControlClient {
             })
     }
 
-    async fn exchange<A: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Bytes,
-    ) -> Result<A, AgentError> {
+    async fn exchange(&self, method: Method, path: &str, body: Bytes) -> Result<Bytes, AgentError> {
         let unreachable = |problem: String| AgentError::Unreachable {
             address: self.address.clone(),
             problem,
@@ -127,7 +122,7 @@ impl ControlClient {
             .to_bytes();
         driver.abort();
         if status.is_success() {
-            serde_json::from_slice(&bytes).map_err(|e| AgentError::Protocol(e.to_string()))
+            Ok(bytes)
         } else {
             let body: ErrorBody = serde_json::from_slice(&bytes).map_err(|_| {
                 AgentError::Protocol(format!("HTTP {status} without an error body"))
@@ -155,6 +150,10 @@ impl ControlClient {
     fn io_failure(&self, e: &std::io::Error) -> AgentError {
         self.failure(e)
     }
+}
+
+fn parse<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, AgentError> {
+    serde_json::from_slice(bytes).map_err(|e| AgentError::Protocol(e.to_string()))
 }
 
 /// The rustls error somewhere in `e`'s chain of sources, if any.

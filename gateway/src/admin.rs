@@ -74,6 +74,16 @@ pub enum AdminRequest {
     },
     /// Re-read the policy; it replaces the one in force only if valid and its tests pass.
     PolicyReload,
+    /// Issue an auditor's certificate for the key in the CSR.
+    AuditorAdd {
+        name: ztgw_pki::AuditorName,
+        csr_pem: String,
+        valid_for_secs: u64,
+    },
+    AuditorRevoke {
+        name: ztgw_pki::AuditorName,
+        note: Option<String>,
+    },
 }
 
 /// Why a device is revoked (`ztgw device revoke --reason`).
@@ -149,6 +159,13 @@ pub enum AdminResponse {
         message: String,
         #[serde(default)]
         devices_ended: Vec<DeviceId>,
+    },
+    Auditor {
+        name: ztgw_pki::AuditorName,
+        certificate_pem: String,
+        ca_pem: String,
+        #[serde(with = "time::serde::rfc3339")]
+        not_after: OffsetDateTime,
     },
 }
 
@@ -494,6 +511,40 @@ pub fn handle(
                 ended,
             ))
         }
+        AdminRequest::AuditorAdd {
+            name,
+            csr_pem,
+            valid_for_secs,
+        } => add_auditor(ctx, now, operator, name, csr_pem, *valid_for_secs),
+        AdminRequest::AuditorRevoke { name, note } => {
+            check_note(note)?;
+            let change = StatusChange {
+                at: now,
+                by: operator.to_owned(),
+                reason: "revoked".into(),
+                note: note.clone(),
+            };
+            let action = action(
+                now,
+                operator,
+                "auditor.revoked",
+                name.as_str(),
+                note.as_deref().unwrap_or(""),
+            );
+            let seq = journal_reducing_access(
+                ctx,
+                Event::AuditorRevoked {
+                    auditor: name.to_string(),
+                    operator: operator.to_owned(),
+                    note: note.clone(),
+                },
+            )?;
+            apply(ctx, seq, || {
+                ctx.registry.revoke_auditor(name, &change, &action)
+            })?;
+            publish(ctx)?;
+            Ok(done(format!("auditor {name} revoked"), vec![]))
+        }
         AdminRequest::PolicyReload => match ctx.reload_policy(operator) {
             Ok(active) => Ok(done(
                 format!(
@@ -672,6 +723,80 @@ fn invite(
 fn journal(ctx: &Context, event: Event) -> Result<u64, AdminError> {
     ctx.journal(&event)
         .map_err(|e: JournalError| AdminError::new(AdminErrorCode::Internal, format!("{e}")))
+}
+
+/// Longest validity of an auditor's certificate.
+pub const MAX_AUDITOR_VALIDITY_SECS: u64 = 2 * 365 * 86_400;
+
+fn add_auditor(
+    ctx: &Context,
+    now: OffsetDateTime,
+    operator: &str,
+    name: &ztgw_pki::AuditorName,
+    csr_pem: &str,
+    valid_for_secs: u64,
+) -> Result<AdminResponse, AdminError> {
+    if valid_for_secs == 0 || valid_for_secs > MAX_AUDITOR_VALIDITY_SECS {
+        return Err(AdminError::new(
+            AdminErrorCode::Invalid,
+            "an auditor certificate may be valid for 1 second to 2 years",
+        ));
+    }
+    if ctx.registry.auditor(name)?.is_some() {
+        return Err(AdminError::new(
+            AdminErrorCode::Conflict,
+            format!(
+                "auditor {name} exists (names are never reused; revoke and choose another name)"
+            ),
+        ));
+    }
+    let csr = ztgw_pki::CheckedCsr::parse_pem(csr_pem)
+        .map_err(|e| AdminError::new(AdminErrorCode::Invalid, format!("the CSR: {e}")))?;
+    let claims = ztgw_pki::AuditorClaims {
+        name: name.clone(),
+        serial: ztgw_pki::SerialNumber::from_random(random(ctx.entropy.as_ref())?),
+        not_before: now,
+        not_after: now + time::Duration::seconds(i64::try_from(valid_for_secs).unwrap_or(i64::MAX)),
+    };
+    let cert = ctx
+        .ca
+        .issue_auditor(&csr, &claims)
+        .map_err(|e| AdminError::new(AdminErrorCode::Internal, e.to_string()))?;
+    let record = crate::registry::AuditorRecord {
+        name: name.clone(),
+        serial: cert.serial.clone(),
+        not_after: cert.not_after,
+        added: StatusChange {
+            at: now,
+            by: operator.to_owned(),
+            reason: "added".into(),
+            note: None,
+        },
+        revoked: None,
+    };
+    let seq = journal(
+        ctx,
+        Event::AuditorAdded {
+            auditor: name.to_string(),
+            serial: cert.serial.to_hex(),
+            operator: operator.to_owned(),
+            not_after: rfc3339(cert.not_after),
+        },
+    )?;
+    let action = action(
+        now,
+        operator,
+        "auditor.added",
+        name.as_str(),
+        &format!("serial={}", cert.serial),
+    );
+    apply(ctx, seq, || ctx.registry.add_auditor(&record, &action))?;
+    Ok(AdminResponse::Auditor {
+        name: name.clone(),
+        certificate_pem: cert.pem,
+        ca_pem: ctx.ca.cert_pem().to_owned(),
+        not_after: cert.not_after,
+    })
 }
 
 /// Journals an action that takes access away (revocation, decommissioning). Failing

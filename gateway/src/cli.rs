@@ -82,6 +82,33 @@ pub enum Command {
     /// The audit journal: verify, query, export, checkpoint (G10).
     #[command(subcommand)]
     Journal(journal::JournalCommand),
+    /// Auditors: certificates for reading the journal through the control plane.
+    #[command(subcommand)]
+    Auditor(AuditorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditorCommand {
+    /// Issue an auditor's certificate. Without --csr a key is made and written to --out
+    /// (auditor.key, 0600) with the certificate and the CA, to hand to the auditor.
+    #[command(after_help = "Example:\n  ztgw auditor add cour-des-comptes --out ./auditor-bundle")]
+    Add {
+        name: ztgw_pki::AuditorName,
+        /// Where to write auditor.key, auditor.pem and ca.pem.
+        #[arg(long)]
+        out: PathBuf,
+        /// The auditor's own CSR (their key never leaves them); only the certificate is written.
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        #[arg(long, default_value = "365d")]
+        valid_for: HumanDuration,
+    },
+    /// Revoke an auditor's certificate at once.
+    Revoke {
+        name: ztgw_pki::AuditorName,
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +251,27 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
     let operator = cli.operator.clone().unwrap_or_else(os_user);
     match cli.command {
         Command::Journal(cmd) => journal::run(&cli.config, cmd),
+        Command::Auditor(AuditorCommand::Revoke { name, note }) => show(
+            admin(
+                &cli.config,
+                &operator,
+                AdminRequest::AuditorRevoke { name, note },
+            )?,
+            false,
+        ),
+        Command::Auditor(AuditorCommand::Add {
+            name,
+            out,
+            csr,
+            valid_for,
+        }) => add_auditor(
+            &cli.config,
+            &operator,
+            name,
+            &out,
+            csr.as_deref(),
+            valid_for,
+        ),
         Command::Policy(cmd) => match cmd {
             policy::PolicyCommand::Check { file } => policy::check(&file),
             policy::PolicyCommand::Test { file } => policy::test(&file),
@@ -300,6 +348,67 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             show(admin(&cli.config, &operator, request)?, false)
         }
     }
+}
+
+fn add_auditor(
+    config: &std::path::Path,
+    operator: &str,
+    name: ztgw_pki::AuditorName,
+    out: &std::path::Path,
+    csr: Option<&std::path::Path>,
+    valid_for: HumanDuration,
+) -> Result<(), Failure> {
+    let io = |p: &std::path::Path, e: std::io::Error| {
+        Failure::new(exit::FAILURE, format!("{}: {e}", p.display()))
+    };
+    let (key, csr_pem) = match csr {
+        Some(path) => (
+            None,
+            std::fs::read_to_string(path).map_err(|e| io(path, e))?,
+        ),
+        None => {
+            let (key, csr) = ztgw_pki::generate_key_and_csr(&format!("ztgw auditor {name}"))
+                .map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?;
+            (Some(key), csr)
+        }
+    };
+    let request = AdminRequest::AuditorAdd {
+        name,
+        csr_pem,
+        valid_for_secs: valid_for.get().as_secs(),
+    };
+    let AdminResponse::Auditor {
+        name,
+        certificate_pem,
+        ca_pem,
+        not_after,
+    } = admin(config, operator, request)?
+    else {
+        return Err(Failure::new(
+            exit::FAILURE,
+            "the gateway answered something else",
+        ));
+    };
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    if let Some(key) = key {
+        let path = out.join("auditor.key");
+        ztgw_pki::write_private_file(&path, key.expose().as_bytes(), ztgw_pki::Existing::Refuse)
+            .map_err(|e| io(&path, e))?;
+    }
+    for (file, text) in [("auditor.pem", &certificate_pem), ("ca.pem", &ca_pem)] {
+        let path = out.join(file);
+        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+    }
+    println!(
+        "auditor {name}: certificate valid until {} written to {}",
+        rfc3339(not_after),
+        out.display()
+    );
+    println!("The auditor reads the journal with it, for example:");
+    println!(
+        "  curl --cacert ca.pem --cert auditor.pem --key auditor.key https://GATEWAY:PORT/v1/audit/events?type=device.revoked"
+    );
+    Ok(())
 }
 
 fn init(args: &InitArgs) -> Result<(), Failure> {
@@ -468,6 +577,14 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
             }
         }
         AdminResponse::Done { message, .. } => println!("{message}"),
+        AdminResponse::Auditor {
+            name, not_after, ..
+        } => {
+            println!(
+                "auditor {name}: certificate valid until {}",
+                rfc3339(not_after)
+            )
+        }
     }
     Ok(())
 }

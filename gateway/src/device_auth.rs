@@ -133,3 +133,50 @@ fn ended(status: DeviceStatus) -> ApiError {
         _ => ApiError::new(Reason::DeviceRevoked, "this device has been revoked"),
     }
 }
+
+/// Checks that the connection presented a current auditor certificate.
+pub fn authenticate_auditor(
+    ctx: &Context,
+    presented: &Presented,
+) -> Result<ztgw_pki::AuditorName, ApiError> {
+    let identity = match presented {
+        Presented::Nothing => {
+            return Err(ApiError::new(
+                Reason::CertificateRequired,
+                "this request needs an auditor certificate",
+            ));
+        }
+        Presented::Invalid(e) => {
+            return Err(ApiError::new(
+                Reason::CertificateIdentityInvalid,
+                e.to_string(),
+            ));
+        }
+        Presented::Identity(i) => i,
+    };
+    let CertificateIdentity::Auditor { name, serial, .. } = identity else {
+        return Err(ApiError::new(
+            Reason::WrongCertificateKind,
+            "this request needs an auditor certificate",
+        ));
+    };
+    let record = ctx.registry.auditor(name)?.ok_or_else(|| {
+        ApiError::new(
+            Reason::CertificateUnknown,
+            "the registry has no such auditor",
+        )
+    })?;
+    if &record.serial != serial {
+        return Err(ApiError::new(
+            Reason::CertificateUnknown,
+            "this is not the auditor's current certificate",
+        ));
+    }
+    if record.revoked.is_some() {
+        return Err(ApiError::new(
+            Reason::CertificateRevoked,
+            "this auditor's certificate has been revoked",
+        ));
+    }
+    Ok(name.clone())
+}

@@ -16,6 +16,7 @@ pub mod accounts;
 pub mod active_policy;
 pub mod admin;
 pub mod api_error;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod context;

@@ -100,6 +100,16 @@ pub struct CertificateRecord {
     pub revoked: Option<(OffsetDateTime, CrlReason)>,
 }
 
+/// An auditor: who may read the journal through the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditorRecord {
+    pub name: ztgw_pki::AuditorName,
+    pub serial: SerialNumber,
+    pub not_after: OffsetDateTime,
+    pub added: StatusChange,
+    pub revoked: Option<StatusChange>,
+}
+
 /// Everything an enrolment writes, atomically.
 #[derive(Debug, Clone)]
 pub struct Enrolment {
@@ -192,6 +202,17 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     -> Result<Vec<RevokedEntry>, RegistryError>;
     /// A number larger than any returned before, for the next CRL.
     fn next_crl_number(&self) -> Result<u64, RegistryError>;
+
+    /// Adds an auditor. Names are never reused.
+    fn add_auditor(&self, a: &AuditorRecord, action: &ActionRecord) -> Result<(), RegistryError>;
+    fn auditor(&self, name: &ztgw_pki::AuditorName)
+    -> Result<Option<AuditorRecord>, RegistryError>;
+    fn revoke_auditor(
+        &self,
+        name: &ztgw_pki::AuditorName,
+        change: &StatusChange,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError>;
 
     /// Records an action that changes nothing in the registry (a policy load or refusal).
     fn record_action(&self, action: &ActionRecord) -> Result<(), RegistryError>;

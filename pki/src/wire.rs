@@ -17,6 +17,12 @@ pub mod path {
     pub const ENROL: &str = "/v1/enroll";
     pub const RENEW: &str = "/v1/renew";
     pub const DEVICE: &str = "/v1/device";
+    /// Auditors: events as JSON lines, filtered by query parameters.
+    pub const AUDIT_EVENTS: &str = "/v1/audit/events";
+    /// Auditors: the journal's verification report.
+    pub const AUDIT_VERIFY: &str = "/v1/audit/verify";
+    /// Auditors: the latest signed checkpoint.
+    pub const AUDIT_CHECKPOINT: &str = "/v1/audit/checkpoint";
 }
 
 /// Who owns the device (the guide treats personal computers with extra care, G6).

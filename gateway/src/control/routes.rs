@@ -15,7 +15,7 @@ use ztgw_pki::wire::{EnrolRequest, RenewRequest, path};
 use super::limits::SourceLimits;
 use crate::api_error::{ApiError, Reason};
 use crate::context::Context;
-use crate::device_auth::{Presented, authenticate};
+use crate::device_auth::{Presented, authenticate, authenticate_auditor};
 use crate::enrolment;
 
 /// Answers one request.
@@ -71,7 +71,24 @@ async fn dispatch(
                     .await?;
             json(StatusCode::OK, &answer)
         }
-        (_, path::ENROL | path::RENEW | path::DEVICE) => Err(ApiError::new(
+        (Method::GET, path::AUDIT_EVENTS | path::AUDIT_VERIFY | path::AUDIT_CHECKPOINT) => {
+            let route = req.uri().path().to_owned();
+            let query = req.uri().query().unwrap_or("").to_owned();
+            blocking(move || {
+                let auditor = authenticate_auditor(&ctx, &presented)?;
+                crate::audit::answer(&ctx, &auditor, &route, &query)
+            })
+            .await
+        }
+        (
+            _,
+            path::ENROL
+            | path::RENEW
+            | path::DEVICE
+            | path::AUDIT_EVENTS
+            | path::AUDIT_VERIFY
+            | path::AUDIT_CHECKPOINT,
+        ) => Err(ApiError::new(
             Reason::MethodNotAllowed,
             format!("{} is not allowed here", req.method()),
         )),
@@ -134,6 +151,20 @@ fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec(&e.body())
         .unwrap_or_else(|_| b"{\"error\":\"internal_error\",\"message\":\"\"}".to_vec());
     response(e.reason.status(), body)
+}
+
+/// A response with a body of the given content type.
+pub fn typed_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Response<Full<Bytes>> {
+    let mut r = response(status, body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r
 }
 
 fn response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {

@@ -98,6 +98,19 @@ pub enum Event {
         operator: String,
         reason: String,
     },
+    #[serde(rename = "auditor.added")]
+    AuditorAdded {
+        auditor: String,
+        serial: String,
+        operator: String,
+        not_after: String,
+    },
+    #[serde(rename = "auditor.revoked")]
+    AuditorRevoked {
+        auditor: String,
+        operator: String,
+        note: Option<String>,
+    },
     /// An action journaled as about to take effect did not (the registry refused it).
     #[serde(rename = "action.failed")]
     ActionFailed { seq: u64, error: String },
@@ -137,6 +150,8 @@ impl Event {
             Self::PolicyLoaded { .. } => "policy.loaded",
             Self::PolicyRefused { .. } => "policy.refused",
             Self::ActionFailed { .. } => "action.failed",
+            Self::AuditorAdded { .. } => "auditor.added",
+            Self::AuditorRevoked { .. } => "auditor.revoked",
             Self::JournalTruncated { .. } => "journal.truncated",
             Self::JournalPurged { .. } => "journal.purged",
         }

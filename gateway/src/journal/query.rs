@@ -59,6 +59,15 @@ pub struct Record {
 /// Reads the events of the journal in `dir` that match `filter`, checking the chain as
 /// it goes (damage stops the read: run `verify` for the full check with signatures).
 pub fn read(dir: &Path, filter: &Filter) -> Result<Vec<Record>, Damage> {
+    read_until(dir, filter, None)
+}
+
+/// [`read`] of a live journal, stopping where its acknowledged part ends.
+pub fn read_until(
+    dir: &Path,
+    filter: &Filter,
+    limit: segment::Limit,
+) -> Result<Vec<Record>, Damage> {
     let top = |what: String| Damage {
         place: Place {
             segment: dir.display().to_string(),
@@ -74,8 +83,11 @@ pub fn read(dir: &Path, filter: &Filter) -> Result<Vec<Record>, Damage> {
         if walk.purged(&seg) {
             continue;
         }
-        let bytes = std::fs::read(&seg.path)
-            .map_err(|e| top(format!("cannot read {}: {e}", seg.name())))?;
+        let Some(bytes) = segment::read_limited(&seg, limit)
+            .map_err(|e| top(format!("cannot read {}: {e}", seg.name())))?
+        else {
+            break;
+        };
         walk.segment(&seg, &bytes, None, |f| {
             if f.kind != Kind::Event || bad.is_some() {
                 return;

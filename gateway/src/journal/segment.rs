@@ -78,6 +78,25 @@ pub fn read_header(path: &Path) -> io::Result<(SegmentHeader, i64)> {
     Ok((header, frame.time_ms))
 }
 
+/// Where a live journal's acknowledged part ends: (segment number, length).
+pub type Limit = Option<(u64, u64)>;
+
+/// The bytes of `seg` up to `limit` (`None` if the segment is past it).
+pub fn read_limited(seg: &SegmentFile, limit: Limit) -> io::Result<Option<Vec<u8>>> {
+    match limit {
+        Some((number, _)) if seg.number > number => Ok(None),
+        Some((number, len)) if seg.number == number => {
+            use std::io::Read as _;
+            let mut bytes = Vec::with_capacity(len as usize);
+            std::fs::File::open(&seg.path)?
+                .take(len)
+                .read_to_end(&mut bytes)?;
+            Ok(Some(bytes))
+        }
+        _ => std::fs::read(&seg.path).map(Some),
+    }
+}
+
 /// The segments in `dir`, in order. Other files are ignored.
 pub fn list(dir: &Path) -> io::Result<Vec<SegmentFile>> {
     let mut out = Vec::new();

@@ -476,6 +476,16 @@ pub fn verify_dir(
     key: Option<&PublicKey>,
     kept: Option<SignedTreeHead>,
 ) -> Result<Report, Damage> {
+    verify_dir_until(dir, key, kept, None)
+}
+
+/// [`verify_dir`] of a live journal, stopping where its acknowledged part ends.
+pub fn verify_dir_until(
+    dir: &Path,
+    key: Option<&PublicKey>,
+    kept: Option<SignedTreeHead>,
+    limit: segment::Limit,
+) -> Result<Report, Damage> {
     let top = |what: String| Damage {
         place: Place {
             segment: dir.display().to_string(),
@@ -505,8 +515,11 @@ pub fn verify_dir(
         if walk.purged(seg) {
             continue;
         }
-        let bytes = std::fs::read(&seg.path)
-            .map_err(|e| top(format!("cannot read {}: {e}", seg.name())))?;
+        let Some(bytes) = segment::read_limited(seg, limit)
+            .map_err(|e| top(format!("cannot read {}: {e}", seg.name())))?
+        else {
+            break;
+        };
         walk.segment(seg, &bytes, key, |_| {})?;
     }
     let end = Place {

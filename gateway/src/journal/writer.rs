@@ -86,6 +86,9 @@ struct Health {
     failed: AtomicBool,
     reason: Mutex<Option<String>>,
     appended: AtomicU64,
+    /// The current segment and its length after the last acknowledged write: readers of a
+    /// live journal stop there, never inside a write in progress.
+    durable: Mutex<Option<(u64, u64)>>,
 }
 
 /// The journal, open for appending.
@@ -239,6 +242,12 @@ impl Journal {
             .ok()
             .and_then(|r| r.clone())
             .or_else(|| Some("write failure".into()))
+    }
+
+    /// Where the acknowledged journal ends: (segment number, length), once something was
+    /// written since it was opened.
+    pub fn durable_end(&self) -> Option<(u64, u64)> {
+        self.health.durable.lock().ok().and_then(|d| *d)
     }
 
     /// Events appended since the journal was opened.
@@ -462,6 +471,11 @@ impl Writer {
                 (current, file, 0, 0)
             }
         };
+        if len > 0
+            && let Ok(mut d) = health.durable.lock()
+        {
+            *d = Some((current.number, len));
+        }
         Ok(Self {
             cfg,
             file,
@@ -551,6 +565,9 @@ impl Writer {
             Ok(()) => {
                 self.current_len += buf.len() as u64;
                 self.current_last_ms = self.current_last_ms.max(batch_time);
+                if let Ok(mut d) = self.health.durable.lock() {
+                    *d = Some((self.current.number, self.current_len));
+                }
                 self.health
                     .appended
                     .fetch_add(appends.len() as u64, Ordering::Relaxed);

@@ -12,8 +12,8 @@ use ztgw_pki::{
 };
 
 use super::{
-    ActionRecord, CertificateRecord, DeviceRecord, EmployeeRecord, EndOfService, Enrolment,
-    InvitationRecord, Registry, RegistryError, StatusChange,
+    ActionRecord, AuditorRecord, CertificateRecord, DeviceRecord, EmployeeRecord, EndOfService,
+    Enrolment, InvitationRecord, Registry, RegistryError, StatusChange,
 };
 
 const SCHEMA_VERSION: i64 = 1;
@@ -79,6 +79,19 @@ CREATE TABLE IF NOT EXISTS certificates (
     revocation_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS certificates_device ON certificates(device_id);
+CREATE TABLE IF NOT EXISTS auditors (
+    name TEXT PRIMARY KEY,
+    serial BLOB NOT NULL UNIQUE,
+    not_after INTEGER NOT NULL,
+    added_at INTEGER NOT NULL,
+    added_by TEXT NOT NULL,
+    add_reason TEXT NOT NULL,
+    add_note TEXT,
+    revoked_at INTEGER,
+    revoked_by TEXT,
+    revoke_reason TEXT,
+    revoke_note TEXT
+);
 CREATE TABLE IF NOT EXISTS actions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at INTEGER NOT NULL,
@@ -509,6 +522,20 @@ impl Registry for SqliteRegistry {
                     });
                 }
             }
+            let mut stmt = c
+                .prepare("SELECT serial, revoked_at FROM auditors WHERE revoked_at IS NOT NULL AND not_after > ?1")
+                .map_err(storage)?;
+            let rows = stmt
+                .query_map(params![ts(now)], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(storage)?;
+            for row in rows {
+                let (serial, at) = row.map_err(storage)?;
+                out.push(RevokedEntry {
+                    serial: SerialNumber::from_slice(&serial),
+                    revoked_at: from_ts(at)?,
+                    reason: CrlReason::AffiliationChanged,
+                });
+            }
             Ok(out)
         })
     }
@@ -526,6 +553,81 @@ impl Registry for SqliteRegistry {
                 })
                 .map_err(storage)?;
             u64::try_from(n).map_err(|_| RegistryError::Corrupt(format!("crl number {n}")))
+        })
+    }
+
+    fn add_auditor(&self, a: &AuditorRecord, action: &ActionRecord) -> Result<(), RegistryError> {
+        self.in_transaction(|tx| {
+            // Names are never reused: a revoked auditor's certificate stays in the CRL
+            // until it expires, under its own name.
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO auditors (name, serial, not_after, added_at, added_by, add_reason, add_note)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        a.name.as_str(),
+                        a.serial.as_bytes(),
+                        ts(a.not_after),
+                        ts(a.added.at),
+                        a.added.by,
+                        a.added.reason,
+                        a.added.note
+                    ],
+                )
+                .map_err(storage)?;
+            if inserted == 0 {
+                return Err(RegistryError::Duplicate(format!("auditor {}", a.name)));
+            }
+            insert_action(tx, action)
+        })
+    }
+
+    fn auditor(
+        &self,
+        name: &ztgw_pki::AuditorName,
+    ) -> Result<Option<AuditorRecord>, RegistryError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT name, serial, not_after, added_at, added_by, add_reason, add_note,
+                    revoked_at, revoked_by, revoke_reason, revoke_note FROM auditors WHERE name = ?1",
+                params![name.as_str()],
+                |r| {
+                    Ok((|| {
+                        let serial: Vec<u8> = r.get(1).map_err(storage)?;
+                        Ok(AuditorRecord {
+                            name: parse_id(r.get::<_, String>(0).map_err(storage)?)?,
+                            serial: SerialNumber::from_slice(&serial),
+                            not_after: from_ts(r.get(2).map_err(storage)?)?,
+                            added: change_from_row(r, 3)?.ok_or_else(|| RegistryError::Corrupt("auditor without addition".into()))?,
+                            revoked: change_from_row(r, 7)?,
+                        })
+                    })())
+                },
+            )
+            .optional()
+            .map_err(storage)?
+            .transpose()
+        })
+    }
+
+    fn revoke_auditor(
+        &self,
+        name: &ztgw_pki::AuditorName,
+        change: &StatusChange,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError> {
+        self.in_transaction(|tx| {
+            let updated = tx
+                .execute(
+                    "UPDATE auditors SET revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3, revoke_note = ?4
+                     WHERE name = ?5 AND revoked_at IS NULL",
+                    params![ts(change.at), change.by, change.reason, change.note, name.as_str()],
+                )
+                .map_err(storage)?;
+            if updated == 0 {
+                return Err(RegistryError::NotFound(format!("active auditor {name}")));
+            }
+            insert_action(tx, action)
         })
     }
 
