@@ -2,6 +2,7 @@
 
 mod journal;
 mod policy;
+mod report;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Auditors: certificates for reading the journal through the control plane.
     #[command(subcommand)]
     Auditor(AuditorCommand),
+    /// Reports from the journal: telework hours (G11), admissions and posture (G12).
+    #[command(subcommand)]
+    Report(report::ReportCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,6 +255,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
     let operator = cli.operator.clone().unwrap_or_else(os_user);
     match cli.command {
         Command::Journal(cmd) => journal::run(&cli.config, cmd),
+        Command::Report(cmd) => report::run(&cli.config, cmd),
         Command::Auditor(AuditorCommand::Revoke { name, note }) => show(
             admin(
                 &cli.config,

@@ -26,5 +26,6 @@ pub mod device_auth;
 pub mod enrolment;
 pub mod journal;
 pub mod registry;
+pub mod report;
 pub mod revocation;
 pub mod state;

@@ -223,6 +223,17 @@ impl Schedule {
         merged
     }
 
+    /// The windows open on local `date`, as instants.
+    pub fn windows_on(&self, date: Date) -> Vec<Window> {
+        self.ranges_on(date)
+            .into_iter()
+            .map(|r| Window {
+                start: self.instant(date, r.start),
+                end: self.instant(date, r.end),
+            })
+            .collect()
+    }
+
     /// Whether telework is allowed at `t`.
     pub fn is_open(&self, t: Timestamp) -> bool {
         self.window_at(t).is_some()

@@ -111,6 +111,47 @@ pub enum Event {
         operator: String,
         note: Option<String>,
     },
+    #[serde(rename = "admission.granted")]
+    AdmissionGranted {
+        session: String,
+        device: String,
+        employee: String,
+        role: String,
+    },
+    /// Every reason the admission was refused, as check ids (`outside-schedule`,
+    /// `posture.antivirus`, `certificate-revoked`…).
+    #[serde(rename = "admission.denied")]
+    AdmissionDenied {
+        device: String,
+        employee: String,
+        reasons: Vec<String>,
+    },
+    #[serde(rename = "session.started")]
+    SessionStarted {
+        session: String,
+        device: String,
+        employee: String,
+        role: String,
+        schedule: String,
+    },
+    #[serde(rename = "session.ended")]
+    SessionEnded {
+        session: String,
+        device: String,
+        employee: String,
+        reason: String,
+        duration_secs: u64,
+        bytes_in: u64,
+        bytes_out: u64,
+    },
+    /// A posture evaluation: which checks failed, never the device's software list (G15).
+    #[serde(rename = "posture.checked")]
+    PostureChecked {
+        device: String,
+        employee: String,
+        compliant: bool,
+        failed: Vec<String>,
+    },
     /// An action journaled as about to take effect did not (the registry refused it).
     #[serde(rename = "action.failed")]
     ActionFailed { seq: u64, error: String },
@@ -150,6 +191,11 @@ impl Event {
             Self::PolicyLoaded { .. } => "policy.loaded",
             Self::PolicyRefused { .. } => "policy.refused",
             Self::ActionFailed { .. } => "action.failed",
+            Self::AdmissionGranted { .. } => "admission.granted",
+            Self::AdmissionDenied { .. } => "admission.denied",
+            Self::SessionStarted { .. } => "session.started",
+            Self::SessionEnded { .. } => "session.ended",
+            Self::PostureChecked { .. } => "posture.checked",
             Self::AuditorAdded { .. } => "auditor.added",
             Self::AuditorRevoked { .. } => "auditor.revoked",
             Self::JournalTruncated { .. } => "journal.truncated",
