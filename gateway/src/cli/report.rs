@@ -120,11 +120,9 @@ pub fn run(config: &Path, cmd: ReportCommand) -> Result<(), Failure> {
                 "DATE", "GRANTED", "DENIED", "CHECKS", "COMPLIANT"
             );
             for r in rows {
-                let pct = if r.posture_checks == 0 {
-                    "-".to_owned()
-                } else {
-                    format!("{}%", r.posture_compliant * 100 / r.posture_checks)
-                };
+                let pct = (r.posture_compliant * 100)
+                    .checked_div(r.posture_checks)
+                    .map_or_else(|| "-".to_owned(), |p| format!("{p}%"));
                 let reasons: Vec<String> = r
                     .denied_by_reason
                     .iter()
