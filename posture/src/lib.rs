@@ -5,6 +5,8 @@
 //! collector runs on fixture trees in tests. This crate never opens a socket, and it
 //! never treats an unknown fact as a compliant one.
 
+pub mod collect;
 pub mod os_release;
+pub mod report;
 
 pub use os_release::{OsRelease, read_hostname};

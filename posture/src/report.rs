@@ -1,0 +1,259 @@
+//! The posture report: what a device says about itself, neutral across operating systems.
+//!
+//! Every fact says how it was determined, or that it is unknown and why. Unknown never
+//! counts as compliant. [`PostureReport::parse`] bounds the size of everything an agent
+//! sends before the gateway looks at it.
+
+use serde::{Deserialize, Serialize};
+
+/// The schema version this crate writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Largest report accepted, in bytes of JSON.
+pub const MAX_REPORT_BYTES: usize = 256 * 1024;
+/// Longest list of installed software accepted.
+pub const MAX_SOFTWARE: usize = 20_000;
+/// Longest of the other lists (antivirus, volumes, browsers, tools, markers).
+pub const MAX_LIST: usize = 256;
+/// Longest string in a report.
+pub const MAX_STRING: usize = 512;
+
+/// A fact and how it was found, or why it is not known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Fact<T> {
+    Known { value: T, source: String },
+    Unknown { reason: String },
+}
+
+impl<T> Fact<T> {
+    pub fn known(value: T, source: impl Into<String>) -> Self {
+        Self::Known {
+            value,
+            source: source.into(),
+        }
+    }
+
+    pub fn unknown(reason: impl Into<String>) -> Self {
+        Self::Unknown {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Self::Known { value, .. } => Some(value),
+            Self::Unknown { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OsFamily {
+    Linux,
+    Windows,
+    Macos,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsInfo {
+    pub family: OsFamily,
+    /// `debian`, `ubuntu`, `fedora`, `windows`, `macos`.
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub build: Option<String>,
+    pub kernel: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Antivirus {
+    pub product: String,
+    pub running: bool,
+    pub signatures_version: Option<String>,
+    /// RFC 3339.
+    pub signatures_time: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Firewall {
+    pub active: bool,
+    /// `ufw`, `nftables`, `windows-defender-firewall`…
+    pub product: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// `/`, `/home`, `C:`.
+    pub mount: String,
+    pub encrypted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScreenLock {
+    pub enabled: bool,
+    pub idle_delay_secs: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Browser {
+    /// `firefox-esr`, `firefox`, `chromium`, `chrome`, `edge`, `safari`.
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemovableStorage {
+    Blocked,
+    Allowed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WifiSecurity {
+    /// Not on Wi-Fi (wired).
+    None,
+    Open,
+    Wep,
+    Wpa,
+    Wpa2,
+    Wpa3,
+    Enterprise,
+}
+
+/// A device's posture report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostureReport {
+    pub schema_version: u32,
+    /// RFC 3339, by the device's clock.
+    pub collected_at: String,
+    pub agent_version: String,
+    /// The gateway's nonce for this report (base64url), so it cannot be replayed.
+    pub nonce: String,
+    pub os: Fact<OsInfo>,
+    /// When the system last updated successfully (RFC 3339).
+    pub last_update: Fact<String>,
+    pub antivirus: Fact<Vec<Antivirus>>,
+    pub firewall: Fact<Firewall>,
+    pub volumes: Fact<Vec<Volume>>,
+    pub screen_lock: Fact<ScreenLock>,
+    /// Installed packages (names and versions), for the software checks.
+    pub software: Fact<Vec<Package>>,
+    /// Executables found on PATH among those the profile asks about.
+    pub tools_on_path: Fact<Vec<String>>,
+    pub browsers: Fact<Vec<Browser>>,
+    pub removable_storage: Fact<RemovableStorage>,
+    pub wifi: Fact<WifiSecurity>,
+    /// Administration-data markers found (the profile's names, not the files' paths).
+    pub data_markers: Fact<Vec<String>>,
+}
+
+/// Why a report is refused before it is evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ReportError {
+    /// `report_too_large`, `report_malformed`, `report_version`, `report_list_too_long`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl PostureReport {
+    /// Parses and bounds a report.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ReportError> {
+        if bytes.len() > MAX_REPORT_BYTES {
+            return Err(ReportError {
+                code: "report_too_large",
+                message: format!(
+                    "the report is {} bytes; at most {MAX_REPORT_BYTES} are accepted",
+                    bytes.len()
+                ),
+            });
+        }
+        let version: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| ReportError {
+                code: "report_malformed",
+                message: format!("the report is not JSON: {e}"),
+            })?;
+        match version.get("schema_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v) => {
+                return Err(ReportError {
+                    code: "report_version",
+                    message: format!(
+                        "report schema {v} is not supported (this gateway reads {SCHEMA_VERSION})"
+                    ),
+                });
+            }
+            None => {
+                return Err(ReportError {
+                    code: "report_malformed",
+                    message: "the report has no schema_version".into(),
+                });
+            }
+        }
+        let report: Self = serde_json::from_value(version).map_err(|e| ReportError {
+            code: "report_malformed",
+            message: format!("the report does not follow the schema: {e}"),
+        })?;
+        report.check_bounds()?;
+        Ok(report)
+    }
+
+    fn check_bounds(&self) -> Result<(), ReportError> {
+        let long = |what: &str, n: usize, max: usize| -> Result<(), ReportError> {
+            if n > max {
+                return Err(ReportError {
+                    code: "report_list_too_long",
+                    message: format!("{what} lists {n} entries; at most {max} are accepted"),
+                });
+            }
+            Ok(())
+        };
+        if let Some(v) = self.software.value() {
+            long("software", v.len(), MAX_SOFTWARE)?;
+        }
+        if let Some(v) = self.antivirus.value() {
+            long("antivirus", v.len(), MAX_LIST)?;
+        }
+        if let Some(v) = self.volumes.value() {
+            long("volumes", v.len(), MAX_LIST)?;
+        }
+        if let Some(v) = self.browsers.value() {
+            long("browsers", v.len(), MAX_LIST)?;
+        }
+        if let Some(v) = self.tools_on_path.value() {
+            long("tools_on_path", v.len(), MAX_LIST)?;
+        }
+        if let Some(v) = self.data_markers.value() {
+            long("data_markers", v.len(), MAX_LIST)?;
+        }
+        let strings = serde_json::to_value(self).map_err(|e| ReportError {
+            code: "report_malformed",
+            message: e.to_string(),
+        })?;
+        if longest_string(&strings) > MAX_STRING {
+            return Err(ReportError {
+                code: "report_malformed",
+                message: format!("a string in the report is longer than {MAX_STRING} characters"),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn longest_string(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::String(s) => s.len(),
+        serde_json::Value::Array(a) => a.iter().map(longest_string).max().unwrap_or(0),
+        serde_json::Value::Object(o) => o.values().map(longest_string).max().unwrap_or(0),
+        _ => 0,
+    }
+}
