@@ -113,7 +113,7 @@ fn last_update(root: &Path) -> Fact<String> {
         && let Some(last) = history
             .lines()
             .filter_map(|l| l.strip_prefix("End-Date: "))
-            .last()
+            .next_back()
     {
         let compact = last.split_whitespace().collect::<Vec<_>>().join("T");
         if let Ok(dt) = compact.parse::<jiff::civil::DateTime>() {

@@ -38,10 +38,10 @@ pub fn detect(root: &Path, running: bool) -> Option<Antivirus> {
         let Ok(bytes) = read_prefix(&dir.join(name), 512) else {
             continue;
         };
-        if let Some(h) = parse_header(&bytes) {
-            if newest.as_ref().is_none_or(|n| h.time > n.time) {
-                newest = Some(h);
-            }
+        if let Some(h) = parse_header(&bytes)
+            && newest.as_ref().is_none_or(|n| h.time > n.time)
+        {
+            newest = Some(h);
         }
     }
     if newest.is_none() && !running {
