@@ -6,7 +6,9 @@
 //! never treats an unknown fact as a compliant one.
 
 pub mod collect;
+pub mod evaluate;
 pub mod os_release;
+pub mod profile;
 pub mod report;
 
 pub use os_release::{OsRelease, read_hostname};

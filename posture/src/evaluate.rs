@@ -1,0 +1,442 @@
+//! Evaluating a report against a profile: every check's result, a sentence for the
+//! employee and what to do about it. Unknown never passes. Time is a parameter.
+
+use std::cmp::Ordering;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::collect::dpkg;
+use crate::profile::Profile;
+use crate::report::{Fact, PostureReport, RemovableStorage};
+
+/// How far a device's clock may run ahead of the gateway's.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 120;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// The fact could not be determined: not compliant.
+    Unknown,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// Stable id, e.g. `posture.antivirus`.
+    pub id: String,
+    pub outcome: Outcome,
+    /// What was found, for the employee.
+    pub sentence: String,
+    /// What to do, when it did not pass.
+    pub remediation: Option<String>,
+}
+
+/// The whole evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub compliant: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Evaluation {
+    /// The ids of the checks that did not pass.
+    pub fn failed(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|c| c.outcome != Outcome::Pass)
+            .map(|c| c.id.clone())
+            .collect()
+    }
+}
+
+/// Whether the report's freshness and nonce are checked (at the gateway) or not (when
+/// the employee previews the checks on the laptop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness<'a> {
+    Require { nonce: &'a str },
+    Preview,
+}
+
+/// Evaluates `report` against `profile` at `now`.
+pub fn evaluate(
+    report: &PostureReport,
+    profile: &Profile,
+    now: Timestamp,
+    freshness: Freshness<'_>,
+) -> Evaluation {
+    let mut c = Checks(Vec::new());
+    if let Freshness::Require { nonce } = freshness {
+        let same = !nonce.is_empty() && constant_time_eq(report.nonce.as_bytes(), nonce.as_bytes());
+        c.pass_if(
+            "report.nonce",
+            same,
+            "the report answers this gateway's request",
+            "the report was not made for this request (a replay, or an old report)",
+            "Run the connection again: the agent makes a fresh report.",
+        );
+        match report.collected_at.parse::<Timestamp>() {
+            Ok(at) => {
+                let age = now.as_second() - at.as_second();
+                c.pass_if(
+                    "report.age",
+                    age <= profile.max_report_age as i64 && age >= -MAX_CLOCK_SKEW_SECS,
+                    "the report is recent",
+                    &format!("the report is {age} seconds old (at most {} accepted), or the device's clock is wrong", profile.max_report_age),
+                    "Check the device's date and time, then connect again.",
+                );
+            }
+            Err(_) => c.fail(
+                "report.age",
+                "the report's time cannot be read",
+                "Update ztgw-agent.",
+            ),
+        }
+    }
+    os(&mut c, report, profile);
+    updates(&mut c, report, profile, now);
+    antivirus(&mut c, report, profile, now);
+    if profile.firewall_required {
+        match &report.firewall {
+            Fact::Known { value, .. } => c.pass_if("posture.firewall", value.active, &format!("the firewall ({}) is active", value.product), &format!("the firewall ({}) is not active", value.product), "Turn the firewall on (for example: sudo ufw enable)."),
+            Fact::Unknown { reason } => c.unknown("posture.firewall", reason, "Install and enable a firewall (for example: sudo apt install ufw && sudo ufw enable)."),
+        }
+    }
+    if profile.disk_encryption_required {
+        match &report.volumes {
+            Fact::Known { value, .. } => {
+                let clear: Vec<&str> = value
+                    .iter()
+                    .filter(|v| !v.encrypted)
+                    .map(|v| v.mount.as_str())
+                    .collect();
+                c.pass_if(
+                    "posture.disk-encryption",
+                    clear.is_empty() && !value.is_empty(),
+                    "the system and home volumes are encrypted",
+                    &format!("not encrypted: {}", clear.join(", ")),
+                    "Encrypt the disk (LUKS, BitLocker or FileVault); ask the IT unit for help.",
+                );
+            }
+            Fact::Unknown { reason } => c.unknown(
+                "posture.disk-encryption",
+                reason,
+                "Ask the IT unit to check the disk encryption.",
+            ),
+        }
+    }
+    if profile.screen_lock_required {
+        match &report.screen_lock {
+            Fact::Known { value, .. } => {
+                let delay_ok = value
+                    .idle_delay_secs
+                    .is_some_and(|d| d > 0 && u64::from(d) <= profile.max_idle_delay);
+                c.pass_if(
+                    "posture.screen-lock",
+                    value.enabled && delay_ok,
+                    "the screen locks when idle",
+                    &format!(
+                        "the screen lock is {} with an idle delay of {}",
+                        if value.enabled { "on" } else { "off" },
+                        value
+                            .idle_delay_secs
+                            .map_or("unknown".into(), |d| format!("{d} s"))
+                    ),
+                    &format!(
+                        "Turn on the automatic screen lock after at most {} minutes.",
+                        profile.max_idle_delay / 60
+                    ),
+                );
+            }
+            Fact::Unknown { reason } => c.unknown(
+                "posture.screen-lock",
+                reason,
+                "Turn on the automatic screen lock, set by the IT unit.",
+            ),
+        }
+    }
+    browsers(&mut c, report, profile);
+    software(&mut c, report, profile);
+    if !profile.forbidden_data_markers.is_empty() {
+        match &report.data_markers {
+            Fact::Known { value, .. } => c.pass_if("posture.data-markers", value.is_empty(), "no administration data was found on the device", &format!("administration data found: {}", value.join(", ")), "Remove administration data from this device: it must stay on the administration's systems."),
+            Fact::Unknown { reason } => c.unknown("posture.data-markers", reason, "Remove administration data from this device."),
+        }
+    }
+    if profile.removable_storage_blocked {
+        match &report.removable_storage {
+            Fact::Known { value, .. } => c.pass_if(
+                "posture.removable-storage",
+                *value == RemovableStorage::Blocked,
+                "USB storage is blocked",
+                "USB storage is allowed",
+                "Ask the IT unit to block USB storage on this device.",
+            ),
+            Fact::Unknown { reason } => c.unknown(
+                "posture.removable-storage",
+                reason,
+                "Ask the IT unit to block USB storage.",
+            ),
+        }
+    }
+    let compliant = c.0.iter().all(|x| x.outcome == Outcome::Pass);
+    Evaluation {
+        compliant,
+        checks: c.0,
+    }
+}
+
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn push(&mut self, id: &str, outcome: Outcome, sentence: &str, remediation: Option<&str>) {
+        self.0.push(Check {
+            id: id.into(),
+            outcome,
+            sentence: sentence.into(),
+            remediation: remediation.map(str::to_owned),
+        });
+    }
+    fn pass_if(&mut self, id: &str, ok: bool, pass: &str, fail: &str, fix: &str) {
+        if ok {
+            self.push(id, Outcome::Pass, pass, None);
+        } else {
+            self.push(id, Outcome::Fail, fail, Some(fix));
+        }
+    }
+    fn fail(&mut self, id: &str, why: &str, fix: &str) {
+        self.push(id, Outcome::Fail, why, Some(fix));
+    }
+    fn unknown(&mut self, id: &str, reason: &str, fix: &str) {
+        self.push(
+            id,
+            Outcome::Unknown,
+            &format!("could not be checked: {reason}"),
+            Some(fix),
+        );
+    }
+}
+
+fn os(c: &mut Checks, r: &PostureReport, p: &Profile) {
+    match &r.os {
+        Fact::Known { value, .. } if p.os.is_empty() => c.push(
+            "posture.os",
+            Outcome::Pass,
+            &format!("{} is accepted", value.name),
+            None,
+        ),
+        Fact::Known { value, .. } => {
+            let allowed = p.os.iter().find(|a| a.id == value.id);
+            match allowed {
+                None => c.fail(
+                    "posture.os",
+                    &format!("{} is not an accepted system", value.name),
+                    &format!(
+                        "Use an accepted system: {}.",
+                        p.os.iter()
+                            .map(|a| a.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+                Some(a) => {
+                    let new_enough = a
+                        .min_version
+                        .as_deref()
+                        .is_none_or(|m| dpkg::compare(&value.version, m) != Ordering::Less);
+                    c.pass_if(
+                        "posture.os",
+                        new_enough,
+                        &format!("{} is accepted", value.name),
+                        &format!(
+                            "{} is older than the required {}",
+                            value.name,
+                            a.min_version.as_deref().unwrap_or("")
+                        ),
+                        "Upgrade the operating system to a supported version.",
+                    );
+                }
+            }
+        }
+        Fact::Unknown { reason } => c.unknown(
+            "posture.os",
+            reason,
+            "Use a supported, genuine operating system.",
+        ),
+    }
+}
+
+fn updates(c: &mut Checks, r: &PostureReport, p: &Profile, now: Timestamp) {
+    let Some(max) = p.max_days_since_update else {
+        return;
+    };
+    match &r.last_update {
+        Fact::Known { value, .. } => match value.parse::<Timestamp>() {
+            Ok(t) => {
+                let days = (now.as_second() - t.as_second()) / 86_400;
+                c.pass_if("posture.updates", days <= i64::from(max), &format!("the system was updated {days} days ago"), &format!("the system was last updated {days} days ago (at most {max} accepted)"), "Install the system updates (for example: sudo apt update && sudo apt upgrade).");
+            }
+            Err(_) => c.unknown(
+                "posture.updates",
+                "the update time cannot be read",
+                "Install the system updates.",
+            ),
+        },
+        Fact::Unknown { reason } => {
+            c.unknown("posture.updates", reason, "Install the system updates.")
+        }
+    }
+}
+
+fn antivirus(c: &mut Checks, r: &PostureReport, p: &Profile, now: Timestamp) {
+    if !p.antivirus_required {
+        return;
+    }
+    let list = match &r.antivirus {
+        Fact::Known { value, .. } => value,
+        Fact::Unknown { reason } => {
+            return c.unknown(
+                "posture.antivirus",
+                reason,
+                "Install an antivirus (for example: sudo apt install clamav clamav-daemon).",
+            );
+        }
+    };
+    let Some(av) = list.first() else {
+        return c.fail(
+            "posture.antivirus",
+            "no antivirus was found",
+            "Install an antivirus (for example: sudo apt install clamav clamav-daemon).",
+        );
+    };
+    if p.antivirus_running {
+        c.pass_if(
+            "posture.antivirus-running",
+            list.iter().any(|a| a.running),
+            &format!("{} is running", av.product),
+            &format!("{} is installed but not running", av.product),
+            "Start the antivirus service (for example: sudo systemctl enable --now clamav-daemon).",
+        );
+    }
+    let newest = list
+        .iter()
+        .filter_map(|a| a.signatures_time.as_deref()?.parse::<Timestamp>().ok())
+        .max();
+    match newest {
+        Some(t) => {
+            let age = now.as_second() - t.as_second();
+            c.pass_if(
+                "posture.antivirus-signatures",
+                age <= p.max_signature_age as i64,
+                "the antivirus signatures are up to date",
+                &format!("the antivirus signatures are {} days old", age / 86_400),
+                "Update the antivirus signatures (for example: sudo freshclam).",
+            );
+        }
+        None => c.unknown(
+            "posture.antivirus-signatures",
+            "the signatures' date is not known",
+            "Update the antivirus signatures (for example: sudo freshclam).",
+        ),
+    }
+}
+
+fn browsers(c: &mut Checks, r: &PostureReport, p: &Profile) {
+    if p.min_browser_versions.is_empty() {
+        return;
+    }
+    match &r.browsers {
+        Fact::Known { value, .. } => {
+            let old: Vec<String> = value
+                .iter()
+                .filter_map(|b| {
+                    let min = p.min_browser_versions.get(&b.name)?;
+                    (dpkg::compare(&b.version, min) == Ordering::Less)
+                        .then(|| format!("{} {} (needs {min})", b.name, b.version))
+                })
+                .collect();
+            c.pass_if(
+                "posture.browsers",
+                old.is_empty(),
+                "the browsers are up to date",
+                &format!("outdated: {}", old.join(", ")),
+                "Update the browser.",
+            );
+        }
+        Fact::Unknown { reason } => {
+            c.unknown("posture.browsers", reason, "Keep the browser up to date.")
+        }
+    }
+}
+
+fn software(c: &mut Checks, r: &PostureReport, p: &Profile) {
+    let installed: Option<&Vec<crate::report::Package>> = r.software.value();
+    let on_path: Vec<&String> = r
+        .tools_on_path
+        .value()
+        .map(|v| v.iter().collect())
+        .unwrap_or_default();
+    if !p.forbidden_software.is_empty() {
+        let mut found: Vec<String> = p
+            .forbidden_software
+            .iter()
+            .filter(|f| {
+                installed.is_some_and(|i| i.iter().any(|pkg| &pkg.name == *f))
+                    || on_path.iter().any(|t| t == f)
+            })
+            .cloned()
+            .collect();
+        found.dedup();
+        if installed.is_none() && found.is_empty() {
+            c.unknown(
+                "posture.forbidden-software",
+                "the installed software could not be read",
+                "Remove hacking tools from this device.",
+            );
+        } else {
+            c.pass_if(
+                "posture.forbidden-software",
+                found.is_empty(),
+                "no forbidden software was found",
+                &format!("forbidden software found: {}", found.join(", ")),
+                &format!(
+                    "Remove it (for example: sudo apt purge {}).",
+                    found.join(" ")
+                ),
+            );
+        }
+    }
+    if !p.required_software.is_empty() {
+        match installed {
+            Some(i) => {
+                let missing: Vec<&str> = p
+                    .required_software
+                    .iter()
+                    .filter(|s| !i.iter().any(|pkg| &pkg.name == *s))
+                    .map(String::as_str)
+                    .collect();
+                c.pass_if(
+                    "posture.required-software",
+                    missing.is_empty(),
+                    "the required software is installed",
+                    &format!("missing: {}", missing.join(", ")),
+                    &format!(
+                        "Install it (for example: sudo apt install {}).",
+                        missing.join(" ")
+                    ),
+                );
+            }
+            None => c.unknown(
+                "posture.required-software",
+                "the installed software could not be read",
+                "Install the software the IT unit requires.",
+            ),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
