@@ -42,8 +42,8 @@ pub struct Policy {
     pub settings: PolicySettings,
     pub resources: BTreeMap<String, Resource>,
     pub schedules: BTreeMap<String, Schedule>,
-    /// Posture profiles as written; the posture crate gives them meaning.
-    pub posture: BTreeMap<String, toml::Table>,
+    /// Posture profiles, checked.
+    pub posture: BTreeMap<String, ztgw_posture::profile::Profile>,
     pub roles: BTreeMap<String, Role>,
     pub employees: BTreeMap<String, EmployeeRule>,
     pub tests: Vec<TestCase>,

@@ -91,6 +91,15 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<String> {
             ));
         }
     }
+    for (name, after) in &new.posture {
+        match old.posture.get(name) {
+            Some(before) if before != after => out.push(format!(
+                "posture profile {name} changes{}",
+                affects(new, |r| &r.posture == name)
+            )),
+            _ => {}
+        }
+    }
     let employees: BTreeSet<&String> = old.employees.keys().chain(new.employees.keys()).collect();
     for e in employees {
         let before = old.employees.get(e).and_then(|x| x.schedule.as_deref());

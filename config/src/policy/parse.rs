@@ -610,7 +610,7 @@ impl<'t> Walker<'t> {
         if !self.errors.is_empty() {
             return None;
         }
-        let posture = match toml::from_str::<toml::Table>(text) {
+        let tables: BTreeMap<String, toml::Table> = match toml::from_str::<toml::Table>(text) {
             Ok(mut all) => match all.remove("posture") {
                 Some(toml::Value::Table(p)) => p
                     .into_iter()
@@ -626,6 +626,21 @@ impl<'t> Walker<'t> {
                 return None;
             }
         };
+        let mut posture = BTreeMap::new();
+        for (name, table) in tables {
+            match ztgw_posture::profile::Profile::from_table(&table) {
+                Ok(p) => {
+                    posture.insert(name, p);
+                }
+                Err(e) => {
+                    let span = header_span(text, "posture", &name).unwrap_or(0..0);
+                    self.error(span, format!("posture profile {name:?}: {e}"));
+                }
+            }
+        }
+        if !self.errors.is_empty() {
+            return None;
+        }
         Some(Policy {
             settings: raw.settings,
             resources,
