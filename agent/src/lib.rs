@@ -11,6 +11,7 @@
 pub mod client;
 pub mod enroll;
 pub mod error;
+pub mod posture;
 pub mod renew;
 pub mod state;
 

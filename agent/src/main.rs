@@ -44,6 +44,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check this device against the posture your role requires, and say how to fix
+    /// what fails.
+    Posture {
+        /// The report and its evaluation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_ownership(s: &str) -> Result<Ownership, String> {
@@ -124,6 +131,43 @@ async fn run(cli: Cli) -> Result<(), String> {
                 None => println!("The certificate is not due for renewal."),
             }
             Ok(())
+        }
+        Command::Posture { json } => {
+            let (profile, report, evaluation) = ztgw_agent::posture::preview(&state)
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                let both = serde_json::json!({ "profile": profile, "report": report, "evaluation": evaluation });
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&both).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!("Checked against {profile}:");
+                for c in &evaluation.checks {
+                    let mark = match c.outcome {
+                        ztgw_posture::evaluate::Outcome::Pass => "ok  ",
+                        ztgw_posture::evaluate::Outcome::Fail => "FAIL",
+                        ztgw_posture::evaluate::Outcome::Unknown => "??  ",
+                    };
+                    println!("  {mark} {:<30} {}", c.id, c.sentence);
+                    if let Some(fix) = &c.remediation {
+                        println!("       {:<30} -> {fix}", "");
+                    }
+                }
+                if evaluation.compliant {
+                    println!("This device meets the requirements.");
+                } else {
+                    println!(
+                        "This device does not meet the requirements yet: fix the items above (?? means it could not be checked, which does not count as passing)."
+                    );
+                }
+            }
+            if evaluation.compliant {
+                Ok(())
+            } else {
+                Err("the device is not compliant".into())
+            }
         }
         Command::Status { json } => {
             let view = status(&state).await.map_err(|e| e.to_string())?;

@@ -17,6 +17,8 @@ pub mod path {
     pub const ENROL: &str = "/v1/enroll";
     pub const RENEW: &str = "/v1/renew";
     pub const DEVICE: &str = "/v1/device";
+    /// Devices: the posture profile the device's role requires.
+    pub const POSTURE_PROFILE: &str = "/v1/posture/profile";
     /// Auditors: events as JSON lines, filtered by query parameters.
     pub const AUDIT_EVENTS: &str = "/v1/audit/events";
     /// Auditors: the journal's verification report.
@@ -165,6 +167,15 @@ pub struct DeviceView {
     pub certificate_serial: String,
     #[serde(with = "time::serde::rfc3339")]
     pub certificate_not_after: OffsetDateTime,
+}
+
+/// `GET /v1/posture/profile` (mTLS): what the device's role requires of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostureProfileView {
+    pub role: String,
+    pub profile_name: String,
+    /// The profile, as `ztgw_posture::profile::Profile` serialises it.
+    pub profile: serde_json::Value,
 }
 
 /// Every error answer: a stable reason code and a sentence.

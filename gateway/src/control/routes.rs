@@ -71,6 +71,14 @@ async fn dispatch(
                     .await?;
             json(StatusCode::OK, &answer)
         }
+        (Method::GET, path::POSTURE_PROFILE) => {
+            let answer = blocking(move || {
+                let device = authenticate(&ctx, &presented)?;
+                posture_profile(&ctx, &device)
+            })
+            .await?;
+            json(StatusCode::OK, &answer)
+        }
         (Method::GET, path::AUDIT_EVENTS | path::AUDIT_VERIFY | path::AUDIT_CHECKPOINT) => {
             let route = req.uri().path().to_owned();
             let query = req.uri().query().unwrap_or("").to_owned();
@@ -94,6 +102,33 @@ async fn dispatch(
         )),
         _ => Err(ApiError::new(Reason::NotFound, "no such endpoint")),
     }
+}
+
+fn posture_profile(
+    ctx: &Context,
+    device: &crate::device_auth::AuthenticatedDevice,
+) -> Result<ztgw_pki::wire::PostureProfileView, ApiError> {
+    let active = ctx.policy.current();
+    let role = active
+        .policy
+        .roles
+        .get(&device.record.role)
+        .ok_or_else(|| {
+            ApiError::new(
+                Reason::RoleUnknown,
+                "this device's role is no longer in the policy; contact your security unit",
+            )
+        })?;
+    let profile =
+        active.policy.posture.get(&role.posture).ok_or_else(|| {
+            ApiError::new(Reason::Internal, "the role's posture profile is missing")
+        })?;
+    Ok(ztgw_pki::wire::PostureProfileView {
+        role: device.record.role.clone(),
+        profile_name: role.posture.clone(),
+        profile: serde_json::to_value(profile)
+            .map_err(|e| ApiError::new(Reason::Internal, e.to_string()))?,
+    })
 }
 
 async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, max: usize) -> Result<T, ApiError> {

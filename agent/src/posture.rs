@@ -1,0 +1,68 @@
+//! `ztgw-agent posture`: what this laptop looks like to the gateway, checked against the
+//! profile its role requires, so the employee can fix problems before connecting (G6).
+
+use std::path::PathBuf;
+
+use ztgw_pki::wire::{PostureProfileView, path};
+use ztgw_posture::collect::{CollectOptions, collect};
+use ztgw_posture::evaluate::{Evaluation, Freshness, evaluate};
+use ztgw_posture::profile::Profile;
+use ztgw_posture::report::PostureReport;
+
+use crate::error::AgentError;
+use crate::renew::device_client;
+use crate::state::AgentState;
+
+/// The profile to check against: the gateway's for this device, or (when the device is
+/// not enrolled) the strict defaults.
+pub async fn profile_for(state: &AgentState) -> Result<(String, Profile), AgentError> {
+    match state.record() {
+        Ok(_) => {
+            let view: PostureProfileView = device_client(state)?.get(path::POSTURE_PROFILE).await?;
+            let profile: Profile = serde_json::from_value(view.profile)
+                .map_err(|e| AgentError::Protocol(format!("the posture profile: {e}")))?;
+            Ok((
+                format!("{} (role {})", view.profile_name, view.role),
+                profile,
+            ))
+        }
+        Err(AgentError::NotEnrolled { .. }) => Ok((
+            "the default profile (not enrolled)".into(),
+            Profile::default(),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Collects this device's report for `profile` (the nonce is the gateway's, or empty
+/// for a preview).
+pub fn collect_for(profile: &Profile, root: PathBuf, nonce: String) -> PostureReport {
+    collect(&CollectOptions {
+        root,
+        nonce,
+        now: jiff::Timestamp::now().to_string(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        watch_tools: profile.forbidden_software.clone(),
+        markers: profile
+            .forbidden_data_markers
+            .iter()
+            .map(|m| (m.name.clone(), m.path.clone()))
+            .collect(),
+        path: std::env::var("PATH").unwrap_or_default(),
+    })
+}
+
+/// The report and its preview evaluation.
+pub async fn preview(
+    state: &AgentState,
+) -> Result<(String, PostureReport, Evaluation), AgentError> {
+    let (name, profile) = profile_for(state).await?;
+    let report = collect_for(&profile, "/".into(), String::new());
+    let evaluation = evaluate(
+        &report,
+        &profile,
+        jiff::Timestamp::now(),
+        Freshness::Preview,
+    );
+    Ok((name, report, evaluation))
+}
