@@ -373,21 +373,16 @@ fn browsers(c: &mut Checks, r: &PostureReport, p: &Profile) {
 
 fn software(c: &mut Checks, r: &PostureReport, p: &Profile) {
     let installed: Option<&Vec<crate::report::Package>> = r.software.value();
-    let on_path: Vec<&String> = r
+    let on_path: Vec<&str> = r
         .tools_on_path
         .value()
-        .map(|v| v.iter().collect())
+        .map(|v| v.iter().map(String::as_str).collect())
         .unwrap_or_default();
+    let package_names = || installed.into_iter().flatten().map(|pkg| pkg.name.as_str());
     if !p.forbidden_software.is_empty() {
-        let mut found: Vec<String> = p
-            .forbidden_software
-            .iter()
-            .filter(|f| {
-                installed.is_some_and(|i| i.iter().any(|pkg| &pkg.name == *f))
-                    || on_path.iter().any(|t| t == f)
-            })
-            .cloned()
-            .collect();
+        let finder = Finder::new(&p.forbidden_software);
+        let mut found: Vec<&str> = finder.matches(package_names().chain(on_path.iter().copied()));
+        found.sort_unstable();
         found.dedup();
         if installed.is_none() && found.is_empty() {
             c.unknown(
@@ -410,12 +405,13 @@ fn software(c: &mut Checks, r: &PostureReport, p: &Profile) {
     }
     if !p.required_software.is_empty() {
         match installed {
-            Some(i) => {
+            Some(_) => {
+                let present = Finder::new(&p.required_software).matches(package_names());
                 let missing: Vec<&str> = p
                     .required_software
                     .iter()
-                    .filter(|s| !i.iter().any(|pkg| &pkg.name == *s))
                     .map(String::as_str)
+                    .filter(|s| !present.contains(s))
                     .collect();
                 c.pass_if(
                     "posture.required-software",
@@ -434,6 +430,63 @@ fn software(c: &mut Checks, r: &PostureReport, p: &Profile) {
                 "Install the software the IT unit requires.",
             ),
         }
+    }
+}
+
+/// Finds which of a few names occur in a long list, in one pass: a name whose length no
+/// wanted name has is skipped with one bit test; the rest are looked up in a hash set.
+struct Finder<'p> {
+    lengths: u128,
+    names: NameSet<'p>,
+}
+
+impl<'p> Finder<'p> {
+    fn new(names: &'p [String]) -> Self {
+        let mut lengths = 0u128;
+        for n in names {
+            lengths |= 1u128 << n.len().min(127);
+        }
+        Self {
+            lengths,
+            names: names.iter().map(String::as_str).collect(),
+        }
+    }
+
+    fn matches<'c>(&self, candidates: impl Iterator<Item = &'c str>) -> Vec<&'c str> {
+        candidates
+            .filter(|c| self.lengths & (1u128 << c.len().min(127)) != 0 && self.names.contains(c))
+            .collect()
+    }
+}
+
+/// A set of names with a cheap hash (word-wise FNV-1a): the names are not attacker-chosen keys
+/// of a long-lived table, only the lookups of one evaluation.
+type NameSet<'a> = std::collections::HashSet<&'a str, std::hash::BuildHasherDefault<Fnv>>;
+
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // FNV-1a over 8-byte words: names are short, so a few multiplications each.
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        let mut chunks = bytes.chunks_exact(8);
+        for w in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        h = (h ^ u64::from_le_bytes(last) ^ bytes.len() as u64).wrapping_mul(0x0100_0000_01b3);
+        self.0 = h;
     }
 }
 
