@@ -4,6 +4,8 @@
 
 pub mod clamav;
 pub mod dpkg;
+pub mod rpm;
+pub mod wifi;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ const BROWSER_PACKAGES: &[(&str, &str)] = &[
     ("firefox", "firefox"),
     ("chromium", "chromium"),
     ("google-chrome-stable", "chrome"),
+    ("chromium-browser", "chromium"),
     ("microsoft-edge-stable", "edge"),
 ];
 
@@ -49,7 +52,13 @@ pub struct CollectOptions {
 /// Collects a report.
 pub fn collect(o: &CollectOptions) -> PostureReport {
     let root = &o.root;
-    let software = read(root, "var/lib/dpkg/status").map(|s| dpkg::installed(&s));
+    let software: Fact<Vec<Package>> =
+        match (read(root, "var/lib/dpkg/status"), rpm::installed(root)) {
+            (Some(status), _) => Fact::known(dpkg::installed(&status), "/var/lib/dpkg/status"),
+            (None, Some(Ok(pkgs))) => Fact::known(pkgs, "/var/lib/rpm/rpmdb.sqlite"),
+            (None, Some(Err(e))) => Fact::unknown(format!("the rpm database cannot be read: {e}")),
+            (None, None) => Fact::unknown("neither a dpkg nor an rpm (sqlite) database was found"),
+        };
     PostureReport {
         schema_version: SCHEMA_VERSION,
         collected_at: o.now.clone(),
@@ -62,13 +71,10 @@ pub fn collect(o: &CollectOptions) -> PostureReport {
         volumes: volumes(root),
         screen_lock: screen_lock(root),
         browsers: match &software {
-            Some(pkgs) => Fact::known(browsers(pkgs), "dpkg database"),
-            None => Fact::unknown("no dpkg database (rpm-based systems are not read yet)"),
+            Fact::Known { value, source } => Fact::known(browsers(value), source.clone()),
+            Fact::Unknown { reason } => Fact::unknown(reason.clone()),
         },
-        software: match software {
-            Some(pkgs) => Fact::known(pkgs, "/var/lib/dpkg/status"),
-            None => Fact::unknown("no dpkg database (rpm-based systems are not read yet)"),
-        },
+        software,
         tools_on_path: Fact::known(tools_on_path(root, &o.path, &o.watch_tools), "PATH"),
         removable_storage: removable_storage(root),
         wifi: Fact::unknown(

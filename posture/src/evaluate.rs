@@ -181,6 +181,18 @@ pub fn evaluate(
             ),
         }
     }
+    if profile.open_wifi_forbidden {
+        match &report.wifi {
+            Fact::Known { value, .. } => c.pass_if(
+                "posture.wifi",
+                !matches!(value, crate::report::WifiSecurity::Open | crate::report::WifiSecurity::Wep),
+                "the network connection is protected",
+                "the device is on an open or WEP Wi-Fi network",
+                "Do not use open or unknown Wi-Fi: use a protected network (WPA2/WPA3) or a wired one.",
+            ),
+            Fact::Unknown { reason } => c.unknown("posture.wifi", reason, "Use a protected (WPA2/WPA3) or wired network, managed by NetworkManager."),
+        }
+    }
     let compliant = c.0.iter().all(|x| x.outcome == Outcome::Pass);
     Evaluation {
         compliant,

@@ -67,6 +67,8 @@ pub struct Profile {
     pub required_software: Vec<String>,
     pub forbidden_data_markers: Vec<Marker>,
     pub removable_storage_blocked: bool,
+    /// Refuse open and WEP Wi-Fi (G7); unknown also fails while this is on.
+    pub open_wifi_forbidden: bool,
 }
 
 impl Default for Profile {
@@ -87,6 +89,7 @@ impl Default for Profile {
             required_software: Vec::new(),
             forbidden_data_markers: Vec::new(),
             removable_storage_blocked: false,
+            open_wifi_forbidden: true,
         }
     }
 }

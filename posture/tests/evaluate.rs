@@ -78,7 +78,7 @@ fn base() -> PostureReport {
             "dpkg",
         ),
         removable_storage: Fact::known(RemovableStorage::Blocked, "modprobe"),
-        wifi: Fact::unknown("not read"),
+        wifi: Fact::known(WifiSecurity::Wpa2, "NetworkManager"),
         data_markers: Fact::known(vec![], "markers"),
     }
 }
@@ -138,7 +138,7 @@ fn a_compliant_laptop_passes_every_check() {
             .filter(|c| c.outcome != Outcome::Pass)
             .collect::<Vec<_>>()
     );
-    assert_eq!(e.checks.len(), 14);
+    assert_eq!(e.checks.len(), 15);
     assert!(e.failed().is_empty());
 }
 
