@@ -22,6 +22,7 @@ pub mod clock;
 pub mod context;
 pub mod control;
 pub mod daemon;
+pub mod dataplane;
 pub mod device_auth;
 pub mod enrolment;
 pub mod journal;

@@ -37,7 +37,7 @@ pub enum Decision {
 }
 
 /// Why a packet is denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DenyReason {
     /// No resource of the role opens this destination.
     NoRule,

@@ -1,0 +1,425 @@
+//! The flows laptops opened. A packet from the internal network reaches a laptop only on
+//! a flow that laptop opened; nothing inside can open one. The table is bounded: when it
+//! is full, expired flows are dropped first, and a new flow is refused (and counted).
+//! Time is a parameter (milliseconds on any monotonic clock).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ztgw_config::policy::RuleId;
+
+use super::packet::{Header, IcmpKind, TcpFlags, Transport};
+
+/// Most flows tracked at once by a gateway (`[dataplane] max_flows` overrides it).
+pub const MAX_FLOWS: usize = 262_144;
+/// Most flows one session may hold: one laptop cannot fill the table for everyone.
+pub const MAX_FLOWS_PER_SESSION: usize = 4_096;
+
+/// Idle timeouts, in milliseconds.
+pub const TCP_OPENING_MS: u64 = 30_000;
+pub const TCP_ESTABLISHED_MS: u64 = 3_600_000;
+pub const TCP_CLOSING_MS: u64 = 30_000;
+pub const UDP_MS: u64 = 60_000;
+pub const UDP_REPLIED_MS: u64 = 180_000;
+pub const ICMP_MS: u64 = 30_000;
+
+/// A session's number in the data plane.
+pub type SessionId = u32;
+
+/// A flow, seen from the laptop's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub session: SessionId,
+    /// 6, 17, or 1 for ICMP and ICMPv6.
+    pub proto: u8,
+    pub laptop: IpAddr,
+    /// Source port, or the echo identifier.
+    pub laptop_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+}
+
+impl FlowKey {
+    /// The key of a packet from the laptop; `None` for what opens no flow.
+    pub fn outbound(session: SessionId, h: &Header) -> Option<Self> {
+        let (proto, lp, rp) = match h.transport {
+            Transport::Tcp {
+                src_port, dst_port, ..
+            } => (6, src_port, dst_port),
+            Transport::Udp { src_port, dst_port } => (17, src_port, dst_port),
+            Transport::Icmp {
+                kind: IcmpKind::EchoRequest,
+                echo_id: Some(id),
+            } => (1, id, 0),
+            _ => return None,
+        };
+        Some(Self {
+            session,
+            proto,
+            laptop: h.src,
+            laptop_port: lp,
+            remote: h.dst,
+            remote_port: rp,
+        })
+    }
+
+    /// The key of the flow a packet towards the laptop would belong to.
+    pub fn inbound(session: SessionId, h: &Header) -> Option<Self> {
+        let (proto, lp, rp) = match h.transport {
+            Transport::Tcp {
+                src_port, dst_port, ..
+            } => (6, dst_port, src_port),
+            Transport::Udp { src_port, dst_port } => (17, dst_port, src_port),
+            Transport::Icmp {
+                kind: IcmpKind::EchoReply,
+                echo_id: Some(id),
+            } => (1, id, 0),
+            _ => return None,
+        };
+        Some(Self {
+            session,
+            proto,
+            laptop: h.dst,
+            laptop_port: lp,
+            remote: h.src,
+            remote_port: rp,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    TcpOpening,
+    TcpEstablished,
+    TcpClosing,
+    Udp { replied: bool },
+    Icmp,
+}
+
+/// A flow and its accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub rule: RuleId,
+    pub state: State,
+    pub first_ms: u64,
+    pub last_ms: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+}
+
+impl Flow {
+    fn timeout(&self) -> u64 {
+        match self.state {
+            State::TcpOpening => TCP_OPENING_MS,
+            State::TcpEstablished => TCP_ESTABLISHED_MS,
+            State::TcpClosing => TCP_CLOSING_MS,
+            State::Udp { replied: false } => UDP_MS,
+            State::Udp { replied: true } => UDP_REPLIED_MS,
+            State::Icmp => ICMP_MS,
+        }
+    }
+
+    fn expired(&self, now: u64) -> bool {
+        now.saturating_sub(self.last_ms) > self.timeout()
+    }
+}
+
+/// Why a new flow was not created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    TableFull,
+    SessionFull,
+    /// A TCP segment that does not open a connection, for a connection not tracked.
+    NotAnOpening,
+}
+
+/// The flow table.
+#[derive(Debug)]
+pub struct Conntrack {
+    flows: HashMap<FlowKey, Flow>,
+    per_session: HashMap<SessionId, usize>,
+    max_flows: usize,
+    /// New flows refused because a table was full.
+    pub refused_full: u64,
+}
+
+impl Conntrack {
+    pub fn new(max_flows: usize) -> Self {
+        Self {
+            flows: HashMap::new(),
+            per_session: HashMap::new(),
+            max_flows,
+            refused_full: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    pub fn get(&self, key: &FlowKey) -> Option<&Flow> {
+        self.flows.get(key)
+    }
+
+    /// A packet from the laptop on `key`, allowed by `rule`: creates or advances its flow.
+    pub fn outbound(
+        &mut self,
+        key: FlowKey,
+        rule: RuleId,
+        h: &Header,
+        now: u64,
+    ) -> Result<(), Refused> {
+        let flags = tcp_flags(h);
+        if let Some(f) = self.flows.get_mut(&key)
+            && !f.expired(now)
+        {
+            f.last_ms = now;
+            f.packets_out += 1;
+            f.bytes_out += h.len as u64;
+            f.rule = rule;
+            advance(f, flags);
+            return Ok(());
+        }
+        if key.proto == 6 && !flags.is_some_and(|f| f.syn && !f.ack) {
+            return Err(Refused::NotAnOpening);
+        }
+        self.make_room(key.session, now)?;
+        let state = match key.proto {
+            6 => State::TcpOpening,
+            17 => State::Udp { replied: false },
+            _ => State::Icmp,
+        };
+        if self
+            .flows
+            .insert(
+                key,
+                Flow {
+                    rule,
+                    state,
+                    first_ms: now,
+                    last_ms: now,
+                    packets_out: 1,
+                    bytes_out: h.len as u64,
+                    packets_in: 0,
+                    bytes_in: 0,
+                },
+            )
+            .is_none()
+        {
+            *self.per_session.entry(key.session).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    /// A packet from the internal network towards the laptop: allowed only on a live
+    /// flow the laptop opened.
+    pub fn inbound(&mut self, key: &FlowKey, h: &Header, now: u64) -> bool {
+        let flags = tcp_flags(h);
+        match self.flows.get_mut(key) {
+            Some(f) if !f.expired(now) => {
+                f.last_ms = now;
+                f.packets_in += 1;
+                f.bytes_in += h.len as u64;
+                if let State::Udp { replied } = &mut f.state {
+                    *replied = true;
+                }
+                advance(f, flags);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes and returns the flows idle past their timeout.
+    pub fn expire(&mut self, now: u64) -> Vec<(FlowKey, Flow)> {
+        let gone: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.expired(now))
+            .map(|(k, _)| *k)
+            .collect();
+        gone.into_iter().filter_map(|k| self.remove(&k)).collect()
+    }
+
+    /// Removes and returns every flow of `session` (when it ends).
+    pub fn remove_session(&mut self, session: SessionId) -> Vec<(FlowKey, Flow)> {
+        let gone: Vec<FlowKey> = self
+            .flows
+            .keys()
+            .filter(|k| k.session == session)
+            .copied()
+            .collect();
+        gone.into_iter().filter_map(|k| self.remove(&k)).collect()
+    }
+
+    fn remove(&mut self, key: &FlowKey) -> Option<(FlowKey, Flow)> {
+        let f = self.flows.remove(key)?;
+        if let Some(n) = self.per_session.get_mut(&key.session) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_session.remove(&key.session);
+            }
+        }
+        Some((*key, f))
+    }
+
+    fn make_room(&mut self, session: SessionId, now: u64) -> Result<(), Refused> {
+        let session_full =
+            || self.per_session.get(&session).copied().unwrap_or(0) >= MAX_FLOWS_PER_SESSION;
+        if self.flows.len() >= self.max_flows || session_full() {
+            self.expire(now);
+        }
+        if self.flows.len() >= self.max_flows {
+            self.refused_full += 1;
+            return Err(Refused::TableFull);
+        }
+        if self.per_session.get(&session).copied().unwrap_or(0) >= MAX_FLOWS_PER_SESSION {
+            self.refused_full += 1;
+            return Err(Refused::SessionFull);
+        }
+        Ok(())
+    }
+}
+
+fn tcp_flags(h: &Header) -> Option<TcpFlags> {
+    match h.transport {
+        Transport::Tcp { flags, .. } => Some(flags),
+        _ => None,
+    }
+}
+
+fn advance(f: &mut Flow, flags: Option<TcpFlags>) {
+    let Some(flags) = flags else { return };
+    f.state = match (f.state, flags) {
+        (_, TcpFlags { rst: true, .. }) | (_, TcpFlags { fin: true, .. }) => State::TcpClosing,
+        (State::TcpOpening, TcpFlags { ack: true, .. }) => State::TcpEstablished,
+        (s, _) => s,
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::super::packet::{build, parse};
+    use super::*;
+
+    const LAPTOP: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 5);
+
+    fn rule() -> RuleId {
+        let text = "[resources.r]\nhosts = [\"10.0.0.0/8\"]\nports = [\"tcp/1-65535\"]\n[schedules.s]\ndays = [\"mon\"]\nhours = [\"08:00-09:00\"]\n[posture.p]\n[roles.a]\nresources = [\"r\"]\nschedule = \"s\"\nposture = \"p\"\n";
+        let p = ztgw_config::policy::Policy::parse(std::path::Path::new("p.toml"), text)
+            .expect("policy")
+            .policy;
+        let c = ztgw_config::policy::CompiledPolicy::compile(&p);
+        match c.decide(
+            c.role("a").expect("role"),
+            SERVER.into(),
+            ztgw_config::policy::Proto::Tcp,
+            1,
+        ) {
+            ztgw_config::policy::Decision::Allow(r) => r,
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn replies_pass_only_on_flows_the_laptop_opened() {
+        let mut ct = Conntrack::new(16);
+        let syn = parse(&build::tcp4(LAPTOP, 40000, SERVER, 5432, 0x02)).expect("syn");
+        let key = FlowKey::outbound(7, &syn).expect("key");
+        ct.outbound(key, rule(), &syn, 0).expect("opens");
+        let synack = parse(&build::tcp4(SERVER, 5432, LAPTOP, 40000, 0x12)).expect("synack");
+        assert!(ct.inbound(&FlowKey::inbound(7, &synack).expect("key"), &synack, 10));
+        // The same packet for another session, or another port, is not a reply.
+        assert!(!ct.inbound(&FlowKey::inbound(8, &synack).expect("key"), &synack, 10));
+        let other = parse(&build::tcp4(SERVER, 5432, LAPTOP, 40001, 0x12)).expect("other");
+        assert!(!ct.inbound(&FlowKey::inbound(7, &other).expect("key"), &other, 10));
+        // An unsolicited SYN from inside opens nothing.
+        let probe = parse(&build::tcp4(SERVER, 33333, LAPTOP, 22, 0x02)).expect("probe");
+        assert!(!ct.inbound(&FlowKey::inbound(7, &probe).expect("key"), &probe, 10));
+        let ack = parse(&build::tcp4(LAPTOP, 40000, SERVER, 5432, 0x10)).expect("ack");
+        ct.outbound(key, rule(), &ack, 20).expect("continues");
+        let f = ct.get(&key).expect("flow");
+        assert_eq!(
+            (f.state, f.packets_out, f.packets_in),
+            (State::TcpEstablished, 2, 1)
+        );
+    }
+
+    #[test]
+    fn a_tcp_segment_that_opens_nothing_is_refused_and_flows_expire() {
+        let mut ct = Conntrack::new(16);
+        let ack = parse(&build::tcp4(LAPTOP, 40000, SERVER, 80, 0x10)).expect("ack");
+        assert_eq!(
+            ct.outbound(FlowKey::outbound(1, &ack).expect("key"), rule(), &ack, 0),
+            Err(Refused::NotAnOpening)
+        );
+        let udp = parse(&build::udp4(LAPTOP, 5000, SERVER, 53, 4)).expect("udp");
+        let key = FlowKey::outbound(1, &udp).expect("key");
+        ct.outbound(key, rule(), &udp, 0).expect("udp");
+        let reply = parse(&build::udp4(SERVER, 53, LAPTOP, 5000, 40)).expect("reply");
+        assert!(ct.inbound(&FlowKey::inbound(1, &reply).expect("key"), &reply, UDP_MS));
+        assert!(
+            ct.expire(UDP_MS + UDP_REPLIED_MS).is_empty(),
+            "a replied flow lives longer"
+        );
+        let expired = ct.expire(UDP_MS + UDP_REPLIED_MS + 1);
+        assert_eq!(expired.len(), 1);
+        assert_eq!((expired[0].1.bytes_in, expired[0].1.bytes_out), (68, 32));
+        assert!(!ct.inbound(
+            &FlowKey::inbound(1, &reply).expect("key"),
+            &reply,
+            UDP_MS + UDP_REPLIED_MS + 2
+        ));
+    }
+
+    #[test]
+    fn the_table_is_bounded_overall_and_per_session() {
+        let mut ct = Conntrack::new(4);
+        for port in 0..4u16 {
+            let u = parse(&build::udp4(LAPTOP, 1000 + port, SERVER, 53, 0)).expect("udp");
+            ct.outbound(FlowKey::outbound(1, &u).expect("key"), rule(), &u, 0)
+                .expect("room");
+        }
+        let u = parse(&build::udp4(LAPTOP, 2000, SERVER, 53, 0)).expect("udp");
+        assert_eq!(
+            ct.outbound(FlowKey::outbound(2, &u).expect("key"), rule(), &u, 1),
+            Err(Refused::TableFull)
+        );
+        assert_eq!(ct.refused_full, 1);
+        // Expired flows make room.
+        ct.outbound(
+            FlowKey::outbound(2, &u).expect("key"),
+            rule(),
+            &u,
+            UDP_MS + 10,
+        )
+        .expect("room after expiry");
+        assert_eq!(ct.len(), 1);
+        let mut big = Conntrack::new(MAX_FLOWS);
+        for port in 0..MAX_FLOWS_PER_SESSION as u16 {
+            let u = parse(&build::udp4(LAPTOP, port, SERVER, 53, 0)).expect("udp");
+            big.outbound(FlowKey::outbound(3, &u).expect("key"), rule(), &u, 0)
+                .expect("room");
+        }
+        let u = parse(&build::udp4(LAPTOP, 60000, SERVER, 53, 0)).expect("udp");
+        assert_eq!(
+            big.outbound(FlowKey::outbound(3, &u).expect("key"), rule(), &u, 0),
+            Err(Refused::SessionFull)
+        );
+        assert!(
+            big.outbound(FlowKey::outbound(4, &u).expect("key"), rule(), &u, 0)
+                .is_ok(),
+            "other sessions are not starved"
+        );
+        assert_eq!(big.remove_session(3).len(), MAX_FLOWS_PER_SESSION);
+    }
+}

@@ -1,0 +1,236 @@
+//! The decision for each packet of a session.
+//!
+//! From the laptop (decrypted): the inner source must be the session's tunnel address;
+//! the destination must not be another laptop; the compiled policy for the session's
+//! role must allow it; then its flow is tracked. Towards the laptop: only on a flow the
+//! laptop opened. Default deny.
+
+use std::net::IpAddr;
+
+use ztgw_config::policy::{CompiledPolicy, Decision, DenyReason, RoleId, RuleId};
+
+use super::conntrack::{Conntrack, FlowKey, Refused, SessionId};
+use super::packet::{self, PacketError};
+
+/// What the data plane knows of a session, per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub tunnel_addr: IpAddr,
+    pub role: RoleId,
+}
+
+/// Why a packet is dropped (counted by reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Drop {
+    Malformed,
+    Unsupported,
+    /// The inner source is not the session's tunnel address.
+    Spoofed,
+    /// Laptops never reach each other.
+    ToAnotherLaptop,
+    Policy(DenyReason),
+    /// Towards a laptop, outside any flow it opened.
+    NotAFlow,
+    TableFull,
+    /// A TCP segment for a connection the gateway never saw open.
+    NotAnOpening,
+}
+
+impl Drop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Unsupported => "unsupported",
+            Self::Spoofed => "spoofed-source",
+            Self::ToAnotherLaptop => "laptop-to-laptop",
+            Self::Policy(DenyReason::NoRule) => "no-rule",
+            Self::Policy(DenyReason::UnknownRole) => "unknown-role",
+            Self::NotAFlow => "not-a-flow",
+            Self::TableFull => "flow-table-full",
+            Self::NotAnOpening => "not-an-opening",
+        }
+    }
+}
+
+/// Decides a decrypted packet from a laptop. `is_tunnel_addr` says whether an address
+/// belongs to the tunnel pool (another laptop).
+pub fn from_laptop(
+    s: &Session,
+    pkt: &[u8],
+    policy: &CompiledPolicy,
+    ct: &mut Conntrack,
+    is_tunnel_addr: impl Fn(IpAddr) -> bool,
+    now_ms: u64,
+) -> Result<RuleId, Drop> {
+    let h = packet::parse(pkt).map_err(parse_drop)?;
+    if h.src != s.tunnel_addr {
+        return Err(Drop::Spoofed);
+    }
+    if is_tunnel_addr(h.dst) {
+        return Err(Drop::ToAnotherLaptop);
+    }
+    let (proto, port) = h.service().ok_or(Drop::Unsupported)?;
+    let rule = match policy.decide(s.role, h.dst, proto, port) {
+        Decision::Allow(rule) => rule,
+        Decision::Deny(reason) => return Err(Drop::Policy(reason)),
+    };
+    // ICMP other than echo requests (e.g. a laptop's "unreachable") is allowed by the
+    // rule but opens no way back in: it has no flow.
+    if let Some(key) = FlowKey::outbound(s.id, &h) {
+        ct.outbound(key, rule, &h, now_ms).map_err(|r| match r {
+            Refused::TableFull | Refused::SessionFull => Drop::TableFull,
+            Refused::NotAnOpening => Drop::NotAnOpening,
+        })?;
+    }
+    Ok(rule)
+}
+
+/// Decides a packet from the internal network towards the laptop of session `s`.
+pub fn to_laptop(s: &Session, pkt: &[u8], ct: &mut Conntrack, now_ms: u64) -> Result<(), Drop> {
+    let h = packet::parse(pkt).map_err(parse_drop)?;
+    if h.dst != s.tunnel_addr {
+        return Err(Drop::NotAFlow);
+    }
+    let key = FlowKey::inbound(s.id, &h).ok_or(Drop::NotAFlow)?;
+    if ct.inbound(&key, &h, now_ms) {
+        Ok(())
+    } else {
+        Err(Drop::NotAFlow)
+    }
+}
+
+fn parse_drop(e: PacketError) -> Drop {
+    match e {
+        PacketError::Unsupported => Drop::Unsupported,
+        _ => Drop::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::super::packet::build;
+    use super::*;
+
+    const A: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
+    const B: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 3);
+    const DB: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 5);
+    const WEB: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 10);
+
+    fn policy() -> CompiledPolicy {
+        let text = r#"
+[resources.db]
+hosts = ["10.20.1.0/24"]
+ports = ["tcp/5432", "icmp"]
+[resources.dns]
+hosts = ["10.20.0.53"]
+ports = ["udp/53"]
+[schedules.s]
+days = ["mon"]
+hours = ["08:00-09:00"]
+[posture.p]
+[roles.finance]
+resources = ["db", "dns"]
+schedule = "s"
+posture = "p"
+[roles.hr]
+resources = ["dns"]
+schedule = "s"
+posture = "p"
+"#;
+        CompiledPolicy::compile(
+            &ztgw_config::policy::Policy::parse(std::path::Path::new("p.toml"), text)
+                .expect("policy")
+                .policy,
+        )
+    }
+
+    fn in_pool(ip: IpAddr) -> bool {
+        matches!(ip, IpAddr::V4(v) if v.octets()[..2] == [100, 64])
+    }
+
+    #[test]
+    fn the_matrix_of_a_role() {
+        let policy = policy();
+        let finance = Session {
+            id: 1,
+            tunnel_addr: A.into(),
+            role: policy.role("finance").expect("role"),
+        };
+        let hr = Session {
+            id: 2,
+            tunnel_addr: B.into(),
+            role: policy.role("hr").expect("role"),
+        };
+        let mut ct = Conntrack::new(1024);
+        let cases: Vec<(&Session, Vec<u8>, Result<(), Drop>)> = vec![
+            (&finance, build::tcp4(A, 40000, DB, 5432, 0x02), Ok(())),
+            (&finance, build::icmp4(A, DB, 8, 9), Ok(())),
+            (
+                &finance,
+                build::tcp4(A, 40001, DB, 22, 0x02),
+                Err(Drop::Policy(DenyReason::NoRule)),
+            ),
+            (
+                &finance,
+                build::tcp4(A, 40002, WEB, 443, 0x02),
+                Err(Drop::Policy(DenyReason::NoRule)),
+            ),
+            (
+                &hr,
+                build::tcp4(B, 40000, DB, 5432, 0x02),
+                Err(Drop::Policy(DenyReason::NoRule)),
+            ),
+            (
+                &hr,
+                build::udp4(B, 5353, Ipv4Addr::new(10, 20, 0, 53), 53, 10),
+                Ok(()),
+            ),
+            // A spoofed inner source, and laptop to laptop.
+            (
+                &finance,
+                build::tcp4(B, 40000, DB, 5432, 0x02),
+                Err(Drop::Spoofed),
+            ),
+            (
+                &finance,
+                build::icmp4(A, B, 8, 1),
+                Err(Drop::ToAnotherLaptop),
+            ),
+            (&finance, vec![0x45, 0, 0], Err(Drop::Malformed)),
+        ];
+        for (i, (s, pkt, want)) in cases.into_iter().enumerate() {
+            let got = from_laptop(s, &pkt, &policy, &mut ct, in_pool, 0).map(|_| ());
+            assert_eq!(got, want, "case {i}");
+        }
+        // Replies come back on the laptop's flows only.
+        assert_eq!(
+            to_laptop(&finance, &build::tcp4(DB, 5432, A, 40000, 0x12), &mut ct, 5),
+            Ok(())
+        );
+        assert_eq!(
+            to_laptop(&finance, &build::icmp4(DB, A, 0, 9), &mut ct, 5),
+            Ok(())
+        );
+        assert_eq!(
+            to_laptop(&finance, &build::tcp4(DB, 5432, A, 40001, 0x12), &mut ct, 5),
+            Err(Drop::NotAFlow)
+        );
+        // Nothing inside opens a connection to a laptop, nor pings one.
+        assert_eq!(
+            to_laptop(&finance, &build::tcp4(DB, 6000, A, 22, 0x02), &mut ct, 5),
+            Err(Drop::NotAFlow)
+        );
+        assert_eq!(
+            to_laptop(&finance, &build::icmp4(DB, A, 8, 5), &mut ct, 5),
+            Err(Drop::NotAFlow)
+        );
+        // A reply for one laptop's flow does not reach the other.
+        assert_eq!(
+            to_laptop(&hr, &build::tcp4(DB, 5432, B, 40000, 0x12), &mut ct, 5),
+            Err(Drop::NotAFlow)
+        );
+    }
+}

@@ -1,0 +1,297 @@
+//! The headers a decision needs, read from a raw IP packet. Anything malformed is an
+//! error, never a panic.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ztgw_config::policy::Proto;
+
+/// TCP flags the connection tracker follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpFlags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// The transport part of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        flags: TcpFlags,
+    },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+    },
+    /// ICMP or ICMPv6. `echo` is the identifier of an echo request or reply.
+    Icmp {
+        kind: IcmpKind,
+        echo_id: Option<u16>,
+    },
+    /// Any other protocol number.
+    Other(u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpKind {
+    EchoRequest,
+    EchoReply,
+    /// Errors and the rest: never a way in.
+    Other(u8),
+}
+
+/// A parsed packet header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub transport: Transport,
+    /// The whole packet's length.
+    pub len: usize,
+}
+
+impl Header {
+    /// The policy's view of the transport: protocol and destination port.
+    pub fn service(&self) -> Option<(Proto, u16)> {
+        match self.transport {
+            Transport::Tcp { dst_port, .. } => Some((Proto::Tcp, dst_port)),
+            Transport::Udp { dst_port, .. } => Some((Proto::Udp, dst_port)),
+            Transport::Icmp { .. } => Some((Proto::Icmp, 0)),
+            Transport::Other(_) => None,
+        }
+    }
+}
+
+/// Why bytes are not a packet the gateway forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketError {
+    TooShort,
+    BadVersion,
+    BadLength,
+    /// IPv4 fragments other than the first, and IPv6 extension headers, are not
+    /// forwarded: a decision needs the ports.
+    Unsupported,
+}
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const ICMP: u8 = 1;
+const ICMPV6: u8 = 58;
+
+/// Parses an IPv4 or IPv6 packet.
+pub fn parse(p: &[u8]) -> Result<Header, PacketError> {
+    match p.first().map(|b| b >> 4) {
+        Some(4) => parse_v4(p),
+        Some(6) => parse_v6(p),
+        Some(_) => Err(PacketError::BadVersion),
+        None => Err(PacketError::TooShort),
+    }
+}
+
+fn parse_v4(p: &[u8]) -> Result<Header, PacketError> {
+    if p.len() < 20 {
+        return Err(PacketError::TooShort);
+    }
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    if ihl < 20 || total < ihl || total > p.len() {
+        return Err(PacketError::BadLength);
+    }
+    let frag = u16::from_be_bytes([p[6], p[7]]);
+    let offset = frag & 0x1fff;
+    let more = frag & 0x2000 != 0;
+    if offset != 0 || more {
+        return Err(PacketError::Unsupported);
+    }
+    let src = IpAddr::V4(Ipv4Addr::new(p[12], p[13], p[14], p[15]));
+    let dst = IpAddr::V4(Ipv4Addr::new(p[16], p[17], p[18], p[19]));
+    let transport = transport(p[9], &p[ihl..total], false)?;
+    Ok(Header {
+        src,
+        dst,
+        transport,
+        len: total,
+    })
+}
+
+fn parse_v6(p: &[u8]) -> Result<Header, PacketError> {
+    if p.len() < 40 {
+        return Err(PacketError::TooShort);
+    }
+    let payload = usize::from(u16::from_be_bytes([p[4], p[5]]));
+    let total = 40 + payload;
+    if total > p.len() {
+        return Err(PacketError::BadLength);
+    }
+    let addr = |at: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&p[at..at + 16]);
+        IpAddr::V6(Ipv6Addr::from(a))
+    };
+    let next = p[6];
+    if !matches!(next, TCP | UDP | ICMPV6) {
+        return Err(PacketError::Unsupported);
+    }
+    let transport = transport(next, &p[40..total], true)?;
+    Ok(Header {
+        src: addr(8),
+        dst: addr(24),
+        transport,
+        len: total,
+    })
+}
+
+fn transport(proto: u8, t: &[u8], v6: bool) -> Result<Transport, PacketError> {
+    let port = |at: usize| -> Result<u16, PacketError> {
+        Ok(u16::from_be_bytes([
+            *t.get(at).ok_or(PacketError::TooShort)?,
+            *t.get(at + 1).ok_or(PacketError::TooShort)?,
+        ]))
+    };
+    Ok(match proto {
+        TCP => {
+            if t.len() < 20 {
+                return Err(PacketError::TooShort);
+            }
+            let f = t[13];
+            Transport::Tcp {
+                src_port: port(0)?,
+                dst_port: port(2)?,
+                flags: TcpFlags {
+                    fin: f & 0x01 != 0,
+                    syn: f & 0x02 != 0,
+                    rst: f & 0x04 != 0,
+                    ack: f & 0x10 != 0,
+                },
+            }
+        }
+        UDP => {
+            if t.len() < 8 {
+                return Err(PacketError::TooShort);
+            }
+            Transport::Udp {
+                src_port: port(0)?,
+                dst_port: port(2)?,
+            }
+        }
+        ICMP | ICMPV6 if (proto == ICMPV6) == v6 => {
+            let ty = *t.first().ok_or(PacketError::TooShort)?;
+            let (req, rep) = if v6 { (128, 129) } else { (8, 0) };
+            let kind = match ty {
+                x if x == req => IcmpKind::EchoRequest,
+                x if x == rep => IcmpKind::EchoReply,
+                x => IcmpKind::Other(x),
+            };
+            let echo_id = matches!(kind, IcmpKind::EchoRequest | IcmpKind::EchoReply)
+                .then(|| port(4))
+                .transpose()?;
+            Transport::Icmp { kind, echo_id }
+        }
+        other => Transport::Other(other),
+    })
+}
+
+/// Test and benchmark helpers: build packets.
+pub mod build {
+    use std::net::Ipv4Addr;
+
+    /// An IPv4 TCP packet with `flags` (FIN=1, SYN=2, RST=4, ACK=16) and no payload.
+    pub fn tcp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+        let mut p = ip4(src, dst, 6, 20);
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        p.extend_from_slice(&t);
+        p
+    }
+
+    /// An IPv4 UDP packet with `len` bytes of payload.
+    pub fn udp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, len: usize) -> Vec<u8> {
+        let mut p = ip4(src, dst, 17, 8 + len);
+        let mut t = vec![0u8; 8 + len];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[4..6].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+        p.extend_from_slice(&t);
+        p
+    }
+
+    /// An IPv4 ICMP echo request (type 8) or reply (type 0).
+    pub fn icmp4(src: Ipv4Addr, dst: Ipv4Addr, ty: u8, id: u16) -> Vec<u8> {
+        let mut p = ip4(src, dst, 1, 8);
+        let mut t = vec![0u8; 8];
+        t[0] = ty;
+        t[4..6].copy_from_slice(&id.to_be_bytes());
+        p.extend_from_slice(&t);
+        p
+    }
+
+    fn ip4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: usize) -> Vec<u8> {
+        let mut p = vec![0u8; 20];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&((20 + payload) as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = proto;
+        p[12..16].copy_from_slice(&src.octets());
+        p[16..20].copy_from_slice(&dst.octets());
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::*;
+    use super::*;
+
+    #[test]
+    fn parses_what_decisions_need() {
+        let a = Ipv4Addr::new(100, 64, 0, 2);
+        let b = Ipv4Addr::new(10, 20, 1, 5);
+        let h = parse(&tcp4(a, 40000, b, 5432, 0x02)).expect("tcp");
+        assert_eq!(h.service(), Some((Proto::Tcp, 5432)));
+        assert!(matches!(
+            h.transport,
+            Transport::Tcp {
+                flags: TcpFlags {
+                    syn: true,
+                    ack: false,
+                    ..
+                },
+                ..
+            }
+        ));
+        let h = parse(&udp4(a, 5353, b, 53, 10)).expect("udp");
+        assert_eq!((h.src, h.dst, h.len), (IpAddr::V4(a), IpAddr::V4(b), 38));
+        let h = parse(&icmp4(a, b, 8, 77)).expect("icmp");
+        assert_eq!(
+            h.transport,
+            Transport::Icmp {
+                kind: IcmpKind::EchoRequest,
+                echo_id: Some(77)
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_packets_are_errors() {
+        let a = Ipv4Addr::new(1, 2, 3, 4);
+        let good = tcp4(a, 1, a, 2, 2);
+        assert_eq!(parse(&[]), Err(PacketError::TooShort));
+        assert_eq!(parse(&[0x20; 40]), Err(PacketError::BadVersion));
+        assert_eq!(parse(&good[..30]), Err(PacketError::BadLength));
+        let mut frag = good.clone();
+        frag[6] = 0x20;
+        assert_eq!(parse(&frag), Err(PacketError::Unsupported));
+        let mut short_tcp = udp4(a, 1, a, 2, 0);
+        short_tcp[9] = 6;
+        assert_eq!(parse(&short_tcp), Err(PacketError::TooShort));
+        for n in 0..good.len() {
+            let _ = parse(&good[..n]);
+        }
+    }
+}
