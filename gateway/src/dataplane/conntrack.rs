@@ -405,9 +405,10 @@ mod tests {
         .expect("room after expiry");
         assert_eq!(ct.len(), 1);
         let mut big = Conntrack::new(MAX_FLOWS);
+        let r = rule();
         for port in 0..MAX_FLOWS_PER_SESSION as u16 {
             let u = parse(&build::udp4(LAPTOP, port, SERVER, 53, 0)).expect("udp");
-            big.outbound(FlowKey::outbound(3, &u).expect("key"), rule(), &u, 0)
+            big.outbound(FlowKey::outbound(3, &u).expect("key"), r, &u, 0)
                 .expect("room");
         }
         let u = parse(&build::udp4(LAPTOP, 60000, SERVER, 53, 0)).expect("udp");
