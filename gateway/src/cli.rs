@@ -594,10 +594,11 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The invoking OS user: the one behind sudo if any.
+/// The invoking OS user: the one behind sudo if any, else this process's user.
 fn os_user() -> String {
     ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .or_else(|| crate::accounts::current_uid().and_then(crate::accounts::user_name))
         .unwrap_or_else(|| format!("uid {}", crate::accounts::current_uid().unwrap_or(u32::MAX)))
 }
