@@ -305,6 +305,18 @@ fn recover(cfg: &JournalConfig, now: OffsetDateTime) -> Result<(State, Recovery)
         std::fs::remove_file(&last.path).map_err(io)?;
         files.pop();
     }
+    // A last segment whose header was torn (a crash while a new segment was begun) held
+    // nothing acknowledged: keep its bytes aside and resume from the segment before it.
+    let mut cut_whole = None;
+    if let Some(last) = files.last()
+        && segment::read_header(&last.path).is_err()
+    {
+        let bytes = std::fs::read(&last.path).map_err(io)?;
+        cut_whole = Some(cut_aside(cfg, now, last, &bytes, 0)?);
+        std::fs::remove_file(&last.path).map_err(io)?;
+        sync_dir(&cfg.dir).map_err(io)?;
+        files.pop();
+    }
     let Some(last) = files.pop() else {
         let prev = if start.next_seq == 0 {
             frame::genesis(&cfg.gateway)
@@ -318,7 +330,12 @@ fn recover(cfg: &JournalConfig, now: OffsetDateTime) -> Result<(State, Recovery)
             frontier: start.frontier,
             purge: start.purge,
         };
-        return Ok((state, Recovery::default()));
+        return Ok((
+            state,
+            Recovery {
+                truncated: cut_whole,
+            },
+        ));
     };
     // Closed segments: their end is the next segment's header.
     let mut headers = Vec::with_capacity(files.len() + 1);
@@ -369,19 +386,13 @@ fn recover(cfg: &JournalConfig, now: OffsetDateTime) -> Result<(State, Recovery)
         {
             return Err(JournalError::Damaged(d.clone()));
         }
-        let tail = &bytes[cut_at as usize..];
-        let saved = cfg
-            .dir
-            .join(format!("cut-{}-{}.bin", now.unix_timestamp(), last.name()));
-        write_new(&saved, tail, 0o640).map_err(io)?;
-        let sha = hex(ring::digest::digest(&ring::digest::SHA256, tail).as_ref());
-        tracing::error!(
-            segment = %last.name(),
-            offset = cut_at,
-            bytes = tail.len(),
-            saved = %saved.display(),
-            "journal tail after the last checkpoint cut at recovery"
-        );
+        truncated = Some(cut_aside(
+            cfg,
+            now,
+            &last,
+            &bytes[cut_at as usize..],
+            cut_at,
+        )?);
         if cut_at == 0 {
             std::fs::remove_file(&last.path).map_err(io)?;
         } else {
@@ -393,16 +404,6 @@ fn recover(cfg: &JournalConfig, now: OffsetDateTime) -> Result<(State, Recovery)
             f.sync_all().map_err(io)?;
         }
         sync_dir(&cfg.dir).map_err(io)?;
-        truncated = Some(Event::JournalTruncated {
-            segment: last.name(),
-            offset: cut_at,
-            bytes: tail.len() as u64,
-            sha256: sha,
-            saved_as: saved
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        });
         walk = restored;
         if cut_at == 0 {
             let state = State {
@@ -412,7 +413,12 @@ fn recover(cfg: &JournalConfig, now: OffsetDateTime) -> Result<(State, Recovery)
                 frontier: walk.frontier,
                 purge: start.purge,
             };
-            return Ok((state, Recovery { truncated }));
+            return Ok((
+                state,
+                Recovery {
+                    truncated: truncated.or(cut_whole),
+                },
+            ));
         }
     }
     segments.push(SegInfo {
@@ -429,7 +435,43 @@ fn recover(cfg: &JournalConfig, now: OffsetDateTime) -> Result<(State, Recovery)
         frontier: walk.frontier,
         purge: start.purge,
     };
-    Ok((state, Recovery { truncated }))
+    Ok((
+        state,
+        Recovery {
+            truncated: truncated.or(cut_whole),
+        },
+    ))
+}
+
+/// Keeps `tail` (cut from `seg` at `offset`) beside the journal and describes the cut.
+fn cut_aside(
+    cfg: &JournalConfig,
+    now: OffsetDateTime,
+    seg: &SegmentFile,
+    tail: &[u8],
+    offset: u64,
+) -> Result<Event, JournalError> {
+    let saved = cfg
+        .dir
+        .join(format!("cut-{}-{}.bin", now.unix_timestamp(), seg.name()));
+    write_new(&saved, tail, 0o640).map_err(|e| JournalError::Io(e.to_string()))?;
+    tracing::error!(
+        segment = %seg.name(),
+        offset,
+        bytes = tail.len(),
+        saved = %saved.display(),
+        "journal tail after the last checkpoint cut at recovery"
+    );
+    Ok(Event::JournalTruncated {
+        segment: seg.name(),
+        offset,
+        bytes: tail.len() as u64,
+        sha256: hex(ring::digest::digest(&ring::digest::SHA256, tail).as_ref()),
+        saved_as: saved
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    })
 }
 
 impl Writer {
@@ -960,6 +1002,38 @@ mod tests {
             .map(|r| r.event["type"].as_str().unwrap_or("").to_owned())
             .collect();
         assert_eq!(kinds, vec!["device.revoked", "journal.truncated"]);
+    }
+
+    #[test]
+    fn a_segment_torn_while_being_begun_is_cut_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (pkcs8, public) = key();
+        {
+            let (j, _) = Journal::open(config(dir.path(), &pkcs8, 1 << 20), t(0)).expect("open");
+            j.append(&event(1), t(1)).expect("append");
+        }
+        // A crash right after the next segment was created: half a header.
+        let torn = dir.path().join(segment::file_name(2));
+        std::fs::write(&torn, [0x50, 0x00, 0x00, 0x00, 0x00, 0x02]).expect("write");
+        {
+            let (j, rec) =
+                Journal::open(config(dir.path(), &pkcs8, 1 << 20), t(5)).expect("recovers");
+            assert!(
+                matches!(
+                    rec.truncated,
+                    Some(Event::JournalTruncated {
+                        offset: 0,
+                        bytes: 6,
+                        ..
+                    })
+                ),
+                "{rec:?}"
+            );
+            j.append(&event(2), t(6)).expect("append after recovery");
+        }
+        assert!(!torn.exists() || std::fs::metadata(&torn).map(|m| m.len()).unwrap_or(0) > 6);
+        let report = verify_dir(dir.path(), Some(&public), None).expect("intact");
+        assert_eq!(report.events, 3, "two events and the truncation");
     }
 
     #[test]
