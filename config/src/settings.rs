@@ -27,6 +27,7 @@ pub struct Settings {
     pub admin: AdminSection,
     pub policy: PolicySection,
     pub journal: JournalSection,
+    pub metrics: MetricsSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -123,6 +124,15 @@ pub struct JournalSection {
     pub auditors_group: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where Prometheus metrics (`/metrics`) and the health check (`/health`) are served,
+    /// plain HTTP: keep it on a local or management address.
+    #[serde(default = "defaults::metrics_listen")]
+    pub listen: SocketAddr,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
@@ -137,6 +147,8 @@ struct RawSettings {
     policy: Option<PolicySection>,
     #[serde(default)]
     journal: Option<JournalSection>,
+    #[serde(default)]
+    metrics: Option<MetricsSection>,
 }
 
 impl Settings {
@@ -160,6 +172,9 @@ impl Settings {
             admin: raw.admin.unwrap_or_else(defaults::admin),
             policy: raw.policy.unwrap_or_else(defaults::policy),
             journal: raw.journal.unwrap_or_else(defaults::journal),
+            metrics: raw.metrics.unwrap_or_else(|| MetricsSection {
+                listen: defaults::metrics_listen(),
+            }),
         };
         s.gateway.state_dir = base.join(&s.gateway.state_dir);
         let state = s.gateway.state_dir.clone();
@@ -326,6 +341,9 @@ mod defaults {
     pub fn policy_file() -> PathBuf {
         PathBuf::from("policy.toml")
     }
+    pub fn metrics_listen() -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9469))
+    }
     pub fn journal_dir() -> PathBuf {
         PathBuf::from("journal")
     }
@@ -457,6 +475,11 @@ segment_max_age = "1d"
 retention = "365d"
 # Besides root, members of this group may read the journal.
 auditors_group = "auditors"
+
+[metrics]
+# Prometheus metrics (/metrics) and the health check (/health), plain HTTP: keep this on
+# a local or management address.
+listen = "127.0.0.1:9469"
 "#,
         listen = toml_string(&v.control_listen.to_string()),
         advertise = toml_string(&v.control_advertise),

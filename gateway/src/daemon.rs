@@ -30,6 +30,8 @@ pub struct RunningGateway {
     pub ctx: Arc<Context>,
     pub control_addr: SocketAddr,
     pub counters: Arc<Counters>,
+    /// Where `/metrics` and `/health` are served.
+    pub metrics_addr: SocketAddr,
     tls: Arc<TlsState>,
     admin_socket: PathBuf,
     tasks: JoinSet<()>,
@@ -47,6 +49,11 @@ pub enum StartError {
     Tls(#[from] ztgw_pki::TlsConfigError),
     #[error("binding the control plane on {addr}: {source}")]
     BindControl {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("binding the metrics endpoint on {addr}: {source}")]
+    BindMetrics {
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -111,7 +118,27 @@ impl RunningGateway {
             }
         })?;
 
+        let metrics_listen = ctx.settings.metrics.listen;
+        let metrics = tokio::net::TcpListener::bind(metrics_listen)
+            .await
+            .map_err(|source| StartError::BindMetrics {
+                addr: metrics_listen,
+                source,
+            })?;
+        let metrics_addr = metrics
+            .local_addr()
+            .map_err(|source| StartError::BindMetrics {
+                addr: metrics_listen,
+                source,
+            })?;
+
         let mut tasks = JoinSet::new();
+        tasks.spawn(crate::metrics::serve(
+            metrics,
+            ctx.clone(),
+            counters.clone(),
+            limits.clone(),
+        ));
         tasks.spawn(control.run());
         tasks.spawn(socket::serve(admin, ctx.clone()));
         {
@@ -167,6 +194,7 @@ impl RunningGateway {
             ctx,
             control_addr,
             counters,
+            metrics_addr,
             tls,
             admin_socket: admin_path,
             tasks,

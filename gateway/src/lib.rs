@@ -26,6 +26,7 @@ pub mod dataplane;
 pub mod device_auth;
 pub mod enrolment;
 pub mod journal;
+pub mod metrics;
 pub mod registry;
 pub mod report;
 pub mod revocation;

@@ -92,6 +92,8 @@ impl TestGateway {
                 &format!("dir = {:?}", dir.display().to_string()),
             );
         }
+        // Parallel tests: every gateway its own metrics port.
+        text = text.replace("listen = \"127.0.0.1:9469\"", "listen = \"127.0.0.1:0\"");
         std::fs::write(&config, text).expect("write settings");
         let settings = Settings::load(&config).expect("settings");
         let manual_clock = opts.manual_clock.then(|| Arc::new(ManualClock::new(now())));

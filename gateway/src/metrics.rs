@@ -1,0 +1,261 @@
+//! Prometheus metrics and the health check, served on `[metrics] listen` (plain HTTP on a
+//! local or management address). `render` is a pure function of the values it is given.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use ztgw_pki::wire::DeviceStatus;
+
+use crate::context::Context;
+use crate::control::Counters;
+use crate::control::limits::SourceLimits;
+use crate::revocation;
+
+/// The values a scrape reports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub devices: Vec<(&'static str, u64)>,
+    pub connections: u64,
+    pub refused_rate_limited: u64,
+    pub refused_too_many_connections: u64,
+    pub handshakes_failed: u64,
+    pub handshakes_timed_out: u64,
+    pub rate_limited_sources: u64,
+    pub journal_healthy: bool,
+    pub journal_appended: u64,
+    /// Seconds until the CRL expires; negative or absent when it is unusable.
+    pub crl_seconds_left: Option<i64>,
+    pub policy_rules: u64,
+    pub policy_sha256: String,
+}
+
+/// Gathers the current values.
+pub fn snapshot(ctx: &Context, counters: &Counters, limits: &SourceLimits) -> Snapshot {
+    let devices = ctx.registry.devices().unwrap_or_default();
+    let count = |s: DeviceStatus| devices.iter().filter(|d| d.status == s).count() as u64;
+    let now = ctx.clock.now();
+    let policy = ctx.policy.current();
+    Snapshot {
+        devices: [
+            DeviceStatus::Pending,
+            DeviceStatus::Active,
+            DeviceStatus::Revoked,
+            DeviceStatus::Decommissioned,
+        ]
+        .iter()
+        .map(|s| (s.as_str(), count(*s)))
+        .collect(),
+        connections: counters.connections.load(Ordering::Relaxed),
+        refused_rate_limited: counters.refused_rate_limited.load(Ordering::Relaxed),
+        refused_too_many_connections: counters
+            .refused_too_many_connections
+            .load(Ordering::Relaxed),
+        handshakes_failed: counters.handshakes_failed.load(Ordering::Relaxed),
+        handshakes_timed_out: counters.handshakes_timed_out.load(Ordering::Relaxed),
+        rate_limited_sources: limits.tracked_sources() as u64,
+        journal_healthy: ctx.journal.healthy(),
+        journal_appended: ctx.journal.appended(),
+        crl_seconds_left: revocation::inspect(&ctx.settings.state().crl(), &ctx.ca, now)
+            .ok()
+            .map(|(_, next)| (next - now).whole_seconds()),
+        policy_rules: policy.compiled.rule_count() as u64,
+        policy_sha256: policy.sha256.clone(),
+    }
+}
+
+/// The Prometheus text exposition of `s`.
+pub fn render(s: &Snapshot) -> String {
+    let mut o = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+        let _ = writeln!(o, "# HELP ztgw_{name} {help}");
+        let _ = writeln!(o, "# TYPE ztgw_{name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(o, "ztgw_{name}{labels} {v}");
+        }
+    };
+    let devices: Vec<(String, f64)> = s
+        .devices
+        .iter()
+        .map(|(st, n)| (format!("{{status=\"{st}\"}}"), *n as f64))
+        .collect();
+    let devices: Vec<(&str, f64)> = devices.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    metric("devices", "gauge", "Enrolled devices by status.", &devices);
+    metric(
+        "control_connections_total",
+        "counter",
+        "TCP connections accepted by the control plane.",
+        &[("", s.connections as f64)],
+    );
+    metric(
+        "control_refused_total",
+        "counter",
+        "Control-plane connections refused before TLS, by reason.",
+        &[
+            ("{reason=\"rate-limited\"}", s.refused_rate_limited as f64),
+            (
+                "{reason=\"too-many-connections\"}",
+                s.refused_too_many_connections as f64,
+            ),
+        ],
+    );
+    metric(
+        "control_handshakes_failed_total",
+        "counter",
+        "TLS handshakes that failed or timed out.",
+        &[
+            ("{reason=\"failed\"}", s.handshakes_failed as f64),
+            ("{reason=\"timed-out\"}", s.handshakes_timed_out as f64),
+        ],
+    );
+    metric(
+        "rate_limited_sources",
+        "gauge",
+        "Source addresses the rate limiters remember.",
+        &[("", s.rate_limited_sources as f64)],
+    );
+    metric(
+        "journal_healthy",
+        "gauge",
+        "1 while the audit journal accepts appends.",
+        &[("", f64::from(u8::from(s.journal_healthy)))],
+    );
+    metric(
+        "journal_events_total",
+        "counter",
+        "Events appended to the journal since start.",
+        &[("", s.journal_appended as f64)],
+    );
+    metric(
+        "crl_seconds_until_expiry",
+        "gauge",
+        "Seconds until the revocation list in force expires (-1: none usable).",
+        &[("", s.crl_seconds_left.map_or(-1.0, |v| v as f64))],
+    );
+    let info = format!("{{sha256=\"{}\"}}", s.policy_sha256);
+    metric(
+        "policy_rules",
+        "gauge",
+        "Rules (role x resource) of the policy in force.",
+        &[(info.as_str(), s.policy_rules as f64)],
+    );
+    o
+}
+
+/// Whether the gateway can do its job: the journal accepts appends and a CRL is in force.
+pub fn health(s: &Snapshot) -> Result<(), String> {
+    if !s.journal_healthy {
+        return Err("the audit journal cannot be written".into());
+    }
+    if s.crl_seconds_left.is_none_or(|v| v <= 0) {
+        return Err("no usable revocation list".into());
+    }
+    Ok(())
+}
+
+/// Serves `/metrics` and `/health` until the task is dropped.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    counters: Arc<Counters>,
+    limits: Arc<SourceLimits>,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let (ctx, counters, limits) = (ctx.clone(), counters.clone(), limits.clone());
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (ctx, counters, limits) = (ctx.clone(), counters.clone(), limits.clone());
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        let snap =
+                            tokio::task::spawn_blocking(move || snapshot(&ctx, &counters, &limits))
+                                .await
+                                .unwrap_or_default();
+                        let (status, ctype, body) = match path.as_str() {
+                            "/metrics" => {
+                                (StatusCode::OK, "text/plain; version=0.0.4", render(&snap))
+                            }
+                            "/health" => match health(&snap) {
+                                Ok(()) => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+                                Err(why) => (
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    "text/plain",
+                                    format!("unhealthy: {why}\n"),
+                                ),
+                            },
+                            _ => (
+                                StatusCode::NOT_FOUND,
+                                "text/plain",
+                                "not found\n".to_owned(),
+                            ),
+                        };
+                        let mut r = Response::new(Full::new(Bytes::from(body)));
+                        *r.status_mut() = status;
+                        r.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            header::HeaderValue::from_static(ctype),
+                        );
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_exposition_format_and_judges_health() {
+        let s = Snapshot {
+            devices: vec![("active", 3), ("revoked", 1)],
+            journal_healthy: true,
+            crl_seconds_left: Some(3600),
+            policy_sha256: "ab".into(),
+            policy_rules: 7,
+            ..Snapshot::default()
+        };
+        let text = render(&s);
+        assert!(
+            text.contains("ztgw_devices{status=\"active\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE ztgw_journal_healthy gauge\nztgw_journal_healthy 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ztgw_policy_rules{sha256=\"ab\"} 7\n"),
+            "{text}"
+        );
+        assert_eq!(health(&s), Ok(()));
+        assert!(
+            health(&Snapshot {
+                journal_healthy: false,
+                ..s.clone()
+            })
+            .is_err()
+        );
+        assert!(
+            health(&Snapshot {
+                crl_seconds_left: None,
+                ..s
+            })
+            .is_err()
+        );
+    }
+}
