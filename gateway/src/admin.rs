@@ -18,7 +18,7 @@ use crate::context::Context;
 use crate::enrolment::rfc3339;
 use crate::journal::{Event, JournalError};
 use crate::registry::{
-    ActionRecord, DeviceRecord, EndOfService, InvitationRecord, RegistryError, StatusChange,
+    self, ActionRecord, DeviceRecord, InvitationRecord, RegistryError, StatusChange,
 };
 
 /// Longest free-text field (reference, note, operator) accepted.
@@ -352,92 +352,21 @@ pub fn handle(
             reason,
             note,
         } => {
-            check_note(note)?;
-            let record = find_device(ctx, device)?;
-            if !matches!(record.status, DeviceStatus::Pending | DeviceStatus::Active) {
-                return Err(AdminError::new(
-                    AdminErrorCode::Conflict,
-                    format!("device {device} is already {}", record.status.as_str()),
-                ));
-            }
-            let change = StatusChange {
-                at: now,
-                by: operator.to_owned(),
-                reason: reason.as_str().into(),
-                note: note.clone(),
-            };
-            let detail = format!(
-                "reason={} note={}",
-                reason.as_str(),
-                note.as_deref().unwrap_or("")
-            );
-            let action = action(now, operator, "device.revoked", device.as_str(), &detail);
-            let seq = journal_reducing_access(
+            end_device(
                 ctx,
-                Event::DeviceRevoked {
-                    device: device.to_string(),
-                    employee: record.employee.to_string(),
-                    operator: operator.to_owned(),
-                    reason: reason.as_str().into(),
-                    note: note.clone(),
-                },
+                now,
+                operator,
+                device,
+                EndOfService::Revoke(*reason),
+                note,
             )?;
-            apply(ctx, seq, || {
-                ctx.registry.end_device(
-                    device,
-                    EndOfService::Revoke,
-                    &change,
-                    reason.crl_reason(),
-                    &action,
-                )
-            })?;
-            publish(ctx)?;
             Ok(done(
                 format!("device {device} revoked ({})", reason.as_str()),
                 vec![device.clone()],
             ))
         }
         AdminRequest::DeviceDecommission { device, note } => {
-            check_note(note)?;
-            let record = find_device(ctx, device)?;
-            if record.status == DeviceStatus::Decommissioned {
-                return Err(AdminError::new(
-                    AdminErrorCode::Conflict,
-                    format!("device {device} is already decommissioned"),
-                ));
-            }
-            let change = StatusChange {
-                at: now,
-                by: operator.to_owned(),
-                reason: "equipment returned".into(),
-                note: note.clone(),
-            };
-            let action = action(
-                now,
-                operator,
-                "device.decommissioned",
-                device.as_str(),
-                note.as_deref().unwrap_or(""),
-            );
-            let seq = journal_reducing_access(
-                ctx,
-                Event::DeviceDecommissioned {
-                    device: device.to_string(),
-                    employee: record.employee.to_string(),
-                    operator: operator.to_owned(),
-                    note: note.clone(),
-                },
-            )?;
-            apply(ctx, seq, || {
-                ctx.registry.end_device(
-                    device,
-                    EndOfService::Decommission,
-                    &change,
-                    CrlReason::CessationOfOperation,
-                    &action,
-                )
-            })?;
-            publish(ctx)?;
+            end_device(ctx, now, operator, device, EndOfService::Decommission, note)?;
             Ok(done(
                 format!("device {device} decommissioned; its record is kept"),
                 vec![device.clone()],
@@ -723,6 +652,81 @@ fn invite(
 fn journal(ctx: &Context, event: Event) -> Result<u64, AdminError> {
     ctx.journal(&event)
         .map_err(|e: JournalError| AdminError::new(AdminErrorCode::Internal, format!("{e}")))
+}
+
+/// How a device leaves service.
+#[derive(Debug, Clone, Copy)]
+enum EndOfService {
+    Revoke(RevokeReason),
+    /// Equipment returned (G14).
+    Decommission,
+}
+
+/// Takes a device out of service: its certificates are revoked and the CRL republished.
+/// Journaled as taking access away: it happens even if the journal cannot record it.
+fn end_device(
+    ctx: &Context,
+    now: OffsetDateTime,
+    operator: &str,
+    device: &DeviceId,
+    how: EndOfService,
+    note: &Option<String>,
+) -> Result<(), AdminError> {
+    check_note(note)?;
+    let record = find_device(ctx, device)?;
+    let allowed = match how {
+        EndOfService::Revoke(_) => {
+            matches!(record.status, DeviceStatus::Pending | DeviceStatus::Active)
+        }
+        EndOfService::Decommission => record.status != DeviceStatus::Decommissioned,
+    };
+    if !allowed {
+        return Err(AdminError::new(
+            AdminErrorCode::Conflict,
+            format!("device {device} is already {}", record.status.as_str()),
+        ));
+    }
+    let (reason, crl_reason, registry_how, action_name, event) = match how {
+        EndOfService::Revoke(r) => (
+            r.as_str(),
+            r.crl_reason(),
+            registry::EndOfService::Revoke,
+            "device.revoked",
+            Event::DeviceRevoked {
+                device: device.to_string(),
+                employee: record.employee.to_string(),
+                operator: operator.to_owned(),
+                reason: r.as_str().into(),
+                note: note.clone(),
+            },
+        ),
+        EndOfService::Decommission => (
+            "equipment returned",
+            CrlReason::CessationOfOperation,
+            registry::EndOfService::Decommission,
+            "device.decommissioned",
+            Event::DeviceDecommissioned {
+                device: device.to_string(),
+                employee: record.employee.to_string(),
+                operator: operator.to_owned(),
+                note: note.clone(),
+            },
+        ),
+    };
+    let change = StatusChange {
+        at: now,
+        by: operator.to_owned(),
+        reason: reason.into(),
+        note: note.clone(),
+    };
+    let detail = format!("reason={reason} note={}", note.as_deref().unwrap_or(""));
+    let action = action(now, operator, action_name, device.as_str(), &detail);
+    let seq = journal_reducing_access(ctx, event)?;
+    apply(ctx, seq, || {
+        ctx.registry
+            .end_device(device, registry_how, &change, crl_reason, &action)
+    })?;
+    publish(ctx)
 }
 
 /// Longest validity of an auditor's certificate.

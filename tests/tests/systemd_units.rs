@@ -15,7 +15,11 @@ fn the_units_verify() {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&units).expect("deploy/systemd") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         let text = std::fs::read_to_string(&path)
             .expect("unit")
             .replace("/usr/bin/ztgw-agent", &agent.display().to_string())
@@ -24,7 +28,10 @@ fn the_units_verify() {
         names.push(name);
     }
     names.sort();
-    assert_eq!(names, ["ztgw-agent.service", "ztgw-agent.timer", "ztgw.service"]);
+    assert_eq!(
+        names,
+        ["ztgw-agent.service", "ztgw-agent.timer", "ztgw.service"]
+    );
     for name in names {
         let out = Command::new("systemd-analyze")
             .arg("verify")
@@ -32,6 +39,9 @@ fn the_units_verify() {
             .output()
             .expect("systemd-analyze is missing: install it with `apt-get install systemd`");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && stderr.trim().is_empty(), "{name}: {stderr}");
+        assert!(
+            out.status.success() && stderr.trim().is_empty(),
+            "{name}: {stderr}"
+        );
     }
 }
