@@ -84,6 +84,11 @@ pub enum AdminRequest {
         name: ztgw_pki::AuditorName,
         note: Option<String>,
     },
+    /// Write an encrypted backup of the gateway's state to `to` (a new file).
+    Backup {
+        to: std::path::PathBuf,
+        passphrase: RedactedString,
+    },
 }
 
 /// Why a device is revoked (`ztgw device revoke --reason`).
@@ -473,6 +478,38 @@ pub fn handle(
             })?;
             publish(ctx)?;
             Ok(done(format!("auditor {name} revoked"), vec![]))
+        }
+        AdminRequest::Backup { to, passphrase } => {
+            let seq = journal(
+                ctx,
+                Event::BackupCreated {
+                    file: to.display().to_string(),
+                    operator: operator.to_owned(),
+                },
+            )?;
+            let secret = Secret::new(passphrase.expose().to_owned());
+            match crate::backup::create(ctx, &secret, to) {
+                Ok(s) => Ok(done(
+                    format!(
+                        "backup of {} files ({} bytes, encrypted) written to {}",
+                        s.files,
+                        s.bytes,
+                        to.display()
+                    ),
+                    vec![],
+                )),
+                Err(e) => {
+                    let _ = ctx.journal(&Event::ActionFailed {
+                        seq,
+                        error: e.to_string(),
+                    });
+                    let code = match e {
+                        crate::backup::BackupError::WeakPassphrase => AdminErrorCode::Invalid,
+                        _ => AdminErrorCode::Internal,
+                    };
+                    Err(AdminError::new(code, e.to_string()))
+                }
+            }
         }
         AdminRequest::PolicyReload => match ctx.reload_policy(operator) {
             Ok(active) => Ok(done(

@@ -89,6 +89,29 @@ pub enum Command {
     /// Reports from the journal: telework hours (G11), admissions and posture (G12).
     #[command(subcommand)]
     Report(report::ReportCommand),
+    /// Write an encrypted backup of the gateway's state (G16).
+    #[command(
+        after_help = "Example:\n  ztgw backup --to /srv/backups/ztgw-2027-04-06.zbak --passphrase-file /root/backup.pass"
+    )]
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+        /// A file holding the passphrase (at least 12 characters); or ZTGW_BACKUP_PASSPHRASE.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Restore a backup into a new state directory.
+    #[command(
+        after_help = "Example:\n  ztgw restore --from ztgw-2027-04-06.zbak --dir /etc/ztgw --passphrase-file /root/backup.pass"
+    )]
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +277,46 @@ impl From<AdminError> for Failure {
 fn dispatch(cli: Cli) -> Result<(), Failure> {
     let operator = cli.operator.clone().unwrap_or_else(os_user);
     match cli.command {
+        Command::Backup {
+            to,
+            passphrase_file,
+        } => {
+            let passphrase = read_passphrase(passphrase_file.as_deref())?;
+            let to =
+                std::path::absolute(&to).map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?;
+            let request = AdminRequest::Backup {
+                to,
+                passphrase: ztgw_pki::wire::RedactedString::new(passphrase.expose().clone()),
+            };
+            show(admin(&cli.config, &operator, request)?, false)
+        }
+        Command::Restore {
+            from,
+            dir,
+            passphrase_file,
+        } => {
+            let passphrase = read_passphrase(passphrase_file.as_deref())?;
+            let s = crate::backup::restore(&from, &passphrase, &dir).map_err(|e| {
+                let code = match e {
+                    crate::backup::BackupError::NotEmpty(_) => exit::REFUSED,
+                    crate::backup::BackupError::Decrypt
+                    | crate::backup::BackupError::NotABackup => exit::DAMAGED,
+                    _ => exit::FAILURE,
+                };
+                Failure::new(code, e.to_string())
+            })?;
+            println!(
+                "restored {} files ({} bytes) into {}",
+                s.files,
+                s.bytes,
+                dir.display()
+            );
+            println!(
+                "check it, then start it: ztgw --config {} journal verify",
+                dir.join("gateway.toml").display()
+            );
+            Ok(())
+        }
         Command::Journal(cmd) => journal::run(&cli.config, cmd),
         Command::Report(cmd) => report::run(&cli.config, cmd),
         Command::Auditor(AuditorCommand::Revoke { name, note }) => show(
@@ -353,6 +416,22 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             show(admin(&cli.config, &operator, request)?, false)
         }
     }
+}
+
+fn read_passphrase(file: Option<&std::path::Path>) -> Result<ztgw_pki::Secret<String>, Failure> {
+    let text = match file {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| Failure::new(exit::FAILURE, format!("{}: {e}", p.display())))?,
+        None => std::env::var("ZTGW_BACKUP_PASSPHRASE").map_err(|_| {
+            Failure::new(
+                exit::USAGE,
+                "give the passphrase with --passphrase-file FILE or ZTGW_BACKUP_PASSPHRASE",
+            )
+        })?,
+    };
+    Ok(ztgw_pki::Secret::new(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
 }
 
 fn add_auditor(

@@ -17,6 +17,7 @@ pub mod active_policy;
 pub mod admin;
 pub mod api_error;
 pub mod audit;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod context;

@@ -217,4 +217,6 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     /// Records an action that changes nothing in the registry (a policy load or refusal).
     fn record_action(&self, action: &ActionRecord) -> Result<(), RegistryError>;
     fn actions(&self) -> Result<Vec<ActionRecord>, RegistryError>;
+    /// Writes a consistent copy of the whole registry to `path` (a new file).
+    fn snapshot_to(&self, path: &std::path::Path) -> Result<(), RegistryError>;
 }

@@ -152,6 +152,8 @@ pub enum Event {
         compliant: bool,
         failed: Vec<String>,
     },
+    #[serde(rename = "backup.created")]
+    BackupCreated { file: String, operator: String },
     /// An action journaled as about to take effect did not (the registry refused it).
     #[serde(rename = "action.failed")]
     ActionFailed { seq: u64, error: String },
@@ -191,6 +193,7 @@ impl Event {
             Self::PolicyLoaded { .. } => "policy.loaded",
             Self::PolicyRefused { .. } => "policy.refused",
             Self::ActionFailed { .. } => "action.failed",
+            Self::BackupCreated { .. } => "backup.created",
             Self::AdmissionGranted { .. } => "admission.granted",
             Self::AdmissionDenied { .. } => "admission.denied",
             Self::SessionStarted { .. } => "session.started",

@@ -631,6 +631,17 @@ impl Registry for SqliteRegistry {
         })
     }
 
+    fn snapshot_to(&self, path: &Path) -> Result<(), RegistryError> {
+        let target = path
+            .to_str()
+            .ok_or_else(|| RegistryError::Storage("the snapshot path is not UTF-8".into()))?;
+        self.with(|c| {
+            c.execute("VACUUM INTO ?1", params![target])
+                .map_err(storage)?;
+            Ok(())
+        })
+    }
+
     fn record_action(&self, action: &ActionRecord) -> Result<(), RegistryError> {
         self.in_transaction(|tx| insert_action(tx, action))
     }

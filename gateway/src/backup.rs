@@ -1,0 +1,324 @@
+//! Backup and restore of a gateway's state (G16): CA and keys, settings and policy, the
+//! registry (a consistent SQLite snapshot), the journal key and the journal up to its
+//! last acknowledged write — in one archive encrypted with a passphrase.
+//!
+//! Format: `ZTGWBAK1`, salt (16 bytes), PBKDF2-HMAC-SHA256 iterations (u32 LE), nonce
+//! (12 bytes), then ChaCha20-Poly1305 of the archive with the header as associated data.
+//! The archive is `manifest length (u32 LE) | manifest (JSON) | the files' bytes`.
+
+use std::num::NonZeroU32;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+use serde::{Deserialize, Serialize};
+use ztgw_pki::{Existing, Secret, write_private_file};
+
+use crate::clock::random;
+use crate::context::Context;
+use crate::journal::segment;
+
+const MAGIC: &[u8; 8] = b"ZTGWBAK1";
+const HEADER_LEN: usize = 8 + 16 + 4 + 12;
+/// PBKDF2 iterations for new backups (OWASP's figure for PBKDF2-HMAC-SHA256).
+pub const ITERATIONS: u32 = 600_000;
+/// Largest backup handled (the archive is built in memory).
+pub const MAX_BACKUP_BYTES: usize = 1 << 30;
+/// Shortest passphrase accepted.
+pub const MIN_PASSPHRASE: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("the passphrase must be at least {MIN_PASSPHRASE} characters")]
+    WeakPassphrase,
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the backup is larger than {MAX_BACKUP_BYTES} bytes")]
+    TooLarge,
+    #[error("not a ztgw backup")]
+    NotABackup,
+    #[error("wrong passphrase, or the backup is damaged")]
+    Decrypt,
+    #[error("the backup's contents are not valid: {0}")]
+    Contents(String),
+    #[error("{0} is not empty: restore never overwrites")]
+    NotEmpty(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    created_at: String,
+    gateway: String,
+    files: Vec<Entry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    /// `state/NAME` or `journal/NAME`; never `..` nor absolute.
+    path: String,
+    mode: u32,
+    len: u64,
+}
+
+/// What a backup or a restore covered.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Writes an encrypted backup of the gateway's state to `to` (a new file, 0600).
+pub fn create(
+    ctx: &Context,
+    passphrase: &Secret<String>,
+    to: &Path,
+) -> Result<Summary, BackupError> {
+    if passphrase.expose().chars().count() < MIN_PASSPHRASE {
+        return Err(BackupError::WeakPassphrase);
+    }
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| BackupError::Io { path, source }
+    };
+    let paths = ctx.settings.state();
+    let mut files: Vec<(String, u32, Vec<u8>)> = Vec::new();
+    for p in [
+        paths.settings(),
+        paths.ca_cert(),
+        paths.ca_key(),
+        paths.server_cert(),
+        paths.server_key(),
+        paths.wireguard_key(),
+        paths.wireguard_public(),
+        paths.journal_key(),
+        paths.journal_public(),
+        paths.crl(),
+        ctx.settings.policy.file.clone(),
+    ] {
+        let bytes = std::fs::read(&p).map_err(io(&p))?;
+        let mode = std::fs::metadata(&p).map_err(io(&p))?.permissions().mode() & 0o777;
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        files.push((format!("state/{name}"), mode, bytes));
+    }
+    // The registry: a consistent snapshot, whatever is being written meanwhile.
+    let snap_dir = tempfile::tempdir().map_err(io(Path::new("temporary directory")))?;
+    let snap = snap_dir.path().join("registry.db");
+    ctx.registry
+        .snapshot_to(&snap)
+        .map_err(|e| BackupError::Other(e.to_string()))?;
+    files.push((
+        "state/registry.db".into(),
+        0o600,
+        std::fs::read(&snap).map_err(io(&snap))?,
+    ));
+    // The journal up to its last acknowledged write.
+    let dir = &ctx.settings.journal.dir;
+    let limit = ctx.journal.durable_end();
+    for seg in segment::list(dir).map_err(io(dir))? {
+        if let Some(bytes) = segment::read_limited(&seg, limit).map_err(io(&seg.path))? {
+            files.push((format!("journal/{}", seg.name()), 0o640, bytes));
+        }
+    }
+    let purged = dir.join(segment::PURGE_FILE);
+    if purged.exists() {
+        files.push((
+            format!("journal/{}", segment::PURGE_FILE),
+            0o640,
+            std::fs::read(&purged).map_err(io(&purged))?,
+        ));
+    }
+    let manifest = Manifest {
+        created_at: crate::enrolment::rfc3339(ctx.clock.now()),
+        gateway: ztgw_pki::fingerprint_hex(ctx.ca.fingerprint()),
+        files: files
+            .iter()
+            .map(|(p, m, b)| Entry {
+                path: p.clone(),
+                mode: *m,
+                len: b.len() as u64,
+            })
+            .collect(),
+    };
+    let manifest = serde_json::to_vec(&manifest).map_err(|e| BackupError::Other(e.to_string()))?;
+    let total = 4 + manifest.len() + files.iter().map(|f| f.2.len()).sum::<usize>();
+    if total > MAX_BACKUP_BYTES {
+        return Err(BackupError::TooLarge);
+    }
+    let mut plain = Vec::with_capacity(total + 16);
+    plain.extend_from_slice(&(manifest.len() as u32).to_le_bytes());
+    plain.extend_from_slice(&manifest);
+    for (_, _, bytes) in &files {
+        plain.extend_from_slice(bytes);
+    }
+    let salt: [u8; 16] =
+        random(ctx.entropy.as_ref()).map_err(|e| BackupError::Other(e.to_string()))?;
+    let nonce: [u8; 12] =
+        random(ctx.entropy.as_ref()).map_err(|e| BackupError::Other(e.to_string()))?;
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&salt);
+    header.extend_from_slice(&ITERATIONS.to_le_bytes());
+    header.extend_from_slice(&nonce);
+    let key = derive(passphrase, &salt, ITERATIONS)?;
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(&header),
+        &mut plain,
+    )
+    .map_err(|_| BackupError::Other("encryption failed".into()))?;
+    let mut out = header;
+    out.extend_from_slice(&plain);
+    write_private_file(to, &out, Existing::Refuse).map_err(io(to))?;
+    Ok(Summary {
+        files: files.len(),
+        bytes: out.len() as u64,
+    })
+}
+
+/// Restores the backup at `from` into `dir` (new or empty, made 0700). The journal goes
+/// to `dir/journal`, and the restored settings point there.
+pub fn restore(
+    from: &Path,
+    passphrase: &Secret<String>,
+    dir: &Path,
+) -> Result<Summary, BackupError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| BackupError::Io { path, source }
+    };
+    let bytes = std::fs::read(from).map_err(io(from))?;
+    if bytes.len() > MAX_BACKUP_BYTES + HEADER_LEN + 16 {
+        return Err(BackupError::TooLarge);
+    }
+    if bytes.len() < HEADER_LEN + 16 || &bytes[..8] != MAGIC {
+        return Err(BackupError::NotABackup);
+    }
+    let (header, sealed) = bytes.split_at(HEADER_LEN);
+    let salt = &header[8..24];
+    let iterations = u32::from_le_bytes([header[24], header[25], header[26], header[27]]);
+    if !(1..=10_000_000).contains(&iterations) {
+        return Err(BackupError::NotABackup);
+    }
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&header[28..40]);
+    let key = derive(passphrase, salt, iterations)?;
+    let mut sealed = sealed.to_vec();
+    let plain = key
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(header),
+            &mut sealed,
+        )
+        .map_err(|_| BackupError::Decrypt)?;
+    let bad = |m: &str| BackupError::Contents(m.to_owned());
+    let mlen = u32::from_le_bytes(
+        plain
+            .get(..4)
+            .ok_or_else(|| bad("too short"))?
+            .try_into()
+            .map_err(|_| bad("too short"))?,
+    ) as usize;
+    let manifest: Manifest = serde_json::from_slice(
+        plain
+            .get(4..4 + mlen)
+            .ok_or_else(|| bad("manifest cut short"))?,
+    )
+    .map_err(|e| BackupError::Contents(e.to_string()))?;
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            if entries.into_iter().next().is_some() {
+                return Err(BackupError::NotEmpty(dir.display().to_string()));
+            }
+        }
+        Err(_) => std::fs::create_dir_all(dir).map_err(io(dir))?,
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    std::fs::create_dir_all(dir.join("journal")).map_err(io(dir))?;
+    let mut at = 4 + mlen;
+    let mut total = 0u64;
+    for e in &manifest.files {
+        let (area, name) = e
+            .path
+            .split_once('/')
+            .ok_or_else(|| bad("a file path without its area"))?;
+        let safe = !name.is_empty() && !name.contains('/') && name != ".." && name != ".";
+        if !safe || !matches!(area, "state" | "journal") {
+            return Err(BackupError::Contents(format!(
+                "refusing the path {:?}",
+                e.path
+            )));
+        }
+        let target: PathBuf = if area == "state" {
+            dir.join(name)
+        } else {
+            dir.join("journal").join(name)
+        };
+        let len = usize::try_from(e.len).map_err(|_| bad("a file too large"))?;
+        let data = plain
+            .get(at..at + len)
+            .ok_or_else(|| bad("a file cut short"))?;
+        at += len;
+        let data = if name == "gateway.toml" {
+            point_journal_here(data)?
+        } else {
+            data.to_vec()
+        };
+        write_private_file(&target, &data, Existing::Refuse).map_err(io(&target))?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(e.mode & 0o777))
+            .map_err(io(&target))?;
+        total += e.len;
+    }
+    Ok(Summary {
+        files: manifest.files.len(),
+        bytes: total,
+    })
+}
+
+/// The restored settings keep the state directory (`.`) and put the journal beside it.
+fn point_journal_here(settings: &[u8]) -> Result<Vec<u8>, BackupError> {
+    let text = std::str::from_utf8(settings)
+        .map_err(|_| BackupError::Contents("gateway.toml is not UTF-8".into()))?;
+    let mut section = String::new();
+    let out: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let t = line.trim();
+            if t.starts_with('[') {
+                section = t.to_owned();
+            }
+            if section == "[journal]" && (t.starts_with("dir ") || t.starts_with("dir=")) {
+                "dir = \"journal\"".to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    Ok((out.join("\n") + "\n").into_bytes())
+}
+
+fn derive(
+    passphrase: &Secret<String>,
+    salt: &[u8],
+    iterations: u32,
+) -> Result<LessSafeKey, BackupError> {
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    let n = NonZeroU32::new(iterations).ok_or(BackupError::NotABackup)?;
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        n,
+        salt,
+        passphrase.expose().as_bytes(),
+        key.as_mut(),
+    );
+    let unbound = UnboundKey::new(&CHACHA20_POLY1305, key.as_ref())
+        .map_err(|_| BackupError::Other("key".into()))?;
+    Ok(LessSafeKey::new(unbound))
+}

@@ -1,0 +1,140 @@
+//! Back up a running gateway, restore it into a new directory: enrolled devices connect
+//! there, and the journal still verifies (G16).
+
+use std::sync::Arc;
+
+use ztgw_agent::client::ControlClient;
+use ztgw_config::Settings;
+use ztgw_gateway::admin::{AdminRequest, AdminResponse};
+use ztgw_gateway::backup::{self, BackupError};
+use ztgw_gateway::clock::{SystemClock, SystemEntropy};
+use ztgw_gateway::context::Context;
+use ztgw_gateway::daemon::RunningGateway;
+use ztgw_gateway::journal::PublicKey;
+use ztgw_gateway::journal::query::{self, Filter};
+use ztgw_gateway::journal::verify::verify_dir;
+use ztgw_pki::wire::{DeviceView, RedactedString, path};
+use ztgw_pki::{Secret, tls};
+use ztgw_tests::{GatewayOptions, TestGateway, free_port};
+
+const PASS: &str = "correct horse battery staple";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_gateway_admits_its_devices_and_its_journal_verifies() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("gateway.zbak");
+    let gw = TestGateway::start(GatewayOptions::default()).await;
+    let agent = gw.enrol("e6601").await;
+    let weak = gw
+        .admin(AdminRequest::Backup {
+            to: tmp.path().join("weak.zbak"),
+            passphrase: RedactedString::new("short".into()),
+        })
+        .expect_err("weak passphrase");
+    assert!(weak.message.contains("at least 12"), "{}", weak.message);
+    let answer = gw
+        .admin(AdminRequest::Backup {
+            to: file.clone(),
+            passphrase: RedactedString::new(PASS.into()),
+        })
+        .expect("backup");
+    assert!(matches!(answer, AdminResponse::Done { .. }));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&file).expect("backup file").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let bytes = std::fs::read(&file).expect("read");
+    assert!(
+        !bytes.windows(10).any(|w| w == b"BEGIN PRIV"),
+        "the backup is encrypted"
+    );
+    gw.running.shutdown("test").await;
+
+    // Wrong passphrase, damaged file, non-empty target: clear errors.
+    let target = tmp.path().join("restored");
+    let wrong = backup::restore(&file, &Secret::new("not the passphrase".into()), &target);
+    assert!(matches!(wrong, Err(BackupError::Decrypt)), "{wrong:?}");
+    let damaged = tmp.path().join("damaged.zbak");
+    let mut d = bytes.clone();
+    let last = d.len() - 1;
+    d[last] ^= 1;
+    std::fs::write(&damaged, &d).expect("write");
+    assert!(matches!(
+        backup::restore(&damaged, &Secret::new(PASS.into()), &target),
+        Err(BackupError::Decrypt)
+    ));
+    assert!(matches!(
+        backup::restore(
+            &tmp.path().join("nothing"),
+            &Secret::new(PASS.into()),
+            &target
+        ),
+        Err(BackupError::Io { .. })
+    ));
+
+    let summary = backup::restore(&file, &Secret::new(PASS.into()), &target).expect("restore");
+    assert!(summary.files >= 13, "{summary:?}");
+    assert!(matches!(
+        backup::restore(&file, &Secret::new(PASS.into()), &target),
+        Err(BackupError::NotEmpty(_))
+    ));
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(target.join("ca.key"))
+            .expect("ca.key")
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600);
+
+    // The restored journal verifies and records the backup.
+    let journal_key =
+        PublicKey::parse(&std::fs::read_to_string(target.join("journal.pub")).expect("pub"))
+            .expect("key");
+    verify_dir(&target.join("journal"), Some(&journal_key), None)
+        .expect("the restored journal verifies");
+    let kinds: Vec<String> = query::read(&target.join("journal"), &Filter::default())
+        .expect("read")
+        .iter()
+        .map(|r| r.event["type"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(kinds.iter().any(|k| k == "backup.created"), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "device.enrolled"), "{kinds:?}");
+
+    // Start the restored gateway on a new port; the device's certificate works there.
+    let config = target.join("gateway.toml");
+    let port = free_port();
+    let text = std::fs::read_to_string(&config)
+        .expect("settings")
+        .lines()
+        .map(|l| match l.split_once(" = ") {
+            Some(("listen", v)) if v.contains(":9469") || v.ends_with(":0\"") => {
+                "listen = \"127.0.0.1:0\"".to_owned()
+            }
+            Some(("listen", _)) => format!("listen = \"127.0.0.1:{port}\""),
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&config, text).expect("settings");
+    let ctx = Context::open(
+        Settings::load(&config).expect("settings"),
+        Arc::new(SystemClock),
+        Arc::new(SystemEntropy::new()),
+    )
+    .expect("the restored state opens");
+    let restored = RunningGateway::start(ctx)
+        .await
+        .expect("the restored gateway starts");
+    let state = agent.state();
+    let client_config = tls::mtls_client_config(
+        &std::fs::read_to_string(state.ca()).expect("ca"),
+        &std::fs::read_to_string(state.certificate()).expect("cert"),
+        &Secret::new(std::fs::read_to_string(state.tls_key()).expect("key")),
+    )
+    .expect("client config");
+    let view: DeviceView = ControlClient::new(restored.control_addr.to_string(), client_config)
+        .get(path::DEVICE)
+        .await
+        .expect("the enrolled device connects to the restored gateway");
+    assert_eq!(view.device_id, agent.device_id());
+    restored.shutdown("test").await;
+}
