@@ -1,5 +1,6 @@
 //! The `ztgw` command line: definitions, dispatch, output and exit codes.
 
+pub mod docs;
 mod journal;
 mod policy;
 mod report;
@@ -99,6 +100,13 @@ pub enum Command {
         /// A file holding the passphrase (at least 12 characters); or ZTGW_BACKUP_PASSPHRASE.
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+    },
+    /// Print a shell completion script (bash, zsh, fish).
+    Completions { shell: docs::Shell },
+    /// Write the manual pages (ztgw.1 and one per command) into a directory.
+    Man {
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Restore a backup into a new state directory.
     #[command(
@@ -277,6 +285,12 @@ impl From<AdminError> for Failure {
 fn dispatch(cli: Cli) -> Result<(), Failure> {
     let operator = cli.operator.clone().unwrap_or_else(os_user);
     match cli.command {
+        Command::Completions { shell } => docs::completions(docs::ztgw(), shell),
+        Command::Man { out } => {
+            let n = docs::man_pages(docs::ztgw(), &out)?;
+            println!("{n} manual pages written to {}", out.display());
+            Ok(())
+        }
         Command::Backup {
             to,
             passphrase_file,

@@ -441,3 +441,34 @@ fn the_security_units_policy_tools() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn completions_and_manual_pages_come_from_the_command_definitions() {
+    let nowhere = Path::new("/nonexistent/gateway.toml");
+    let bash = ok(&ztgw(nowhere, &["completions", "bash"]));
+    assert!(
+        bash.contains("_ztgw()") && bash.contains("revoke") && bash.contains("--passphrase-file"),
+        "bash completion"
+    );
+    let zsh = ok(&ztgw(nowhere, &["completions", "zsh"]));
+    assert!(
+        zsh.starts_with("#compdef ztgw"),
+        "{}",
+        &zsh[..zsh.len().min(80)]
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = ok(&ztgw(
+        nowhere,
+        &["man", "--out", tmp.path().to_str().expect("path")],
+    ));
+    assert!(out.contains("manual pages written"), "{out}");
+    let page = std::fs::read_to_string(tmp.path().join("ztgw-device-revoke.1"))
+        .expect("page for ztgw device revoke");
+    assert!(
+        page.contains(".TH ztgw-device-revoke 1") && page.contains("stolen"),
+        "{page}"
+    );
+    assert!(
+        tmp.path().join("ztgw.1").exists() && tmp.path().join("ztgw-journal-verify.1").exists()
+    );
+}
