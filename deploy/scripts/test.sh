@@ -30,6 +30,8 @@ rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup com
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The end-to-end tests run the real `ztgw` and `ztgw-agent` binaries.
+# The end-to-end tests run the real `ztgw` and `ztgw-agent` binaries, and check the
+# packages built here.
 cargo build --workspace --bins --locked
+bash deploy/scripts/package.sh
 cargo test --workspace --locked
