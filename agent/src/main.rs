@@ -44,6 +44,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish).
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages (ztgw-agent.1 and one per command) into a directory.
+    Man {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Check this device against the posture your role requires, and say how to fix
     /// what fails.
     Posture {
@@ -90,6 +97,35 @@ async fn run(cli: Cli) -> Result<(), String> {
     let dir = cli.state_dir.unwrap_or_else(AgentState::default_dir);
     let state = AgentState::new(&dir);
     match cli.command {
+        Command::Completions { shell } => {
+            use std::io::Write as _;
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into memory first: the generator panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "ztgw-agent", &mut script);
+            std::io::stdout()
+                .write_all(&script)
+                .map_err(|e| e.to_string())
+        }
+        Command::Man { out } => {
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut pages = vec![(cmd.get_name().to_owned(), cmd.clone())];
+            pages.extend(
+                cmd.get_subcommands()
+                    .map(|s| (format!("ztgw-agent-{}", s.get_name()), s.clone())),
+            );
+            for (name, page) in &pages {
+                let mut bytes = Vec::new();
+                clap_mangen::Man::new(page.clone().name(name.clone()))
+                    .render(&mut bytes)
+                    .map_err(|e| e.to_string())?;
+                let path = out.join(format!("{name}.1"));
+                std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            println!("{} manual pages written to {}", pages.len(), out.display());
+            Ok(())
+        }
         Command::Enroll {
             invitation,
             ownership,
