@@ -11,7 +11,12 @@ use ztgw_pki::wire::Ownership;
 
 /// ztgw-agent: connects this device to your administration's telework gateway.
 #[derive(Debug, Parser)]
-#[command(name = "ztgw-agent", version, about)]
+#[command(
+    name = "ztgw-agent",
+    version,
+    about,
+    after_help = "Examples:\n  ztgw-agent enroll 'ztgw1-AUM9P…'\n  ztgw-agent posture\n  ztgw-agent status\n\nExit codes: 0 when the command did what it says, 2 when the command line is wrong,\n1 otherwise (the message says why)."
+)]
 struct Cli {
     /// The agent's state directory (keys, certificate).
     #[arg(long, global = true, env = "ZTGW_AGENT_STATE")]
@@ -25,6 +30,7 @@ enum Command {
     /// Enrol this device with the invitation your security unit gave you.
     #[command(after_help = "Example:\n  ztgw-agent enroll 'ztgw1-AUM9P…'")]
     Enroll {
+        /// The invitation string (ztgw1-…) your security unit gave you.
         invitation: String,
         /// Who owns this device.
         #[arg(long, default_value = "personal", value_parser = parse_ownership)]
@@ -41,13 +47,18 @@ enum Command {
     },
     /// Show what the gateway knows of this device.
     Status {
+        /// Print the status as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Print a shell completion script (bash, zsh, fish).
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to write the script for.
+        shell: clap_complete::Shell,
+    },
     /// Write the manual pages (ztgw-agent.1 and one per command) into a directory.
     Man {
+        /// The directory to write the pages into (created if missing).
         #[arg(long)]
         out: PathBuf,
     },

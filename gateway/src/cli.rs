@@ -23,7 +23,7 @@ use crate::clock::{SystemClock, SystemEntropy};
 use crate::context::Context;
 use crate::enrolment::rfc3339;
 
-/// Exit codes of `ztgw`, documented in docs/operators.md.
+/// Exit codes of `ztgw`, documented in docs/security-units.md.
 pub mod exit {
     pub const OK: u8 = 0;
     /// Anything not listed below.
@@ -46,7 +46,13 @@ const DEFAULT_CONFIG: &str = "/etc/ztgw/gateway.toml";
 
 /// ztgw: zero-trust remote access gateway for teleworking civil servants.
 #[derive(Debug, Parser)]
-#[command(name = "ztgw", version, about, long_about = None)]
+#[command(
+    name = "ztgw",
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:\n  ztgw serve\n  ztgw invite --employee e1029 --role finance --approved-by 'Head of IT' --reference DEC-2026-114\n  ztgw device list --json\n  ztgw policy check /etc/ztgw/policy.toml\n  ztgw journal verify\n\nExit codes: 0 done, 1 other failure, 2 wrong command line, 3 unusable configuration or state,\n4 not found, 5 refused, 6 the gateway failed, 7 journal damaged (docs/security-units.md)."
+)]
 pub struct Cli {
     /// The gateway's settings file.
     #[arg(long, global = true, env = "ZTGW_CONFIG", default_value = DEFAULT_CONFIG)]
@@ -95,6 +101,7 @@ pub enum Command {
         after_help = "Example:\n  ztgw backup --to /srv/backups/ztgw-2027-04-06.zbak --passphrase-file /root/backup.pass"
     )]
     Backup {
+        /// The archive to write (created with mode 0600; must not exist).
         #[arg(long)]
         to: PathBuf,
         /// A file holding the passphrase (at least 12 characters); or ZTGW_BACKUP_PASSPHRASE.
@@ -102,9 +109,13 @@ pub enum Command {
         passphrase_file: Option<PathBuf>,
     },
     /// Print a shell completion script (bash, zsh, fish).
-    Completions { shell: docs::Shell },
+    Completions {
+        /// The shell to write the script for.
+        shell: docs::Shell,
+    },
     /// Write the manual pages (ztgw.1 and one per command) into a directory.
     Man {
+        /// The directory to write the pages into (created if missing).
         #[arg(long)]
         out: PathBuf,
     },
@@ -113,10 +124,13 @@ pub enum Command {
         after_help = "Example:\n  ztgw restore --from ztgw-2027-04-06.zbak --dir /etc/ztgw --passphrase-file /root/backup.pass"
     )]
     Restore {
+        /// The archive written by `ztgw backup`.
         #[arg(long)]
         from: PathBuf,
+        /// The new state directory (must be new or empty).
         #[arg(long)]
         dir: PathBuf,
+        /// A file holding the passphrase; or ZTGW_BACKUP_PASSPHRASE.
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
@@ -128,6 +142,7 @@ pub enum AuditorCommand {
     /// (auditor.key, 0600) with the certificate and the CA, to hand to the auditor.
     #[command(after_help = "Example:\n  ztgw auditor add cour-des-comptes --out ./auditor-bundle")]
     Add {
+        /// The auditor's name, as it will appear in the certificate and the journal.
         name: ztgw_pki::AuditorName,
         /// Where to write auditor.key, auditor.pem and ca.pem.
         #[arg(long)]
@@ -135,12 +150,15 @@ pub enum AuditorCommand {
         /// The auditor's own CSR (their key never leaves them); only the certificate is written.
         #[arg(long)]
         csr: Option<PathBuf>,
+        /// How long the certificate is valid (e.g. 90d).
         #[arg(long, default_value = "365d")]
         valid_for: HumanDuration,
     },
     /// Revoke an auditor's certificate at once.
     Revoke {
+        /// The auditor's name, as given to `ztgw auditor add`.
         name: ztgw_pki::AuditorName,
+        /// A free-text note kept with the action in the registry and the journal.
         #[arg(long)]
         note: Option<String>,
     },
@@ -167,6 +185,7 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct InviteArgs {
+    /// The employee's identifier in the administration (letters, digits, '-', '_', '.').
     #[arg(long)]
     pub employee: EmployeeId,
     /// A role defined in the policy.
@@ -184,6 +203,7 @@ pub struct InviteArgs {
     /// How long the invitation can be used (e.g. 72h; default from gateway.toml).
     #[arg(long)]
     pub valid_for: Option<HumanDuration>,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -192,18 +212,23 @@ pub struct InviteArgs {
 pub enum DeviceCommand {
     /// List enrolled devices.
     List {
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show one device with its certificates and history.
     Show {
+        /// The device's identifier, as `ztgw device list` shows it.
         id: DeviceId,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Approve a device held for approval (require_device_approval = true).
     Approve {
+        /// The device's identifier, as `ztgw device list` shows it.
         id: DeviceId,
+        /// A free-text note kept with the action in the registry and the journal.
         #[arg(long)]
         note: Option<String>,
     },
@@ -212,15 +237,20 @@ pub enum DeviceCommand {
         after_help = "Example:\n  ztgw device revoke dev-3k9x… --reason lost --note 'reported by phone 09:12'"
     )]
     Revoke {
+        /// The device's identifier, as `ztgw device list` shows it.
         id: DeviceId,
+        /// Why the device is revoked (recorded, and written into the CRL entry).
         #[arg(long, value_enum)]
         reason: RevokeReason,
+        /// A free-text note kept with the action in the registry and the journal.
         #[arg(long)]
         note: Option<String>,
     },
     /// Equipment returned (G14): credentials revoked, record kept for audit.
     Decommission {
+        /// The device's identifier, as `ztgw device list` shows it.
         id: DeviceId,
+        /// A free-text note kept with the action in the registry and the journal.
         #[arg(long)]
         note: Option<String>,
     },
@@ -230,15 +260,20 @@ pub enum DeviceCommand {
 pub enum EmployeeCommand {
     /// End an employee's telework: every device of theirs is revoked (G3).
     Revoke {
+        /// The employee's identifier.
         id: EmployeeId,
+        /// Why the employee's telework ends (recorded).
         #[arg(long, value_enum, default_value = "ended")]
         reason: EmployeeRevokeReason,
+        /// A free-text note kept with the action in the registry and the journal.
         #[arg(long)]
         note: Option<String>,
     },
     /// Allow a revoked employee to be invited again.
     Reinstate {
+        /// The employee's identifier.
         id: EmployeeId,
+        /// A free-text note kept with the action in the registry and the journal.
         #[arg(long)]
         note: Option<String>,
     },

@@ -67,3 +67,56 @@ fn write_pages(
 pub(super) fn ztgw() -> clap::Command {
     super::Cli::command()
 }
+
+/// Every command and every option of `cmd` (recursively) that has no help text, as
+/// `command path: --option` lines: the manual pages would show them bare.
+pub fn undocumented(cmd: &clap::Command) -> Vec<String> {
+    let mut out = Vec::new();
+    collect_undocumented(cmd, cmd.get_name(), &mut out);
+    out
+}
+
+fn collect_undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+    let cmd = {
+        let mut c = cmd.clone();
+        c.build();
+        c
+    };
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        if id == "help" || id == "version" || arg.is_hide_set() {
+            continue;
+        }
+        if arg.get_help().is_none() && arg.get_long_help().is_none() {
+            out.push(format!("{path}: {id}"));
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        if sub.get_name() == "help" || sub.is_hide_set() {
+            continue;
+        }
+        let sub_path = format!("{path} {}", sub.get_name());
+        if sub.get_about().is_none() && sub.get_long_about().is_none() {
+            out.push(format!("{sub_path}: (command)"));
+        }
+        collect_undocumented(sub, &sub_path, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_and_option_has_help_text() {
+        let missing = undocumented(&ztgw());
+        assert!(missing.is_empty(), "undocumented:\n{}", missing.join("\n"));
+    }
+
+    #[test]
+    fn the_top_level_help_has_examples_and_exit_codes() {
+        let help = ztgw().render_long_help().to_string();
+        assert!(help.contains("Examples:"), "{help}");
+        assert!(help.contains("Exit codes:"), "{help}");
+    }
+}

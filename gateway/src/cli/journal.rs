@@ -45,6 +45,7 @@ pub enum JournalCommand {
         source: Source,
         #[command(flatten)]
         filter: FilterArgs,
+        /// jsonl (one event per line, every field) or csv (one row per event).
         #[arg(long, value_enum)]
         format: ExportFormat,
         /// Write here instead of standard output.
@@ -55,6 +56,7 @@ pub enum JournalCommand {
     Checkpoint {
         #[command(flatten)]
         source: Source,
+        /// Where to write the checkpoint (JSON).
         #[arg(long)]
         out: PathBuf,
     },
@@ -70,8 +72,10 @@ pub struct Source {
 
 #[derive(Debug, clap::Args)]
 pub struct FilterArgs {
+    /// Only events about this employee.
     #[arg(long)]
     pub employee: Option<String>,
+    /// Only events about this device.
     #[arg(long)]
     pub device: Option<String>,
     /// An event type, or a family like 'device.*'; repeat for more.

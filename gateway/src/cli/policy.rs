@@ -13,15 +13,23 @@ use super::{Failure, exit};
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Check a policy file: every error with FILE:LINE:COLUMN, then the warnings.
-    Check { file: PathBuf },
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
     /// Run the policy's [[test]] cases; the last line is "N passed, M failed".
-    Test { file: PathBuf },
+    Test {
+        /// The policy file.
+        file: PathBuf,
+    },
     /// Explain what a role may do towards a destination, and when.
     #[command(
         after_help = "Example:\n  ztgw policy explain policy.toml --role finance --to 10.20.1.5:5432/tcp --at 2027-04-06T10:00:00+01:00"
     )]
     Explain {
+        /// The policy file.
         file: PathBuf,
+        /// A role defined in the policy.
         #[arg(long)]
         role: String,
         /// Use this employee's own schedule, if the policy gives one.
@@ -35,7 +43,12 @@ pub enum PolicyCommand {
         at: Option<jiff::Timestamp>,
     },
     /// What changes between two policies: roles gaining or losing resources and hours.
-    Diff { old: PathBuf, new: PathBuf },
+    Diff {
+        /// The policy in force (or the earlier one).
+        old: PathBuf,
+        /// The proposed policy.
+        new: PathBuf,
+    },
     /// Make the running gateway re-read its policy (validated and tested first).
     Reload,
 }

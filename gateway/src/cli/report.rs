@@ -20,6 +20,7 @@ pub enum ReportCommand {
     Hours {
         #[command(flatten)]
         range: Range,
+        /// Only this employee.
         #[arg(long)]
         employee: Option<String>,
     },
@@ -47,6 +48,7 @@ pub struct Range {
     /// The policy whose schedules apply (default: the gateway's).
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
