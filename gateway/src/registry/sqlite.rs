@@ -216,26 +216,23 @@ impl Registry for SqliteRegistry {
 
     fn invitation(&self, id: &InvitationId) -> Result<Option<InvitationRecord>, RegistryError> {
         self.with(|c| {
-            c.query_row(
+            query_opt(
+                c,
                 &format!("{INVITATION_SELECT} WHERE id = ?1"),
                 params![id.as_str()],
-                |r| Ok(invitation_from_row(r)),
+                invitation_from_row,
             )
-            .optional()
-            .map_err(storage)?
-            .transpose()
         })
     }
 
     fn invitations(&self) -> Result<Vec<InvitationRecord>, RegistryError> {
         self.with(|c| {
-            let mut stmt = c
-                .prepare(&format!("{INVITATION_SELECT} ORDER BY created_at, id"))
-                .map_err(storage)?;
-            let rows = stmt
-                .query_map([], |r| Ok(invitation_from_row(r)))
-                .map_err(storage)?;
-            rows.map(|r| r.map_err(storage).and_then(|x| x)).collect()
+            query_all(
+                c,
+                &format!("{INVITATION_SELECT} ORDER BY created_at, id"),
+                [],
+                invitation_from_row,
+            )
         })
     }
 
@@ -298,23 +295,19 @@ impl Registry for SqliteRegistry {
 
     fn employee(&self, id: &EmployeeId) -> Result<Option<EmployeeRecord>, RegistryError> {
         self.with(|c| {
-            c.query_row(
+            query_opt(
+                c,
                 "SELECT id, created_at, revoked_at, revoked_by, revoke_reason, revoke_note
                  FROM employees WHERE id = ?1",
                 params![id.as_str()],
                 |r| {
-                    Ok((|| {
-                        Ok(EmployeeRecord {
-                            id: parse_id(r.get::<_, String>(0).map_err(storage)?)?,
-                            created_at: from_ts(r.get(1).map_err(storage)?)?,
-                            revoked: change_from_row(r, 2)?,
-                        })
-                    })())
+                    Ok(EmployeeRecord {
+                        id: parse_id(r.get::<_, String>(0).map_err(storage)?)?,
+                        created_at: from_ts(r.get(1).map_err(storage)?)?,
+                        revoked: change_from_row(r, 2)?,
+                    })
                 },
             )
-            .optional()
-            .map_err(storage)?
-            .transpose()
         })
     }
 
@@ -392,26 +385,23 @@ impl Registry for SqliteRegistry {
 
     fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, RegistryError> {
         self.with(|c| {
-            c.query_row(
+            query_opt(
+                c,
                 &format!("{DEVICE_SELECT} WHERE id = ?1"),
                 params![id.as_str()],
-                |r| Ok(device_from_row(r)),
+                device_from_row,
             )
-            .optional()
-            .map_err(storage)?
-            .transpose()
         })
     }
 
     fn devices(&self) -> Result<Vec<DeviceRecord>, RegistryError> {
         self.with(|c| {
-            let mut stmt = c
-                .prepare(&format!("{DEVICE_SELECT} ORDER BY enrolled_at, id"))
-                .map_err(storage)?;
-            let rows = stmt
-                .query_map([], |r| Ok(device_from_row(r)))
-                .map_err(storage)?;
-            rows.map(|r| r.map_err(storage).and_then(|x| x)).collect()
+            query_all(
+                c,
+                &format!("{DEVICE_SELECT} ORDER BY enrolled_at, id"),
+                [],
+                device_from_row,
+            )
         })
     }
 
@@ -473,28 +463,23 @@ impl Registry for SqliteRegistry {
         serial: &SerialNumber,
     ) -> Result<Option<CertificateRecord>, RegistryError> {
         self.with(|c| {
-            c.query_row(
+            query_opt(
+                c,
                 &format!("{CERT_SELECT} WHERE serial = ?1"),
                 params![serial.as_bytes()],
-                |r| Ok(certificate_from_row(r)),
+                certificate_from_row,
             )
-            .optional()
-            .map_err(storage)?
-            .transpose()
         })
     }
 
     fn certificates_of(&self, device: &DeviceId) -> Result<Vec<CertificateRecord>, RegistryError> {
         self.with(|c| {
-            let mut stmt = c
-                .prepare(&format!(
-                    "{CERT_SELECT} WHERE device_id = ?1 ORDER BY issued_at, serial"
-                ))
-                .map_err(storage)?;
-            let rows = stmt
-                .query_map(params![device.as_str()], |r| Ok(certificate_from_row(r)))
-                .map_err(storage)?;
-            rows.map(|r| r.map_err(storage).and_then(|x| x)).collect()
+            query_all(
+                c,
+                &format!("{CERT_SELECT} WHERE device_id = ?1 ORDER BY issued_at, serial"),
+                params![device.as_str()],
+                certificate_from_row,
+            )
         })
     }
 
@@ -587,26 +572,24 @@ impl Registry for SqliteRegistry {
         name: &ztgw_pki::AuditorName,
     ) -> Result<Option<AuditorRecord>, RegistryError> {
         self.with(|c| {
-            c.query_row(
+            query_opt(
+                c,
                 "SELECT name, serial, not_after, added_at, added_by, add_reason, add_note,
                     revoked_at, revoked_by, revoke_reason, revoke_note FROM auditors WHERE name = ?1",
                 params![name.as_str()],
                 |r| {
-                    Ok((|| {
-                        let serial: Vec<u8> = r.get(1).map_err(storage)?;
-                        Ok(AuditorRecord {
-                            name: parse_id(r.get::<_, String>(0).map_err(storage)?)?,
-                            serial: SerialNumber::from_slice(&serial),
-                            not_after: from_ts(r.get(2).map_err(storage)?)?,
-                            added: change_from_row(r, 3)?.ok_or_else(|| RegistryError::Corrupt("auditor without addition".into()))?,
-                            revoked: change_from_row(r, 7)?,
-                        })
-                    })())
+                    let serial: Vec<u8> = r.get(1).map_err(storage)?;
+                    Ok(AuditorRecord {
+                        name: parse_id(r.get::<_, String>(0).map_err(storage)?)?,
+                        serial: SerialNumber::from_slice(&serial),
+                        not_after: from_ts(r.get(2).map_err(storage)?)?,
+                        added: change_from_row(r, 3)?.ok_or_else(|| {
+                            RegistryError::Corrupt("auditor without addition".into())
+                        })?,
+                        revoked: change_from_row(r, 7)?,
+                    })
                 },
             )
-            .optional()
-            .map_err(storage)?
-            .transpose()
         })
     }
 
@@ -648,23 +631,20 @@ impl Registry for SqliteRegistry {
 
     fn actions(&self) -> Result<Vec<ActionRecord>, RegistryError> {
         self.with(|c| {
-            let mut stmt = c
-                .prepare("SELECT at, operator, action, target, detail FROM actions ORDER BY seq")
-                .map_err(storage)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((|| {
-                        Ok(ActionRecord {
-                            at: from_ts(r.get(0).map_err(storage)?)?,
-                            operator: r.get(1).map_err(storage)?,
-                            action: r.get(2).map_err(storage)?,
-                            target: r.get(3).map_err(storage)?,
-                            detail: r.get(4).map_err(storage)?,
-                        })
-                    })())
-                })
-                .map_err(storage)?;
-            rows.map(|r| r.map_err(storage).and_then(|x| x)).collect()
+            query_all(
+                c,
+                "SELECT at, operator, action, target, detail FROM actions ORDER BY seq",
+                [],
+                |r| {
+                    Ok(ActionRecord {
+                        at: from_ts(r.get(0).map_err(storage)?)?,
+                        operator: r.get(1).map_err(storage)?,
+                        action: r.get(2).map_err(storage)?,
+                        target: r.get(3).map_err(storage)?,
+                        detail: r.get(4).map_err(storage)?,
+                    })
+                },
+            )
         })
     }
 }
@@ -893,6 +873,31 @@ fn ts(t: OffsetDateTime) -> i64 {
 fn from_ts(v: i64) -> Result<OffsetDateTime, RegistryError> {
     OffsetDateTime::from_unix_timestamp(v)
         .map_err(|_| RegistryError::Corrupt(format!("timestamp {v}")))
+}
+
+/// One row or none, decoded by `decode` (whose errors are the registry's own).
+fn query_opt<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl FnOnce(&Row<'_>) -> Result<T, RegistryError>,
+) -> Result<Option<T>, RegistryError> {
+    c.query_row(sql, params, |r| Ok(decode(r)))
+        .optional()
+        .map_err(storage)?
+        .transpose()
+}
+
+/// Every row, each decoded by `decode`; the first failure ends the query.
+fn query_all<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    mut decode: impl FnMut(&Row<'_>) -> Result<T, RegistryError>,
+) -> Result<Vec<T>, RegistryError> {
+    let mut stmt = c.prepare(sql).map_err(storage)?;
+    let rows = stmt.query_map(params, |r| Ok(decode(r))).map_err(storage)?;
+    rows.map(|r| r.map_err(storage).and_then(|x| x)).collect()
 }
 
 fn storage(e: rusqlite::Error) -> RegistryError {
