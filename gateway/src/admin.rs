@@ -325,12 +325,7 @@ pub fn handle(
                     format!("device {device} is {}, not pending", record.status.as_str()),
                 ));
             }
-            let change = StatusChange {
-                at: now,
-                by: operator.to_owned(),
-                reason: "approved".into(),
-                note: note.clone(),
-            };
+            let change = StatusChange::new(now, operator, "approved", note.clone());
             let action = action(
                 now,
                 operator,
@@ -395,12 +390,7 @@ pub fn handle(
                     format!("employee {employee}'s telework is already ended"),
                 ));
             }
-            let change = StatusChange {
-                at: now,
-                by: operator.to_owned(),
-                reason: reason.as_str().into(),
-                note: note.clone(),
-            };
+            let change = StatusChange::new(now, operator, reason.as_str(), note.clone());
             let detail = format!(
                 "reason={} note={}",
                 reason.as_str(),
@@ -452,12 +442,7 @@ pub fn handle(
         } => add_auditor(ctx, now, operator, name, csr_pem, *valid_for_secs),
         AdminRequest::AuditorRevoke { name, note } => {
             check_note(note)?;
-            let change = StatusChange {
-                at: now,
-                by: operator.to_owned(),
-                reason: "revoked".into(),
-                note: note.clone(),
-            };
+            let change = StatusChange::new(now, operator, "revoked", note.clone());
             let action = action(
                 now,
                 operator,
@@ -750,12 +735,7 @@ fn end_device(
             },
         ),
     };
-    let change = StatusChange {
-        at: now,
-        by: operator.to_owned(),
-        reason: reason.into(),
-        note: note.clone(),
-    };
+    let change = StatusChange::new(now, operator, reason, note.clone());
     let detail = format!("reason={reason} note={}", note.as_deref().unwrap_or(""));
     let action = action(now, operator, action_name, device.as_str(), &detail);
     let seq = journal_reducing_access(ctx, event)?;
@@ -807,12 +787,7 @@ fn add_auditor(
         name: name.clone(),
         serial: cert.serial.clone(),
         not_after: cert.not_after,
-        added: StatusChange {
-            at: now,
-            by: operator.to_owned(),
-            reason: "added".into(),
-            note: None,
-        },
+        added: StatusChange::new(now, operator, "added", None),
         revoked: None,
     };
     let seq = journal(

@@ -70,6 +70,22 @@ pub struct StatusChange {
     pub note: Option<String>,
 }
 
+impl StatusChange {
+    pub fn new(
+        at: OffsetDateTime,
+        by: &str,
+        reason: impl Into<String>,
+        note: Option<String>,
+    ) -> Self {
+        Self {
+            at,
+            by: by.to_owned(),
+            reason: reason.into(),
+            note,
+        }
+    }
+}
+
 /// An enrolled device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRecord {
