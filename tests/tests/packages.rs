@@ -33,6 +33,31 @@ fn dpkg_deb(args: &[&str], deb: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `dpkg-deb -e` (control files) or `-x` (contents) of `deb` into `dest`.
+#[track_caller]
+fn unpack(flag: &str, deb: &Path, dest: &Path) {
+    let out = Command::new("dpkg-deb")
+        .arg(flag)
+        .arg(deb)
+        .arg(dest)
+        .output()
+        .expect("dpkg-deb (package dpkg)");
+    assert!(
+        out.status.success(),
+        "dpkg-deb {flag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What `usr/bin/NAME --version` prints from an unpacked root.
+fn version_of(root: &Path, name: &str) -> String {
+    let out = Command::new(root.join("usr/bin").join(name))
+        .arg("--version")
+        .output()
+        .expect("run the unpacked binary");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 #[track_caller]
 fn has(listing: &str, mode: &str, path: &str) {
     assert!(
@@ -77,13 +102,7 @@ fn the_gateway_package() {
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let control = tmp.path().join("control");
-    let out = Command::new("dpkg-deb")
-        .arg("-e")
-        .arg(&deb)
-        .arg(&control)
-        .output()
-        .expect("dpkg-deb -e");
-    assert!(out.status.success());
+    unpack("-e", &deb, &control);
     let postinst = std::fs::read_to_string(control.join("postinst")).expect("postinst");
     for needed in [
         "addgroup --system ztgw",
@@ -109,21 +128,8 @@ fn the_gateway_package() {
 
     // Unpacked into a throw-away root, the binary runs.
     let root = tmp.path().join("root");
-    let out = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&root)
-        .output()
-        .expect("dpkg-deb -x");
-    assert!(out.status.success());
-    let version = Command::new(root.join("usr/bin/ztgw"))
-        .arg("--version")
-        .output()
-        .expect("run ztgw");
-    assert_eq!(
-        String::from_utf8_lossy(&version.stdout).trim(),
-        "ztgw 0.1.0"
-    );
+    unpack("-x", &deb, &root);
+    assert_eq!(version_of(&root, "ztgw"), "ztgw 0.1.0");
 }
 
 #[test]
@@ -148,32 +154,13 @@ fn the_agent_package() {
     );
     let tmp = tempfile::tempdir().expect("tempdir");
     let control = tmp.path().join("control");
-    let out = Command::new("dpkg-deb")
-        .arg("-e")
-        .arg(&deb)
-        .arg(&control)
-        .output()
-        .expect("dpkg-deb -e");
-    assert!(out.status.success());
+    unpack("-e", &deb, &control);
     let postinst = std::fs::read_to_string(control.join("postinst")).expect("postinst");
     assert!(
         postinst.contains("install -d -m 0700 /var/lib/ztgw-agent"),
         "{postinst}"
     );
     let root = tmp.path().join("root");
-    let out = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&root)
-        .output()
-        .expect("dpkg-deb -x");
-    assert!(out.status.success());
-    let version = Command::new(root.join("usr/bin/ztgw-agent"))
-        .arg("--version")
-        .output()
-        .expect("run ztgw-agent");
-    assert_eq!(
-        String::from_utf8_lossy(&version.stdout).trim(),
-        "ztgw-agent 0.1.0"
-    );
+    unpack("-x", &deb, &root);
+    assert_eq!(version_of(&root, "ztgw-agent"), "ztgw-agent 0.1.0");
 }
