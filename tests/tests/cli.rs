@@ -333,20 +333,24 @@ fn the_security_units_policy_tools() {
     let out = ok(&ztgw(nowhere, &["policy", "test", example_s]));
     assert_eq!(out.lines().last(), Some("7 passed, 0 failed"), "{out}");
 
-    let out = ok(&ztgw(
-        nowhere,
-        &[
-            "policy",
-            "explain",
-            example_s,
-            "--role",
-            "finance",
-            "--to",
-            "10.20.1.5:5432/tcp",
-            "--at",
-            "2027-04-06T10:00:00+01:00",
-        ],
-    ));
+    // What the finance role may do towards its database at a given instant.
+    let explain_at = |at: &str| {
+        ok(&ztgw(
+            nowhere,
+            &[
+                "policy",
+                "explain",
+                example_s,
+                "--role",
+                "finance",
+                "--to",
+                "10.20.1.5:5432/tcp",
+                "--at",
+                at,
+            ],
+        ))
+    };
+    let out = explain_at("2027-04-06T10:00:00+01:00");
     assert!(out.contains("decision: allow"), "{out}");
     assert!(
         out.contains("rule:     role finance → resource finance-db (10.20.1.0/24: tcp/5432)"),
@@ -356,20 +360,7 @@ fn the_security_units_policy_tools() {
         out.contains("window tue 2027-04-06 08:30 +01 until tue 2027-04-06 16:30 +01"),
         "{out}"
     );
-    let out = ok(&ztgw(
-        nowhere,
-        &[
-            "policy",
-            "explain",
-            example_s,
-            "--role",
-            "finance",
-            "--to",
-            "10.20.1.5:5432/tcp",
-            "--at",
-            "2027-04-10T10:00:00+01:00",
-        ],
-    ));
+    let out = explain_at("2027-04-10T10:00:00+01:00");
     assert!(out.contains("decision: deny (outside-schedule)"), "{out}");
     assert!(
         out.contains("next window starts mon 2027-04-12 08:30 +01"),
