@@ -314,20 +314,7 @@ mod tests {
     const SERVER: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 5);
 
     fn rule() -> RuleId {
-        let text = "[resources.r]\nhosts = [\"10.0.0.0/8\"]\nports = [\"tcp/1-65535\"]\n[schedules.s]\ndays = [\"mon\"]\nhours = [\"08:00-09:00\"]\n[posture.p]\n[roles.a]\nresources = [\"r\"]\nschedule = \"s\"\nposture = \"p\"\n";
-        let p = ztgw_config::policy::Policy::parse(std::path::Path::new("p.toml"), text)
-            .expect("policy")
-            .policy;
-        let c = ztgw_config::policy::CompiledPolicy::compile(&p);
-        match c.decide(
-            c.role("a").expect("role"),
-            SERVER.into(),
-            ztgw_config::policy::Proto::Tcp,
-            1,
-        ) {
-            ztgw_config::policy::Decision::Allow(r) => r,
-            d => panic!("{d:?}"),
-        }
+        super::super::fixtures::rule(SERVER, ztgw_config::policy::Proto::Tcp)
     }
 
     #[test]

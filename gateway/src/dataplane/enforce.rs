@@ -111,6 +111,7 @@ fn parse_drop(e: PacketError) -> Drop {
 mod tests {
     use std::net::Ipv4Addr;
 
+    use super::super::fixtures::policy;
     use super::super::packet::build;
     use super::*;
 
@@ -118,34 +119,6 @@ mod tests {
     const B: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 3);
     const DB: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 5);
     const WEB: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 10);
-
-    fn policy() -> CompiledPolicy {
-        let text = r#"
-[resources.db]
-hosts = ["10.20.1.0/24"]
-ports = ["tcp/5432", "icmp"]
-[resources.dns]
-hosts = ["10.20.0.53"]
-ports = ["udp/53"]
-[schedules.s]
-days = ["mon"]
-hours = ["08:00-09:00"]
-[posture.p]
-[roles.finance]
-resources = ["db", "dns"]
-schedule = "s"
-posture = "p"
-[roles.hr]
-resources = ["dns"]
-schedule = "s"
-posture = "p"
-"#;
-        CompiledPolicy::compile(
-            &ztgw_config::policy::Policy::parse(std::path::Path::new("p.toml"), text)
-                .expect("policy")
-                .policy,
-        )
-    }
 
     fn in_pool(ip: IpAddr) -> bool {
         matches!(ip, IpAddr::V4(v) if v.octets()[..2] == [100, 64])

@@ -1,0 +1,261 @@
+//! The way of one datagram or one packet through the gateway.
+//!
+//! From the network: WireGuard messages are routed as boringtun requires. A handshake
+//! initiation carries no receiver index, so its mac1 is checked first (and, under load,
+//! its mac2 against a cookie, answering with a cookie reply), then the per-source limit,
+//! and only then the Diffie-Hellman that reveals the initiator's static key; an unknown
+//! key is dropped. Every other message names its peer by receiver index. Decrypted
+//! packets go through [`enforce::from_laptop`] before they reach the TUN device.
+//!
+//! From the TUN device: a packet goes to the peer whose tunnel address it is sent to, and
+//! only on a flow that laptop opened ([`enforce::to_laptop`]).
+//!
+//! Output is written to a [`Sink`]; the shell decides how to send it. Time is `now_ms`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::x25519::{PublicKey, StaticSecret};
+use governor::DefaultKeyedRateLimiter;
+use ztgw_config::policy::{CompiledPolicy, Network};
+
+use super::counters::{Counters, DropReason, add};
+use super::enforce::{self, Drop};
+use super::packet;
+use super::peers::{Peer, PeerState, PeerTable};
+
+/// Where the path writes what it sends.
+pub trait Sink {
+    /// An encrypted datagram for `dst`.
+    fn to_network(&mut self, dst: SocketAddr, datagram: &[u8]);
+    /// A decrypted, allowed packet for the internal network.
+    fn to_tunnel(&mut self, packet: &[u8]);
+}
+
+/// The smallest scratch buffer the path needs (boringtun's rule: at least 148 bytes and
+/// the largest packet plus 32).
+pub const SCRATCH_LEN: usize = 65_535 + 32;
+
+/// What every packet needs to see of the data plane.
+pub struct Path<'a> {
+    pub secret: &'a StaticSecret,
+    pub public: &'a PublicKey,
+    /// Shared by all peers: past its limit per second, initiations need a cookie.
+    pub rate: &'a RateLimiter,
+    pub source_limit: &'a DefaultKeyedRateLimiter<IpAddr>,
+    pub peers: &'a PeerTable,
+    pub policy: &'a CompiledPolicy,
+    /// The tunnel network: every address in it is a laptop (or the gateway).
+    pub pool: Network,
+    pub counters: &'a Counters,
+}
+
+impl std::fmt::Debug for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Path")
+            .field("peers", &self.peers.len())
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Path<'_> {
+    /// A datagram received from `src` on the WireGuard port.
+    pub fn from_network(
+        &self,
+        src: SocketAddr,
+        datagram: &[u8],
+        scratch: &mut [u8],
+        now_ms: u64,
+        out: &mut impl Sink,
+    ) {
+        add(&self.counters.datagrams_in, 1);
+        let packet = match self.rate.verify_packet(Some(src.ip()), datagram, scratch) {
+            Ok(p) => p,
+            Err(TunnResult::WriteToNetwork(cookie)) => {
+                add(&self.counters.cookie_replies, 1);
+                self.send(out, src, cookie);
+                return;
+            }
+            Err(_) => return self.counters.drop(DropReason::InvalidMessage),
+        };
+        let peer = match packet {
+            Packet::HandshakeInit(ref init) => {
+                add(&self.counters.handshake_initiations, 1);
+                if self.source_limit.check_key(&src.ip()).is_err() {
+                    return self.counters.drop(DropReason::SourceRateLimited);
+                }
+                let Ok(half) = parse_handshake_anon(self.secret, self.public, init) else {
+                    return self.counters.drop(DropReason::InvalidMessage);
+                };
+                self.peers.by_key(&half.peer_static_public)
+            }
+            Packet::HandshakeResponse(ref p) => self.peers.by_index(p.receiver_idx >> 8),
+            Packet::PacketCookieReply(ref p) => self.peers.by_index(p.receiver_idx >> 8),
+            Packet::PacketData(ref p) => self.peers.by_index(p.receiver_idx >> 8),
+        };
+        let Some(peer) = peer else {
+            let reason = match packet {
+                Packet::HandshakeInit(_) => DropReason::UnknownKey,
+                _ => DropReason::UnknownIndex,
+            };
+            return self.counters.drop(reason);
+        };
+        let is_init = matches!(packet, Packet::HandshakeInit(_));
+        let mut guard = peer.lock();
+        let Some(st) = guard.as_mut() else {
+            return self.counters.drop(DropReason::Removed);
+        };
+        self.decapsulate(&peer, st, src, datagram, is_init, scratch, now_ms, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decapsulate(
+        &self,
+        peer: &Peer,
+        st: &mut PeerState,
+        src: SocketAddr,
+        datagram: &[u8],
+        is_init: bool,
+        scratch: &mut [u8],
+        now_ms: u64,
+        out: &mut impl Sink,
+    ) {
+        match st.tunn.decapsulate(Some(src.ip()), datagram, scratch) {
+            TunnResult::Done => st.endpoint = Some(src),
+            TunnResult::Err(_) => self.counters.drop(DropReason::Tunnel),
+            TunnResult::WriteToNetwork(reply) => {
+                st.endpoint = Some(src);
+                if is_init {
+                    add(&self.counters.handshakes_completed, 1);
+                }
+                self.send(out, src, reply);
+                // Packets queued while the handshake was under way.
+                while let TunnResult::WriteToNetwork(p) = st.tunn.decapsulate(None, &[], scratch) {
+                    self.send(out, src, p);
+                }
+            }
+            TunnResult::WriteToTunnelV4(inner, _) | TunnResult::WriteToTunnelV6(inner, _) => {
+                st.endpoint = Some(src);
+                let session = peer.session(st.role);
+                let pool = self.pool;
+                match enforce::from_laptop(
+                    &session,
+                    inner,
+                    self.policy,
+                    &mut st.conntrack,
+                    |ip| pool.contains(ip),
+                    now_ms,
+                ) {
+                    Ok(_) => {
+                        add(&self.counters.forwarded_in, 1);
+                        add(&self.counters.forwarded_in_bytes, inner.len() as u64);
+                        out.to_tunnel(inner);
+                    }
+                    Err(d) => self.deny(st, d, inner, now_ms),
+                }
+            }
+        }
+    }
+
+    /// A packet read from the TUN device (from the internal network).
+    pub fn from_tunnel(&self, pkt: &[u8], scratch: &mut [u8], now_ms: u64, out: &mut impl Sink) {
+        let dst = match packet::parse(pkt) {
+            Ok(h) => h.dst,
+            Err(_) => return self.counters.drop(DropReason::Enforce(Drop::Malformed)),
+        };
+        let Some(peer) = self.peers.by_addr(dst) else {
+            return self.counters.drop(DropReason::NoPeer);
+        };
+        let mut guard = peer.lock();
+        let Some(st) = guard.as_mut() else {
+            return self.counters.drop(DropReason::Removed);
+        };
+        let session = peer.session(st.role);
+        if let Err(d) = enforce::to_laptop(&session, pkt, &mut st.conntrack, now_ms) {
+            return self.deny(st, d, pkt, now_ms);
+        }
+        let Some(endpoint) = st.endpoint else {
+            return self.counters.drop(DropReason::NoEndpoint);
+        };
+        match st.tunn.encapsulate(pkt, scratch) {
+            TunnResult::WriteToNetwork(p) => {
+                add(&self.counters.forwarded_out, 1);
+                add(&self.counters.forwarded_out_bytes, pkt.len() as u64);
+                self.send(out, endpoint, p);
+            }
+            TunnResult::Err(_) => self.counters.drop(DropReason::Tunnel),
+            _ => {}
+        }
+    }
+
+    /// Drives the timers of one peer (keepalives, rekeys, expiry) and ends its idle
+    /// flows. Returns false when its tunnel has expired (no handshake for too long).
+    pub fn tick(&self, peer: &Peer, scratch: &mut [u8], now_ms: u64, out: &mut impl Sink) -> bool {
+        let mut guard = peer.lock();
+        let Some(st) = guard.as_mut() else {
+            return false;
+        };
+        let ended = st.conntrack.expire(now_ms);
+        if !ended.is_empty() {
+            let policy = self.policy;
+            st.accounting
+                .flows_ended(ended, |f| rule_name(policy, f.rule));
+        }
+        match st.tunn.update_timers(scratch) {
+            TunnResult::WriteToNetwork(p) => {
+                if let Some(endpoint) = st.endpoint {
+                    self.send(out, endpoint, p);
+                }
+                true
+            }
+            TunnResult::Err(WireGuardError::ConnectionExpired) => false,
+            _ => true,
+        }
+    }
+
+    fn deny(&self, st: &mut PeerState, d: Drop, pkt: &[u8], now_ms: u64) {
+        self.counters.drop(DropReason::Enforce(d));
+        st.accounting.denied(d, pkt, now_ms);
+    }
+
+    fn send(&self, out: &mut impl Sink, dst: SocketAddr, p: &[u8]) {
+        add(&self.counters.datagrams_out, 1);
+        out.to_network(dst, p);
+    }
+}
+
+/// The name of a rule for the journal: `role/resource`.
+pub fn rule_name(policy: &CompiledPolicy, rule: ztgw_config::policy::RuleId) -> String {
+    policy.rule(rule).map_or_else(
+        || "(rule of an earlier policy)".to_owned(),
+        |r| format!("{}/{}", r.role, r.resource),
+    )
+}
+
+/// Makes the tunnel of a new peer. Each peer has its own handshake rate limiter inside
+/// its `Tunn` (reset by its timers); the shared one guards the front door in
+/// [`Path::from_network`].
+pub fn new_tunnel(
+    secret: &StaticSecret,
+    peer_public: [u8; 32],
+    psk: [u8; 32],
+    keepalive: Option<u16>,
+    index: u32,
+) -> Tunn {
+    Tunn::new(
+        secret.clone(),
+        PublicKey::from(peer_public),
+        Some(psk),
+        keepalive,
+        index,
+        None,
+    )
+}
+
+#[cfg(test)]
+#[path = "path_tests.rs"]
+mod tests;
