@@ -85,6 +85,30 @@ pub struct WireguardSection {
     pub endpoint: String,
     #[serde(default = "defaults::wg_port")]
     pub listen_port: u16,
+    /// The TUN interface of the data plane.
+    #[serde(default = "defaults::wg_interface")]
+    pub interface: String,
+    /// Laptops' tunnel addresses come from this network; the gateway takes its first
+    /// address.
+    #[serde(default = "defaults::tunnel_network")]
+    pub tunnel_network: String,
+    #[serde(default = "defaults::wg_mtu")]
+    pub mtu: u16,
+    /// Worker pairs (UDP socket + TUN queue); 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// TUN offload (segmentation and coalescing in the kernel).
+    #[serde(default = "defaults::yes")]
+    pub offload: bool,
+    /// Most peers (admitted sessions) installed at once.
+    #[serde(default = "defaults::max_peers")]
+    pub max_peers: usize,
+    /// Handshake initiations per second, all sources, before cookies are required.
+    #[serde(default = "defaults::handshakes_before_cookies")]
+    pub handshakes_before_cookies: u64,
+    /// Handshake initiations per second from one source address.
+    #[serde(default = "defaults::wg_handshakes_per_source")]
+    pub handshakes_per_second_per_source: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -206,6 +230,33 @@ impl Settings {
             return Err(at(
                 "endpoint",
                 "wireguard.endpoint must be HOST:PORT".into(),
+            ));
+        }
+        match crate::policy::Network::parse(&self.wireguard.tunnel_network) {
+            Ok(n) if n.prefix() <= 30 || matches!(n, crate::policy::Network::V6 { .. }) => {}
+            Ok(_) => {
+                return Err(at(
+                    "tunnel_network",
+                    "wireguard.tunnel_network is too small (at most a /30 for IPv4)".into(),
+                ));
+            }
+            Err(e) => {
+                return Err(at(
+                    "tunnel_network",
+                    format!("wireguard.tunnel_network: {e}"),
+                ));
+            }
+        }
+        if !(1280..=9000).contains(&self.wireguard.mtu) {
+            return Err(at(
+                "mtu",
+                "wireguard.mtu must be between 1280 and 9000".into(),
+            ));
+        }
+        if self.wireguard.interface.is_empty() || self.wireguard.interface.len() > 15 {
+            return Err(at(
+                "interface",
+                "wireguard.interface must be 1 to 15 characters (a Linux interface name)".into(),
             ));
         }
         if self.journal.segment_max_bytes < 4096 {
@@ -332,6 +383,27 @@ mod defaults {
     pub fn wg_port() -> u16 {
         51820
     }
+    pub fn wg_interface() -> String {
+        "ztgw0".into()
+    }
+    pub fn tunnel_network() -> String {
+        "100.64.0.0/16".into()
+    }
+    pub fn wg_mtu() -> u16 {
+        1420
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn max_peers() -> usize {
+        10_000
+    }
+    pub fn handshakes_before_cookies() -> u64 {
+        1_000
+    }
+    pub fn wg_handshakes_per_source() -> u32 {
+        100
+    }
     pub fn admin_socket() -> PathBuf {
         PathBuf::from("admin.sock")
     }
@@ -453,6 +525,20 @@ crl_validity = "24h"
 endpoint = {endpoint}
 # The UDP port the data plane listens on.
 listen_port = {port}
+# The TUN interface, and the network laptops' tunnel addresses come from (the gateway
+# takes its first address).
+interface = "ztgw0"
+tunnel_network = "100.64.0.0/16"
+mtu = 1420
+# Worker pairs (UDP socket + TUN queue); 0 means one per core.
+workers = 0
+# Kernel segmentation/coalescing on the TUN device (much less CPU per byte).
+offload = true
+# Bounds under attack: installed peers, and handshake initiations per second before
+# cookies are required (all sources) and from one source address.
+max_peers = 10000
+handshakes_before_cookies = 1000
+handshakes_per_second_per_source = 100
 
 [admin]
 # The local socket through which `ztgw` commands reach the running gateway.

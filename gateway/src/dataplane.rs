@@ -23,7 +23,7 @@ pub mod enforce;
 pub mod packet;
 pub mod path;
 pub mod peers;
-// shell: next
+pub mod shell;
 
 #[cfg(test)]
 mod fixtures;

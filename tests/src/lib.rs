@@ -1,6 +1,9 @@
 //! Shared fixtures for ztgw's cross-crate and end-to-end tests: a gateway in a temporary
 //! state directory on loopback, an enrolled agent, certificates made to order, and the
-//! real binaries.
+//! real binaries; network namespaces with the real WireGuard client ([`netns`]).
+
+pub mod lab;
+pub mod netns;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

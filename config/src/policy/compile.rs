@@ -18,6 +18,11 @@ use super::{Network, Policy, Proto, Service};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoleId(u32);
 
+impl RoleId {
+    /// No role: every decision for it is a denial (a session whose role a reload removed).
+    pub const NONE: RoleId = RoleId(u32::MAX);
+}
+
 /// A rule: one resource of one role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleId(u32);

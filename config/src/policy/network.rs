@@ -74,6 +74,13 @@ impl Network {
         }
     }
 
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        match *self {
+            Self::V4 { prefix, .. } | Self::V6 { prefix, .. } => prefix,
+        }
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (*self, ip) {
             (Self::V4 { addr, prefix }, IpAddr::V4(v4)) => u32::from(v4) & mask32(prefix) == addr,

@@ -238,22 +238,22 @@ impl Conntrack {
 
     /// Removes and returns the flows idle past their timeout.
     pub fn expire(&mut self, now: u64) -> Vec<(FlowKey, Flow)> {
-        let gone: Vec<FlowKey> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| f.expired(now))
-            .map(|(k, _)| *k)
-            .collect();
-        gone.into_iter().filter_map(|k| self.remove(&k)).collect()
+        self.retain(|_, f| !f.expired(now))
     }
 
     /// Removes and returns every flow of `session` (when it ends).
     pub fn remove_session(&mut self, session: SessionId) -> Vec<(FlowKey, Flow)> {
+        self.retain(|k, _| k.session != session)
+    }
+
+    /// Removes and returns the flows for which `keep` says no (a role or policy change
+    /// that no longer allows them).
+    pub fn retain(&mut self, keep: impl Fn(&FlowKey, &Flow) -> bool) -> Vec<(FlowKey, Flow)> {
         let gone: Vec<FlowKey> = self
             .flows
-            .keys()
-            .filter(|k| k.session == session)
-            .copied()
+            .iter()
+            .filter(|(k, f)| !keep(k, f))
+            .map(|(k, _)| *k)
             .collect();
         gone.into_iter().filter_map(|k| self.remove(&k)).collect()
     }

@@ -17,6 +17,9 @@ pub enum DropReason {
     InvalidMessage,
     /// A handshake initiation from a source past its per-source limit.
     SourceRateLimited,
+    /// Under load, an initiation without a valid cookie from a source that was sent
+    /// cookie replies past its per-source limit.
+    CookieRateLimited,
     /// A handshake initiation whose static key is no installed peer.
     UnknownKey,
     /// A response, cookie or data message for no installed peer.
@@ -35,7 +38,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in the order of the counters.
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         Self::Enforce(Drop::Malformed),
         Self::Enforce(Drop::Unsupported),
         Self::Enforce(Drop::Spoofed),
@@ -47,6 +50,7 @@ impl DropReason {
         Self::Enforce(Drop::NotAnOpening),
         Self::InvalidMessage,
         Self::SourceRateLimited,
+        Self::CookieRateLimited,
         Self::UnknownKey,
         Self::UnknownIndex,
         Self::Tunnel,
@@ -61,6 +65,7 @@ impl DropReason {
             Self::Enforce(d) => d.as_str(),
             Self::InvalidMessage => "invalid-message",
             Self::SourceRateLimited => "source-rate-limited",
+            Self::CookieRateLimited => "cookie-rate-limited",
             Self::UnknownKey => "unknown-key",
             Self::UnknownIndex => "unknown-index",
             Self::Tunnel => "tunnel-error",

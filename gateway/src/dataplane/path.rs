@@ -46,6 +46,9 @@ pub struct Path<'a> {
     /// Shared by all peers: past its limit per second, initiations need a cookie.
     pub rate: &'a RateLimiter,
     pub source_limit: &'a DefaultKeyedRateLimiter<IpAddr>,
+    /// Cookie replies per second to one source address: a flood from one source costs
+    /// a MAC check per datagram, not a reply each (nor reflects off the gateway).
+    pub cookie_limit: &'a DefaultKeyedRateLimiter<IpAddr>,
     pub peers: &'a PeerTable,
     pub policy: &'a CompiledPolicy,
     /// The tunnel network: every address in it is a laptop (or the gateway).
@@ -76,6 +79,9 @@ impl Path<'_> {
         let packet = match self.rate.verify_packet(Some(src.ip()), datagram, scratch) {
             Ok(p) => p,
             Err(TunnResult::WriteToNetwork(cookie)) => {
+                if self.cookie_limit.check_key(&src.ip()).is_err() {
+                    return self.counters.drop(DropReason::CookieRateLimited);
+                }
                 add(&self.counters.cookie_replies, 1);
                 self.send(out, src, cookie);
                 return;

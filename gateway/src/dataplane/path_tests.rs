@@ -37,6 +37,7 @@ struct Gateway {
     public: PublicKey,
     rate: RateLimiter,
     source_limit: DefaultKeyedRateLimiter<IpAddr>,
+    cookie_limit: DefaultKeyedRateLimiter<IpAddr>,
     peers: PeerTable,
     policy: CompiledPolicy,
     counters: Counters,
@@ -53,6 +54,9 @@ impl Gateway {
             source_limit: Governor::keyed(Quota::per_second(
                 std::num::NonZeroU32::new(1000).expect("non-zero"),
             )),
+            cookie_limit: Governor::keyed(Quota::per_second(
+                std::num::NonZeroU32::new(2).expect("non-zero"),
+            )),
             peers: PeerTable::new(16),
             policy: policy(),
             counters: Counters::default(),
@@ -65,6 +69,7 @@ impl Gateway {
             public: &self.public,
             rate: &self.rate,
             source_limit: &self.source_limit,
+            cookie_limit: &self.cookie_limit,
             peers: &self.peers,
             policy: &self.policy,
             pool: Network::parse("100.64.0.0/16").expect("pool"),
@@ -101,7 +106,7 @@ impl Gateway {
         out
     }
 
-    fn from_inside(&self, pkt: &[u8]) -> Out {
+    fn inside_sends(&self, pkt: &[u8]) -> Out {
         let mut out = Out::default();
         let mut scratch = vec![0; SCRATCH_LEN];
         self.path().from_tunnel(pkt, &mut scratch, 0, &mut out);
@@ -122,7 +127,8 @@ impl Laptop {
     fn new(secret: &StaticSecret, gw: &Gateway, port: u16, psk: [u8; 32]) -> Self {
         Self {
             tunn: Tunn::new(secret.clone(), gw.public, Some(psk), None, 77, None),
-            addr: SocketAddr::from(([192, 0, 2, 10], port)),
+            // One host per laptop: per-source limits apply to addresses.
+            addr: SocketAddr::from(([192, 0, 2, port as u8], port)),
         }
     }
 
@@ -206,12 +212,12 @@ fn a_laptop_reaches_what_its_role_allows_and_nothing_else() {
 
     // The reply comes back encrypted to the laptop; an opening from inside does not.
     let reply = build::tcp4(DB, 5432, A, 40000, 0x12);
-    let out = gw.from_inside(&reply);
+    let out = gw.inside_sends(&reply);
     assert_eq!(out.net.len(), 1);
     assert_eq!(out.net[0].0, a.addr);
     assert_eq!(a.open(&out.net[0].1), Some(reply));
     assert!(
-        gw.from_inside(&build::tcp4(DB, 6000, A, 22, 0x02))
+        gw.inside_sends(&build::tcp4(DB, 6000, A, 22, 0x02))
             .net
             .is_empty()
     );
@@ -284,6 +290,18 @@ fn under_load_an_initiation_gets_a_cookie_and_the_retry_with_it_passes() {
     // The next initiation carries mac2 for this source and completes.
     assert!(a.connect(&gw));
     assert_eq!(gw.counters().handshakes_completed, 1);
+
+    // A flood from one source without cookies: past its per-source budget of cookie
+    // replies, it gets no answer at all.
+    let mut flood = Laptop::new(&StaticSecret::from([16; 32]), &gw, 9, PSK);
+    let replies: usize = (0..10)
+        .map(|_| {
+            let init = flood.initiation();
+            gw.receive(flood.addr, &init).net.len()
+        })
+        .sum();
+    assert_eq!(replies, 2);
+    assert_eq!(gw.counters().drops(DropReason::CookieRateLimited), 8);
 }
 
 #[test]

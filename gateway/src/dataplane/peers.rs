@@ -74,6 +74,8 @@ pub enum PeerError {
     AddressOutsidePool(IpAddr),
     #[error("the peer table is full ({0} peers)")]
     Full(usize),
+    #[error("role {0} is not in the policy in force")]
+    UnknownRole(String),
     #[error("no peer for session {0}")]
     UnknownSession(String),
 }

@@ -1,0 +1,222 @@
+//! Traffic for end-to-end tests in network namespaces: servers that count what reaches
+//! them, clients that say whether they got through, a steady stream, and a flood of
+//! handshake initiations. Every loop is bounded by a count or a duration.
+//!
+//! ```text
+//! netns-probe serve --tcp 5432,22 --udp 53,9999 [--addrs IP,IP]  (stdin "stats" -> JSON counts)
+//! netns-probe tcp HOST:PORT [--timeout-ms N]        (exit 0 if the echo came back)
+//! netns-probe udp HOST:PORT [--bind IP] [--timeout-ms N]
+//! netns-probe udp-send HOST:PORT [--bind IP] --count N
+//! netns-probe udp-stream HOST:PORT --interval-ms N --duration-ms N
+//! netns-probe flood HOST:PORT --gateway-key B64 --duration-ms N [--distinct N] [--rate N]
+//! ```
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use base64::Engine as _;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = args.split_first().ok_or_else(|| anyhow!("no command"))?;
+    let target = rest.first().map(String::as_str).unwrap_or_default();
+    let opts: HashMap<&str, &str> = rest
+        .iter()
+        .skip(usize::from(cmd != "serve"))
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .filter_map(|c| Some((c[0].strip_prefix("--")?, c.get(1)?.as_str())))
+        .collect();
+    let num = |k: &str, d: u64| -> anyhow::Result<u64> {
+        opts.get(k)
+            .map_or(Ok(d), |v| v.parse().context(k.to_owned()))
+    };
+    let timeout = Duration::from_millis(num("timeout-ms", 1_000)?);
+    match cmd.as_str() {
+        "serve" => serve(&opts),
+        "tcp" => {
+            let addr: SocketAddr = target.parse()?;
+            let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+            s.set_read_timeout(Some(timeout))?;
+            s.write_all(b"ping")?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf)?;
+            if &buf != b"ping" {
+                bail!("wrong echo");
+            }
+            Ok(())
+        }
+        "udp" => {
+            let sock = bind(&opts, target)?;
+            sock.set_read_timeout(Some(timeout))?;
+            sock.send_to(b"ping", target)?;
+            let mut buf = [0u8; 16];
+            let (n, _) = sock.recv_from(&mut buf)?;
+            if &buf[..n] != b"ping" {
+                bail!("wrong echo");
+            }
+            Ok(())
+        }
+        "udp-send" => {
+            let sock = bind(&opts, target)?;
+            for _ in 0..num("count", 1)? {
+                // Sends that fail locally (no route) are the test's concern, not ours.
+                let _ = sock.send_to(b"data", target);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        }
+        "udp-stream" => {
+            let sock = bind(&opts, target)?;
+            let interval = Duration::from_millis(num("interval-ms", 5)?);
+            let end = Instant::now() + Duration::from_millis(num("duration-ms", 1_000)?);
+            while Instant::now() < end {
+                let _ = sock.send_to(b"data", target);
+                std::thread::sleep(interval);
+            }
+            Ok(())
+        }
+        "flood" => flood(
+            target,
+            &opts,
+            Duration::from_millis(num("duration-ms", 1_000)?),
+            num("distinct", 256)?,
+            num("rate", 20_000)?,
+        ),
+        _ => bail!("unknown command {cmd}"),
+    }
+}
+
+fn bind(opts: &HashMap<&str, &str>, target: &str) -> anyhow::Result<UdpSocket> {
+    let _ = target;
+    let ip = opts.get("bind").copied().unwrap_or("0.0.0.0");
+    Ok(UdpSocket::bind((ip, 0))?)
+}
+
+type Counts = Arc<Mutex<HashMap<String, (u64, u64)>>>;
+
+fn serve(opts: &HashMap<&str, &str>) -> anyhow::Result<()> {
+    let counts: Counts = Arc::default();
+    let ports = |k: &str| -> Vec<u16> {
+        opts.get(k)
+            .map(|v| v.split(',').filter_map(|p| p.parse().ok()).collect())
+            .unwrap_or_default()
+    };
+    for port in ports("tcp") {
+        let l = TcpListener::bind(("0.0.0.0", port))?;
+        let counts = counts.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                note(&counts, format!("tcp/{port}"));
+                std::thread::spawn(move || echo_tcp(s));
+            }
+        });
+    }
+    // One UDP socket per address, so that a reply leaves from the address the request
+    // was sent to.
+    let addrs: Vec<&str> = opts
+        .get("addrs")
+        .map_or_else(|| vec!["0.0.0.0"], |a| a.split(',').collect());
+    for (port, addr) in ports("udp")
+        .into_iter()
+        .flat_map(|p| addrs.iter().map(move |a| (p, *a)))
+    {
+        let sock = UdpSocket::bind((addr, port))?;
+        let counts = counts.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                note(&counts, format!("udp/{port}"));
+                if &buf[..n] == b"ping" {
+                    let _ = sock.send_to(&buf[..n], from);
+                }
+            }
+        });
+    }
+    println!("ready");
+    for line in std::io::stdin().lock().lines() {
+        if line?.trim() == "stats" {
+            let c = counts.lock().map_err(|_| anyhow!("poisoned"))?;
+            let v: serde_json::Map<String, serde_json::Value> = c
+                .iter()
+                .map(|(k, (n, last))| (k.clone(), serde_json::json!({"count": n, "last_ms": last})))
+                .collect();
+            println!("{}", serde_json::Value::Object(v));
+        }
+    }
+    Ok(())
+}
+
+fn note(counts: &Counts, key: String) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if let Ok(mut c) = counts.lock() {
+        let e = c.entry(key).or_default();
+        e.0 += 1;
+        e.1 = now;
+    }
+}
+
+fn echo_tcp(mut s: TcpStream) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 || s.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+}
+
+/// Sends valid-looking handshake initiations (right mac1, random static keys), `rate` per
+/// second for `duration`: `distinct` of them made up front, then replayed.
+fn flood(
+    target: &str,
+    opts: &HashMap<&str, &str>,
+    duration: Duration,
+    distinct: u64,
+    rate: u64,
+) -> anyhow::Result<()> {
+    let key = opts
+        .get("gateway-key")
+        .ok_or_else(|| anyhow!("--gateway-key is required"))?;
+    let key: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(key)?
+        .try_into()
+        .map_err(|_| anyhow!("a key is 32 bytes"))?;
+    let gateway = boringtun::x25519::PublicKey::from(key);
+    let mut packets = Vec::new();
+    for i in 0..distinct {
+        let me = boringtun::x25519::StaticSecret::from(ztgw_tests::rand_bytes::<32>());
+        let mut t = boringtun::noise::Tunn::new(me, gateway, None, None, i as u32, None);
+        let mut buf = [0u8; 256];
+        if let boringtun::noise::TunnResult::WriteToNetwork(p) =
+            t.format_handshake_initiation(&mut buf, true)
+        {
+            packets.push(p.to_vec());
+        }
+    }
+    let sock = UdpSocket::bind("0.0.0.0:0")?;
+    let sent = AtomicU64::new(0);
+    let start = Instant::now();
+    let end = start + duration;
+    // Paced in 1 ms steps: `rate` per second.
+    let mut next = packets.iter().cycle();
+    while Instant::now() < end {
+        let due = start.elapsed().as_millis() as u64 * rate / 1000;
+        while sent.load(Ordering::Relaxed) < due {
+            if let Some(p) = next.next() {
+                let _ = sock.send_to(p, target);
+            }
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    println!("{}", sent.load(Ordering::Relaxed));
+    Ok(())
+}
