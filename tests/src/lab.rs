@@ -54,6 +54,12 @@ pub struct LabOptions {
     pub workers: usize,
     pub offload: bool,
     pub handshakes_before_cookies: u64,
+    pub handshakes_per_second_per_source: u32,
+    /// Benchmarks only: wireguard-go as the gateway instead of ztgw (plain forwarding,
+    /// no policy), the baseline ztgw is measured against.
+    pub wireguard_go_gateway: bool,
+    /// Serve iperf3 on the database's port instead of the probe's echo.
+    pub iperf3: bool,
 }
 
 impl Default for LabOptions {
@@ -62,17 +68,29 @@ impl Default for LabOptions {
             workers: 2,
             offload: true,
             handshakes_before_cookies: 1_000,
+            handshakes_per_second_per_source: 100,
+            wireguard_go_gateway: false,
+            iperf3: false,
         }
     }
+}
+
+/// The gateway's data plane: ztgw's, or wireguard-go as a baseline.
+#[derive(Debug)]
+pub enum GatewayProcess {
+    Ztgw(Proc),
+    WireguardGo(WgClient),
 }
 
 #[derive(Debug)]
 pub struct Lab {
     // Processes first: they end before their namespaces go.
-    pub node: Proc,
+    pub gateway: GatewayProcess,
     pub servers: Proc,
     pub gateway_key: [u8; 32],
     pub port: u16,
+    /// Whether ztgw's data plane runs with TUN offload.
+    pub offload: bool,
     pub gw: Netns,
     pub internal: Netns,
     links: u8,
@@ -108,40 +126,57 @@ impl Lab {
         internal.ip(&["route", "add", "100.64.0.0/16", "via", "10.20.0.1"]);
         gw.sysctl("net.ipv4.ip_forward", "1");
 
-        let policy = dir.path().join("policy.toml");
-        std::fs::write(&policy, POLICY).expect("policy");
-        let mut cmd = gw.command(crate::binary("dataplane-node"));
-        cmd.args([
-            "--interface",
-            &netns::unique("zt"),
-            "--network",
-            "100.64.0.0/16",
-        ])
-        .args(["--listen", "0.0.0.0:0", "--policy"])
-        .arg(&policy)
-        .args(["--workers", &opts.workers.to_string()])
-        .args(["--offload", &opts.offload.to_string()])
-        .args([
-            "--handshakes-before-cookies",
-            &opts.handshakes_before_cookies.to_string(),
-        ]);
-        let mut node = Proc::spawn(cmd);
-        let hello: Value = serde_json::from_str(&node.line()).expect("node hello");
-        let gateway_key = key(&hello["public_key"]);
-        let port = hello["port"].as_u64().expect("port") as u16;
+        let mut offload = false;
+        let (gateway, gateway_key, port) = if opts.wireguard_go_gateway {
+            let wg = WgClient::start(&gw, Ipv4Addr::new(100, 64, 0, 1));
+            gw.ip(&["route", "add", "100.64.0.0/16", "dev", &wg.iface]);
+            let port = wg.listen_port();
+            let key = wg.public_key;
+            (GatewayProcess::WireguardGo(wg), key, port)
+        } else {
+            let policy = dir.path().join("policy.toml");
+            std::fs::write(&policy, POLICY).expect("policy");
+            let mut cmd = gw.command(crate::binary("dataplane-node"));
+            cmd.args([
+                "--interface",
+                &netns::unique("zt"),
+                "--network",
+                "100.64.0.0/16",
+            ])
+            .args(["--listen", "0.0.0.0:0", "--policy"])
+            .arg(&policy)
+            .args(["--workers", &opts.workers.to_string()])
+            .args(["--offload", &opts.offload.to_string()])
+            .args([
+                "--handshakes-before-cookies",
+                &opts.handshakes_before_cookies.to_string(),
+            ])
+            .args([
+                "--per-source",
+                &opts.handshakes_per_second_per_source.to_string(),
+            ]);
+            let mut node = Proc::spawn(cmd);
+            let hello: Value = serde_json::from_str(&node.line()).expect("node hello");
+            let key = key(&hello["public_key"]);
+            let port = hello["port"].as_u64().expect("port") as u16;
+            offload = hello["offload"] == true;
+            (GatewayProcess::Ztgw(node), key, port)
+        };
 
         let mut servers = Proc::spawn({
             let mut c = internal.command(crate::binary("netns-probe"));
-            c.args(["serve", "--tcp", TCP_PORTS, "--udp", UDP_PORTS])
+            let tcp = if opts.iperf3 { "80,22,8080" } else { TCP_PORTS };
+            c.args(["serve", "--tcp", tcp, "--udp", UDP_PORTS])
                 .args(["--addrs", &format!("{WEB},{DNS},{DB}")]);
             c
         });
         assert_eq!(servers.line(), "ready");
         Self {
-            node,
+            gateway,
             servers,
             gateway_key,
             port,
+            offload,
             gw,
             internal,
             links: 0,
@@ -173,12 +208,19 @@ impl Lab {
         let addr = Ipv4Addr::new(100, 64, 0, host);
         let wg = WgClient::start(&ns, addr);
         let psk = crate::rand_bytes::<32>();
-        let answer = self.node.ask(&format!(
-            "add {session} {} {} {addr} {role}",
-            b64(&wg.public_key),
-            b64(&psk)
-        ));
-        assert_eq!(answer, r#"{"ok":true}"#, "add peer");
+        match &mut self.gateway {
+            GatewayProcess::Ztgw(node) => {
+                let answer = node.ask(&format!(
+                    "add {session} {} {} {addr} {role}",
+                    b64(&wg.public_key),
+                    b64(&psk)
+                ));
+                assert_eq!(answer, r#"{"ok":true}"#, "add peer");
+            }
+            GatewayProcess::WireguardGo(gw_wg) => {
+                gw_wg.add_peer(&wg.public_key, &psk, &format!("{addr}/32"))
+            }
+        }
         let routes: Vec<&str> = allowed_ips.split(',').collect();
         wg.set_peer(
             &ns,
@@ -209,7 +251,7 @@ impl Lab {
 
     /// The data plane's counters.
     pub fn counters(&mut self) -> Value {
-        serde_json::from_str(&self.node.ask("counters")).expect("counters")
+        self.node("counters")
     }
 
     pub fn drops(&mut self, reason: &str) -> u64 {
@@ -223,7 +265,12 @@ impl Lab {
 
     /// Sends one command to the data plane and returns its JSON answer.
     pub fn node(&mut self, line: &str) -> Value {
-        serde_json::from_str(&self.node.ask(line)).expect("node answer")
+        match &mut self.gateway {
+            GatewayProcess::Ztgw(node) => {
+                serde_json::from_str(&node.ask(line)).expect("node answer")
+            }
+            GatewayProcess::WireguardGo(_) => panic!("the wireguard-go gateway has no commands"),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ pub mod lab;
 pub mod netns;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -339,10 +339,13 @@ pub fn free_port() -> u16 {
 /// `cargo build --workspace --bins` (CI does this before the tests).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
+    // A test runs from target/PROFILE/deps, a helper binary from target/PROFILE.
+    let here = exe.parent().expect("exe directory");
+    let dir = if here.ends_with("deps") {
+        here.parent().expect("target directory")
+    } else {
+        here
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),

@@ -181,7 +181,7 @@ pub struct WgClient {
     pub iface: String,
     pub public_key: [u8; 32],
     dir: tempfile::TempDir,
-    _proc: Proc,
+    proc: Proc,
 }
 
 /// What a client's peer section says.
@@ -207,7 +207,9 @@ impl WgClient {
         cmd.arg("-f")
             .arg(&iface)
             .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
-            .env("LOG_LEVEL", "error");
+            .env("LOG_LEVEL", "error")
+            // Its banner about the kernel module would only clutter test output.
+            .stderr(Stdio::null());
         let proc = Proc::spawn(cmd);
         let sock = PathBuf::from(format!("/var/run/wireguard/{iface}.sock"));
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -219,7 +221,7 @@ impl WgClient {
             iface,
             public_key: public,
             dir,
-            _proc: proc,
+            proc,
         };
         run(Command::new("wg").args([
             "set",
@@ -252,11 +254,48 @@ impl WgClient {
         }
     }
 
+    /// The UDP port it listens on.
+    pub fn listen_port(&self) -> u16 {
+        run(Command::new("wg").args(["show", &self.iface, "listen-port"]))
+            .trim()
+            .parse()
+            .expect("listen port")
+    }
+
+    /// Adds a peer (when this client plays the gateway, in benchmarks).
+    pub fn add_peer(&self, public_key: &[u8; 32], psk: &[u8; 32], allowed_ips: &str) {
+        let file = self.dir.path().join(format!("psk-{}", unique("p")));
+        write_key(
+            self.dir.path(),
+            file.file_name().and_then(|f| f.to_str()).expect("name"),
+            psk,
+        );
+        run(Command::new("wg").args([
+            "set",
+            &self.iface,
+            "peer",
+            &b64(public_key),
+            "preshared-key",
+            &file.display().to_string(),
+            "allowed-ips",
+            allowed_ips,
+        ]));
+    }
+
     /// Seconds since the latest handshake, as `wg` reports it.
     pub fn latest_handshake(&self) -> Option<u64> {
         let out = run(Command::new("wg").args(["show", &self.iface, "latest-handshakes"]));
         let ts: u64 = out.split_whitespace().nth(1)?.parse().ok()?;
         (ts > 0).then_some(ts)
+    }
+}
+
+impl Drop for WgClient {
+    fn drop(&mut self) {
+        // Killed, wireguard-go leaves its control socket behind: remove it.
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.iface));
     }
 }
 

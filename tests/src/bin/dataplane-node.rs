@@ -10,6 +10,7 @@
 //! peer SESSION | counters | reports
 //! add-idle N                -> installs N peers with random keys (capacity benchmarks)
 //! rss                       -> {"rss_kib":...}
+//! peer-count                -> {"peers":...}
 //! ```
 //!
 //! Started with: `dataplane-node --interface NAME --network CIDR --listen ADDR:PORT
@@ -108,8 +109,12 @@ fn command(dp: &DataPlane, line: &str) -> anyhow::Result<serde_json::Value> {
         ["reports"] => json!(dp.reports()),
         ["add-idle", n] => {
             let n: u32 = n.parse()?;
+            if n > 32_000 {
+                bail!("add-idle: at most 32000 peers");
+            }
             for i in 0..n {
-                let addr = IpAddr::from([100, 127, (i >> 8) as u8, i as u8]);
+                // The upper half of 100.64.0.0/16, clear of the tests' laptops.
+                let addr = IpAddr::from([100, 64, 128 + (i >> 8) as u8, i as u8]);
                 dp.add_peer(&PeerSpec {
                     session: format!("idle-{i}"),
                     public_key: ztgw_tests::netns::x25519_public(ztgw_tests::rand_bytes()),
@@ -122,6 +127,7 @@ fn command(dp: &DataPlane, line: &str) -> anyhow::Result<serde_json::Value> {
             json!({"ok": true, "peers": dp.peer_count()})
         }
         ["rss"] => json!({"rss_kib": rss_kib()?}),
+        ["peer-count"] => json!({"peers": dp.peer_count()}),
         _ => bail!("unknown command: {line}"),
     })
 }

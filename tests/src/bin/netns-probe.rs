@@ -8,6 +8,8 @@
 //! netns-probe udp HOST:PORT [--bind IP] [--timeout-ms N]
 //! netns-probe udp-send HOST:PORT [--bind IP] --count N
 //! netns-probe udp-stream HOST:PORT --interval-ms N --duration-ms N
+//! netns-probe handshakes HOST:PORT --gateway-key B64 --keys FILE --psk B64 [--window N]
+//!     (one handshake per key in FILE; prints completed, rate and latency percentiles)
 //! netns-probe flood HOST:PORT --gateway-key B64 --duration-ms N [--distinct N] [--rate N]
 //! ```
 
@@ -88,6 +90,7 @@ fn main() -> anyhow::Result<()> {
             num("distinct", 256)?,
             num("rate", 20_000)?,
         ),
+        "handshakes" => handshakes(target, &opts),
         _ => bail!("unknown command {cmd}"),
     }
 }
@@ -218,5 +221,82 @@ fn flood(
         std::thread::sleep(Duration::from_millis(1));
     }
     println!("{}", sent.load(Ordering::Relaxed));
+    Ok(())
+}
+
+/// Completes one handshake per private key in `--keys` (their peers installed at the
+/// gateway), at most `--window` outstanding, and reports the rate and latencies. The
+/// initiations are made before the clock starts: only the gateway's work is timed.
+fn handshakes(target: &str, opts: &HashMap<&str, &str>) -> anyhow::Result<()> {
+    let b64 = |k: &str| -> anyhow::Result<[u8; 32]> {
+        let v = opts.get(k).ok_or_else(|| anyhow!("--{k} is required"))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(v)?
+            .try_into()
+            .map_err(|_| anyhow!("--{k}: 32 bytes"))
+    };
+    let gateway = boringtun::x25519::PublicKey::from(b64("gateway-key")?);
+    let psk = b64("psk")?;
+    let window: usize = opts.get("window").map_or(Ok(64), |w| w.parse())?;
+    let keys = std::fs::read_to_string(opts.get("keys").ok_or_else(|| anyhow!("--keys"))?)?;
+    let mut inits = Vec::new();
+    for (i, line) in keys.lines().enumerate() {
+        let k: [u8; 32] = base64::engine::general_purpose::STANDARD
+            .decode(line.trim())?
+            .try_into()
+            .map_err(|_| anyhow!("key: 32 bytes"))?;
+        let me = boringtun::x25519::StaticSecret::from(k);
+        let mut t = boringtun::noise::Tunn::new(me, gateway, Some(psk), None, i as u32, None);
+        let mut buf = [0u8; 256];
+        if let boringtun::noise::TunnResult::WriteToNetwork(p) =
+            t.format_handshake_initiation(&mut buf, true)
+        {
+            inits.push(p.to_vec());
+        }
+    }
+    let sock = UdpSocket::bind("0.0.0.0:0")?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut sent_at: Vec<Option<Instant>> = vec![None; inits.len()];
+    let mut latencies = Vec::with_capacity(inits.len());
+    let (mut sent, mut done) = (0usize, 0usize);
+    let start = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut buf = [0u8; 256];
+    while done < inits.len() && last_progress.elapsed() < Duration::from_secs(3) {
+        while sent < inits.len() && sent - done < window {
+            sock.send_to(&inits[sent], target)?;
+            sent_at[sent] = Some(Instant::now());
+            sent += 1;
+        }
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        if n == 92 && buf[0] == 2 {
+            let receiver = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
+            if let Some(Some(t)) = sent_at.get_mut((receiver >> 8) as usize).map(Option::take) {
+                latencies.push(t.elapsed());
+                done += 1;
+                last_progress = Instant::now();
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0, |d| d.as_micros() as u64)
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "completed": done,
+            "sent": sent,
+            "seconds": secs,
+            "rate": done as f64 / secs,
+            "p50_us": pct(0.5),
+            "p99_us": pct(0.99),
+        })
+    );
     Ok(())
 }
