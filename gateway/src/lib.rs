@@ -31,4 +31,5 @@ pub mod metrics;
 pub mod registry;
 pub mod report;
 pub mod revocation;
+pub mod session;
 pub mod state;

@@ -1,0 +1,200 @@
+//! The admission decision: every check runs, every failure is reported (an employee fixes
+//! them all at once), and a granted session gets its terms.
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use ztgw_config::policy::{Policy, Schedule};
+use ztgw_pki::identity::WgPublicKey;
+use ztgw_pki::wire::DeviceStatus;
+use ztgw_posture::evaluate::{Evaluation, Outcome};
+
+use crate::registry::DeviceRecord;
+
+/// One failed check, as the employee and the journal see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// Stable id: `device-revoked`, `outside-schedule`, `posture.antivirus`…
+    pub id: String,
+    pub sentence: String,
+    pub remedy: Option<String>,
+}
+
+impl Failure {
+    fn new(id: &str, sentence: impl Into<String>, remedy: Option<&str>) -> Self {
+        Self {
+            id: id.into(),
+            sentence: sentence.into(),
+            remedy: remedy.map(str::to_owned),
+        }
+    }
+}
+
+/// What admission knows of the request.
+#[derive(Debug)]
+pub struct Facts<'a> {
+    pub device: &'a DeviceRecord,
+    /// The employee's telework is in force (not revoked).
+    pub employee_active: bool,
+    /// The WireGuard key the request asks a tunnel for.
+    pub wg_key: &'a WgPublicKey,
+    pub policy: &'a Policy,
+    /// The posture evaluation against the role's profile; `None` when the report could
+    /// not be read (a failure of its own).
+    pub posture: Option<&'a Evaluation>,
+    /// An emergency schedule override for this employee or role, in force until then.
+    pub override_until: Option<OffsetDateTime>,
+}
+
+/// The terms of a granted session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terms {
+    pub role: String,
+    /// The schedule that applied (`override` when an emergency override did).
+    pub schedule: String,
+    /// The session ends at the earlier of the window's end and the maximum lifetime.
+    pub ends_at: OffsetDateTime,
+    /// Whether that is the window's end.
+    pub ends_with_window: bool,
+    pub recheck_every: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Decides an admission at `now`.
+pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>> {
+    let mut failures = Vec::new();
+    match f.device.status {
+        DeviceStatus::Active => {}
+        DeviceStatus::Pending => failures.push(Failure::new(
+            "device-pending",
+            "this device is waiting for the security unit's approval",
+            Some("ask your security unit to approve the device"),
+        )),
+        DeviceStatus::Revoked => failures.push(Failure::new(
+            "device-revoked",
+            "this device's access has been revoked",
+            Some("contact your security unit"),
+        )),
+        DeviceStatus::Decommissioned => failures.push(Failure::new(
+            "device-decommissioned",
+            "this device has been decommissioned",
+            None,
+        )),
+    }
+    if !f.employee_active {
+        failures.push(Failure::new(
+            "employee-revoked",
+            "your telework authorisation has been ended",
+            Some("contact your security unit"),
+        ));
+    }
+    if f.wg_key != &f.device.wg_key {
+        failures.push(Failure::new(
+            "wireguard-key-mismatch",
+            "the WireGuard key is not the one bound to this device's certificate",
+            Some("use the key created at enrolment (ztgw-agent status shows it)"),
+        ));
+    }
+    let settings = &f.policy.settings;
+    let role = f.policy.roles.get(&f.device.role);
+    let mut window_end = None;
+    let mut schedule_name = String::new();
+    match role {
+        None => failures.push(Failure::new(
+            "role-unknown",
+            format!("the role {} is not in the policy", f.device.role),
+            Some("contact your security unit"),
+        )),
+        Some(role) => {
+            let name = schedule_of(f, &role.schedule);
+            match f.override_until.filter(|u| *u > now) {
+                Some(until) => {
+                    window_end = Some(until);
+                    schedule_name = "override".into();
+                }
+                None => match f.policy.schedules.get(name) {
+                    Some(s) => match s.window_at(to_jiff(now)) {
+                        Some(w) => {
+                            window_end = Some(from_jiff(w.end));
+                            schedule_name = name.to_owned();
+                        }
+                        None => failures.push(outside(s, name, now)),
+                    },
+                    None => failures.push(Failure::new(
+                        "schedule-unknown",
+                        format!("the schedule {name} is not in the policy"),
+                        Some("contact your security unit"),
+                    )),
+                },
+            }
+        }
+    }
+    match f.posture {
+        None => failures.push(Failure::new(
+            "posture-unreadable",
+            "the posture report could not be read",
+            Some("update ztgw-agent"),
+        )),
+        Some(e) => failures.extend(e.checks.iter().filter(|c| c.outcome != Outcome::Pass).map(
+            |c| Failure {
+                id: c.id.clone(),
+                sentence: c.sentence.clone(),
+                remedy: c.remediation.clone(),
+            },
+        )),
+    }
+    if !failures.is_empty() {
+        return Err(failures);
+    }
+    let (Some(role), Some(window_end)) = (role, window_end) else {
+        return Err(vec![Failure::new("internal", "admission failed", None)]);
+    };
+    let _ = role;
+    let max_end = now + std_to_time(settings.max_session.get());
+    Ok(Terms {
+        role: f.device.role.clone(),
+        schedule: schedule_name,
+        ends_at: window_end.min(max_end),
+        ends_with_window: window_end <= max_end,
+        recheck_every: std_to_time(settings.posture_recheck.get()),
+        idle_timeout: std_to_time(settings.idle_timeout.get()),
+    })
+}
+
+/// The schedule that applies to this device: its own (set at invitation), the
+/// employee's in the policy, or the role's.
+pub fn schedule_of<'a>(f: &'a Facts<'_>, role_schedule: &'a str) -> &'a str {
+    f.device
+        .schedule
+        .as_deref()
+        .or_else(|| {
+            f.policy
+                .employees
+                .get(f.device.employee.as_str())
+                .and_then(|e| e.schedule.as_deref())
+        })
+        .unwrap_or(role_schedule)
+}
+
+fn outside(s: &Schedule, name: &str, now: OffsetDateTime) -> Failure {
+    let next = s.next_start(to_jiff(now)).map_or_else(
+        || "no telework window is planned".to_owned(),
+        |t| format!("the next window opens {}", s.local(t)),
+    );
+    Failure::new(
+        "outside-schedule",
+        format!("telework is not allowed now under the schedule {name}; {next}"),
+        Some("connect during your telework hours, or ask your security unit for an override"),
+    )
+}
+
+pub fn to_jiff(t: OffsetDateTime) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(t.unix_timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+pub fn from_jiff(t: jiff::Timestamp) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(t.as_second()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+pub fn std_to_time(d: std::time::Duration) -> Duration {
+    Duration::try_from(d).unwrap_or(Duration::MAX)
+}
