@@ -109,7 +109,7 @@ pub enum Verdict {
         role: String,
         next_due: OffsetDateTime,
     },
-    End(Session),
+    End(Box<Session>),
 }
 
 /// The session table.
@@ -205,7 +205,7 @@ impl Sessions {
                 }
             }
             (false, None) => match self.end(id) {
-                Some(s) => Verdict::End(s),
+                Some(s) => Verdict::End(Box::new(s)),
                 None => return None,
             },
         })
