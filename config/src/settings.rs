@@ -85,6 +85,10 @@ pub struct WireguardSection {
     pub endpoint: String,
     #[serde(default = "defaults::wg_port")]
     pub listen_port: u16,
+    /// Whether this gateway runs the data plane (and so admits sessions). Without it,
+    /// every admission is refused as unavailable.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
     /// The TUN interface of the data plane.
     #[serde(default = "defaults::wg_interface")]
     pub interface: String,
@@ -525,6 +529,9 @@ crl_validity = "24h"
 endpoint = {endpoint}
 # The UDP port the data plane listens on.
 listen_port = {port}
+# Run the data plane. Without it the gateway admits no sessions (a control plane for
+# enrolment only).
+enabled = true
 # The TUN interface, and the network laptops' tunnel addresses come from (the gateway
 # takes its first address).
 interface = "ztgw0"

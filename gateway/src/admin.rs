@@ -6,6 +6,7 @@
 //! runs: both call [`handle`]. Every action is recorded with its operator, time and
 //! reason in the same transaction as the change.
 
+pub mod sessions;
 pub mod socket;
 
 use serde::{Deserialize, Serialize};
@@ -74,6 +75,13 @@ pub enum AdminRequest {
     },
     /// Re-read the policy; it replaces the one in force only if valid and its tests pass.
     PolicyReload,
+    /// The live sessions (running gateway only).
+    SessionList,
+    /// End a live session now (running gateway only).
+    SessionEnd {
+        session: String,
+        reason: String,
+    },
     /// Issue an auditor's certificate for the key in the CSR.
     AuditorAdd {
         name: ztgw_pki::AuditorName,
@@ -154,6 +162,9 @@ impl EmployeeRevokeReason {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum AdminResponse {
     Invitation(InvitationIssued),
+    Sessions {
+        sessions: Vec<crate::session::lifecycle::Session>,
+    },
     Devices {
         devices: Vec<DeviceSummary>,
     },
@@ -258,7 +269,7 @@ pub enum AdminErrorCode {
 }
 
 impl AdminError {
-    fn new(code: AdminErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: AdminErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -496,6 +507,10 @@ pub fn handle(
                 }
             }
         }
+        AdminRequest::SessionList | AdminRequest::SessionEnd { .. } => Err(AdminError::new(
+            AdminErrorCode::Conflict,
+            "sessions exist only in a running gateway, and none answers on the admin socket",
+        )),
         AdminRequest::PolicyReload => match ctx.reload_policy(operator) {
             Ok(active) => Ok(done(
                 format!(
@@ -932,7 +947,7 @@ fn check_note(note: &Option<String>) -> Result<(), AdminError> {
         .map_or(Ok(()), |n| check_text("note", n, false))
 }
 
-fn check_text(field: &str, value: &str, required: bool) -> Result<(), AdminError> {
+pub(crate) fn check_text(field: &str, value: &str, required: bool) -> Result<(), AdminError> {
     if required && value.trim().is_empty() {
         return Err(AdminError::new(
             AdminErrorCode::Invalid,

@@ -41,6 +41,11 @@ pub enum Reason {
     WrongCertificateKind,
     /// The audit journal cannot be written: nothing that needs journaling is done.
     JournalUnavailable,
+    /// An admission or re-check was refused; the failed checks are in the answer.
+    AdmissionRefused,
+    SessionUnknown,
+    /// This gateway runs without a data plane, or its session table is full.
+    SessionsUnavailable,
     Internal,
 }
 
@@ -76,6 +81,9 @@ impl Reason {
             Self::WireguardKeyMismatch => "wireguard_key_mismatch",
             Self::WrongCertificateKind => "wrong_certificate_kind",
             Self::JournalUnavailable => "journal_unavailable",
+            Self::AdmissionRefused => "admission_refused",
+            Self::SessionUnknown => "session_unknown",
+            Self::SessionsUnavailable => "sessions_unavailable",
             Self::Internal => "internal_error",
         }
     }
@@ -105,11 +113,15 @@ impl Reason {
             | Self::DeviceRevoked
             | Self::DeviceDecommissioned
             | Self::WireguardKeyMismatch
-            | Self::WrongCertificateKind => StatusCode::FORBIDDEN,
+            | Self::WrongCertificateKind
+            | Self::AdmissionRefused => StatusCode::FORBIDDEN,
+            Self::SessionUnknown => StatusCode::NOT_FOUND,
             Self::InvitationUsed | Self::RoleUnknown | Self::WireguardKeyInUse => {
                 StatusCode::CONFLICT
             }
-            Self::JournalUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::JournalUnavailable | Self::SessionsUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -121,6 +133,8 @@ impl Reason {
 pub struct ApiError {
     pub reason: Reason,
     pub message: String,
+    /// For a refused admission: every check that failed.
+    pub checks: Vec<ztgw_pki::wire::FailedCheck>,
 }
 
 impl ApiError {
@@ -128,6 +142,20 @@ impl ApiError {
         Self {
             reason,
             message: message.into(),
+            checks: Vec::new(),
+        }
+    }
+
+    /// A refused admission or re-check, with the checks that failed.
+    pub fn refused(checks: Vec<ztgw_pki::wire::FailedCheck>) -> Self {
+        let n = checks.len();
+        Self {
+            reason: Reason::AdmissionRefused,
+            message: format!(
+                "access refused: {n} check{} failed",
+                if n == 1 { "" } else { "s" }
+            ),
+            checks,
         }
     }
 
@@ -136,6 +164,7 @@ impl ApiError {
         ztgw_pki::wire::ErrorBody {
             error: self.reason.code().to_owned(),
             message: self.message.clone(),
+            checks: self.checks.clone(),
         }
     }
 }
@@ -228,6 +257,9 @@ mod tests {
             WireguardKeyMismatch,
             WrongCertificateKind,
             JournalUnavailable,
+            AdmissionRefused,
+            SessionUnknown,
+            SessionsUnavailable,
             Internal,
         ];
         let mut codes: Vec<&str> = all.iter().map(|r| r.code()).collect();

@@ -84,6 +84,9 @@ pub enum Command {
     /// Employees: end or restore an employee's telework (G3).
     #[command(subcommand)]
     Employee(EmployeeCommand),
+    /// Live sessions of the running gateway: list, end (G9).
+    #[command(subcommand)]
+    Session(SessionCommand),
     /// The access policy: check, test, explain, diff, reload (G2, G4, G18).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -206,6 +209,25 @@ pub struct InviteArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List the live sessions: device, employee, role, tunnel address, times.
+    List {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a live session at once: its tunnel stops and the end is journaled.
+    #[command(after_help = "Example:\n  ztgw session end s-4f0c… --reason 'suspicious traffic'")]
+    End {
+        /// The session's identifier, as `ztgw session list` shows it.
+        id: String,
+        /// Why, for the journal.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -451,6 +473,19 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             };
             show(admin(&cli.config, &operator, request)?, json)
         }
+        Command::Session(cmd) => {
+            let (request, json) = match cmd {
+                SessionCommand::List { json } => (AdminRequest::SessionList, json),
+                SessionCommand::End { id, reason } => (
+                    AdminRequest::SessionEnd {
+                        session: id,
+                        reason,
+                    },
+                    false,
+                ),
+            };
+            show(admin(&cli.config, &operator, request)?, json)
+        }
         Command::Employee(cmd) => {
             let request = match cmd {
                 EmployeeCommand::Revoke { id, reason, note } => AdminRequest::EmployeeRevoke {
@@ -630,6 +665,25 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
         return Ok(());
     }
     match response {
+        AdminResponse::Sessions { sessions } => {
+            println!(
+                "{:<28} {:<22} {:<14} {:<12} {:<15} {:<20} ENDS",
+                "SESSION", "DEVICE", "EMPLOYEE", "ROLE", "TUNNEL", "STARTED"
+            );
+            for s in sessions {
+                println!(
+                    "{:<28} {:<22} {:<14} {:<12} {:<15} {:<20} {}{}",
+                    s.id,
+                    s.device.as_str(),
+                    s.employee.as_str(),
+                    s.role,
+                    s.tunnel_addr,
+                    rfc3339(s.started),
+                    rfc3339(s.ends_at),
+                    if s.quarantined { " (quarantined)" } else { "" }
+                );
+            }
+        }
         AdminResponse::Invitation(inv) => {
             println!(
                 "Invitation {} for employee {}, role {}{}, usable once until {}:",

@@ -45,6 +45,7 @@ impl Counters {
 pub struct ControlPlane {
     listener: TcpListener,
     ctx: Arc<Context>,
+    sessions: Arc<crate::sessions::SessionService>,
     tls: Arc<TlsState>,
     limits: Arc<SourceLimits>,
     connections: Arc<Semaphore>,
@@ -53,7 +54,11 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Binds `ctx.settings.control.listen`.
-    pub async fn bind(ctx: Arc<Context>, tls: Arc<TlsState>) -> std::io::Result<Self> {
+    pub async fn bind(
+        ctx: Arc<Context>,
+        tls: Arc<TlsState>,
+        sessions: Arc<crate::sessions::SessionService>,
+    ) -> std::io::Result<Self> {
         let control = &ctx.settings.control;
         let listener = TcpListener::bind(control.listen).await?;
         let limits = Arc::new(SourceLimits::new(control));
@@ -61,6 +66,7 @@ impl ControlPlane {
         Ok(Self {
             listener,
             ctx,
+            sessions,
             tls,
             limits,
             connections,
@@ -103,6 +109,7 @@ impl ControlPlane {
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.current());
             let ctx = self.ctx.clone();
+            let sessions = self.sessions.clone();
             let limits = self.limits.clone();
             let counters = self.counters.clone();
             tokio::spawn(async move {
@@ -125,6 +132,7 @@ impl ControlPlane {
                 let service = hyper::service::service_fn(move |req| {
                     routes::route(
                         ctx.clone(),
+                        sessions.clone(),
                         limits.clone(),
                         peer.ip(),
                         presented.clone(),

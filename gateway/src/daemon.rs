@@ -17,7 +17,12 @@ use crate::admin::socket;
 use crate::context::Context;
 use crate::control::tls::TlsState;
 use crate::control::{ControlPlane, Counters};
+use crate::dataplane::shell::{Config as DataPlaneConfig, DataPlane};
 use crate::revocation;
+use crate::sessions::SessionService;
+
+/// The session timer's longest sleep: a window's end is acted on within this.
+const SESSION_TICK: Duration = Duration::from_millis(200);
 
 /// How often the maintenance loop runs.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
@@ -32,6 +37,7 @@ pub struct RunningGateway {
     pub counters: Arc<Counters>,
     /// Where `/metrics` and `/health` are served.
     pub metrics_addr: SocketAddr,
+    pub sessions: Arc<SessionService>,
     tls: Arc<TlsState>,
     admin_socket: PathBuf,
     tasks: JoinSet<()>,
@@ -62,6 +68,10 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("the data plane: {0}")]
+    DataPlane(#[from] crate::dataplane::shell::StartError),
+    #[error("{path}: not a WireGuard private key")]
+    WireguardKey { path: String },
 }
 
 impl RunningGateway {
@@ -94,8 +104,33 @@ impl RunningGateway {
             ctx.on_crl_published(move |state| tls.apply(state));
         }
 
+        let dataplane = if ctx.settings.wireguard.enabled {
+            let key_path = paths.wireguard_key();
+            let text = zeroize::Zeroizing::new(read(key_path.clone())?);
+            let bytes: [u8; 32] = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                text.trim(),
+            )
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| StartError::WireguardKey {
+                path: key_path.display().to_string(),
+            })?;
+            let config = DataPlaneConfig::from_settings(&ctx.settings.wireguard)?;
+            let compiled = Arc::new(ctx.policy.current().compiled.clone());
+            Some(DataPlane::start(
+                config,
+                boringtun::x25519::StaticSecret::from(bytes),
+                compiled,
+            )?)
+        } else {
+            tracing::warn!("[wireguard] enabled = false: this gateway admits no sessions");
+            None
+        };
+        let sessions = SessionService::new(ctx.clone(), dataplane);
+
         let listen = ctx.settings.control.listen;
-        let control = ControlPlane::bind(ctx.clone(), tls.clone())
+        let control = ControlPlane::bind(ctx.clone(), tls.clone(), sessions.clone())
             .await
             .map_err(|source| StartError::BindControl {
                 addr: listen,
@@ -140,7 +175,22 @@ impl RunningGateway {
             limits.clone(),
         ));
         tasks.spawn(control.run());
-        tasks.spawn(socket::serve(admin, ctx.clone()));
+        tasks.spawn(socket::serve(admin, ctx.clone(), sessions.clone()));
+        {
+            let sessions = sessions.clone();
+            let clock = ctx.clock.clone();
+            tasks.spawn(async move {
+                loop {
+                    let s = sessions.clone();
+                    let next = tokio::task::spawn_blocking(move || s.tick()).await.ok().flatten();
+                    let wait = next
+                        .map(|t| (t - clock.now()).max(time::Duration::ZERO))
+                        .and_then(|d| Duration::try_from(d).ok())
+                        .map_or(SESSION_TICK, |d| d.min(SESSION_TICK));
+                    tokio::time::sleep(wait).await;
+                }
+            });
+        }
         {
             let ctx = ctx.clone();
             let tls = tls.clone();
@@ -195,6 +245,7 @@ impl RunningGateway {
             control_addr,
             counters,
             metrics_addr,
+            sessions,
             tls,
             admin_socket: admin_path,
             tasks,
@@ -216,6 +267,8 @@ impl RunningGateway {
     /// Stops every task, journals the stop, and removes the admin socket.
     pub async fn shutdown(mut self, reason: &str) {
         self.tasks.shutdown().await;
+        let sessions = self.sessions.clone();
+        let _ = tokio::task::spawn_blocking(move || sessions.shutdown()).await;
         if let Err(e) = self.ctx.journal(&crate::journal::Event::GatewayStopped {
             reason: reason.into(),
         }) {

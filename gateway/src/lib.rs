@@ -32,4 +32,5 @@ pub mod registry;
 pub mod report;
 pub mod revocation;
 pub mod session;
+pub mod sessions;
 pub mod state;

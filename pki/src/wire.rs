@@ -25,6 +25,11 @@ pub mod path {
     pub const AUDIT_VERIFY: &str = "/v1/audit/verify";
     /// Auditors: the latest signed checkpoint.
     pub const AUDIT_CHECKPOINT: &str = "/v1/audit/checkpoint";
+    /// POST: a posture nonce; POST `SESSION`: admission; then re-checks and the end.
+    pub const SESSION_NONCE: &str = "/v1/session/nonce";
+    pub const SESSION: &str = "/v1/session";
+    pub const SESSION_RECHECK: &str = "/v1/session/recheck";
+    pub const SESSION_END: &str = "/v1/session/end";
 }
 
 /// Who owns the device (the guide treats personal computers with extra care, G6).
@@ -183,6 +188,77 @@ pub struct PostureProfileView {
 pub struct ErrorBody {
     pub error: String,
     pub message: String,
+    /// For a refused admission or re-check: every check that failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<FailedCheck>,
+}
+
+/// A check that failed, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedCheck {
+    /// Stable id: `device-revoked`, `outside-schedule`, `posture.antivirus`…
+    pub id: String,
+    pub sentence: String,
+    pub remedy: Option<String>,
+}
+
+/// `POST /v1/session/nonce` (mTLS): a one-time nonce for the next posture report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NonceView {
+    pub nonce: String,
+    /// Seconds it stays valid.
+    pub valid_secs: u64,
+}
+
+/// `POST /v1/session` (mTLS): admission.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdmissionRequest {
+    /// Base64 WireGuard public key; must be the one bound in the certificate.
+    pub wg_public_key: String,
+    /// The posture report (JSON), carrying a nonce from `/v1/session/nonce`.
+    pub posture: String,
+}
+
+/// What a standard WireGuard client needs, and the session's terms.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionGrant {
+    pub session: String,
+    pub role: String,
+    pub gateway_public_key: String,
+    /// `HOST:PORT`.
+    pub endpoint: String,
+    /// The laptop's tunnel address (a host address).
+    pub tunnel_address: String,
+    pub preshared_key: RedactedString,
+    /// The role's networks: what the client routes through the tunnel.
+    pub allowed_ips: Vec<String>,
+    pub dns: Vec<String>,
+    pub keepalive_secs: u16,
+    /// RFC 3339.
+    pub ends_at: String,
+    pub recheck_secs: u64,
+}
+
+/// `POST /v1/session/recheck` (mTLS).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecheckRequest {
+    pub session: String,
+    pub posture: String,
+}
+
+/// The answer to a re-check that keeps the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecheckView {
+    pub role: String,
+    pub quarantined: bool,
+    pub next_recheck_secs: u64,
+    pub allowed_ips: Vec<String>,
+}
+
+/// `POST /v1/session/end` (mTLS): the employee disconnects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndRequest {
+    pub session: String,
 }
 
 /// A string that is a secret in transit: redacted from `Debug`, zeroed on drop.

@@ -95,6 +95,9 @@ impl TestGateway {
                 &format!("dir = {:?}", dir.display().to_string()),
             );
         }
+        // In-process gateways run without a data plane (it would put a TUN device in the
+        // test host's namespace); the namespace tests run `ztgw serve` in its own.
+        text = text.replace("\nenabled = true\n", "\nenabled = false\n");
         // Parallel tests: every gateway its own metrics port.
         text = text.replace("listen = \"127.0.0.1:9469\"", "listen = \"127.0.0.1:0\"");
         std::fs::write(&config, text).expect("write settings");

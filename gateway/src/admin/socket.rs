@@ -57,13 +57,18 @@ pub fn bind(path: &Path, group: &str) -> io::Result<UnixListener> {
 }
 
 /// Serves admin requests until the task is dropped.
-pub async fn serve(listener: UnixListener, ctx: Arc<Context>) {
+pub async fn serve(
+    listener: UnixListener,
+    ctx: Arc<Context>,
+    sessions: Arc<crate::sessions::SessionService>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let ctx = ctx.clone();
+                let sessions = sessions.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_one(stream, ctx).await {
+                    if let Err(e) = serve_one(stream, ctx, sessions).await {
                         tracing::warn!(error = %e, "admin connection failed");
                     }
                 });
@@ -76,7 +81,11 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Context>) {
     }
 }
 
-async fn serve_one(stream: UnixStream, ctx: Arc<Context>) -> io::Result<()> {
+async fn serve_one(
+    stream: UnixStream,
+    ctx: Arc<Context>,
+    sessions: Arc<crate::sessions::SessionService>,
+) -> io::Result<()> {
     let uid = stream.peer_cred()?.uid();
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -87,8 +96,11 @@ async fn serve_one(stream: UnixStream, ctx: Arc<Context>) -> io::Result<()> {
         Ok(envelope) => {
             let operator = format!("{} (uid {uid})", envelope.operator);
             let ctx = ctx.clone();
-            match tokio::task::spawn_blocking(move || handle(&ctx, &operator, &envelope.request))
-                .await
+            match tokio::task::spawn_blocking(move || {
+                crate::admin::sessions::handle(&ctx, &sessions, &operator, &envelope.request)
+                    .unwrap_or_else(|| handle(&ctx, &operator, &envelope.request))
+            })
+            .await
             {
                 Ok(Ok(response)) => SocketReply::Ok(response),
                 Ok(Err(e)) => SocketReply::Error(e),

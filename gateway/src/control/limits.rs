@@ -12,7 +12,13 @@ use ztgw_config::settings::ControlSection;
 pub struct SourceLimits {
     handshakes: DefaultKeyedRateLimiter<IpAddr>,
     enrolments: DefaultKeyedRateLimiter<IpAddr>,
+    admissions: DefaultKeyedRateLimiter<IpAddr>,
 }
+
+/// Admission requests (nonce, admission, re-check) per second from one address: an
+/// office behind one NAT address may hold a few hundred laptops re-checking every five
+/// minutes.
+pub const ADMISSIONS_PER_SECOND_PER_SOURCE: u32 = 50;
 
 impl SourceLimits {
     pub fn new(control: &ControlSection) -> Self {
@@ -25,6 +31,10 @@ impl SourceLimits {
             enrolments: RateLimiter::keyed(
                 Quota::per_minute(nz(control.enrolments_per_minute_per_source))
                     .allow_burst(nz(control.enrolment_burst)),
+            ),
+            admissions: RateLimiter::keyed(
+                Quota::per_second(nz(ADMISSIONS_PER_SECOND_PER_SOURCE))
+                    .allow_burst(nz(2 * ADMISSIONS_PER_SECOND_PER_SOURCE)),
             ),
         }
     }
@@ -39,10 +49,17 @@ impl SourceLimits {
         self.enrolments.check_key(&source).is_ok()
     }
 
+    /// Whether `source` may make another admission request now.
+    pub fn allow_admission(&self, source: IpAddr) -> bool {
+        self.admissions.check_key(&source).is_ok()
+    }
+
     /// Drops the state of sources that have been quiet long enough to be back at full burst.
     pub fn forget_idle(&self) {
         self.handshakes.retain_recent();
         self.enrolments.retain_recent();
+        self.admissions.retain_recent();
+        self.admissions.shrink_to_fit();
         self.handshakes.shrink_to_fit();
         self.enrolments.shrink_to_fit();
     }

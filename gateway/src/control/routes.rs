@@ -10,24 +10,29 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use ztgw_pki::wire::{EnrolRequest, RenewRequest, path};
+use ztgw_pki::wire::{AdmissionRequest, EndRequest, EnrolRequest, RecheckRequest, RenewRequest, path};
 
 use super::limits::SourceLimits;
 use crate::api_error::{ApiError, Reason};
 use crate::context::Context;
 use crate::device_auth::{Presented, authenticate, authenticate_auditor};
 use crate::enrolment;
+use crate::sessions::SessionService;
 
 /// Answers one request.
 pub async fn route(
     ctx: Arc<Context>,
+    sessions: Arc<SessionService>,
     limits: Arc<SourceLimits>,
     source: IpAddr,
     presented: Arc<Presented>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let timeout = ctx.settings.control.request_timeout.get();
-    let answer = tokio::time::timeout(timeout, dispatch(ctx, limits, source, presented, req))
+    let answer = tokio::time::timeout(
+        timeout,
+        dispatch(ctx, sessions, limits, source, presented, req),
+    )
         .await
         .unwrap_or_else(|_| Err(ApiError::new(Reason::Timeout, "the request took too long")));
     Ok(match answer {
@@ -38,6 +43,7 @@ pub async fn route(
 
 async fn dispatch(
     ctx: Arc<Context>,
+    sessions: Arc<SessionService>,
     limits: Arc<SourceLimits>,
     source: IpAddr,
     presented: Arc<Presented>,
@@ -79,6 +85,50 @@ async fn dispatch(
             .await?;
             json(StatusCode::OK, &answer)
         }
+        (Method::POST, path::SESSION_NONCE) => {
+            if !limits.allow_admission(source) {
+                return Err(too_many_admissions());
+            }
+            let answer = blocking(move || {
+                let device = authenticate(&ctx, &presented)?;
+                sessions.nonce(&device)
+            })
+            .await?;
+            json(StatusCode::OK, &answer)
+        }
+        (Method::POST, path::SESSION) => {
+            if !limits.allow_admission(source) {
+                return Err(too_many_admissions());
+            }
+            let body: AdmissionRequest = read_json(req, max).await?;
+            let answer = blocking(move || {
+                let device = authenticate(&ctx, &presented)?;
+                sessions.admit(&device, &body)
+            })
+            .await?;
+            json(StatusCode::OK, &answer)
+        }
+        (Method::POST, path::SESSION_RECHECK) => {
+            if !limits.allow_admission(source) {
+                return Err(too_many_admissions());
+            }
+            let body: RecheckRequest = read_json(req, max).await?;
+            let answer = blocking(move || {
+                let device = authenticate(&ctx, &presented)?;
+                sessions.recheck(&device, &body)
+            })
+            .await?;
+            json(StatusCode::OK, &answer)
+        }
+        (Method::POST, path::SESSION_END) => {
+            let body: EndRequest = read_json(req, max).await?;
+            blocking(move || {
+                let device = authenticate(&ctx, &presented)?;
+                sessions.disconnect(&device, &body)
+            })
+            .await?;
+            json(StatusCode::OK, &serde_json::json!({"ended": true}))
+        }
         (Method::GET, path::AUDIT_EVENTS | path::AUDIT_VERIFY | path::AUDIT_CHECKPOINT) => {
             let route = req.uri().path().to_owned();
             let query = req.uri().query().unwrap_or("").to_owned();
@@ -95,13 +145,24 @@ async fn dispatch(
             | path::DEVICE
             | path::AUDIT_EVENTS
             | path::AUDIT_VERIFY
-            | path::AUDIT_CHECKPOINT,
+            | path::AUDIT_CHECKPOINT
+            | path::SESSION_NONCE
+            | path::SESSION
+            | path::SESSION_RECHECK
+            | path::SESSION_END,
         ) => Err(ApiError::new(
             Reason::MethodNotAllowed,
             format!("{} is not allowed here", req.method()),
         )),
         _ => Err(ApiError::new(Reason::NotFound, "no such endpoint")),
     }
+}
+
+fn too_many_admissions() -> ApiError {
+    ApiError::new(
+        Reason::RateLimited,
+        "too many admission attempts from this address; wait a little",
+    )
 }
 
 fn posture_profile(

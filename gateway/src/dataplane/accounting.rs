@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::conntrack::{Flow, FlowKey};
 use super::enforce::Drop;
@@ -23,7 +23,7 @@ pub const MAX_ENDED_FLOWS: usize = 1_024;
 pub const MAX_DENIAL_KEYS: usize = 256;
 
 /// A flow as the journal records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowRecord {
     pub proto: u8,
     pub laptop_port: u16,
@@ -40,7 +40,7 @@ pub struct FlowRecord {
 }
 
 /// Flows merged into one aggregate because the per-drain bound was reached.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Merged {
     pub flows: u64,
     pub packets_out: u64,
@@ -50,9 +50,9 @@ pub struct Merged {
 }
 
 /// Denied packets of one kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Denial {
-    pub reason: &'static str,
+    pub reason: String,
     /// The inner destination, when the packet could be parsed.
     pub dst: Option<IpAddr>,
     pub proto: u8,
@@ -171,7 +171,7 @@ impl Accounting {
             .denials
             .drain()
             .map(|(k, (packets, first_ms, last_ms))| Denial {
-                reason: k.reason.as_str(),
+                reason: k.reason.as_str().to_owned(),
                 dst: k.dst,
                 proto: k.proto,
                 port: k.port,
@@ -180,7 +180,10 @@ impl Accounting {
                 last_ms,
             })
             .collect();
-        denials.sort_by_key(|d| (d.first_ms, d.reason, d.dst, d.proto, d.port));
+        denials.sort_by(|a, b| {
+            (a.first_ms, &a.reason, a.dst, a.proto, a.port)
+                .cmp(&(b.first_ms, &b.reason, b.dst, b.proto, b.port))
+        });
         Report {
             session: session.to_owned(),
             flows: std::mem::take(&mut self.ended),
@@ -220,7 +223,7 @@ mod tests {
         assert_eq!(r.denials.len(), 3, "{:?}", r.denials);
         let ssh = &r.denials[0];
         assert_eq!(
-            (ssh.reason, ssh.dst, ssh.proto, ssh.port, ssh.packets),
+            (ssh.reason.as_str(), ssh.dst, ssh.proto, ssh.port, ssh.packets),
             ("no-rule", Some(DB.into()), 6, 22, 1000)
         );
         assert_eq!((ssh.first_ms, ssh.last_ms), (0, 999));

@@ -225,7 +225,7 @@ fn a_laptop_reaches_what_its_role_allows_and_nothing_else() {
     // The denials are accounted for the session.
     let peer = gw.peers.by_session("s-a").expect("peer");
     let report = peer.lock().as_mut().expect("state").accounting.drain("s-a");
-    let mut reasons: Vec<_> = report.denials.iter().map(|d| d.reason).collect();
+    let mut reasons: Vec<_> = report.denials.iter().map(|d| d.reason.as_str()).collect();
     reasons.sort_unstable();
     assert_eq!(
         reasons,

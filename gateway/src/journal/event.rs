@@ -144,6 +144,34 @@ pub enum Event {
         bytes_in: u64,
         bytes_out: u64,
     },
+    /// What a session did since the previous record: its flows (first and last seen,
+    /// bytes and packets each way, the rule that allowed them) and its denials,
+    /// aggregated. Written periodically and when the session ends.
+    #[serde(rename = "session.flows")]
+    SessionFlows {
+        session: String,
+        device: String,
+        flows: Vec<crate::dataplane::accounting::FlowRecord>,
+        merged: crate::dataplane::accounting::Merged,
+        denials: Vec<crate::dataplane::accounting::Denial>,
+        denials_merged: u64,
+    },
+    /// A session moved to its role's quarantine role (failed re-check), or back.
+    #[serde(rename = "session.role_changed")]
+    SessionRoleChanged {
+        session: String,
+        device: String,
+        role: String,
+        reason: String,
+    },
+    /// An emergency override of the schedule, for an employee or a role.
+    #[serde(rename = "schedule.override")]
+    ScheduleOverride {
+        target: String,
+        until: String,
+        reason: String,
+        operator: String,
+    },
     /// A posture evaluation: which checks failed, never the device's software list (G15).
     #[serde(rename = "posture.checked")]
     PostureChecked {
@@ -198,6 +226,9 @@ impl Event {
             Self::AdmissionDenied { .. } => "admission.denied",
             Self::SessionStarted { .. } => "session.started",
             Self::SessionEnded { .. } => "session.ended",
+            Self::SessionFlows { .. } => "session.flows",
+            Self::SessionRoleChanged { .. } => "session.role_changed",
+            Self::ScheduleOverride { .. } => "schedule.override",
             Self::PostureChecked { .. } => "posture.checked",
             Self::AuditorAdded { .. } => "auditor.added",
             Self::AuditorRevoked { .. } => "auditor.revoked",

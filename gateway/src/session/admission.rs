@@ -1,7 +1,6 @@
 //! The admission decision: every check runs, every failure is reported (an employee fixes
 //! them all at once), and a granted session gets its terms.
 
-use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use ztgw_config::policy::{Policy, Schedule};
 use ztgw_pki::identity::WgPublicKey;
@@ -10,22 +9,13 @@ use ztgw_posture::evaluate::{Evaluation, Outcome};
 
 use crate::registry::DeviceRecord;
 
-/// One failed check, as the employee and the journal see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    /// Stable id: `device-revoked`, `outside-schedule`, `posture.antivirus`…
-    pub id: String,
-    pub sentence: String,
-    pub remedy: Option<String>,
-}
+pub use ztgw_pki::wire::FailedCheck as Failure;
 
-impl Failure {
-    fn new(id: &str, sentence: impl Into<String>, remedy: Option<&str>) -> Self {
-        Self {
-            id: id.into(),
-            sentence: sentence.into(),
-            remedy: remedy.map(str::to_owned),
-        }
+fn failure(id: &str, sentence: impl Into<String>, remedy: Option<&str>) -> Failure {
+    Failure {
+        id: id.into(),
+        sentence: sentence.into(),
+        remedy: remedy.map(str::to_owned),
     }
 }
 
@@ -64,31 +54,31 @@ pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>>
     let mut failures = Vec::new();
     match f.device.status {
         DeviceStatus::Active => {}
-        DeviceStatus::Pending => failures.push(Failure::new(
+        DeviceStatus::Pending => failures.push(failure(
             "device-pending",
             "this device is waiting for the security unit's approval",
             Some("ask your security unit to approve the device"),
         )),
-        DeviceStatus::Revoked => failures.push(Failure::new(
+        DeviceStatus::Revoked => failures.push(failure(
             "device-revoked",
             "this device's access has been revoked",
             Some("contact your security unit"),
         )),
-        DeviceStatus::Decommissioned => failures.push(Failure::new(
+        DeviceStatus::Decommissioned => failures.push(failure(
             "device-decommissioned",
             "this device has been decommissioned",
             None,
         )),
     }
     if !f.employee_active {
-        failures.push(Failure::new(
+        failures.push(failure(
             "employee-revoked",
             "your telework authorisation has been ended",
             Some("contact your security unit"),
         ));
     }
     if f.wg_key != &f.device.wg_key {
-        failures.push(Failure::new(
+        failures.push(failure(
             "wireguard-key-mismatch",
             "the WireGuard key is not the one bound to this device's certificate",
             Some("use the key created at enrolment (ztgw-agent status shows it)"),
@@ -99,7 +89,7 @@ pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>>
     let mut window_end = None;
     let mut schedule_name = String::new();
     match role {
-        None => failures.push(Failure::new(
+        None => failures.push(failure(
             "role-unknown",
             format!("the role {} is not in the policy", f.device.role),
             Some("contact your security unit"),
@@ -119,7 +109,7 @@ pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>>
                         }
                         None => failures.push(outside(s, name, now)),
                     },
-                    None => failures.push(Failure::new(
+                    None => failures.push(failure(
                         "schedule-unknown",
                         format!("the schedule {name} is not in the policy"),
                         Some("contact your security unit"),
@@ -129,7 +119,7 @@ pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>>
         }
     }
     match f.posture {
-        None => failures.push(Failure::new(
+        None => failures.push(failure(
             "posture-unreadable",
             "the posture report could not be read",
             Some("update ztgw-agent"),
@@ -146,7 +136,7 @@ pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>>
         return Err(failures);
     }
     let (Some(role), Some(window_end)) = (role, window_end) else {
-        return Err(vec![Failure::new("internal", "admission failed", None)]);
+        return Err(vec![failure("internal", "admission failed", None)]);
     };
     let _ = role;
     let max_end = now + std_to_time(settings.max_session.get());
@@ -180,7 +170,7 @@ fn outside(s: &Schedule, name: &str, now: OffsetDateTime) -> Failure {
         || "no telework window is planned".to_owned(),
         |t| format!("the next window opens {}", s.local(t)),
     );
-    Failure::new(
+    failure(
         "outside-schedule",
         format!("telework is not allowed now under the schedule {name}; {next}"),
         Some("connect during your telework hours, or ask your security unit for an override"),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use ztgw_pki::identity::{DeviceId, EmployeeId};
 
@@ -18,7 +18,7 @@ pub const MAX_SESSIONS: usize = 10_000;
 pub const RECHECK_GRACE: Duration = Duration::seconds(60);
 
 /// A live session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub id: String,
     pub device: DeviceId,

@@ -1,0 +1,562 @@
+//! The session layer's shell: admission, re-checks and the end of sessions, wired to the
+//! registry, the journal and the data plane. Decisions are made in [`crate::session`].
+//!
+//! Order of effects: a session is journaled before its peer is installed; a session's
+//! peer is removed before its end is journaled (taking access away never waits on the
+//! journal). Every end of a session is journaled with its reason, its duration and its
+//! traffic, and its flows.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use base64::Engine as _;
+use time::OffsetDateTime;
+use ztgw_pki::identity::WgPublicKey;
+use ztgw_pki::wire::{
+    AdmissionRequest, DeviceStatus, EndRequest, NonceView, RecheckRequest, RecheckView,
+    RedactedString, SessionGrant,
+};
+use ztgw_posture::evaluate::{Evaluation, Freshness, evaluate};
+use ztgw_posture::report::PostureReport;
+
+use crate::active_policy::ActivePolicy;
+use crate::api_error::{ApiError, Reason};
+use crate::clock::random;
+use crate::context::Context;
+use crate::dataplane::peers::{PeerSpec, PresharedKey};
+use crate::dataplane::shell::DataPlane;
+use crate::device_auth::AuthenticatedDevice;
+use crate::journal::Event;
+use crate::session::admission::{self, Facts, Failure, to_jiff};
+use crate::session::lifecycle::{EndReason, MAX_SESSIONS, Session, Sessions, Verdict};
+use crate::session::nonce::{NONCE_LIFETIME, Nonces};
+use crate::session::pool::Pool;
+
+/// Keepalive the client is told to send (through NAT).
+const KEEPALIVE_SECS: u16 = 25;
+/// How often flow accounting is journaled for live sessions.
+const FLOWS_EVERY: time::Duration = time::Duration::minutes(1);
+
+/// The session layer of a running gateway.
+pub struct SessionService {
+    ctx: Arc<Context>,
+    dataplane: Option<DataPlane>,
+    state: Mutex<State>,
+}
+
+struct State {
+    sessions: Sessions,
+    nonces: Nonces,
+    /// Bytes received per session at the last look (traffic means activity).
+    rx_seen: HashMap<String, u64>,
+    flows_journaled: OffsetDateTime,
+}
+
+impl std::fmt::Debug for SessionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService")
+            .field("dataplane", &self.dataplane)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionService {
+    /// A session layer over `dataplane` (none: every admission is refused as
+    /// unavailable). Registers itself to hear of revocations and policy reloads.
+    pub fn new(ctx: Arc<Context>, dataplane: Option<DataPlane>) -> Arc<Self> {
+        let pool = ztgw_config::policy::Network::parse(&ctx.settings.wireguard.tunnel_network)
+            .map(Pool::new)
+            .unwrap_or_else(|_| Pool::new(ztgw_config::policy::Network::V4 { addr: 0, prefix: 32 }));
+        let max = match ctx.settings.wireguard.max_peers {
+            0 => MAX_SESSIONS,
+            n => n,
+        };
+        let svc = Arc::new(Self {
+            state: Mutex::new(State {
+                sessions: Sessions::new(pool, max),
+                nonces: Nonces::default(),
+                rx_seen: HashMap::new(),
+                flows_journaled: ctx.clock.now(),
+            }),
+            ctx: ctx.clone(),
+            dataplane,
+        });
+        let weak: Weak<Self> = Arc::downgrade(&svc);
+        ctx.on_crl_published({
+            let weak = weak.clone();
+            move |_| {
+                if let Some(s) = weak.upgrade() {
+                    s.revalidate();
+                }
+            }
+        });
+        ctx.on_policy_loaded(move |active| {
+            if let Some(s) = weak.upgrade() {
+                s.on_policy(active);
+            }
+        });
+        svc
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn dataplane(&self) -> Result<&DataPlane, ApiError> {
+        self.dataplane.as_ref().ok_or_else(|| {
+            ApiError::new(
+                Reason::SessionsUnavailable,
+                "this gateway runs without a data plane ([wireguard] enabled = false)",
+            )
+        })
+    }
+
+    /// A one-time nonce for the device's next posture report.
+    pub fn nonce(&self, device: &AuthenticatedDevice) -> Result<NonceView, ApiError> {
+        let nonce = hex(&random::<16>(self.ctx.entropy.as_ref())?);
+        self.lock()
+            .nonces
+            .issue(&device.record.id, nonce.clone(), self.ctx.clock.now())
+            .map_err(|_| ApiError::new(Reason::SessionsUnavailable, "too many nonces outstanding"))?;
+        Ok(NonceView {
+            nonce,
+            valid_secs: NONCE_LIFETIME.whole_seconds().unsigned_abs(),
+        })
+    }
+
+    /// Admission: every check, then a session, journaled, then its peer.
+    pub fn admit(
+        &self,
+        device: &AuthenticatedDevice,
+        req: &AdmissionRequest,
+    ) -> Result<SessionGrant, ApiError> {
+        let dp = self.dataplane()?;
+        let now = self.ctx.clock.now();
+        let active = self.ctx.policy.current();
+        let record = &device.record;
+        let wg_key = WgPublicKey::from_base64(&req.wg_public_key).map_err(|_| {
+            ApiError::new(Reason::RequestMalformed, "wg_public_key is not a base64 WireGuard key")
+        })?;
+        let employee_active = self
+            .ctx
+            .registry
+            .employee(&record.employee)?
+            .is_some_and(|e| e.revoked.is_none());
+        let (evaluation, early) = self.posture(device, &active, &req.posture, now);
+        let facts = Facts {
+            device: record,
+            employee_active,
+            wg_key: &wg_key,
+            policy: &active.policy,
+            posture: evaluation.as_ref(),
+            override_until: None,
+        };
+        let decided = admission::decide(&facts, now);
+        let terms = match (decided, early) {
+            (Ok(t), None) => t,
+            (Err(mut failures), early) => {
+                failures.extend(early);
+                return Err(self.refuse(device, evaluation.as_ref(), failures));
+            }
+            (Ok(_), Some(f)) => return Err(self.refuse(device, evaluation.as_ref(), vec![f])),
+        };
+
+        let id = format!("s-{}", hex(&random::<12>(self.ctx.entropy.as_ref())?));
+        let (session, replaced) = self
+            .lock()
+            .sessions
+            .admit(id.clone(), record.id.clone(), record.employee.clone(), &terms, now)
+            .map_err(|_| ApiError::new(Reason::SessionsUnavailable, "the gateway has no room for another session now; try again later"))?;
+        if let Some(old) = replaced {
+            self.finish(old, &EndReason::Replaced);
+        }
+        let journaled = self
+            .ctx
+            .journal(&Event::PostureChecked {
+                device: record.id.to_string(),
+                employee: record.employee.to_string(),
+                compliant: true,
+                failed: Vec::new(),
+            })
+            .and_then(|_| {
+                self.ctx.journal(&Event::AdmissionGranted {
+                    session: id.clone(),
+                    device: record.id.to_string(),
+                    employee: record.employee.to_string(),
+                    role: terms.role.clone(),
+                })
+            })
+            .and_then(|_| {
+                self.ctx.journal(&Event::SessionStarted {
+                    session: id.clone(),
+                    device: record.id.to_string(),
+                    employee: record.employee.to_string(),
+                    role: terms.role.clone(),
+                    schedule: terms.schedule.clone(),
+                })
+            });
+        if let Err(e) = journaled {
+            self.lock().sessions.end(&id);
+            return Err(e.into());
+        }
+        let psk = random::<32>(self.ctx.entropy.as_ref())?;
+        let spec = PeerSpec {
+            session: id.clone(),
+            public_key: *wg_key.as_bytes(),
+            preshared_key: PresharedKey::new(psk),
+            tunnel_addr: session.tunnel_addr,
+            role: terms.role.clone(),
+            keepalive: None,
+        };
+        if let Err(e) = dp.add_peer(&spec) {
+            tracing::error!(error = %e, "the data plane refused a session's peer");
+            self.finish(session, &EndReason::Operator(format!("data plane: {e}")));
+            return Err(ApiError::new(Reason::Internal, "the gateway could not set up the tunnel"));
+        }
+        Ok(SessionGrant {
+            session: id,
+            role: terms.role.clone(),
+            gateway_public_key: base64::engine::general_purpose::STANDARD.encode(dp.public_key()),
+            endpoint: self.ctx.settings.wireguard.endpoint.clone(),
+            tunnel_address: session.tunnel_addr.to_string(),
+            preshared_key: RedactedString::new(
+                base64::engine::general_purpose::STANDARD.encode(psk),
+            ),
+            allowed_ips: allowed_ips(&active, &terms.role),
+            dns: Vec::new(),
+            keepalive_secs: KEEPALIVE_SECS,
+            ends_at: rfc3339(session.ends_at),
+            recheck_secs: terms.recheck_every.whole_seconds().unsigned_abs(),
+        })
+    }
+
+    /// A posture re-check of a live session.
+    pub fn recheck(
+        &self,
+        device: &AuthenticatedDevice,
+        req: &RecheckRequest,
+    ) -> Result<RecheckView, ApiError> {
+        let dp = self.dataplane()?;
+        self.owned(device, &req.session)?;
+        let now = self.ctx.clock.now();
+        let active = self.ctx.policy.current();
+        let (evaluation, early) = self.posture(device, &active, &req.posture, now);
+        let compliant = early.is_none() && evaluation.as_ref().is_some_and(|e| e.compliant);
+        let mut failures: Vec<Failure> = early.into_iter().collect();
+        if let Some(e) = &evaluation {
+            failures.extend(e.checks.iter().filter(|c| c.outcome != ztgw_posture::evaluate::Outcome::Pass).map(|c| Failure {
+                id: c.id.clone(),
+                sentence: c.sentence.clone(),
+                remedy: c.remediation.clone(),
+            }));
+        }
+        self.journal_or_log(&Event::PostureChecked {
+            device: device.record.id.to_string(),
+            employee: device.record.employee.to_string(),
+            compliant,
+            failed: failures.iter().map(|f| f.id.clone()).collect(),
+        });
+        let quarantine = active
+            .policy
+            .roles
+            .get(&device.record.role)
+            .and_then(|r| r.quarantine.clone());
+        let verdict = self
+            .lock()
+            .sessions
+            .recheck(&req.session, compliant, quarantine.as_deref(), now);
+        let view = |role: &str, quarantined: bool, next_due: OffsetDateTime| RecheckView {
+            role: role.to_owned(),
+            quarantined,
+            next_recheck_secs: (next_due - now).whole_seconds().unsigned_abs(),
+            allowed_ips: allowed_ips(&active, role),
+        };
+        match verdict {
+            None => Err(unknown_session()),
+            Some(Verdict::Continue { next_due }) => Ok(view(&device.record.role, false, next_due)),
+            Some(Verdict::Quarantine { role, next_due } | Verdict::Restore { role, next_due }) => {
+                let quarantined = role != device.record.role;
+                if let Err(e) = dp.update_peer(&req.session, &role) {
+                    tracing::error!(error = %e, "could not change a session's role");
+                }
+                self.journal_or_log(&Event::SessionRoleChanged {
+                    session: req.session.clone(),
+                    device: device.record.id.to_string(),
+                    role: role.clone(),
+                    reason: if quarantined { "posture-recheck-failed" } else { "posture-compliant-again" }.into(),
+                });
+                Ok(view(&role, quarantined, next_due))
+            }
+            Some(Verdict::End(s)) => {
+                self.finish(*s, &EndReason::RecheckFailed);
+                Err(ApiError::refused(failures))
+            }
+        }
+    }
+
+    /// The employee ends the session (G9).
+    pub fn disconnect(&self, device: &AuthenticatedDevice, req: &EndRequest) -> Result<(), ApiError> {
+        self.owned(device, &req.session)?;
+        let s = self.lock().sessions.end(&req.session).ok_or_else(unknown_session)?;
+        self.finish(s, &EndReason::Disconnected);
+        Ok(())
+    }
+
+    /// An operator ends a session (`ztgw session end`).
+    pub fn end_by_operator(&self, id: &str, reason: &str) -> Option<Session> {
+        let s = self.lock().sessions.end(id)?;
+        self.finish(s.clone(), &EndReason::Operator(reason.to_owned()));
+        Some(s)
+    }
+
+    pub fn list(&self) -> Vec<Session> {
+        self.lock().sessions.list()
+    }
+
+    /// After a revocation: ends, at once, every session whose device or employee is no
+    /// longer in service.
+    pub fn revalidate(&self) {
+        let live = self.list();
+        for s in live {
+            let device = self.ctx.registry.device(&s.device).ok().flatten();
+            let employee = self.ctx.registry.employee(&s.employee).ok().flatten();
+            let reason = match device.map(|d| d.status) {
+                Some(DeviceStatus::Active) => None,
+                Some(DeviceStatus::Decommissioned) | None => Some(EndReason::DeviceRevoked),
+                Some(_) => Some(EndReason::DeviceRevoked),
+            }
+            .or_else(|| match employee {
+                Some(e) if e.revoked.is_none() => None,
+                _ => Some(EndReason::EmployeeRevoked),
+            });
+            if let Some(reason) = reason
+                && let Some(s) = self.lock().sessions.end(&s.id)
+            {
+                self.finish(s, &reason);
+            }
+        }
+    }
+
+    /// A new policy: the data plane enforces it from now on; sessions whose role or
+    /// schedule no longer allows them end, the others end when the new window does.
+    pub fn on_policy(&self, active: &Arc<ActivePolicy>) {
+        if let Some(dp) = &self.dataplane {
+            dp.set_policy(Arc::new(active.compiled.clone()));
+        }
+        let now = self.ctx.clock.now();
+        for s in self.list() {
+            let why = match active.policy.roles.get(&s.admitted_role) {
+                None => Some(format!("role {} removed", s.admitted_role)),
+                Some(_) if s.schedule == "override" => None,
+                Some(_) => match active.policy.schedules.get(&s.schedule) {
+                    None => Some(format!("schedule {} removed", s.schedule)),
+                    Some(sch) => match sch.window_at(to_jiff(now)) {
+                        None => Some(format!("outside the schedule {}", s.schedule)),
+                        Some(w) => {
+                            self.lock().sessions.shorten(&s.id, admission::from_jiff(w.end));
+                            None
+                        }
+                    },
+                },
+            };
+            if let Some(why) = why
+                && let Some(s) = self.lock().sessions.end(&s.id)
+            {
+                self.finish(s, &EndReason::Policy(why));
+            }
+        }
+    }
+
+    /// Ends what is due now, notes traffic, journals flow accounting now and then.
+    /// Returns the next instant something is due.
+    pub fn tick(&self) -> Option<OffsetDateTime> {
+        let now = self.ctx.clock.now();
+        let due = self.lock().sessions.due(now);
+        for (s, reason) in due {
+            self.finish(s, &reason);
+        }
+        if let Some(dp) = &self.dataplane {
+            let live = self.list();
+            let mut st = self.lock();
+            for s in &live {
+                if let Some(info) = dp.peer(&s.id) {
+                    let seen = st.rx_seen.entry(s.id.clone()).or_insert(0);
+                    if info.rx_bytes > *seen {
+                        *seen = info.rx_bytes;
+                        st.sessions.activity(&s.id, now);
+                    }
+                }
+            }
+            let flows_due = now - st.flows_journaled >= FLOWS_EVERY;
+            if flows_due {
+                st.flows_journaled = now;
+            }
+            drop(st);
+            if flows_due {
+                for report in dp.reports() {
+                    let device = live
+                        .iter()
+                        .find(|s| s.id == report.session)
+                        .map(|s| s.device.to_string())
+                        .unwrap_or_default();
+                    self.journal_flows(report, &device);
+                }
+            }
+        }
+        self.lock().sessions.next_deadline()
+    }
+
+    /// Ends every session (the gateway is stopping).
+    pub fn shutdown(&self) {
+        let all = self.lock().sessions.end_where(|_| true);
+        for s in all {
+            self.finish(s, &EndReason::Shutdown);
+        }
+    }
+
+    /// Carries out the end of a session already taken out of the table: the peer goes
+    /// first, then the journal.
+    fn finish(&self, s: Session, reason: &EndReason) {
+        let (info, report) = match &self.dataplane {
+            Some(dp) => (dp.peer(&s.id), dp.remove_peer(&s.id)),
+            None => (None, None),
+        };
+        self.lock().rx_seen.remove(&s.id);
+        if let Some(report) = report {
+            self.journal_flows(report, s.device.as_str());
+        }
+        let now = self.ctx.clock.now();
+        self.journal_or_log(&Event::SessionEnded {
+            session: s.id.clone(),
+            device: s.device.to_string(),
+            employee: s.employee.to_string(),
+            reason: reason.as_string(),
+            duration_secs: (now - s.started).whole_seconds().unsigned_abs(),
+            bytes_in: info.as_ref().map_or(0, |i| i.rx_bytes),
+            bytes_out: info.as_ref().map_or(0, |i| i.tx_bytes),
+        });
+        tracing::info!(reason = %reason.as_string(), "session ended");
+    }
+
+    fn journal_flows(&self, r: crate::dataplane::accounting::Report, device: &str) {
+        if r.is_empty() {
+            return;
+        }
+        self.journal_or_log(&Event::SessionFlows {
+            session: r.session,
+            device: device.to_owned(),
+            flows: r.flows,
+            merged: r.merged,
+            denials: r.denials,
+            denials_merged: r.denials_merged,
+        });
+    }
+
+    fn journal_or_log(&self, e: &Event) {
+        if let Err(err) = self.ctx.journal(e) {
+            tracing::error!(error = %err, event = e.kind(), "THE AUDIT JOURNAL CANNOT BE WRITTEN: an event was not journaled");
+        }
+    }
+
+    /// Refuses an admission: journaled with every reason, answered with every check.
+    fn refuse(
+        &self,
+        device: &AuthenticatedDevice,
+        evaluation: Option<&Evaluation>,
+        failures: Vec<Failure>,
+    ) -> ApiError {
+        let record = &device.record;
+        if let Some(e) = evaluation {
+            self.journal_or_log(&Event::PostureChecked {
+                device: record.id.to_string(),
+                employee: record.employee.to_string(),
+                compliant: e.compliant,
+                failed: e.failed(),
+            });
+        }
+        self.journal_or_log(&Event::AdmissionDenied {
+            device: record.id.to_string(),
+            employee: record.employee.to_string(),
+            reasons: failures.iter().map(|f| f.id.clone()).collect(),
+        });
+        ApiError::refused(failures)
+    }
+
+    /// Reads and evaluates a posture report; a failure of its own when it cannot be read
+    /// or its nonce is not a fresh one of this device's.
+    fn posture(
+        &self,
+        device: &AuthenticatedDevice,
+        active: &ActivePolicy,
+        text: &str,
+        now: OffsetDateTime,
+    ) -> (Option<Evaluation>, Option<Failure>) {
+        let report = match PostureReport::parse(text.as_bytes()) {
+            Ok(r) => r,
+            Err(e) => {
+                return (None, Some(Failure {
+                    id: "posture-unreadable".into(),
+                    sentence: format!("the posture report could not be read: {e}"),
+                    remedy: Some("update ztgw-agent".into()),
+                }));
+            }
+        };
+        if self
+            .lock()
+            .nonces
+            .consume(&device.record.id, &report.nonce, now)
+            .is_err()
+        {
+            return (None, Some(Failure {
+                id: "posture-replayed".into(),
+                sentence: "the posture report is not fresh: its nonce was not given to this device, was already used, or expired".into(),
+                remedy: Some("run the connection again; the agent asks for a new nonce".into()),
+            }));
+        }
+        let profile = active
+            .policy
+            .roles
+            .get(&device.record.role)
+            .and_then(|r| active.policy.posture.get(&r.posture));
+        let evaluation = profile.map(|p| {
+            evaluate(&report, p, to_jiff(now), Freshness::Require { nonce: &report.nonce })
+        });
+        (evaluation, None)
+    }
+
+    fn owned(&self, device: &AuthenticatedDevice, session: &str) -> Result<(), ApiError> {
+        match self.lock().sessions.get(session) {
+            Some(s) if s.device == device.record.id => Ok(()),
+            _ => Err(unknown_session()),
+        }
+    }
+}
+
+fn unknown_session() -> ApiError {
+    ApiError::new(Reason::SessionUnknown, "no such session for this device (it may have ended)")
+}
+
+/// The networks of a role's resources, as the client's AllowedIPs.
+fn allowed_ips(active: &ActivePolicy, role: &str) -> Vec<String> {
+    let mut out: Vec<String> = active
+        .policy
+        .roles
+        .get(role)
+        .into_iter()
+        .flat_map(|r| r.resources.iter())
+        .filter_map(|name| active.policy.resources.get(name))
+        .flat_map(|r| r.hosts.iter().map(|h| h.to_string()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
