@@ -98,6 +98,18 @@ fn refusal_sentence(status: u16, body: &ErrorBody) -> String {
         "device_decommissioned" => "This device has been decommissioned and can no longer connect.".into(),
         "wireguard_key_in_use" => "This device's WireGuard key is already registered. Remove the agent's state directory and enrol with a new invitation.".into(),
         "rate_limited" => "Too many attempts from your network. Wait a minute, then try again.".into(),
+        "admission_refused" => {
+            let mut s = String::from("The gateway refused the connection:");
+            for c in &body.checks {
+                s.push_str(&format!("\n  - {} ({})", c.sentence, c.id));
+                if let Some(fix) = &c.remedy {
+                    s.push_str(&format!("\n    what to do: {fix}"));
+                }
+            }
+            s
+        }
+        "session_unknown" => "The gateway no longer knows this session (it ended). Connect again.".into(),
+        "sessions_unavailable" => format!("The gateway cannot open a session now: {}. Try again later.", body.message),
         "device_description_invalid" => format!("The gateway refused this device's description: {}.", body.message),
         code if code.starts_with("csr_") || code == "request_malformed" || code == "request_too_large" => format!(
             "The gateway refused the agent's request ({}: {}). Update ztgw-agent or contact your security unit.",

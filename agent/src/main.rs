@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ztgw_agent::connect;
 use ztgw_agent::enroll::{EnrollOptions, enroll};
 use ztgw_agent::renew::{renew, status};
 use ztgw_agent::state::AgentState;
@@ -62,6 +63,25 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Connect: admission (certificate, schedule, posture), then the WireGuard tunnel,
+    /// kept until you stop it (Ctrl-C) or the session ends.
+    #[command(
+        after_help = "Examples:\n  ztgw-agent connect --wg-interface wg0\n  ztgw-agent connect --write-config /etc/wireguard/ztgw.conf"
+    )]
+    Connect {
+        /// An existing WireGuard interface (wireguard-go or kernel) to configure with
+        /// `wg` and `ip`.
+        #[arg(long, conflicts_with = "write_config", required_unless_present = "write_config")]
+        wg_interface: Option<String>,
+        /// Write a wg-quick configuration file (0600) instead, and keep re-checking.
+        #[arg(long)]
+        write_config: Option<PathBuf>,
+        /// Where the posture collector reads the system from (for tests; default /).
+        #[arg(long, default_value = "/", hide = true)]
+        posture_root: PathBuf,
+    },
+    /// End this device's session at the gateway and tear the tunnel down (G9).
+    Disconnect,
     /// Check this device against the posture your role requires, and say how to fix
     /// what fails.
     Posture {
@@ -216,6 +236,28 @@ async fn run(cli: Cli) -> Result<(), String> {
                 Err("the device is not compliant".into())
             }
         }
+        Command::Connect {
+            wg_interface,
+            write_config,
+            posture_root,
+        } => {
+            let target = match (wg_interface, write_config) {
+                (Some(i), _) => connect::Target::Interface(i),
+                (None, Some(f)) => connect::Target::ConfigFile(f),
+                (None, None) => return Err("give --wg-interface NAME or --write-config FILE".into()),
+            };
+            run_connection(&state, &target, &posture_root).await
+        }
+        Command::Disconnect => match connect::disconnect(&state).await.map_err(|e| e.to_string())? {
+            Some(s) => {
+                println!("Session {} ended; the tunnel is down.", s.session);
+                Ok(())
+            }
+            None => {
+                println!("This device has no session.");
+                Ok(())
+            }
+        },
         Command::Status { json } => {
             let view = status(&state).await.map_err(|e| e.to_string())?;
             if json {
@@ -232,6 +274,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                     "certificate  {} valid until {}",
                     view.certificate_serial, view.certificate_not_after
                 );
+                match connect::session(&state).map_err(|e| e.to_string())? {
+                    Some(s) => println!(
+                        "session      {} (role {}, tunnel {}, until {})",
+                        s.session, s.role, s.tunnel_address, s.ends_at
+                    ),
+                    None => println!("session      none"),
+                }
             }
             Ok(())
         }
@@ -241,4 +290,92 @@ async fn run(cli: Cli) -> Result<(), String> {
 fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
+}
+
+/// Admission, the tunnel, re-checks on time; returns when the session ends.
+async fn run_connection(
+    state: &AgentState,
+    target: &connect::Target,
+    posture_root: &std::path::Path,
+) -> Result<(), String> {
+    let grant = connect::admit(state, posture_root).await.map_err(|e| e.to_string())?;
+    connect::configure(state, target, &grant).map_err(|e| e.to_string())?;
+    let iface = match target {
+        connect::Target::Interface(i) => Some(i.clone()),
+        connect::Target::ConfigFile(_) => None,
+    };
+    connect::remember(
+        state,
+        &connect::SessionRecord {
+            session: grant.session.clone(),
+            role: grant.role.clone(),
+            tunnel_address: grant.tunnel_address.clone(),
+            ends_at: grant.ends_at.clone(),
+            interface: iface.clone(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    println!(
+        "Connected: session {}, role {}, tunnel address {}, until {}.",
+        grant.session, grant.role, grant.tunnel_address, grant.ends_at
+    );
+    println!("Reachable through the tunnel: {}.", grant.allowed_ips.join(", "));
+    if let connect::Target::ConfigFile(f) = target {
+        println!("WireGuard configuration written to {}; bring it up with wg-quick.", f.display());
+    }
+    let ends_at = time::OffsetDateTime::parse(&grant.ends_at, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("the gateway's end time: {e}"))?;
+    let mut every = grant.recheck_secs.max(5);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    let outcome = loop {
+        let left = (ends_at - time::OffsetDateTime::now_utc()).whole_seconds().max(0) as u64;
+        let wait = std::time::Duration::from_secs(every.min(left));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => break Stop::Employee,
+            _ = term.recv() => break Stop::Employee,
+        }
+        if time::OffsetDateTime::now_utc() >= ends_at {
+            break Stop::Ended("the session reached its end (telework window or maximum length)".into());
+        }
+        match connect::recheck(state, &grant.session, posture_root).await {
+            Ok(v) => {
+                every = v.next_recheck_secs.max(5);
+                if v.quarantined {
+                    println!("Posture check failed: this device is in quarantine (role {}) until it complies again. Run `ztgw-agent posture` to see what to fix.", v.role);
+                } else {
+                    println!("Posture re-checked: compliant; next check in {every} s.");
+                }
+                if let Some(i) = &iface
+                    && let Err(e) = connect::reroute(i, &grant.gateway_public_key, &v.allowed_ips)
+                {
+                    eprintln!("{e}");
+                }
+            }
+            Err(e) if e.code().is_some() => break Stop::Ended(e.to_string()),
+            // The gateway could not be reached this time: try again at the next interval
+            // (the gateway ends the session if re-checks stay missing).
+            Err(e) => eprintln!("{e}"),
+        }
+    };
+    match outcome {
+        Stop::Employee => {
+            connect::disconnect(state).await.map_err(|e| e.to_string())?;
+            println!("Disconnected.");
+            Ok(())
+        }
+        Stop::Ended(why) => {
+            if let Some(i) = &iface {
+                connect::teardown(i, &grant.tunnel_address);
+            }
+            connect::forget(state);
+            Err(format!("The session ended: {why}"))
+        }
+    }
+}
+
+enum Stop {
+    Employee,
+    Ended(String),
 }

@@ -95,9 +95,16 @@ fn an_operator_and_an_employee_with_the_real_binaries() {
         text(&again.stderr)
     );
 
-    // Parallel tests: this gateway's metrics on a port of its own.
+    // Parallel tests: this gateway's metrics on a port of its own, and no data plane in
+    // the test host's namespace (the namespace tests cover it).
     let settings = std::fs::read_to_string(&config).expect("settings");
-    std::fs::write(&config, settings.replace("127.0.0.1:9469", "127.0.0.1:0")).expect("settings");
+    std::fs::write(
+        &config,
+        settings
+            .replace("127.0.0.1:9469", "127.0.0.1:0")
+            .replace("\nenabled = true\n", "\nenabled = false\n"),
+    )
+    .expect("settings");
 
     // Offline (no gateway running): an unknown role is refused with the roles that exist.
     let bad = ztgw(

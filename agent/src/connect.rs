@@ -1,0 +1,237 @@
+//! `ztgw-agent connect` and `disconnect`: admission with a fresh posture report, then the
+//! standard WireGuard client configured with what the gateway granted, re-checks on
+//! time, and the tunnel torn down when the session ends.
+//!
+//! The WireGuard client is driven with `wg` and `ip` on an existing interface (a
+//! wireguard-go or kernel interface the employee's system provides), or a wg-quick file
+//! is written instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+use ztgw_pki::wire::{
+    AdmissionRequest, EndRequest, NonceView, RecheckRequest, RecheckView, SessionGrant, path,
+};
+
+use crate::error::AgentError;
+use crate::posture::{collect_for, profile_for};
+use crate::renew::device_client;
+use crate::state::AgentState;
+use ztgw_pki::Existing;
+
+/// What the agent remembers of its session (no key material).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub session: String,
+    pub role: String,
+    pub tunnel_address: String,
+    pub ends_at: String,
+    pub interface: Option<String>,
+}
+
+/// Where the tunnel goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An existing WireGuard interface, configured with `wg` and `ip`.
+    Interface(String),
+    /// A wg-quick configuration file (mode 0600).
+    ConfigFile(PathBuf),
+}
+
+fn session_path(state: &AgentState) -> PathBuf {
+    state.dir.join("session.json")
+}
+
+/// A fresh posture report for a new nonce, as JSON.
+async fn fresh_report(state: &AgentState, root: &Path) -> Result<String, AgentError> {
+    let client = device_client(state)?;
+    let (_, profile) = profile_for(state).await?;
+    let nonce: NonceView = client.post(path::SESSION_NONCE, &serde_json::json!({})).await?;
+    let report = collect_for(&profile, root.to_owned(), nonce.nonce);
+    serde_json::to_string(&report).map_err(|e| AgentError::Local(e.to_string()))
+}
+
+/// Asks for a session: device certificate (mTLS), WireGuard key, fresh posture.
+pub async fn admit(state: &AgentState, posture_root: &Path) -> Result<SessionGrant, AgentError> {
+    let record = state.record()?;
+    let posture = fresh_report(state, posture_root).await?;
+    let grant: SessionGrant = device_client(state)?
+        .post(
+            path::SESSION,
+            &AdmissionRequest {
+                wg_public_key: record.wireguard_public_key.to_base64(),
+                posture,
+            },
+        )
+        .await?;
+    Ok(grant)
+}
+
+/// Re-submits posture for `session`.
+pub async fn recheck(
+    state: &AgentState,
+    session: &str,
+    posture_root: &Path,
+) -> Result<RecheckView, AgentError> {
+    let posture = fresh_report(state, posture_root).await?;
+    device_client(state)?
+        .post(
+            path::SESSION_RECHECK,
+            &RecheckRequest {
+                session: session.to_owned(),
+                posture,
+            },
+        )
+        .await
+}
+
+/// Ends the session at the gateway (G9). `Ok(None)` when there was none.
+pub async fn disconnect(state: &AgentState) -> Result<Option<SessionRecord>, AgentError> {
+    let Some(record) = session(state)? else {
+        return Ok(None);
+    };
+    let ended: Result<serde_json::Value, AgentError> = device_client(state)?
+        .post(
+            path::SESSION_END,
+            &EndRequest {
+                session: record.session.clone(),
+            },
+        )
+        .await;
+    match ended {
+        Ok(_) => {}
+        // Already ended at the gateway: nothing left to end.
+        Err(e) if e.code() == Some("session_unknown") => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(iface) = &record.interface {
+        teardown(iface, &record.tunnel_address);
+    }
+    forget(state);
+    Ok(Some(record))
+}
+
+/// The session this device holds, if any.
+pub fn session(state: &AgentState) -> Result<Option<SessionRecord>, AgentError> {
+    match std::fs::read_to_string(session_path(state)) {
+        Ok(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| AgentError::Local(format!("session record: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AgentError::Local(format!("session record: {e}"))),
+    }
+}
+
+pub fn remember(state: &AgentState, record: &SessionRecord) -> Result<(), AgentError> {
+    let text = serde_json::to_vec_pretty(record).map_err(|e| AgentError::Local(e.to_string()))?;
+    state.write_secret(&session_path(state), &text, Existing::Replace)
+}
+
+pub fn forget(state: &AgentState) {
+    let _ = std::fs::remove_file(session_path(state));
+}
+
+/// Configures the tunnel as granted.
+pub fn configure(state: &AgentState, target: &Target, grant: &SessionGrant) -> Result<(), AgentError> {
+    match target {
+        Target::Interface(iface) => configure_interface(state, iface, grant),
+        Target::ConfigFile(file) => write_config(state, file, grant),
+    }
+}
+
+fn configure_interface(
+    state: &AgentState,
+    iface: &str,
+    grant: &SessionGrant,
+) -> Result<(), AgentError> {
+    // wg reads keys from files; the pre-shared key goes to a 0600 file in the state
+    // directory for the moment it takes, then is removed.
+    let psk_file = state.dir.join("session.psk");
+    state.write_secret(
+        &psk_file,
+        format!("{}\n", grant.preshared_key.expose()).as_bytes(),
+        Existing::Replace,
+    )?;
+    let result = (|| {
+        run(Command::new("wg").args(["set", iface, "private-key"]).arg(state.wireguard_key()))?;
+        run(Command::new("wg")
+            .args(["set", iface, "peer", &grant.gateway_public_key, "preshared-key"])
+            .arg(&psk_file)
+            .args(["endpoint", &grant.endpoint])
+            .args(["allowed-ips", &grant.allowed_ips.join(",")])
+            .args(["persistent-keepalive", &grant.keepalive_secs.to_string()]))?;
+        run(Command::new("ip").args([
+            "address",
+            "replace",
+            &format!("{}/32", grant.tunnel_address),
+            "dev",
+            iface,
+        ]))?;
+        run(Command::new("ip").args(["link", "set", iface, "up"]))?;
+        for net in &grant.allowed_ips {
+            run(Command::new("ip").args(["route", "replace", net, "dev", iface]))?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&psk_file);
+    result
+}
+
+/// Routes the role's networks after a role change (quarantine or back).
+pub fn reroute(iface: &str, gateway_key: &str, allowed: &[String]) -> Result<(), AgentError> {
+    run(Command::new("wg").args(["set", iface, "peer", gateway_key, "allowed-ips", &allowed.join(",")]))?;
+    for net in allowed {
+        run(Command::new("ip").args(["route", "replace", net, "dev", iface]))?;
+    }
+    Ok(())
+}
+
+/// Removes the session's address (and with it its routes) and the gateway peer.
+pub fn teardown(iface: &str, tunnel_address: &str) {
+    let _ = Command::new("ip")
+        .args(["address", "del", &format!("{tunnel_address}/32"), "dev", iface])
+        .status();
+    if let Ok(out) = Command::new("wg").args(["show", iface, "peers"]).output() {
+        for peer in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("wg").args(["set", iface, "peer", peer, "remove"]).status();
+        }
+    }
+    let _ = Command::new("ip").args(["route", "flush", "dev", iface]).status();
+}
+
+fn write_config(state: &AgentState, file: &Path, grant: &SessionGrant) -> Result<(), AgentError> {
+    use base64::Engine as _;
+    let key = state.wireguard_private()?;
+    let text = zeroize::Zeroizing::new(format!(
+        "# ztgw session {session}, role {role}, until {ends}\n\
+         [Interface]\nPrivateKey = {key}\nAddress = {addr}/32\n\n\
+         [Peer]\nPublicKey = {gw}\nPresharedKey = {psk}\nEndpoint = {endpoint}\n\
+         AllowedIPs = {allowed}\nPersistentKeepalive = {keepalive}\n",
+        session = grant.session,
+        role = grant.role,
+        ends = grant.ends_at,
+        key = base64::engine::general_purpose::STANDARD.encode(key.expose()),
+        addr = grant.tunnel_address,
+        gw = grant.gateway_public_key,
+        psk = grant.preshared_key.expose(),
+        endpoint = grant.endpoint,
+        allowed = grant.allowed_ips.join(", "),
+        keepalive = grant.keepalive_secs,
+    ));
+    state.write_secret(file, text.as_bytes(), Existing::Replace)
+}
+
+fn run(cmd: &mut Command) -> Result<(), AgentError> {
+    let out = cmd
+        .output()
+        .map_err(|e| AgentError::Local(format!("running {cmd:?}: {e} (install wireguard-tools and iproute2)")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(AgentError::Local(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
