@@ -47,7 +47,9 @@ fn session_path(state: &AgentState) -> PathBuf {
 async fn fresh_report(state: &AgentState, root: &Path) -> Result<String, AgentError> {
     let client = device_client(state)?;
     let (_, profile) = profile_for(state).await?;
-    let nonce: NonceView = client.post(path::SESSION_NONCE, &serde_json::json!({})).await?;
+    let nonce: NonceView = client
+        .post(path::SESSION_NONCE, &serde_json::json!({}))
+        .await?;
     let report = collect_for(&profile, root.to_owned(), nonce.nonce);
     serde_json::to_string(&report).map_err(|e| AgentError::Local(e.to_string()))
 }
@@ -133,7 +135,11 @@ pub fn forget(state: &AgentState) {
 }
 
 /// Configures the tunnel as granted.
-pub fn configure(state: &AgentState, target: &Target, grant: &SessionGrant) -> Result<(), AgentError> {
+pub fn configure(
+    state: &AgentState,
+    target: &Target,
+    grant: &SessionGrant,
+) -> Result<(), AgentError> {
     match target {
         Target::Interface(iface) => configure_interface(state, iface, grant),
         Target::ConfigFile(file) => write_config(state, file, grant),
@@ -154,9 +160,17 @@ fn configure_interface(
         Existing::Replace,
     )?;
     let result = (|| {
-        run(Command::new("wg").args(["set", iface, "private-key"]).arg(state.wireguard_key()))?;
         run(Command::new("wg")
-            .args(["set", iface, "peer", &grant.gateway_public_key, "preshared-key"])
+            .args(["set", iface, "private-key"])
+            .arg(state.wireguard_key()))?;
+        run(Command::new("wg")
+            .args([
+                "set",
+                iface,
+                "peer",
+                &grant.gateway_public_key,
+                "preshared-key",
+            ])
             .arg(&psk_file)
             .args(["endpoint", &grant.endpoint])
             .args(["allowed-ips", &grant.allowed_ips.join(",")])
@@ -180,7 +194,14 @@ fn configure_interface(
 
 /// Routes the role's networks after a role change (quarantine or back).
 pub fn reroute(iface: &str, gateway_key: &str, allowed: &[String]) -> Result<(), AgentError> {
-    run(Command::new("wg").args(["set", iface, "peer", gateway_key, "allowed-ips", &allowed.join(",")]))?;
+    run(Command::new("wg").args([
+        "set",
+        iface,
+        "peer",
+        gateway_key,
+        "allowed-ips",
+        &allowed.join(","),
+    ]))?;
     for net in allowed {
         run(Command::new("ip").args(["route", "replace", net, "dev", iface]))?;
     }
@@ -190,14 +211,24 @@ pub fn reroute(iface: &str, gateway_key: &str, allowed: &[String]) -> Result<(),
 /// Removes the session's address (and with it its routes) and the gateway peer.
 pub fn teardown(iface: &str, tunnel_address: &str) {
     let _ = Command::new("ip")
-        .args(["address", "del", &format!("{tunnel_address}/32"), "dev", iface])
+        .args([
+            "address",
+            "del",
+            &format!("{tunnel_address}/32"),
+            "dev",
+            iface,
+        ])
         .status();
     if let Ok(out) = Command::new("wg").args(["show", iface, "peers"]).output() {
         for peer in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = Command::new("wg").args(["set", iface, "peer", peer, "remove"]).status();
+            let _ = Command::new("wg")
+                .args(["set", iface, "peer", peer, "remove"])
+                .status();
         }
     }
-    let _ = Command::new("ip").args(["route", "flush", "dev", iface]).status();
+    let _ = Command::new("ip")
+        .args(["route", "flush", "dev", iface])
+        .status();
 }
 
 fn write_config(state: &AgentState, file: &Path, grant: &SessionGrant) -> Result<(), AgentError> {
@@ -223,9 +254,11 @@ fn write_config(state: &AgentState, file: &Path, grant: &SessionGrant) -> Result
 }
 
 fn run(cmd: &mut Command) -> Result<(), AgentError> {
-    let out = cmd
-        .output()
-        .map_err(|e| AgentError::Local(format!("running {cmd:?}: {e} (install wireguard-tools and iproute2)")))?;
+    let out = cmd.output().map_err(|e| {
+        AgentError::Local(format!(
+            "running {cmd:?}: {e} (install wireguard-tools and iproute2)"
+        ))
+    })?;
     if out.status.success() {
         Ok(())
     } else {

@@ -71,7 +71,11 @@ enum Command {
     Connect {
         /// An existing WireGuard interface (wireguard-go or kernel) to configure with
         /// `wg` and `ip`.
-        #[arg(long, conflicts_with = "write_config", required_unless_present = "write_config")]
+        #[arg(
+            long,
+            conflicts_with = "write_config",
+            required_unless_present = "write_config"
+        )]
         wg_interface: Option<String>,
         /// Write a wg-quick configuration file (0600) instead, and keep re-checking.
         #[arg(long)]
@@ -244,11 +248,16 @@ async fn run(cli: Cli) -> Result<(), String> {
             let target = match (wg_interface, write_config) {
                 (Some(i), _) => connect::Target::Interface(i),
                 (None, Some(f)) => connect::Target::ConfigFile(f),
-                (None, None) => return Err("give --wg-interface NAME or --write-config FILE".into()),
+                (None, None) => {
+                    return Err("give --wg-interface NAME or --write-config FILE".into());
+                }
             };
             run_connection(&state, &target, &posture_root).await
         }
-        Command::Disconnect => match connect::disconnect(&state).await.map_err(|e| e.to_string())? {
+        Command::Disconnect => match connect::disconnect(&state)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             Some(s) => {
                 println!("Session {} ended; the tunnel is down.", s.session);
                 Ok(())
@@ -298,7 +307,9 @@ async fn run_connection(
     target: &connect::Target,
     posture_root: &std::path::Path,
 ) -> Result<(), String> {
-    let grant = connect::admit(state, posture_root).await.map_err(|e| e.to_string())?;
+    let grant = connect::admit(state, posture_root)
+        .await
+        .map_err(|e| e.to_string())?;
     connect::configure(state, target, &grant).map_err(|e| e.to_string())?;
     let iface = match target {
         connect::Target::Interface(i) => Some(i.clone()),
@@ -319,17 +330,28 @@ async fn run_connection(
         "Connected: session {}, role {}, tunnel address {}, until {}.",
         grant.session, grant.role, grant.tunnel_address, grant.ends_at
     );
-    println!("Reachable through the tunnel: {}.", grant.allowed_ips.join(", "));
+    println!(
+        "Reachable through the tunnel: {}.",
+        grant.allowed_ips.join(", ")
+    );
     if let connect::Target::ConfigFile(f) = target {
-        println!("WireGuard configuration written to {}; bring it up with wg-quick.", f.display());
+        println!(
+            "WireGuard configuration written to {}; bring it up with wg-quick.",
+            f.display()
+        );
     }
-    let ends_at = time::OffsetDateTime::parse(&grant.ends_at, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("the gateway's end time: {e}"))?;
+    let ends_at = time::OffsetDateTime::parse(
+        &grant.ends_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|e| format!("the gateway's end time: {e}"))?;
     let mut every = grant.recheck_secs.max(5);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     let outcome = loop {
-        let left = (ends_at - time::OffsetDateTime::now_utc()).whole_seconds().max(0) as u64;
+        let left = (ends_at - time::OffsetDateTime::now_utc())
+            .whole_seconds()
+            .max(0) as u64;
         let wait = std::time::Duration::from_secs(every.min(left));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -337,13 +359,18 @@ async fn run_connection(
             _ = term.recv() => break Stop::Employee,
         }
         if time::OffsetDateTime::now_utc() >= ends_at {
-            break Stop::Ended("the session reached its end (telework window or maximum length)".into());
+            break Stop::Ended(
+                "the session reached its end (telework window or maximum length)".into(),
+            );
         }
         match connect::recheck(state, &grant.session, posture_root).await {
             Ok(v) => {
                 every = v.next_recheck_secs.max(5);
                 if v.quarantined {
-                    println!("Posture check failed: this device is in quarantine (role {}) until it complies again. Run `ztgw-agent posture` to see what to fix.", v.role);
+                    println!(
+                        "Posture check failed: this device is in quarantine (role {}) until it complies again. Run `ztgw-agent posture` to see what to fix.",
+                        v.role
+                    );
                 } else {
                     println!("Posture re-checked: compliant; next check in {every} s.");
                 }
@@ -361,7 +388,9 @@ async fn run_connection(
     };
     match outcome {
         Stop::Employee => {
-            connect::disconnect(state).await.map_err(|e| e.to_string())?;
+            connect::disconnect(state)
+                .await
+                .map_err(|e| e.to_string())?;
             println!("Disconnected.");
             Ok(())
         }

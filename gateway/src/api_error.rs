@@ -119,9 +119,7 @@ impl Reason {
             Self::InvitationUsed | Self::RoleUnknown | Self::WireguardKeyInUse => {
                 StatusCode::CONFLICT
             }
-            Self::JournalUnavailable | Self::SessionsUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::JournalUnavailable | Self::SessionsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -107,15 +107,13 @@ impl RunningGateway {
         let dataplane = if ctx.settings.wireguard.enabled {
             let key_path = paths.wireguard_key();
             let text = zeroize::Zeroizing::new(read(key_path.clone())?);
-            let bytes: [u8; 32] = base64::Engine::decode(
-                &base64::engine::general_purpose::STANDARD,
-                text.trim(),
-            )
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| StartError::WireguardKey {
-                path: key_path.display().to_string(),
-            })?;
+            let bytes: [u8; 32] =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text.trim())
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| StartError::WireguardKey {
+                        path: key_path.display().to_string(),
+                    })?;
             let config = DataPlaneConfig::from_settings(&ctx.settings.wireguard)?;
             let compiled = Arc::new(ctx.policy.current().compiled.clone());
             Some(DataPlane::start(
@@ -182,7 +180,10 @@ impl RunningGateway {
             tasks.spawn(async move {
                 loop {
                     let s = sessions.clone();
-                    let next = tokio::task::spawn_blocking(move || s.tick()).await.ok().flatten();
+                    let next = tokio::task::spawn_blocking(move || s.tick())
+                        .await
+                        .ok()
+                        .flatten();
                     let wait = next
                         .map(|t| (t - clock.now()).max(time::Duration::ZERO))
                         .and_then(|d| Duration::try_from(d).ok())

@@ -66,7 +66,12 @@ impl SessionService {
     pub fn new(ctx: Arc<Context>, dataplane: Option<DataPlane>) -> Arc<Self> {
         let pool = ztgw_config::policy::Network::parse(&ctx.settings.wireguard.tunnel_network)
             .map(Pool::new)
-            .unwrap_or_else(|_| Pool::new(ztgw_config::policy::Network::V4 { addr: 0, prefix: 32 }));
+            .unwrap_or_else(|_| {
+                Pool::new(ztgw_config::policy::Network::V4 {
+                    addr: 0,
+                    prefix: 32,
+                })
+            });
         let max = match ctx.settings.wireguard.max_peers {
             0 => MAX_SESSIONS,
             n => n,
@@ -117,7 +122,9 @@ impl SessionService {
         self.lock()
             .nonces
             .issue(&device.record.id, nonce.clone(), self.ctx.clock.now())
-            .map_err(|_| ApiError::new(Reason::SessionsUnavailable, "too many nonces outstanding"))?;
+            .map_err(|_| {
+                ApiError::new(Reason::SessionsUnavailable, "too many nonces outstanding")
+            })?;
         Ok(NonceView {
             nonce,
             valid_secs: NONCE_LIFETIME.whole_seconds().unsigned_abs(),
@@ -135,7 +142,10 @@ impl SessionService {
         let active = self.ctx.policy.current();
         let record = &device.record;
         let wg_key = WgPublicKey::from_base64(&req.wg_public_key).map_err(|_| {
-            ApiError::new(Reason::RequestMalformed, "wg_public_key is not a base64 WireGuard key")
+            ApiError::new(
+                Reason::RequestMalformed,
+                "wg_public_key is not a base64 WireGuard key",
+            )
         })?;
         let employee_active = self
             .ctx
@@ -165,8 +175,19 @@ impl SessionService {
         let (session, replaced) = self
             .lock()
             .sessions
-            .admit(id.clone(), record.id.clone(), record.employee.clone(), &terms, now)
-            .map_err(|_| ApiError::new(Reason::SessionsUnavailable, "the gateway has no room for another session now; try again later"))?;
+            .admit(
+                id.clone(),
+                record.id.clone(),
+                record.employee.clone(),
+                &terms,
+                now,
+            )
+            .map_err(|_| {
+                ApiError::new(
+                    Reason::SessionsUnavailable,
+                    "the gateway has no room for another session now; try again later",
+                )
+            })?;
         if let Some(old) = replaced {
             self.finish(old, &EndReason::Replaced);
         }
@@ -211,7 +232,10 @@ impl SessionService {
         if let Err(e) = dp.add_peer(&spec) {
             tracing::error!(error = %e, "the data plane refused a session's peer");
             self.finish(session, &EndReason::Operator(format!("data plane: {e}")));
-            return Err(ApiError::new(Reason::Internal, "the gateway could not set up the tunnel"));
+            return Err(ApiError::new(
+                Reason::Internal,
+                "the gateway could not set up the tunnel",
+            ));
         }
         Ok(SessionGrant {
             session: id,
@@ -244,11 +268,16 @@ impl SessionService {
         let compliant = early.is_none() && evaluation.as_ref().is_some_and(|e| e.compliant);
         let mut failures: Vec<Failure> = early.into_iter().collect();
         if let Some(e) = &evaluation {
-            failures.extend(e.checks.iter().filter(|c| c.outcome != ztgw_posture::evaluate::Outcome::Pass).map(|c| Failure {
-                id: c.id.clone(),
-                sentence: c.sentence.clone(),
-                remedy: c.remediation.clone(),
-            }));
+            failures.extend(
+                e.checks
+                    .iter()
+                    .filter(|c| c.outcome != ztgw_posture::evaluate::Outcome::Pass)
+                    .map(|c| Failure {
+                        id: c.id.clone(),
+                        sentence: c.sentence.clone(),
+                        remedy: c.remediation.clone(),
+                    }),
+            );
         }
         self.journal_or_log(&Event::PostureChecked {
             device: device.record.id.to_string(),
@@ -261,10 +290,10 @@ impl SessionService {
             .roles
             .get(&device.record.role)
             .and_then(|r| r.quarantine.clone());
-        let verdict = self
-            .lock()
-            .sessions
-            .recheck(&req.session, compliant, quarantine.as_deref(), now);
+        let verdict =
+            self.lock()
+                .sessions
+                .recheck(&req.session, compliant, quarantine.as_deref(), now);
         let view = |role: &str, quarantined: bool, next_due: OffsetDateTime| RecheckView {
             role: role.to_owned(),
             quarantined,
@@ -283,7 +312,12 @@ impl SessionService {
                     session: req.session.clone(),
                     device: device.record.id.to_string(),
                     role: role.clone(),
-                    reason: if quarantined { "posture-recheck-failed" } else { "posture-compliant-again" }.into(),
+                    reason: if quarantined {
+                        "posture-recheck-failed"
+                    } else {
+                        "posture-compliant-again"
+                    }
+                    .into(),
                 });
                 Ok(view(&role, quarantined, next_due))
             }
@@ -295,9 +329,17 @@ impl SessionService {
     }
 
     /// The employee ends the session (G9).
-    pub fn disconnect(&self, device: &AuthenticatedDevice, req: &EndRequest) -> Result<(), ApiError> {
+    pub fn disconnect(
+        &self,
+        device: &AuthenticatedDevice,
+        req: &EndRequest,
+    ) -> Result<(), ApiError> {
         self.owned(device, &req.session)?;
-        let s = self.lock().sessions.end(&req.session).ok_or_else(unknown_session)?;
+        let s = self
+            .lock()
+            .sessions
+            .end(&req.session)
+            .ok_or_else(unknown_session)?;
         self.finish(s, &EndReason::Disconnected);
         Ok(())
     }
@@ -329,10 +371,12 @@ impl SessionService {
                 Some(e) if e.revoked.is_none() => None,
                 _ => Some(EndReason::EmployeeRevoked),
             });
-            if let Some(reason) = reason
-                && let Some(s) = self.lock().sessions.end(&s.id)
-            {
-                self.finish(s, &reason);
+            if let Some(reason) = reason {
+                // (The table's lock is released before `finish` takes it again.)
+                let ended = self.lock().sessions.end(&s.id);
+                if let Some(s) = ended {
+                    self.finish(s, &reason);
+                }
             }
         }
     }
@@ -353,16 +397,19 @@ impl SessionService {
                     Some(sch) => match sch.window_at(to_jiff(now)) {
                         None => Some(format!("outside the schedule {}", s.schedule)),
                         Some(w) => {
-                            self.lock().sessions.shorten(&s.id, admission::from_jiff(w.end));
+                            self.lock()
+                                .sessions
+                                .shorten(&s.id, admission::from_jiff(w.end));
                             None
                         }
                     },
                 },
             };
-            if let Some(why) = why
-                && let Some(s) = self.lock().sessions.end(&s.id)
-            {
-                self.finish(s, &EndReason::Policy(why));
+            if let Some(why) = why {
+                let ended = self.lock().sessions.end(&s.id);
+                if let Some(s) = ended {
+                    self.finish(s, &EndReason::Policy(why));
+                }
             }
         }
     }
@@ -494,11 +541,14 @@ impl SessionService {
         let report = match PostureReport::parse(text.as_bytes()) {
             Ok(r) => r,
             Err(e) => {
-                return (None, Some(Failure {
-                    id: "posture-unreadable".into(),
-                    sentence: format!("the posture report could not be read: {e}"),
-                    remedy: Some("update ztgw-agent".into()),
-                }));
+                return (
+                    None,
+                    Some(Failure {
+                        id: "posture-unreadable".into(),
+                        sentence: format!("the posture report could not be read: {e}"),
+                        remedy: Some("update ztgw-agent".into()),
+                    }),
+                );
             }
         };
         if self
@@ -519,7 +569,14 @@ impl SessionService {
             .get(&device.record.role)
             .and_then(|r| active.policy.posture.get(&r.posture));
         let evaluation = profile.map(|p| {
-            evaluate(&report, p, to_jiff(now), Freshness::Require { nonce: &report.nonce })
+            evaluate(
+                &report,
+                p,
+                to_jiff(now),
+                Freshness::Require {
+                    nonce: &report.nonce,
+                },
+            )
         });
         (evaluation, None)
     }
@@ -533,7 +590,10 @@ impl SessionService {
 }
 
 fn unknown_session() -> ApiError {
-    ApiError::new(Reason::SessionUnknown, "no such session for this device (it may have ended)")
+    ApiError::new(
+        Reason::SessionUnknown,
+        "no such session for this device (it may have ended)",
+    )
 }
 
 /// The networks of a role's resources, as the client's AllowedIPs.

@@ -112,20 +112,7 @@ impl Lab {
         netns::require("ping", "iputils-ping");
         let dir = tempfile::tempdir().expect("tempdir");
         let gw = Netns::new("zg");
-        let internal = Netns::new("zi");
-        netns::link(&gw, "10.20.0.1/16", &internal, "10.20.0.10/16");
-        for a in [DNS, DB] {
-            internal.ip(&[
-                "addr",
-                "add",
-                &format!("{a}/16"),
-                "dev",
-                &internal_iface(&internal),
-            ]);
-        }
-        internal.ip(&["route", "add", "100.64.0.0/16", "via", "10.20.0.1"]);
-        gw.sysctl("net.ipv4.ip_forward", "1");
-
+        let (internal, servers) = internal_network(&gw, opts.iperf3);
         let mut offload = false;
         let (gateway, gateway_key, port) = if opts.wireguard_go_gateway {
             let wg = WgClient::start(&gw, Ipv4Addr::new(100, 64, 0, 1));
@@ -163,14 +150,6 @@ impl Lab {
             (GatewayProcess::Ztgw(node), key, port)
         };
 
-        let mut servers = Proc::spawn({
-            let mut c = internal.command(crate::binary("netns-probe"));
-            let tcp = if opts.iperf3 { "80,22,8080" } else { TCP_PORTS };
-            c.args(["serve", "--tcp", tcp, "--udp", UDP_PORTS])
-                .args(["--addrs", &format!("{WEB},{DNS},{DB}")]);
-            c
-        });
-        assert_eq!(servers.line(), "ready");
         Self {
             gateway,
             servers,
@@ -295,6 +274,34 @@ impl Laptop {
     pub fn connected(&self, timeout: Duration) -> bool {
         netns::eventually(timeout, || self.udp(&format!("{DNS}:53")))
     }
+}
+
+/// The internal network behind `gw` (10.20.0.0/16, the gateway at 10.20.0.1), with
+/// servers on [`TCP_PORTS`] and [`UDP_PORTS`] at [`WEB`], [`DNS`] and [`DB`] (without
+/// tcp/5432 when `iperf3` will serve it), and `gw` forwarding.
+pub fn internal_network(gw: &Netns, iperf3: bool) -> (Netns, Proc) {
+    let internal = Netns::new("zi");
+    netns::link(gw, "10.20.0.1/16", &internal, "10.20.0.10/16");
+    for a in [DNS, DB] {
+        internal.ip(&[
+            "addr",
+            "add",
+            &format!("{a}/16"),
+            "dev",
+            &internal_iface(&internal),
+        ]);
+    }
+    internal.ip(&["route", "add", "100.64.0.0/16", "via", "10.20.0.1"]);
+    gw.sysctl("net.ipv4.ip_forward", "1");
+    let mut servers = Proc::spawn({
+        let mut c = internal.command(crate::binary("netns-probe"));
+        let tcp = if iperf3 { "80,22,8080" } else { TCP_PORTS };
+        c.args(["serve", "--tcp", tcp, "--udp", UDP_PORTS])
+            .args(["--addrs", &format!("{WEB},{DNS},{DB}")]);
+        c
+    });
+    assert_eq!(servers.line(), "ready");
+    (internal, servers)
 }
 
 fn internal_iface(ns: &Netns) -> String {

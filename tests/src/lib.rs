@@ -4,6 +4,7 @@
 
 pub mod lab;
 pub mod netns;
+pub mod site;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -120,16 +120,21 @@ pub fn link(a: &Netns, a_cidr: &str, b: &Netns, b_cidr: &str) {
     b.ip(&["link", "set", &ib, "up"]);
 }
 
-/// A child process, killed by its pid on drop.
+/// A child process, killed by its pid on drop. Its standard output is read line by line
+/// on a thread of its own, so a test never blocks on it for longer than it chooses.
 #[derive(Debug)]
 pub struct Proc {
     pub child: Child,
     stdin: Option<ChildStdin>,
-    stdout: Option<BufReader<ChildStdout>>,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
+/// How long [`Proc::line`] waits for a line.
+const LINE_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl Proc {
-    /// Starts `cmd` with piped stdin and stdout (stderr inherited, so it shows on failure).
+    /// Starts `cmd` with piped stdin and stdout (stderr as the command says; inherited by
+    /// default, so it shows on failure).
     pub fn spawn(mut cmd: Command) -> Self {
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -137,25 +142,41 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().map(BufReader::new);
+        let (tx, lines) = std::sync::mpsc::channel();
+        if let Some(out) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         Self {
             child,
             stdin,
-            stdout,
+            lines,
         }
     }
 
-    /// Reads one line of its output (panics at end of output).
+    /// Reads one line of its output (panics at the end of its output or after a minute).
     pub fn line(&mut self) -> String {
-        let mut s = String::new();
-        let n = self
-            .stdout
-            .as_mut()
-            .expect("stdout")
-            .read_line(&mut s)
-            .expect("read");
-        assert!(n > 0, "the process ended: {:?}", self.child.try_wait());
-        s.trim_end().to_owned()
+        match self.lines.recv_timeout(LINE_TIMEOUT) {
+            Ok(l) => l.trim_end().to_owned(),
+            Err(e) => panic!(
+                "no line from the process ({e}): {:?}",
+                self.child.try_wait()
+            ),
+        }
+    }
+
+    /// One line if it comes within `wait`.
+    pub fn try_line(&mut self, wait: Duration) -> Option<String> {
+        self.lines
+            .recv_timeout(wait)
+            .ok()
+            .map(|l| l.trim_end().to_owned())
     }
 
     /// Sends one line and reads the answer.
@@ -196,6 +217,21 @@ pub struct WgPeer<'a> {
 impl WgClient {
     /// Starts wireguard-go in `ns` with a new key and tunnel address `addr/32`.
     pub fn start(ns: &Netns, addr: Ipv4Addr) -> Self {
+        let c = Self::bare(ns);
+        run(Command::new("wg").args([
+            "set",
+            &c.iface,
+            "private-key",
+            &c.dir.path().join("private").display().to_string(),
+        ]));
+        ns.ip(&["addr", "add", &format!("{addr}/32"), "dev", &c.iface]);
+        ns.ip(&["link", "set", &c.iface, "up"]);
+        c
+    }
+
+    /// Starts wireguard-go in `ns` with nothing configured (as the employee's system
+    /// provides it; the agent configures it).
+    pub fn bare(ns: &Netns) -> Self {
         require("wireguard-go", "wireguard-go");
         require("wg", "wireguard-tools");
         let iface = unique("wg");
@@ -217,21 +253,12 @@ impl WgClient {
             assert!(Instant::now() < deadline, "wireguard-go did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let c = Self {
+        Self {
             iface,
             public_key: public,
             dir,
             proc,
-        };
-        run(Command::new("wg").args([
-            "set",
-            &c.iface,
-            "private-key",
-            &c.dir.path().join("private").display().to_string(),
-        ]));
-        ns.ip(&["addr", "add", &format!("{addr}/32"), "dev", &c.iface]);
-        ns.ip(&["link", "set", &c.iface, "up"]);
-        c
+        }
     }
 
     /// Sets the gateway as its peer and routes `routes` through the tunnel.

@@ -10,7 +10,9 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use ztgw_pki::wire::{AdmissionRequest, EndRequest, EnrolRequest, RecheckRequest, RenewRequest, path};
+use ztgw_pki::wire::{
+    AdmissionRequest, EndRequest, EnrolRequest, RecheckRequest, RenewRequest, path,
+};
 
 use super::limits::SourceLimits;
 use crate::api_error::{ApiError, Reason};
@@ -33,8 +35,8 @@ pub async fn route(
         timeout,
         dispatch(ctx, sessions, limits, source, presented, req),
     )
-        .await
-        .unwrap_or_else(|_| Err(ApiError::new(Reason::Timeout, "the request took too long")));
+    .await
+    .unwrap_or_else(|_| Err(ApiError::new(Reason::Timeout, "the request took too long")));
     Ok(match answer {
         Ok(response) => response,
         Err(e) => error_response(&e),

@@ -223,7 +223,13 @@ mod tests {
         assert_eq!(r.denials.len(), 3, "{:?}", r.denials);
         let ssh = &r.denials[0];
         assert_eq!(
-            (ssh.reason.as_str(), ssh.dst, ssh.proto, ssh.port, ssh.packets),
+            (
+                ssh.reason.as_str(),
+                ssh.dst,
+                ssh.proto,
+                ssh.port,
+                ssh.packets
+            ),
             ("no-rule", Some(DB.into()), 6, 22, 1000)
         );
         assert_eq!((ssh.first_ms, ssh.last_ms), (0, 999));

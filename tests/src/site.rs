@@ -1,0 +1,316 @@
+//! The whole product in network namespaces: `ztgw serve` in the gateway's namespace, the
+//! internal network behind it, and laptops that enrol with `ztgw-agent` and connect
+//! through the real wireguard-go client.
+//!
+//! ```text
+//! laptop N (ztgw-agent, wireguard-go) --192.168.N.0/24-- gateway --10.20.0.0/16-- internal
+//! ```
+//!
+//! Every laptop reaches the gateway at 192.0.2.1 (control plane :8443, WireGuard
+//! :51820), an address on the gateway's loopback routed through each laptop's link.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::lab::{DNS, internal_network};
+use crate::netns::{self, Netns, Proc, WgClient};
+
+pub const GATEWAY: &str = "192.0.2.1";
+
+/// A laptop's posture root (a directory the collector reads as `/`): a compliant one, or
+/// one with a forbidden tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posture {
+    Compliant,
+    ForbiddenTool,
+}
+
+#[derive(Debug)]
+pub struct Site {
+    pub serve: Proc,
+    pub servers: Proc,
+    pub gw: Netns,
+    pub internal: Netns,
+    pub config: PathBuf,
+    links: u8,
+    pub dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+pub struct SiteLaptop {
+    pub wg: WgClient,
+    pub ns: Netns,
+    pub state: PathBuf,
+    pub posture_root: PathBuf,
+    pub device: String,
+    pub employee: String,
+}
+
+impl Site {
+    /// A gateway with `policy` (its roles use posture profile `lab`, see
+    /// [`lab_policy`]).
+    pub fn new(policy: &str) -> Self {
+        netns::require("wireguard-go", "wireguard-go");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gw = Netns::new("zs");
+        gw.ip(&["addr", "add", &format!("{GATEWAY}/32"), "dev", "lo"]);
+        let (internal, servers) = internal_network(&gw, false);
+        let state = dir.path().join("state");
+        netns::run(
+            Command::new(crate::binary("ztgw"))
+                .args(["init", "--dir"])
+                .arg(&state)
+                .args(["--name", GATEWAY, "--endpoint", &format!("{GATEWAY}:51820")])
+                .args(["--control-listen", &format!("{GATEWAY}:8443")]),
+        );
+        let config = state.join("gateway.toml");
+        let text = std::fs::read_to_string(&config).expect("settings");
+        let text = text
+            .replace(
+                "interface = \"ztgw0\"",
+                &format!("interface = {:?}", netns::unique("zt")),
+            )
+            .replace("workers = 0", "workers = 1");
+        std::fs::write(&config, text).expect("settings");
+        std::fs::write(state.join("policy.toml"), policy).expect("policy");
+        let mut cmd = gw.command(crate::binary("ztgw"));
+        cmd.env("ZTGW_CONFIG", &config)
+            .env("RUST_LOG", "warn")
+            .arg("serve")
+            .stdout(Stdio::null());
+        let serve = Proc::spawn(cmd);
+        let socket = state.join("admin.sock");
+        assert!(
+            netns::eventually(Duration::from_secs(20), || socket.exists()
+                && gw.succeeds("bash", &["-c", "exec 3<>/dev/tcp/192.0.2.1/8443"])),
+            "ztgw serve did not start"
+        );
+        Self {
+            serve,
+            servers,
+            gw,
+            internal,
+            config,
+            links: 0,
+            dir,
+        }
+    }
+
+    /// Runs `ztgw ARGS` against this gateway (through its admin socket).
+    pub fn ztgw(&self, args: &[&str]) -> Output {
+        Command::new(crate::binary("ztgw"))
+            .env("ZTGW_CONFIG", &self.config)
+            .args(args)
+            .output()
+            .expect("run ztgw")
+    }
+
+    /// `ztgw ARGS`, which must succeed; its standard output.
+    pub fn ztgw_ok(&self, args: &[&str]) -> String {
+        let out = self.ztgw(args);
+        assert!(
+            out.status.success(),
+            "ztgw {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The journal's events of `kind` (their `event` objects).
+    pub fn journal(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.ztgw_ok(&["journal", "query", "--type", kind, "--json"])
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["event"].clone())
+            .collect()
+    }
+
+    /// A laptop invited for `employee` in `role`, enrolled with the agent, with a
+    /// wireguard-go interface waiting to be configured.
+    pub fn laptop(&mut self, employee: &str, role: &str, posture: Posture) -> SiteLaptop {
+        self.links += 1;
+        let n = self.links;
+        let ns = Netns::new("zl");
+        netns::link(
+            &self.gw,
+            &format!("192.168.{n}.1/24"),
+            &ns,
+            &format!("192.168.{n}.2/24"),
+        );
+        ns.ip(&[
+            "route",
+            "add",
+            &format!("{GATEWAY}/32"),
+            "via",
+            &format!("192.168.{n}.1"),
+        ]);
+        let invite = self.ztgw_ok(&[
+            "invite",
+            "--employee",
+            employee,
+            "--role",
+            role,
+            "--approved-by",
+            "Head of IT",
+            "--reference",
+            "DEC-TEST",
+            "--json",
+        ]);
+        let invite: serde_json::Value = serde_json::from_str(&invite).expect("invite JSON");
+        let invitation = invite["invitation"]
+            .as_str()
+            .expect("invitation")
+            .to_owned();
+        let state = self.dir.path().join(format!("agent-{employee}"));
+        let out = agent(
+            &ns,
+            &state,
+            &["enroll", &invitation, "--ownership", "administration"],
+        );
+        assert!(
+            out.status.success(),
+            "enroll: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let device = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .find(|w| w.starts_with("dev-"))
+            .map(|w| w.trim_end_matches(['.', ',']).to_owned())
+            .expect("device id");
+        let posture_root = self.dir.path().join(format!("root-{employee}"));
+        make_root(&posture_root, posture);
+        SiteLaptop {
+            wg: WgClient::bare(&ns),
+            ns,
+            state,
+            posture_root,
+            device,
+            employee: employee.to_owned(),
+        }
+    }
+}
+
+impl SiteLaptop {
+    /// Starts `ztgw-agent connect` on the wireguard-go interface; returns the running
+    /// agent once it reports the connection (or its output if it exits first).
+    pub fn connect(&self) -> Result<Proc, String> {
+        let mut cmd = self.ns.command(crate::binary("ztgw-agent"));
+        cmd.arg("--state-dir")
+            .arg(&self.state)
+            .args([
+                "connect",
+                "--wg-interface",
+                &self.wg.iface,
+                "--posture-root",
+            ])
+            .arg(&self.posture_root)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .stderr(Stdio::piped());
+        let mut p = Proc::spawn(cmd);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(_)) = p.child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = p.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                return Err(err);
+            }
+            if p.try_line(Duration::from_millis(100))
+                .is_some_and(|l| l.starts_with("Connected"))
+            {
+                return Ok(p);
+            }
+            if Instant::now() > deadline {
+                return Err("the agent did not connect in 20 s".into());
+            }
+        }
+    }
+
+    pub fn agent(&self, args: &[&str]) -> Output {
+        agent(&self.ns, &self.state, args)
+    }
+
+    pub fn probe(&self, args: &[&str]) -> bool {
+        self.ns.succeeds(crate::binary("netns-probe"), args)
+    }
+
+    /// Whether DNS answers through the tunnel now.
+    pub fn reaches_dns(&self) -> bool {
+        self.probe(&["udp", &format!("{DNS}:53"), "--timeout-ms", "700"])
+    }
+}
+
+fn agent(ns: &Netns, state: &Path, args: &[&str]) -> Output {
+    ns.command(crate::binary("ztgw-agent"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .output()
+        .expect("run ztgw-agent")
+}
+
+/// A posture root the collector reads: this system's os-release, a fresh update stamp,
+/// and (for `ForbiddenTool`) an `nmap` on PATH.
+fn make_root(root: &Path, posture: Posture) {
+    std::fs::create_dir_all(root.join("etc")).expect("root");
+    let os = std::fs::read("/etc/os-release").expect("/etc/os-release");
+    std::fs::write(root.join("etc/os-release"), os).expect("os-release");
+    let stamp = root.join("var/lib/apt/periodic");
+    std::fs::create_dir_all(&stamp).expect("stamp dir");
+    std::fs::write(stamp.join("update-success-stamp"), b"").expect("stamp");
+    std::fs::create_dir_all(root.join("var/lib/dpkg")).expect("dpkg dir");
+    std::fs::write(
+        root.join("var/lib/dpkg/status"),
+        "Package: base-files\nStatus: install ok installed\nVersion: 12.4\n\n",
+    )
+    .expect("dpkg status");
+    std::fs::create_dir_all(root.join("usr/bin")).expect("bin");
+    if posture == Posture::ForbiddenTool {
+        use std::os::unix::fs::PermissionsExt as _;
+        let nmap = root.join("usr/bin/nmap");
+        std::fs::write(&nmap, b"#!/bin/sh\n").expect("nmap");
+        std::fs::set_permissions(&nmap, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+}
+
+/// A policy for site tests: `finance` reaches the database and DNS, `hr` DNS and the
+/// intranet, both under `schedule` (a `[schedules.NAME]` body), with a posture profile
+/// that checks the system is recognised and updated and that no forbidden tool is
+/// installed.
+pub fn lab_policy(schedule: &str) -> String {
+    format!(
+        r#"
+[resources.database]
+hosts = ["10.20.1.0/24"]
+ports = ["tcp/5432", "icmp"]
+[resources.dns]
+hosts = ["10.20.0.53"]
+ports = ["udp/53"]
+[resources.intranet]
+hosts = ["10.20.0.10"]
+ports = ["tcp/80"]
+[schedules.office]
+{schedule}
+[posture.lab]
+antivirus_required = false
+antivirus_running = false
+firewall_required = false
+disk_encryption_required = false
+screen_lock_required = false
+open_wifi_forbidden = false
+[roles.finance]
+resources = ["database", "dns"]
+schedule = "office"
+posture = "lab"
+[roles.hr]
+resources = ["dns", "intranet"]
+schedule = "office"
+posture = "lab"
+"#
+    )
+}
+
+/// A schedule open all day, every day, in UTC.
+pub const ALWAYS: &str = "timezone = \"UTC\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nhours = [\"00:00-24:00\"]";

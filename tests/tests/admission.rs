@@ -1,0 +1,131 @@
+//! The full loop in network namespaces: `ztgw serve`, `ztgw-agent connect` and the real
+//! wireguard-go client. Admission, traffic, revocation, refusals with their reasons,
+//! disconnection, all journaled. Needs root (CI is root).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ztgw_tests::lab::{DB, DNS};
+use ztgw_tests::netns::{self, Proc};
+use ztgw_tests::site::{ALWAYS, Posture, Site, lab_policy};
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[test]
+fn an_admitted_laptop_reaches_its_role_and_a_revocation_cuts_it_within_a_second() {
+    let mut site = Site::new(&lab_policy(ALWAYS));
+    let laptop = site.laptop("e1029", "finance", Posture::Compliant);
+    let _agent = laptop.connect().expect("the compliant laptop connects");
+    assert!(
+        netns::eventually(Duration::from_secs(10), || laptop.reaches_dns()),
+        "traffic flows once admitted"
+    );
+    assert!(
+        laptop.probe(&["tcp", &format!("{DB}:5432")]),
+        "the role's database"
+    );
+    assert!(
+        !laptop.probe(&["tcp", &format!("{DB}:22"), "--timeout-ms", "700"]),
+        "not ssh"
+    );
+
+    let started = site.journal("session.started");
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0]["device"], laptop.device.as_str());
+    let listed = site.ztgw_ok(&["session", "list", "--json"]);
+    assert!(listed.contains(&laptop.device), "{listed}");
+
+    // A steady stream, then the revocation.
+    let _stream = Proc::spawn({
+        let mut c = laptop.ns.command(ztgw_tests::binary("netns-probe"));
+        c.args([
+            "udp-stream",
+            &format!("{DNS}:53"),
+            "--interval-ms",
+            "5",
+            "--duration-ms",
+            "6000",
+        ]);
+        c
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    site.ztgw_ok(&["device", "revoke", &laptop.device, "--reason", "lost"]);
+    let revoked_at = unix_ms();
+    std::thread::sleep(Duration::from_millis(1500));
+    let stats: serde_json::Value = serde_json::from_str(&site.servers.ask("stats")).expect("stats");
+    let last = stats["udp/53"]["last_ms"]
+        .as_u64()
+        .expect("the stream reached DNS");
+    assert!(
+        last <= revoked_at + 1000,
+        "traffic went on {} ms after the revocation",
+        last.saturating_sub(revoked_at)
+    );
+    let ended = site.journal("session.ended");
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["reason"], "device-revoked");
+    assert!(
+        !site.journal("session.flows").is_empty(),
+        "the session's flows are journaled"
+    );
+}
+
+#[test]
+fn a_non_compliant_laptop_is_refused_with_its_reasons() {
+    let mut site = Site::new(&lab_policy(ALWAYS));
+    let laptop = site.laptop("e2002", "finance", Posture::ForbiddenTool);
+    let err = laptop.connect().expect_err("refused");
+    assert!(err.contains("posture.forbidden-software"), "{err}");
+    assert!(
+        err.contains("nmap"),
+        "the employee is told what to remove: {err}"
+    );
+    let denied = site.journal("admission.denied");
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(
+        denied[0]["reasons"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x == "posture.forbidden-software")),
+        "{denied:?}"
+    );
+    assert!(site.journal("session.started").is_empty());
+}
+
+#[test]
+fn outside_the_telework_window_the_laptop_is_refused() {
+    // Open only on a weekday two days from today: closed now whatever the time.
+    let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][(time::OffsetDateTime::now_utc()
+        .weekday()
+        .number_days_from_monday()
+        as usize
+        + 2)
+        % 7];
+    let schedule = format!("timezone = \"UTC\"\ndays = [\"{day}\"]\nhours = [\"08:00-17:00\"]");
+    let mut site = Site::new(&lab_policy(&schedule));
+    let laptop = site.laptop("e3003", "hr", Posture::Compliant);
+    let err = laptop.connect().expect_err("refused");
+    assert!(err.contains("outside-schedule"), "{err}");
+    assert!(err.contains("next window opens"), "{err}");
+}
+
+#[test]
+fn disconnect_ends_the_session_and_journals_it() {
+    let mut site = Site::new(&lab_policy(ALWAYS));
+    let laptop = site.laptop("e4004", "hr", Posture::Compliant);
+    let _agent = laptop.connect().expect("connects");
+    assert!(netns::eventually(Duration::from_secs(10), || laptop.reaches_dns()));
+    let out = laptop.agent(&["disconnect"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!laptop.reaches_dns(), "the tunnel is gone");
+    let ended = site.journal("session.ended");
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["reason"], "disconnected");
+    assert!(site.ztgw_ok(&["session", "list", "--json"]).contains("[]"));
+}
