@@ -8,7 +8,7 @@
 #
 # Needs root (network namespaces, TUN devices); installs wireguard-go, wireguard-tools,
 # iproute2, curl and tzdata from Debian when missing. DEMO_PAUSE=1 waits for Enter
-# between steps.
+# between steps. tests/tests/acceptance.rs runs it and checks every outcome.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -42,7 +42,8 @@ inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 on() { local who=$1 ns=$2; shift 2; printf '[%s]$ %s\n' "$who" "$*"; ip netns exec "$ns" "$@"; }
 
 step "Building ztgw, ztgw-agent and the demo's probe"
-cargo build --workspace --bins --locked -q
+# (The acceptance test, which runs this script, has built them already.)
+[[ ${DEMO_NO_BUILD:-0} == 1 ]] || cargo build --workspace --bins --locked -q
 bin="$PWD/target/debug"
 export PATH="$bin:$PATH"
 

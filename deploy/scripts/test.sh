@@ -10,6 +10,7 @@ command -v wireguard-go >/dev/null 2>&1 || need_packages+=(wireguard-go)
 command -v wg >/dev/null 2>&1 || need_packages+=(wireguard-tools)
 command -v ip >/dev/null 2>&1 || need_packages+=(iproute2)
 command -v ping >/dev/null 2>&1 || need_packages+=(iputils-ping)
+command -v curl >/dev/null 2>&1 || need_packages+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need_packages+=(systemd)
 # Schedules use the system's time-zone database (see docs/policy.md).
 [[ -e /usr/share/zoneinfo/Africa/Casablanca ]] || need_packages+=(tzdata)
