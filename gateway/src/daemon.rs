@@ -171,6 +171,7 @@ impl RunningGateway {
             ctx.clone(),
             counters.clone(),
             limits.clone(),
+            sessions.clone(),
         ));
         tasks.spawn(control.run());
         tasks.spawn(socket::serve(admin, ctx.clone(), sessions.clone()));

@@ -16,6 +16,7 @@ use crate::context::Context;
 use crate::control::Counters;
 use crate::control::limits::SourceLimits;
 use crate::revocation;
+use crate::sessions::SessionService;
 
 /// The values a scrape reports.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,10 +34,21 @@ pub struct Snapshot {
     pub crl_seconds_left: Option<i64>,
     pub policy_rules: u64,
     pub policy_sha256: String,
+    pub sessions: u64,
+    pub admissions_granted: u64,
+    pub admissions_refused: u64,
+    /// The data plane's counters (absent when it does not run).
+    pub dataplane: Option<crate::dataplane::counters::Snapshot>,
+    pub peers: u64,
 }
 
 /// Gathers the current values.
-pub fn snapshot(ctx: &Context, counters: &Counters, limits: &SourceLimits) -> Snapshot {
+pub fn snapshot(
+    ctx: &Context,
+    counters: &Counters,
+    limits: &SourceLimits,
+    sessions: &SessionService,
+) -> Snapshot {
     let devices = ctx.registry.devices().unwrap_or_default();
     let count = |s: DeviceStatus| devices.iter().filter(|d| d.status == s).count() as u64;
     let now = ctx.clock.now();
@@ -66,6 +78,11 @@ pub fn snapshot(ctx: &Context, counters: &Counters, limits: &SourceLimits) -> Sn
             .map(|(_, next)| (next - now).whole_seconds()),
         policy_rules: policy.compiled.rule_count() as u64,
         policy_sha256: policy.sha256.clone(),
+        sessions: sessions.count() as u64,
+        admissions_granted: sessions.granted(),
+        admissions_refused: sessions.refused(),
+        dataplane: sessions.dataplane_counters(),
+        peers: sessions.peer_count() as u64,
     }
 }
 
@@ -137,6 +154,65 @@ pub fn render(s: &Snapshot) -> String {
         "Seconds until the revocation list in force expires (-1: none usable).",
         &[("", s.crl_seconds_left.map_or(-1.0, |v| v as f64))],
     );
+    metric(
+        "sessions",
+        "gauge",
+        "Live sessions.",
+        &[("", s.sessions as f64)],
+    );
+    metric(
+        "admissions_total",
+        "counter",
+        "Admission requests decided, by outcome.",
+        &[
+            ("{outcome=\"granted\"}", s.admissions_granted as f64),
+            ("{outcome=\"refused\"}", s.admissions_refused as f64),
+        ],
+    );
+    if let Some(d) = &s.dataplane {
+        metric(
+            "wireguard_peers",
+            "gauge",
+            "Peers installed in the data plane.",
+            &[("", s.peers as f64)],
+        );
+        metric(
+            "wireguard_handshakes_total",
+            "counter",
+            "Handshake initiations past the cookie check, and responses sent.",
+            &[
+                ("{stage=\"initiation\"}", d.handshake_initiations as f64),
+                ("{stage=\"response\"}", d.handshakes_completed as f64),
+            ],
+        );
+        metric(
+            "wireguard_cookie_replies_total",
+            "counter",
+            "Cookie replies sent under handshake load.",
+            &[("", d.cookie_replies as f64)],
+        );
+        metric(
+            "wireguard_forwarded_bytes_total",
+            "counter",
+            "Inner bytes forwarded, by direction.",
+            &[
+                ("{direction=\"to-internal\"}", d.forwarded_in_bytes as f64),
+                ("{direction=\"to-laptop\"}", d.forwarded_out_bytes as f64),
+            ],
+        );
+        let drops: Vec<(String, f64)> = d
+            .drops
+            .iter()
+            .map(|(r, n)| (format!("{{reason=\"{r}\"}}"), *n as f64))
+            .collect();
+        let drops: Vec<(&str, f64)> = drops.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "wireguard_drops_total",
+            "counter",
+            "Datagrams and packets the data plane dropped, by reason.",
+            &drops,
+        );
+    }
     let info = format!("{{sha256=\"{}\"}}", s.policy_sha256);
     metric(
         "policy_rules",
@@ -164,23 +240,35 @@ pub async fn serve(
     ctx: Arc<Context>,
     counters: Arc<Counters>,
     limits: Arc<SourceLimits>,
+    sessions: Arc<SessionService>,
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let (ctx, counters, limits) = (ctx.clone(), counters.clone(), limits.clone());
+        let (ctx, counters, limits, sessions) = (
+            ctx.clone(),
+            counters.clone(),
+            limits.clone(),
+            sessions.clone(),
+        );
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let (ctx, counters, limits) = (ctx.clone(), counters.clone(), limits.clone());
+                    let (ctx, counters, limits, sessions) = (
+                        ctx.clone(),
+                        counters.clone(),
+                        limits.clone(),
+                        sessions.clone(),
+                    );
                     async move {
                         let path = req.uri().path().to_owned();
-                        let snap =
-                            tokio::task::spawn_blocking(move || snapshot(&ctx, &counters, &limits))
-                                .await
-                                .unwrap_or_default();
+                        let snap = tokio::task::spawn_blocking(move || {
+                            snapshot(&ctx, &counters, &limits, &sessions)
+                        })
+                        .await
+                        .unwrap_or_default();
                         let (status, ctype, body) = match path.as_str() {
                             "/metrics" => {
                                 (StatusCode::OK, "text/plain; version=0.0.4", render(&snap))

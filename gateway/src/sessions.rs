@@ -7,6 +7,7 @@
 //! traffic, and its flows.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use base64::Engine as _;
@@ -42,6 +43,8 @@ pub struct SessionService {
     ctx: Arc<Context>,
     dataplane: Option<DataPlane>,
     state: Mutex<State>,
+    granted: AtomicU64,
+    refused: AtomicU64,
 }
 
 struct State {
@@ -85,6 +88,8 @@ impl SessionService {
             }),
             ctx: ctx.clone(),
             dataplane,
+            granted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         });
         let weak: Weak<Self> = Arc::downgrade(&svc);
         ctx.on_crl_published({
@@ -237,6 +242,7 @@ impl SessionService {
                 "the gateway could not set up the tunnel",
             ));
         }
+        self.granted.fetch_add(1, Ordering::Relaxed);
         Ok(SessionGrant {
             session: id,
             role: terms.role.clone(),
@@ -353,6 +359,27 @@ impl SessionService {
 
     pub fn list(&self) -> Vec<Session> {
         self.lock().sessions.list()
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Admissions granted and refused since start.
+    pub fn granted(&self) -> u64 {
+        self.granted.load(Ordering::Relaxed)
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    pub fn dataplane_counters(&self) -> Option<crate::dataplane::counters::Snapshot> {
+        self.dataplane.as_ref().map(DataPlane::counters)
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.dataplane.as_ref().map_or(0, DataPlane::peer_count)
     }
 
     /// After a revocation: ends, at once, every session whose device or employee is no
@@ -512,6 +539,7 @@ impl SessionService {
         evaluation: Option<&Evaluation>,
         failures: Vec<Failure>,
     ) -> ApiError {
+        self.refused.fetch_add(1, Ordering::Relaxed);
         let record = &device.record;
         if let Some(e) = evaluation {
             self.journal_or_log(&Event::PostureChecked {

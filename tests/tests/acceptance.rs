@@ -44,7 +44,10 @@ fn the_demo_tells_the_whole_story() {
     // Nothing is left behind.
     let tag = text
         .lines()
-        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("zd") && w.ends_with("wa")))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("zd") && w.ends_with("wa"))
+        })
         .map(|w| w.trim_end_matches("wa").to_owned())
         .expect("the demo's namespace tag");
     let namespaces = ztgw_tests::netns::run(Command::new("ip").args(["netns", "list"]));
