@@ -86,6 +86,19 @@ enum Command {
     },
     /// End this device's session at the gateway and tear the tunnel down (G9).
     Disconnect,
+    /// Report an incident to your security unit (G13): this device's access is revoked
+    /// at once. Works whatever the state of the device.
+    #[command(
+        after_help = "Example:\n  ztgw-agent report-incident --kind lost-secret --note 'password typed on a phishing page'"
+    )]
+    ReportIncident {
+        /// What happened: lost-secret, malware, data-theft or device-lost.
+        #[arg(long, value_parser = ["lost-secret", "malware", "data-theft", "device-lost"])]
+        kind: String,
+        /// What you can say about it, for the security unit.
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Check this device against the posture your role requires, and say how to fix
     /// what fails.
     Posture {
@@ -253,6 +266,26 @@ async fn run(cli: Cli) -> Result<(), String> {
                 }
             };
             run_connection(&state, &target, &posture_root).await
+        }
+        Command::ReportIncident { kind, note } => {
+            let _: serde_json::Value = ztgw_agent::renew::device_client(&state)
+                .map_err(|e| e.to_string())?
+                .post(
+                    ztgw_pki::wire::path::INCIDENT,
+                    &ztgw_pki::wire::IncidentRequest { kind, note },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Ok(Some(s)) = connect::session(&state) {
+                if let Some(i) = &s.interface {
+                    connect::teardown(i, &s.tunnel_address);
+                }
+                connect::forget(&state);
+            }
+            println!(
+                "Incident reported. This device's access is revoked; your security unit has been told. Follow their instructions."
+            );
+            Ok(())
         }
         Command::Disconnect => match connect::disconnect(&state)
             .await

@@ -28,6 +28,7 @@ pub struct Settings {
     pub policy: PolicySection,
     pub journal: JournalSection,
     pub metrics: MetricsSection,
+    pub incidents: IncidentsSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -152,6 +153,17 @@ pub struct JournalSection {
     pub auditors_group: String,
 }
 
+/// `[incidents]`: who is told when an incident is reported (G13).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentsSection {
+    /// A program and its arguments (no shell), run for each incident with the incident
+    /// as JSON on its standard input: e.g. a script that mails the security unit or posts
+    /// to a webhook with curl. Empty: no notification.
+    #[serde(default)]
+    pub notify_command: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
@@ -177,6 +189,8 @@ struct RawSettings {
     journal: Option<JournalSection>,
     #[serde(default)]
     metrics: Option<MetricsSection>,
+    #[serde(default)]
+    incidents: Option<IncidentsSection>,
 }
 
 impl Settings {
@@ -203,6 +217,7 @@ impl Settings {
             metrics: raw.metrics.unwrap_or_else(|| MetricsSection {
                 listen: defaults::metrics_listen(),
             }),
+            incidents: raw.incidents.unwrap_or_default(),
         };
         s.gateway.state_dir = base.join(&s.gateway.state_dir);
         let state = s.gateway.state_dir.clone();
@@ -568,6 +583,12 @@ segment_max_age = "1d"
 retention = "365d"
 # Besides root, members of this group may read the journal.
 auditors_group = "auditors"
+
+[incidents]
+# Run for each reported incident (G13) with the incident as JSON on standard input: a
+# program and its arguments, no shell. For example a script that mails the security unit:
+# notify_command = ["/usr/local/bin/ztgw-notify", "securite@example.gov.ma"]
+notify_command = []
 
 [metrics]
 # Prometheus metrics (/metrics) and the health check (/health), plain HTTP: keep this on

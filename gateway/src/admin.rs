@@ -6,6 +6,7 @@
 //! runs: both call [`handle`]. Every action is recorded with its operator, time and
 //! reason in the same transaction as the change.
 
+pub mod incident;
 pub mod sessions;
 pub mod socket;
 
@@ -75,6 +76,13 @@ pub enum AdminRequest {
     },
     /// Re-read the policy; it replaces the one in force only if valid and its tests pass.
     PolicyReload,
+    /// An incident (G13): the device, or all of the employee's, revoked at once.
+    IncidentReport {
+        device: Option<DeviceId>,
+        employee: Option<EmployeeId>,
+        kind: incident::IncidentKind,
+        note: Option<String>,
+    },
     /// The live sessions (running gateway only).
     SessionList,
     /// End a live session now (running gateway only).
@@ -507,6 +515,20 @@ pub fn handle(
                 }
             }
         }
+        AdminRequest::IncidentReport {
+            device,
+            employee,
+            kind,
+            note,
+        } => incident::report(
+            ctx,
+            now,
+            operator,
+            device.as_ref(),
+            employee.as_ref(),
+            *kind,
+            note,
+        ),
         AdminRequest::SessionList | AdminRequest::SessionEnd { .. } => Err(AdminError::new(
             AdminErrorCode::Conflict,
             "sessions exist only in a running gateway, and none answers on the admin socket",

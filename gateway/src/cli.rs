@@ -87,6 +87,9 @@ pub enum Command {
     /// Live sessions of the running gateway: list, end (G9).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Incidents (G13): report one; the device or the employee is revoked at once.
+    #[command(subcommand)]
+    Incident(IncidentCommand),
     /// The access policy: check, test, explain, diff, reload (G2, G4, G18).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -209,6 +212,34 @@ pub struct InviteArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Report an incident: the device (or every device of the employee) is revoked at
+    /// once, its sessions end, the incident is journaled and the notification command
+    /// ([incidents] notify_command) is run.
+    #[command(
+        after_help = "Example:\n  ztgw incident report --device dev-3k9x… --kind malware --note 'EDR alert 4411'"
+    )]
+    Report {
+        /// The device concerned, as `ztgw device list` shows it.
+        #[arg(
+            long,
+            required_unless_present = "employee",
+            conflicts_with = "employee"
+        )]
+        device: Option<DeviceId>,
+        /// The employee concerned (every device of theirs is revoked).
+        #[arg(long)]
+        employee: Option<EmployeeId>,
+        /// What happened.
+        #[arg(long, value_enum)]
+        kind: crate::admin::incident::IncidentKind,
+        /// A free-text note kept with the incident in the journal.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -472,6 +503,20 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 }
             };
             show(admin(&cli.config, &operator, request)?, json)
+        }
+        Command::Incident(IncidentCommand::Report {
+            device,
+            employee,
+            kind,
+            note,
+        }) => {
+            let request = AdminRequest::IncidentReport {
+                device,
+                employee,
+                kind,
+                note,
+            };
+            show(admin(&cli.config, &operator, request)?, false)
         }
         Command::Session(cmd) => {
             let (request, json) = match cmd {

@@ -30,6 +30,8 @@ pub mod path {
     pub const SESSION: &str = "/v1/session";
     pub const SESSION_RECHECK: &str = "/v1/session/recheck";
     pub const SESSION_END: &str = "/v1/session/end";
+    /// POST (mTLS): the employee reports an incident; accepted whatever the posture.
+    pub const INCIDENT: &str = "/v1/incident";
 }
 
 /// Who owns the device (the guide treats personal computers with extra care, G6).
@@ -253,6 +255,14 @@ pub struct RecheckView {
     pub quarantined: bool,
     pub next_recheck_secs: u64,
     pub allowed_ips: Vec<String>,
+}
+
+/// `POST /v1/incident` (mTLS): `kind` is `lost-secret`, `malware`, `data-theft` or
+/// `device-lost`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentRequest {
+    pub kind: String,
+    pub note: Option<String>,
 }
 
 /// `POST /v1/session/end` (mTLS): the employee disconnects.

@@ -51,6 +51,11 @@ impl Site {
     /// A gateway with `policy` (its roles use posture profile `lab`, see
     /// [`lab_policy`]).
     pub fn new(policy: &str) -> Self {
+        Self::new_with(policy, |settings| settings)
+    }
+
+    /// As [`Site::new`], with `edit` applied to gateway.toml before the gateway starts.
+    pub fn new_with(policy: &str, edit: impl FnOnce(String) -> String) -> Self {
         netns::require("wireguard-go", "wireguard-go");
         let dir = tempfile::tempdir().expect("tempdir");
         let gw = Netns::new("zs");
@@ -72,7 +77,7 @@ impl Site {
                 &format!("interface = {:?}", netns::unique("zt")),
             )
             .replace("workers = 0", "workers = 1");
-        std::fs::write(&config, text).expect("settings");
+        std::fs::write(&config, edit(text)).expect("settings");
         std::fs::write(state.join("policy.toml"), policy).expect("policy");
         let mut cmd = gw.command(crate::binary("ztgw"));
         cmd.env("ZTGW_CONFIG", &config)

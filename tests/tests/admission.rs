@@ -117,7 +117,11 @@ fn disconnect_ends_the_session_and_journals_it() {
     let laptop = site.laptop("e4004", "hr", Posture::Compliant);
     let _agent = laptop.connect().expect("connects");
     assert!(netns::eventually(Duration::from_secs(10), || laptop.reaches_dns()));
-    let metrics = netns::run(site.gw.command("curl").args(["-s", "http://127.0.0.1:9469/metrics"]));
+    let metrics = netns::run(
+        site.gw
+            .command("curl")
+            .args(["-s", "http://127.0.0.1:9469/metrics"]),
+    );
     for line in [
         "ztgw_sessions 1",
         "ztgw_admissions_total{outcome=\"granted\"} 1",
@@ -137,4 +141,48 @@ fn disconnect_ends_the_session_and_journals_it() {
     assert_eq!(ended.len(), 1, "{ended:?}");
     assert_eq!(ended[0]["reason"], "disconnected");
     assert!(site.ztgw_ok(&["session", "list", "--json"]).contains("[]"));
+}
+
+#[test]
+fn an_incident_reported_from_the_laptop_revokes_it_and_notifies_the_security_unit() {
+    let notified = tempfile::tempdir().expect("tempdir");
+    let out = notified.path().join("incident.json");
+    let mut site = Site::new_with(&lab_policy(ALWAYS), |settings| {
+        settings.replace(
+            "notify_command = []",
+            &format!(
+                "notify_command = [\"sh\", \"-c\", \"cat > {}\"]",
+                out.display()
+            ),
+        )
+    });
+    let laptop = site.laptop("e5005", "finance", Posture::Compliant);
+    let _agent = laptop.connect().expect("connects");
+    assert!(netns::eventually(Duration::from_secs(10), || laptop.reaches_dns()));
+    let reported = laptop.agent(&[
+        "report-incident",
+        "--kind",
+        "malware",
+        "--note",
+        "odd popups",
+    ]);
+    assert!(
+        reported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reported.stderr)
+    );
+    assert!(!laptop.reaches_dns(), "the tunnel is cut");
+    let incidents = site.journal("incident.reported");
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0]["kind"], "malware");
+    assert_eq!(incidents[0]["device"], laptop.device.as_str());
+    let ended = site.journal("session.ended");
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["reason"], "device-revoked");
+    let note: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("the notification ran")).expect("JSON");
+    assert_eq!(note["type"], "incident.reported");
+    assert_eq!(note["note"], "odd popups");
+    // The device is out of service: it cannot connect again.
+    assert!(laptop.connect().is_err());
 }

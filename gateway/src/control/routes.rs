@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use ztgw_pki::wire::{
-    AdmissionRequest, EndRequest, EnrolRequest, RecheckRequest, RenewRequest, path,
+    AdmissionRequest, EndRequest, EnrolRequest, IncidentRequest, RecheckRequest, RenewRequest, path,
 };
 
 use super::limits::SourceLimits;
@@ -131,6 +131,15 @@ async fn dispatch(
             .await?;
             json(StatusCode::OK, &serde_json::json!({"ended": true}))
         }
+        (Method::POST, path::INCIDENT) => {
+            let body: IncidentRequest = read_json(req, max).await?;
+            let answer = blocking(move || {
+                let device = authenticate(&ctx, &presented)?;
+                crate::admin::incident::from_device(&ctx, &device, &body)
+            })
+            .await?;
+            json(StatusCode::OK, &answer)
+        }
         (Method::GET, path::AUDIT_EVENTS | path::AUDIT_VERIFY | path::AUDIT_CHECKPOINT) => {
             let route = req.uri().path().to_owned();
             let query = req.uri().query().unwrap_or("").to_owned();
@@ -151,7 +160,8 @@ async fn dispatch(
             | path::SESSION_NONCE
             | path::SESSION
             | path::SESSION_RECHECK
-            | path::SESSION_END,
+            | path::SESSION_END
+            | path::INCIDENT,
         ) => Err(ApiError::new(
             Reason::MethodNotAllowed,
             format!("{} is not allowed here", req.method()),

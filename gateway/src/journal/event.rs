@@ -164,6 +164,19 @@ pub enum Event {
         role: String,
         reason: String,
     },
+    /// An incident reported by an employee (from the device) or by the security unit
+    /// (G13); the access it concerns is revoked at once.
+    #[serde(rename = "incident.reported")]
+    IncidentReported {
+        kind: String,
+        device: Option<String>,
+        employee: String,
+        reporter: String,
+        note: Option<String>,
+    },
+    /// The incident notification command failed (the incident itself took effect).
+    #[serde(rename = "incident.notify_failed")]
+    IncidentNotifyFailed { seq: u64, error: String },
     /// An emergency override of the schedule, for an employee or a role.
     #[serde(rename = "schedule.override")]
     ScheduleOverride {
@@ -229,6 +242,8 @@ impl Event {
             Self::SessionFlows { .. } => "session.flows",
             Self::SessionRoleChanged { .. } => "session.role_changed",
             Self::ScheduleOverride { .. } => "schedule.override",
+            Self::IncidentReported { .. } => "incident.reported",
+            Self::IncidentNotifyFailed { .. } => "incident.notify_failed",
             Self::PostureChecked { .. } => "posture.checked",
             Self::AuditorAdded { .. } => "auditor.added",
             Self::AuditorRevoked { .. } => "auditor.revoked",
