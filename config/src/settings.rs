@@ -335,6 +335,10 @@ impl StatePaths {
     pub fn crl(&self) -> PathBuf {
         self.dir.join("crl.pem")
     }
+    /// Emergency schedule overrides in force (`ztgw schedule override`).
+    pub fn overrides(&self) -> PathBuf {
+        self.dir.join("overrides.json")
+    }
     pub fn registry(&self) -> PathBuf {
         self.dir.join("registry.db")
     }

@@ -7,6 +7,7 @@
 //! reason in the same transaction as the change.
 
 pub mod incident;
+pub mod schedule_override;
 pub mod sessions;
 pub mod socket;
 
@@ -82,6 +83,14 @@ pub enum AdminRequest {
         employee: Option<EmployeeId>,
         kind: incident::IncidentKind,
         note: Option<String>,
+    },
+    /// An emergency override of the schedule for a role or an employee, until a time.
+    ScheduleOverride {
+        role: Option<String>,
+        employee: Option<EmployeeId>,
+        #[serde(with = "time::serde::rfc3339")]
+        until: OffsetDateTime,
+        reason: String,
     },
     /// The live sessions (running gateway only).
     SessionList,
@@ -528,6 +537,20 @@ pub fn handle(
             employee.as_ref(),
             *kind,
             note,
+        ),
+        AdminRequest::ScheduleOverride {
+            role,
+            employee,
+            until,
+            reason,
+        } => schedule_override::set(
+            ctx,
+            now,
+            operator,
+            role.as_deref(),
+            employee.as_ref(),
+            *until,
+            reason,
         ),
         AdminRequest::SessionList | AdminRequest::SessionEnd { .. } => Err(AdminError::new(
             AdminErrorCode::Conflict,

@@ -87,6 +87,9 @@ pub enum Command {
     /// Live sessions of the running gateway: list, end (G9).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Schedules: an emergency override for a role or an employee.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Incidents (G13): report one; the device or the employee is revoked at once.
     #[command(subcommand)]
     Incident(IncidentCommand),
@@ -212,6 +215,38 @@ pub struct InviteArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Allow telework outside the schedule until a time, for a role or an employee (an
+    /// emergency); journaled with its reason.
+    #[command(
+        after_help = "Example:\n  ztgw schedule override --role finance --until 2027-04-06T22:00:00+01:00 --reason 'year-end closing'"
+    )]
+    Override {
+        /// The role whose members may connect.
+        #[arg(
+            long,
+            required_unless_present = "employee",
+            conflicts_with = "employee"
+        )]
+        role: Option<String>,
+        /// The employee who may connect.
+        #[arg(long)]
+        employee: Option<EmployeeId>,
+        /// Until when (RFC 3339, with its offset), at most 31 days ahead.
+        #[arg(long, value_parser = parse_rfc3339)]
+        until: time::OffsetDateTime,
+        /// Why, for the journal.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+fn parse_rfc3339(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2027-04-06T22:00:00+01:00 ({e})"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -503,6 +538,20 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 }
             };
             show(admin(&cli.config, &operator, request)?, json)
+        }
+        Command::Schedule(ScheduleCommand::Override {
+            role,
+            employee,
+            until,
+            reason,
+        }) => {
+            let request = AdminRequest::ScheduleOverride {
+                role,
+                employee,
+                until,
+                reason,
+            };
+            show(admin(&cli.config, &operator, request)?, false)
         }
         Command::Incident(IncidentCommand::Report {
             device,

@@ -164,7 +164,12 @@ impl SessionService {
             wg_key: &wg_key,
             policy: &active.policy,
             posture: evaluation.as_ref(),
-            override_until: None,
+            override_until: crate::admin::schedule_override::until_for(
+                &self.ctx,
+                now,
+                &record.employee,
+                &record.role,
+            ),
         };
         let decided = admission::decide(&facts, now);
         let terms = match (decided, early) {

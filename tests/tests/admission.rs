@@ -109,6 +109,40 @@ fn outside_the_telework_window_the_laptop_is_refused() {
     let err = laptop.connect().expect_err("refused");
     assert!(err.contains("outside-schedule"), "{err}");
     assert!(err.contains("next window opens"), "{err}");
+
+    // An emergency override for this employee lets the laptop in, until its end.
+    let until = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .replace_nanosecond(0)
+        .expect("whole seconds")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    site.ztgw_ok(&[
+        "schedule",
+        "override",
+        "--employee",
+        "e3003",
+        "--until",
+        &until,
+        "--reason",
+        "flood at the office",
+    ]);
+    let _agent = laptop.connect().expect("admitted under the override");
+    let overrides = site.journal("schedule.override");
+    assert_eq!(overrides.len(), 1, "{overrides:?}");
+    assert_eq!(overrides[0]["target"], "employee:e3003");
+    let started = site.journal("session.started");
+    assert_eq!(started[0]["schedule"], "override");
+    let listed = site.ztgw_ok(&["session", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    let ends = listed["sessions"][0]["ends_at"]
+        .as_str()
+        .expect("ends_at")
+        .to_owned();
+    assert_eq!(
+        time::OffsetDateTime::parse(&ends, &time::format_description::well_known::Rfc3339).ok(),
+        time::OffsetDateTime::parse(&until, &time::format_description::well_known::Rfc3339).ok(),
+        "the session ends with the override"
+    );
 }
 
 #[test]
