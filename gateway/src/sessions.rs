@@ -142,7 +142,6 @@ impl SessionService {
         device: &AuthenticatedDevice,
         req: &AdmissionRequest,
     ) -> Result<SessionGrant, ApiError> {
-        let dp = self.dataplane()?;
         let now = self.ctx.clock.now();
         let active = self.ctx.policy.current();
         let record = &device.record;
@@ -180,6 +179,8 @@ impl SessionService {
             }
             (Ok(_), Some(f)) => return Err(self.refuse(device, evaluation.as_ref(), vec![f])),
         };
+        // Checked after the decision, so that a refusal is explained even here.
+        let dp = self.dataplane()?;
 
         let id = format!("s-{}", hex(&random::<12>(self.ctx.entropy.as_ref())?));
         let (session, replaced) = self

@@ -220,3 +220,90 @@ fn an_incident_reported_from_the_laptop_revokes_it_and_notifies_the_security_uni
     // The device is out of service: it cannot connect again.
     assert!(laptop.connect().is_err());
 }
+
+/// A schedule window that closes during the session cuts it at that instant (within a
+/// second), not at the next re-check. Takes up to two minutes: schedules have minutes.
+#[test]
+fn the_end_of_the_window_cuts_the_session_at_that_instant() {
+    use time::OffsetDateTime;
+    // The window closes at a minute boundary 40 to 100 seconds from now (after waiting
+    // out midnight, so that it is today's).
+    let mut now = OffsetDateTime::now_utc();
+    if (now + time::Duration::seconds(100)).date() != now.date() {
+        std::thread::sleep(Duration::from_secs(105));
+        now = OffsetDateTime::now_utc();
+    }
+    let end = now + time::Duration::seconds(100);
+    let end = end
+        .replace_second(0)
+        .expect("second")
+        .replace_nanosecond(0)
+        .expect("ns");
+    let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        [now.weekday().number_days_from_monday() as usize];
+    let schedule = format!(
+        "timezone = \"UTC\"\ndays = [\"{day}\"]\nhours = [\"00:00-{:02}:{:02}\"]",
+        end.hour(),
+        end.minute()
+    );
+    let mut site = Site::new(&lab_policy(&schedule));
+    let laptop = site.laptop("e6006", "finance", Posture::Compliant);
+    let _agent = laptop.connect().expect("connects inside the window");
+    assert!(netns::eventually(Duration::from_secs(10), || laptop.reaches_dns()));
+    let until_end = (end - OffsetDateTime::now_utc())
+        .whole_milliseconds()
+        .max(0) as u64;
+    let _stream = Proc::spawn({
+        let mut c = laptop.ns.command(ztgw_tests::binary("netns-probe"));
+        c.args(["udp-stream", &format!("{DNS}:53"), "--interval-ms", "5"])
+            .args(["--duration-ms", &(until_end + 3000).to_string()]);
+        c
+    });
+    std::thread::sleep(Duration::from_millis(until_end + 2500));
+    let stats: serde_json::Value = serde_json::from_str(&site.servers.ask("stats")).expect("stats");
+    let last = stats["udp/53"]["last_ms"]
+        .as_u64()
+        .expect("the stream flowed");
+    let end_ms = (end.unix_timestamp() * 1000) as u64;
+    assert!(
+        last >= end_ms.saturating_sub(1000),
+        "the stream flowed until near the end"
+    );
+    assert!(
+        last <= end_ms + 1000,
+        "traffic went on {} ms after the window closed",
+        last.saturating_sub(end_ms)
+    );
+    let ended = site.journal("session.ended");
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["reason"], "window-ended");
+}
+
+/// A policy reload re-evaluates live sessions: a role that loses its schedule loses its
+/// sessions at once.
+#[test]
+fn a_policy_reload_ends_sessions_it_no_longer_allows() {
+    let mut site = Site::new(&lab_policy(ALWAYS));
+    let laptop = site.laptop("e7007", "finance", Posture::Compliant);
+    let _agent = laptop.connect().expect("connects");
+    assert!(netns::eventually(Duration::from_secs(10), || laptop.reaches_dns()));
+    let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][(time::OffsetDateTime::now_utc()
+        .weekday()
+        .number_days_from_monday()
+        as usize
+        + 3)
+        % 7];
+    let closed = format!("timezone = \"UTC\"\ndays = [\"{day}\"]\nhours = [\"08:00-17:00\"]");
+    let policy = site.config.with_file_name("policy.toml");
+    std::fs::write(&policy, lab_policy(&closed)).expect("policy");
+    site.ztgw_ok(&["policy", "reload"]);
+    assert!(!laptop.reaches_dns(), "the session is gone");
+    let ended = site.journal("session.ended");
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert!(
+        ended[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("policy: outside the schedule")),
+        "{ended:?}"
+    );
+}

@@ -36,3 +36,48 @@ async fn an_enrolled_agent_checks_this_machine_against_its_roles_profile() {
     );
     gw.running.shutdown("test").await;
 }
+
+/// A posture report is good for one admission: its nonce is spent, and a replay is
+/// refused (and journaled) as such, whatever else the report says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_posture_report_is_refused() {
+    use ztgw_pki::wire::{AdmissionRequest, NonceView, path};
+    let gw = TestGateway::start(GatewayOptions::default()).await;
+    let agent = gw.enrol("e9902").await;
+    let state = agent.state();
+    let client = ztgw_agent::renew::device_client(&state).expect("client");
+    let (_, profile) = profile_for(&state).await.expect("profile");
+    let nonce: NonceView = client
+        .post(path::SESSION_NONCE, &serde_json::json!({}))
+        .await
+        .expect("nonce");
+    let report = ztgw_agent::posture::collect_for(&profile, "/".into(), nonce.nonce);
+    let request = AdmissionRequest {
+        wg_public_key: agent.record.wireguard_public_key.to_base64(),
+        posture: serde_json::to_string(&report).expect("json"),
+    };
+    let ids = |e: ztgw_agent::AgentError| -> Vec<String> {
+        match e {
+            ztgw_agent::AgentError::Refused { body, .. } => {
+                body.checks.into_iter().map(|c| c.id).collect()
+            }
+            other => vec![format!("{other:?}")],
+        }
+    };
+    // The first use: whatever the outcome (this gateway runs no data plane), the nonce
+    // was accepted.
+    let first = client
+        .post::<_, serde_json::Value>(path::SESSION, &request)
+        .await
+        .map_err(ids);
+    if let Err(ids) = &first {
+        assert!(!ids.iter().any(|i| i == "posture-replayed"), "{ids:?}");
+    }
+    let second = client
+        .post::<_, serde_json::Value>(path::SESSION, &request)
+        .await
+        .map_err(ids)
+        .expect_err("a replay is refused");
+    assert!(second.iter().any(|i| i == "posture-replayed"), "{second:?}");
+    gw.running.shutdown("test").await;
+}
