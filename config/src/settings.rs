@@ -59,6 +59,10 @@ pub struct ControlSection {
     pub enrolments_per_minute_per_source: u32,
     #[serde(default = "defaults::enrolment_burst")]
     pub enrolment_burst: u32,
+    /// Admission requests (nonce, admission, re-check) per second from one address; the
+    /// burst is twice this.
+    #[serde(default = "defaults::admissions_per_second")]
+    pub admissions_per_second_per_source: u32,
     #[serde(default = "defaults::handshake_timeout")]
     pub handshake_timeout: HumanDuration,
     #[serde(default = "defaults::request_timeout")]
@@ -385,6 +389,9 @@ mod defaults {
     pub fn enrolments_per_minute() -> u32 {
         10
     }
+    pub fn admissions_per_second() -> u32 {
+        50
+    }
     pub fn enrolment_burst() -> u32 {
         5
     }
@@ -528,6 +535,9 @@ handshake_burst = 40
 # Enrolment attempts each source address may make per minute, and the burst allowed.
 enrolments_per_minute_per_source = 10
 enrolment_burst = 5
+# Admission requests (nonce, admission, re-check) each source address may make per
+# second (an office behind one NAT address holds many laptops); the burst is twice this.
+admissions_per_second_per_source = 50
 # A TLS handshake that takes longer than this is dropped.
 handshake_timeout = "10s"
 # A request that takes longer than this is answered with an error.

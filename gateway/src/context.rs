@@ -118,6 +118,12 @@ impl Context {
         self.journal.append(event, self.clock.now())
     }
 
+    /// Journals `events` in order, usually in one group commit; returns once all are
+    /// durable.
+    pub fn journal_all(&self, events: &[Event]) -> Result<Vec<u64>, JournalError> {
+        self.journal.append_all(events, self.clock.now())
+    }
+
     /// Runs `hook` after every policy this context puts in force (the session layer
     /// re-evaluates live sessions there).
     pub fn on_policy_loaded(&self, hook: impl Fn(&Arc<ActivePolicy>) + Send + Sync + 'static) {

@@ -130,9 +130,17 @@ impl SessionService {
             .map_err(|_| {
                 ApiError::new(Reason::SessionsUnavailable, "too many nonces outstanding")
             })?;
+        let active = self.ctx.policy.current();
+        let profile = active
+            .policy
+            .roles
+            .get(&device.record.role)
+            .and_then(|r| active.policy.posture.get(&r.posture))
+            .and_then(|p| serde_json::to_value(p).ok());
         Ok(NonceView {
             nonce,
             valid_secs: NONCE_LIFETIME.whole_seconds().unsigned_abs(),
+            profile,
         })
     }
 
@@ -202,33 +210,31 @@ impl SessionService {
         if let Some(old) = replaced {
             self.finish(old, &EndReason::Replaced);
         }
-        let journaled = self
-            .ctx
-            .journal(&Event::PostureChecked {
+        let journaled = self.ctx.journal_all(&[
+            Event::PostureChecked {
                 device: record.id.to_string(),
                 employee: record.employee.to_string(),
                 compliant: true,
                 failed: Vec::new(),
-            })
-            .and_then(|_| {
-                self.ctx.journal(&Event::AdmissionGranted {
-                    session: id.clone(),
-                    device: record.id.to_string(),
-                    employee: record.employee.to_string(),
-                    role: terms.role.clone(),
-                })
-            })
-            .and_then(|_| {
-                self.ctx.journal(&Event::SessionStarted {
-                    session: id.clone(),
-                    device: record.id.to_string(),
-                    employee: record.employee.to_string(),
-                    role: terms.role.clone(),
-                    schedule: terms.schedule.clone(),
-                })
-            });
+            },
+            Event::AdmissionGranted {
+                session: id.clone(),
+                device: record.id.to_string(),
+                employee: record.employee.to_string(),
+                role: terms.role.clone(),
+            },
+            Event::SessionStarted {
+                session: id.clone(),
+                device: record.id.to_string(),
+                employee: record.employee.to_string(),
+                role: terms.role.clone(),
+                schedule: terms.schedule.clone(),
+            },
+        ]);
         if let Err(e) = journaled {
-            self.lock().sessions.end(&id);
+            let mut st = self.lock();
+            st.sessions.end(&id);
+            st.sessions.release(session.tunnel_addr);
             return Err(e.into());
         }
         let psk = random::<32>(self.ctx.entropy.as_ref())?;
@@ -501,12 +507,19 @@ impl SessionService {
             Some(dp) => (dp.peer(&s.id), dp.remove_peer(&s.id)),
             None => (None, None),
         };
-        self.lock().rx_seen.remove(&s.id);
-        if let Some(report) = report {
-            self.journal_flows(report, s.device.as_str());
+        {
+            let mut st = self.lock();
+            st.rx_seen.remove(&s.id);
+            // The peer is gone: its address may serve another session.
+            st.sessions.release(s.tunnel_addr);
         }
         let now = self.ctx.clock.now();
-        self.journal_or_log(&Event::SessionEnded {
+        let mut events: Vec<Event> = report
+            .filter(|r| !r.is_empty())
+            .map(|r| flows_event(r, s.device.as_str()))
+            .into_iter()
+            .collect();
+        events.push(Event::SessionEnded {
             session: s.id.clone(),
             device: s.device.to_string(),
             employee: s.employee.to_string(),
@@ -515,21 +528,16 @@ impl SessionService {
             bytes_in: info.as_ref().map_or(0, |i| i.rx_bytes),
             bytes_out: info.as_ref().map_or(0, |i| i.tx_bytes),
         });
+        if let Err(err) = self.ctx.journal_all(&events) {
+            tracing::error!(error = %err, "THE AUDIT JOURNAL CANNOT BE WRITTEN: a session's end was not journaled");
+        }
         tracing::info!(reason = %reason.as_string(), "session ended");
     }
 
     fn journal_flows(&self, r: crate::dataplane::accounting::Report, device: &str) {
-        if r.is_empty() {
-            return;
+        if !r.is_empty() {
+            self.journal_or_log(&flows_event(r, device));
         }
-        self.journal_or_log(&Event::SessionFlows {
-            session: r.session,
-            device: device.to_owned(),
-            flows: r.flows,
-            merged: r.merged,
-            denials: r.denials,
-            denials_merged: r.denials_merged,
-        });
     }
 
     fn journal_or_log(&self, e: &Event) {
@@ -547,19 +555,23 @@ impl SessionService {
     ) -> ApiError {
         self.refused.fetch_add(1, Ordering::Relaxed);
         let record = &device.record;
-        if let Some(e) = evaluation {
-            self.journal_or_log(&Event::PostureChecked {
+        let mut events: Vec<Event> = evaluation
+            .map(|e| Event::PostureChecked {
                 device: record.id.to_string(),
                 employee: record.employee.to_string(),
                 compliant: e.compliant,
                 failed: e.failed(),
-            });
-        }
-        self.journal_or_log(&Event::AdmissionDenied {
+            })
+            .into_iter()
+            .collect();
+        events.push(Event::AdmissionDenied {
             device: record.id.to_string(),
             employee: record.employee.to_string(),
             reasons: failures.iter().map(|f| f.id.clone()).collect(),
         });
+        if let Err(err) = self.ctx.journal_all(&events) {
+            tracing::error!(error = %err, "THE AUDIT JOURNAL CANNOT BE WRITTEN: a refused admission was not journaled");
+        }
         ApiError::refused(failures)
     }
 
@@ -620,6 +632,17 @@ impl SessionService {
             Some(s) if s.device == device.record.id => Ok(()),
             _ => Err(unknown_session()),
         }
+    }
+}
+
+fn flows_event(r: crate::dataplane::accounting::Report, device: &str) -> Event {
+    Event::SessionFlows {
+        session: r.session,
+        device: device.to_owned(),
+        flows: r.flows,
+        merged: r.merged,
+        denials: r.denials,
+        denials_merged: r.denials_merged,
     }
 }
 

@@ -210,6 +210,10 @@ pub struct NonceView {
     pub nonce: String,
     /// Seconds it stays valid.
     pub valid_secs: u64,
+    /// The posture profile the report will be checked against (as `/v1/posture/profile`
+    /// gives it), so that the agent needs no other request.
+    #[serde(default)]
+    pub profile: Option<serde_json::Value>,
 }
 
 /// `POST /v1/session` (mTLS): admission.

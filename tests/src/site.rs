@@ -258,7 +258,7 @@ fn agent(ns: &Netns, state: &Path, args: &[&str]) -> Output {
 
 /// A posture root the collector reads: this system's os-release, a fresh update stamp,
 /// and (for `ForbiddenTool`) an `nmap` on PATH.
-fn make_root(root: &Path, posture: Posture) {
+pub fn make_root(root: &Path, posture: Posture) {
     std::fs::create_dir_all(root.join("etc")).expect("root");
     let os = std::fs::read("/etc/os-release").expect("/etc/os-release");
     std::fs::write(root.join("etc/os-release"), os).expect("os-release");

@@ -15,11 +15,6 @@ pub struct SourceLimits {
     admissions: DefaultKeyedRateLimiter<IpAddr>,
 }
 
-/// Admission requests (nonce, admission, re-check) per second from one address: an
-/// office behind one NAT address may hold a few hundred laptops re-checking every five
-/// minutes.
-pub const ADMISSIONS_PER_SECOND_PER_SOURCE: u32 = 50;
-
 impl SourceLimits {
     pub fn new(control: &ControlSection) -> Self {
         let nz = |v: u32| NonZeroU32::new(v.max(1)).unwrap_or(NonZeroU32::MIN);
@@ -33,8 +28,9 @@ impl SourceLimits {
                     .allow_burst(nz(control.enrolment_burst)),
             ),
             admissions: RateLimiter::keyed(
-                Quota::per_second(nz(ADMISSIONS_PER_SECOND_PER_SOURCE))
-                    .allow_burst(nz(2 * ADMISSIONS_PER_SECOND_PER_SOURCE)),
+                Quota::per_second(nz(control.admissions_per_second_per_source)).allow_burst(nz(
+                    control.admissions_per_second_per_source.saturating_mul(2),
+                )),
             ),
         }
     }

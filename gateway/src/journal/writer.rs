@@ -199,6 +199,40 @@ impl Journal {
             .map_err(|_| JournalError::Unavailable("the journal writer stopped".into()))?
     }
 
+    /// Appends `events` in order, sent to the writer together so that one group commit
+    /// usually makes them all durable; returns their sequence numbers once all are.
+    pub fn append_all(
+        &self,
+        events: &[Event],
+        time: OffsetDateTime,
+    ) -> Result<Vec<u64>, JournalError> {
+        if let Some(reason) = self.failure() {
+            return Err(JournalError::Unavailable(reason));
+        }
+        let time_ms = (time.unix_timestamp_nanos() / 1_000_000) as i64;
+        let mut answers = Vec::with_capacity(events.len());
+        for event in events {
+            let payload = serde_json::to_vec(event).map_err(|e| JournalError::Io(e.to_string()))?;
+            if payload.len() > frame::MAX_PAYLOAD {
+                return Err(JournalError::TooLarge);
+            }
+            let (reply, answer) = mpsc::sync_channel(1);
+            self.send(Cmd::Append {
+                payload,
+                time_ms,
+                reply,
+            })?;
+            answers.push(answer);
+        }
+        answers
+            .into_iter()
+            .map(|a| {
+                a.recv()
+                    .map_err(|_| JournalError::Unavailable("the journal writer stopped".into()))?
+            })
+            .collect()
+    }
+
     /// Deletes whole segments whose last record is older than `older_than` (never the
     /// current one), leaving a signed purge record so the rest still verifies, and
     /// journals the purge. Returns the deleted segments' names.

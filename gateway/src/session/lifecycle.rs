@@ -236,11 +236,17 @@ impl Sessions {
         self.by_id.values().map(deadline).min()
     }
 
-    /// Ends session `id` (returns it, with its address back in the pool).
+    /// Ends session `id` and returns it. Its tunnel address stays reserved until
+    /// [`Sessions::release`]: the data plane may still hold its peer.
     pub fn end(&mut self, id: &str) -> Option<Session> {
-        let s = self.by_id.remove(id)?;
-        self.pool.give_back(s.tunnel_addr);
-        Some(s)
+        self.by_id.remove(id)
+    }
+
+    /// Puts an ended session's address back in the pool, once its peer is gone.
+    pub fn release(&mut self, addr: IpAddr) {
+        if !self.by_id.values().any(|s| s.tunnel_addr == addr) {
+            self.pool.give_back(addr);
+        }
     }
 
     /// Ends every session for which `pred` holds.

@@ -188,14 +188,13 @@ fn revocation_ends_every_session_of_the_device_at_once_and_frees_its_address() {
     let gone = t.end_where(|s| s.device.as_str() == "dev-a");
     assert_eq!(gone.len(), 1);
     assert_eq!(t.len(), 1);
-    let c = admit(
-        &mut t,
-        "s3",
-        "dev-c",
-        &terms(T0 + Duration::hours(8), true),
-        T0,
-    );
-    assert_eq!(c.tunnel_addr, a.tunnel_addr, "the address is reused");
+    // Until its peer is gone from the data plane, the address stays reserved.
+    let later = terms(T0 + Duration::hours(8), true);
+    let c = admit(&mut t, "s3", "dev-c", &later, T0);
+    assert_ne!(c.tunnel_addr, a.tunnel_addr);
+    t.release(a.tunnel_addr);
+    let d = admit(&mut t, "s4", "dev-d", &later, T0);
+    assert_eq!(d.tunnel_addr, a.tunnel_addr, "then it is reused");
 }
 
 #[test]

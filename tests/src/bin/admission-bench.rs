@@ -1,0 +1,274 @@
+//! The admission benchmark (issue #7), printing figures from one run:
+//!
+//! 1. Admissions per second with `AGENTS` concurrent agents on the gateway's own
+//!    loopback: each admission is a nonce request and an admission request over mTLS
+//!    (new TLS connections), a posture report evaluated, the session journaled (fsync)
+//!    and its peer installed; then a disconnect. p50 and p99 latency of an admission.
+//!    Baseline from the same run: the same requests to `/v1/device` (mTLS and a registry
+//!    read, nothing journaled), so the ratio shows what admission itself costs.
+//! 2. Revocation to the last forwarded packet: a laptop (wireguard-go) streams UDP
+//!    through its tunnel; `ztgw device revoke` is run; the last datagram the internal
+//!    server receives is compared with the moment the command returned. `ROUNDS` rounds.
+//!
+//! Run with `deploy/scripts/bench-admission.sh` (release build). Needs root.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ztgw_tests::lab::DNS;
+use ztgw_tests::netns::{self, Proc};
+use ztgw_tests::site::{ALWAYS, Posture, Site, lab_policy};
+
+const AGENTS: usize = 200;
+const ROUNDS: usize = 20;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--inner") {
+        return inner(&args[2..]);
+    }
+    let secs: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    println!("ztgw admission benchmark ({AGENTS} agents, {secs} s per phase, one run)\n");
+    admissions(secs);
+    revocations();
+}
+
+fn admissions(secs: u64) {
+    let site = Site::new_with(&lab_policy(ALWAYS), |s| {
+        s.replace(
+            "handshakes_per_second_per_source = 20",
+            "handshakes_per_second_per_source = 100000",
+        )
+        .replace("handshake_burst = 40", "handshake_burst = 100000")
+        .replace(
+            "enrolments_per_minute_per_source = 10",
+            "enrolments_per_minute_per_source = 100000",
+        )
+        .replace("enrolment_burst = 5", "enrolment_burst = 100000")
+        .replace(
+            "admissions_per_second_per_source = 50",
+            "admissions_per_second_per_source = 100000",
+        )
+        .replace("max_peers = 10000", "max_peers = 20000")
+    });
+    // Invitations for every agent, from the security unit.
+    let mut invitations = Vec::with_capacity(AGENTS);
+    for i in 0..AGENTS {
+        let out = site.ztgw_ok(&[
+            "invite",
+            "--employee",
+            &format!("b{i:04}"),
+            "--role",
+            "finance",
+            "--approved-by",
+            "bench",
+            "--reference",
+            "BENCH",
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("invite");
+        invitations.push(v["invitation"].as_str().expect("invitation").to_owned());
+    }
+    let dir = site.dir.path().join("bench");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let list = dir.join("invitations");
+    std::fs::write(&list, invitations.join("\n")).expect("invitations");
+    let mut inner = site.gw.command(std::env::current_exe().expect("exe"));
+    inner
+        .arg("--inner")
+        .arg(&dir)
+        .arg(secs.to_string())
+        .arg(site.dir.path().join("root-bench"));
+    ztgw_tests::site::make_root(&site.dir.path().join("root-bench"), Posture::Compliant);
+    let out = netns::run(&mut inner);
+    print!("{out}");
+}
+
+/// Inside the gateway's namespace: enrol every agent, then measure.
+fn inner(args: &[String]) {
+    let dir = std::path::PathBuf::from(&args[0]);
+    let secs: u64 = args[1].parse().expect("seconds");
+    let root = std::path::PathBuf::from(&args[2]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let invitations = std::fs::read_to_string(dir.join("invitations")).expect("list");
+        let mut states = Vec::new();
+        for (i, inv) in invitations.lines().enumerate() {
+            let state_dir = dir.join(format!("agent-{i}"));
+            ztgw_agent::enroll::enroll(&ztgw_agent::enroll::EnrollOptions {
+                invitation: inv.to_owned(),
+                state_dir: state_dir.clone(),
+                ownership: ztgw_pki::wire::Ownership::Administration,
+                hostname: Some(format!("bench-{i}")),
+                root: "/".into(),
+            })
+            .await
+            .expect("enrol");
+            states.push(ztgw_agent::state::AgentState::new(state_dir));
+        }
+        let states = Arc::new(states);
+        let device = run(&states, secs, &root, Op::Device).await;
+        let admission = run(&states, secs, &root, Op::Admit).await;
+        println!(
+            "  admissions (nonce + admission over mTLS, posture, journal fsync, peer install):\n    {:>7.0}/s   p50 {:>6.1} ms   p99 {:>6.1} ms   ({} admissions, {} errors)",
+            admission.rate, admission.p50, admission.p99, admission.done, admission.errors
+        );
+        println!(
+            "  baseline, GET /v1/device over mTLS (same agents, same run):\n    {:>7.0}/s   p50 {:>6.1} ms   p99 {:>6.1} ms",
+            device.rate, device.p50, device.p99
+        );
+        println!(
+            "  admission / baseline: {:.2}x the rate   (targets: >= 500/s, p99 <= 50 ms)\n",
+            admission.rate / device.rate.max(1.0)
+        );
+    });
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Device,
+    Admit,
+}
+
+struct Figures {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    done: usize,
+    errors: usize,
+}
+
+async fn run(
+    states: &Arc<Vec<ztgw_agent::state::AgentState>>,
+    secs: u64,
+    root: &std::path::Path,
+    op: Op,
+) -> Figures {
+    let end = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..states.len() {
+        let states = states.clone();
+        let root = root.to_owned();
+        tasks.spawn(async move {
+            let state = &states[i];
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            while Instant::now() < end {
+                let t = Instant::now();
+                let ok = match op {
+                    Op::Device => ztgw_agent::renew::status(state).await.is_ok(),
+                    Op::Admit => match ztgw_agent::connect::admit(state, &root).await {
+                        Ok(grant) => {
+                            let elapsed = t.elapsed();
+                            lat.push(elapsed);
+                            ztgw_agent::connect::remember(
+                                state,
+                                &ztgw_agent::connect::SessionRecord {
+                                    session: grant.session,
+                                    role: grant.role,
+                                    tunnel_address: grant.tunnel_address,
+                                    ends_at: grant.ends_at,
+                                    interface: None,
+                                },
+                            )
+                            .ok();
+                            let _ = ztgw_agent::connect::disconnect(state).await;
+                            continue;
+                        }
+                        Err(_) => false,
+                    },
+                };
+                if ok {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        });
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    while let Some(r) = tasks.join_next().await {
+        if let Ok((l, e)) = r {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    // Admissions are timed to the grant; the disconnects that follow are part of the
+    // load but not of the latency.
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Figures {
+        rate: all.len() as f64 / elapsed,
+        p50: pct(0.5),
+        p99: pct(0.99),
+        done: all.len(),
+        errors,
+    }
+}
+
+fn revocations() {
+    let mut site = Site::new(&lab_policy(ALWAYS));
+    let mut gaps = Vec::new();
+    for round in 0..ROUNDS {
+        let laptop = site.laptop(&format!("r{round:03}"), "finance", Posture::Compliant);
+        let agent = laptop.connect().expect("connects");
+        assert!(netns::eventually(Duration::from_secs(10), || laptop.reaches_dns()));
+        let stream = Proc::spawn({
+            let mut c = laptop.ns.command(ztgw_tests::binary("netns-probe"));
+            c.args([
+                "udp-stream",
+                &format!("{DNS}:53"),
+                "--interval-ms",
+                "1",
+                "--duration-ms",
+                "3000",
+            ]);
+            c
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let before = unix_ms();
+        site.ztgw_ok(&["device", "revoke", &laptop.device, "--reason", "lost"]);
+        let returned = unix_ms();
+        std::thread::sleep(Duration::from_millis(700));
+        let stats: serde_json::Value =
+            serde_json::from_str(&site.servers.ask("stats")).expect("stats");
+        let last = stats["udp/53"]["last_ms"].as_u64().unwrap_or(0);
+        gaps.push((last.saturating_sub(before), returned.saturating_sub(before)));
+        drop(stream);
+        drop(agent);
+    }
+    let mut last: Vec<u64> = gaps.iter().map(|g| g.0).collect();
+    let mut cmd: Vec<u64> = gaps.iter().map(|g| g.1).collect();
+    last.sort_unstable();
+    cmd.sort_unstable();
+    let p = |v: &[u64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    println!(
+        "  revocation -> last forwarded packet ({ROUNDS} rounds, from the start of `ztgw device revoke`):\n    p50 {} ms   p99 {} ms   max {} ms   (target p99 <= 100 ms)",
+        p(&last, 0.5),
+        p(&last, 0.99),
+        last[last.len() - 1]
+    );
+    println!(
+        "  baseline, the revoke command itself (process start, admin socket, journal, CRL):\n    p50 {} ms   p99 {} ms",
+        p(&cmd, 0.5),
+        p(&cmd, 0.99)
+    );
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
