@@ -50,7 +50,7 @@ pub struct SessionService {
 struct State {
     sessions: Sessions,
     nonces: Nonces,
-    /// Bytes received per session at the last look (traffic means activity).
+    /// Packets forwarded per session at the last look (traffic means activity).
     rx_seen: HashMap<String, u64>,
     flows_journaled: OffsetDateTime,
 }
@@ -467,8 +467,8 @@ impl SessionService {
             for s in &live {
                 if let Some(info) = dp.peer(&s.id) {
                     let seen = st.rx_seen.entry(s.id.clone()).or_insert(0);
-                    if info.rx_bytes > *seen {
-                        *seen = info.rx_bytes;
+                    if info.forwarded > *seen {
+                        *seen = info.forwarded;
                         st.sessions.activity(&s.id, now);
                     }
                 }

@@ -19,31 +19,6 @@ pub const WEB: &str = "10.20.0.10";
 pub const DNS: &str = "10.20.0.53";
 pub const DB: &str = "10.20.1.5";
 
-/// finance: the database (tcp/5432 and ping) and DNS; hr: DNS only.
-pub const POLICY: &str = r#"
-[resources.database]
-hosts = ["10.20.1.0/24"]
-ports = ["tcp/5432", "icmp"]
-[resources.dns]
-hosts = ["10.20.0.53"]
-ports = ["udp/53"]
-[resources.intranet]
-hosts = ["10.20.0.10"]
-ports = ["tcp/80"]
-[schedules.always]
-days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-hours = ["00:00-24:00"]
-[posture.any]
-[roles.finance]
-resources = ["database", "dns"]
-schedule = "always"
-posture = "any"
-[roles.hr]
-resources = ["dns", "intranet"]
-schedule = "always"
-posture = "any"
-"#;
-
 /// The ports the internal servers listen on; most are forbidden to every role.
 pub const TCP_PORTS: &str = "5432,80,22,8080";
 pub const UDP_PORTS: &str = "53,9999,161";
@@ -122,7 +97,10 @@ impl Lab {
             (GatewayProcess::WireguardGo(wg), key, port)
         } else {
             let policy = dir.path().join("policy.toml");
-            std::fs::write(&policy, POLICY).expect("policy");
+            // The site tests' policy: finance reaches the database (tcp/5432, ping) and
+            // DNS, hr DNS and the intranet (tcp/80).
+            let text = crate::site::lab_policy(crate::site::ALWAYS);
+            std::fs::write(&policy, text).expect("policy");
             let mut cmd = gw.command(crate::binary("dataplane-node"));
             cmd.args([
                 "--interface",

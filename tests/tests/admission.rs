@@ -307,3 +307,23 @@ fn a_policy_reload_ends_sessions_it_no_longer_allows() {
         "{ended:?}"
     );
 }
+
+/// A session without traffic ends after the idle timeout (G9); keepalives do not count.
+#[test]
+fn an_idle_session_ends_after_the_idle_timeout() {
+    let policy = format!("[settings]\nidle_timeout = \"4s\"\n{}", lab_policy(ALWAYS));
+    let mut site = Site::new(&policy);
+    let laptop = site.laptop("e8008", "hr", Posture::Compliant);
+    let _agent = laptop.connect().expect("connects");
+    assert!(netns::eventually(Duration::from_secs(10), || laptop.reaches_dns()));
+    // Silence (the client keeps sending keepalives every 25 s, which are not traffic).
+    assert!(
+        netns::eventually(Duration::from_secs(15), || !site
+            .journal("session.ended")
+            .is_empty()),
+        "the idle session ends"
+    );
+    let ended = site.journal("session.ended");
+    assert_eq!(ended[0]["reason"], "idle");
+    assert!(!laptop.reaches_dns());
+}

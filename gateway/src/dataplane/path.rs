@@ -157,6 +157,7 @@ impl Path<'_> {
                     now_ms,
                 ) {
                     Ok(_) => {
+                        st.forwarded += 1;
                         add(&self.counters.forwarded_in, 1);
                         add(&self.counters.forwarded_in_bytes, inner.len() as u64);
                         out.to_tunnel(inner);

@@ -98,6 +98,9 @@ pub struct PeerState {
     /// Where the laptop last sent from (after authentication): roaming follows it.
     pub endpoint: Option<SocketAddr>,
     pub accounting: Accounting,
+    /// Inner packets from the laptop that were allowed and forwarded: the session's
+    /// activity (keepalives and denied packets do not count).
+    pub forwarded: u64,
 }
 
 impl PeerState {
@@ -109,6 +112,7 @@ impl PeerState {
             conntrack: Conntrack::new(MAX_FLOWS_PER_SESSION),
             endpoint: None,
             accounting: Accounting::default(),
+            forwarded: 0,
         }
     }
 }

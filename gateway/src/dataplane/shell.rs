@@ -93,6 +93,8 @@ pub struct PeerInfo {
     pub handshake_age_s: Option<u64>,
     pub tx_bytes: u64,
     pub rx_bytes: u64,
+    /// Packets from the laptop allowed and forwarded (its activity).
+    pub forwarded: u64,
     pub flows: usize,
 }
 
@@ -332,6 +334,7 @@ impl DataPlane {
             handshake_age_s: age.map(|d| d.as_secs()),
             tx_bytes: tx as u64,
             rx_bytes: rx as u64,
+            forwarded: st.forwarded,
             flows: st.conntrack.len(),
         })
     }

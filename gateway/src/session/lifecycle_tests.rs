@@ -18,6 +18,11 @@ fn terms(ends_at: OffsetDateTime, ends_with_window: bool) -> Terms {
     }
 }
 
+/// Terms of a session whose window ends in eight hours.
+fn day() -> Terms {
+    terms(T0 + Duration::hours(8), true)
+}
+
 fn table() -> Sessions {
     Sessions::new(Pool::new(Network::parse("100.64.0.0/24").expect("net")), 3)
 }
@@ -79,13 +84,7 @@ fn the_maximum_lifetime_is_named_as_such() {
 #[test]
 fn rechecks_keep_a_session_alive_and_a_missed_one_ends_it_after_the_grace() {
     let mut t = table();
-    admit(
-        &mut t,
-        "s1",
-        "dev-a",
-        &terms(T0 + Duration::hours(8), true),
-        T0,
-    );
+    admit(&mut t, "s1", "dev-a", &day(), T0);
     // On time, twice: still alive (with traffic, so idle does not end it).
     for k in 1..=2 {
         let at = T0 + Duration::minutes(5 * k);
@@ -110,20 +109,8 @@ fn rechecks_keep_a_session_alive_and_a_missed_one_ends_it_after_the_grace() {
 #[test]
 fn a_failed_recheck_ends_the_session_or_quarantines_it() {
     let mut t = table();
-    admit(
-        &mut t,
-        "s1",
-        "dev-a",
-        &terms(T0 + Duration::hours(8), true),
-        T0,
-    );
-    admit(
-        &mut t,
-        "s2",
-        "dev-b",
-        &terms(T0 + Duration::hours(8), true),
-        T0,
-    );
+    admit(&mut t, "s1", "dev-a", &day(), T0);
+    admit(&mut t, "s2", "dev-b", &day(), T0);
     let at = T0 + Duration::minutes(5);
     assert!(matches!(t.recheck("s1", false, None, at), Some(Verdict::End(s)) if s.id == "s1"));
     assert!(t.get("s1").is_none());
@@ -146,13 +133,7 @@ fn a_failed_recheck_ends_the_session_or_quarantines_it() {
 #[test]
 fn idle_sessions_end_after_the_idle_timeout() {
     let mut t = table();
-    admit(
-        &mut t,
-        "s1",
-        "dev-a",
-        &terms(T0 + Duration::hours(8), true),
-        T0,
-    );
+    admit(&mut t, "s1", "dev-a", &day(), T0);
     // Re-checks keep coming, but no traffic.
     let mut ended = Vec::new();
     let mut now = T0;
@@ -171,20 +152,8 @@ fn idle_sessions_end_after_the_idle_timeout() {
 #[test]
 fn revocation_ends_every_session_of_the_device_at_once_and_frees_its_address() {
     let mut t = table();
-    let a = admit(
-        &mut t,
-        "s1",
-        "dev-a",
-        &terms(T0 + Duration::hours(8), true),
-        T0,
-    );
-    admit(
-        &mut t,
-        "s2",
-        "dev-b",
-        &terms(T0 + Duration::hours(8), true),
-        T0,
-    );
+    let a = admit(&mut t, "s1", "dev-a", &day(), T0);
+    admit(&mut t, "s2", "dev-b", &day(), T0);
     let gone = t.end_where(|s| s.device.as_str() == "dev-a");
     assert_eq!(gone.len(), 1);
     assert_eq!(t.len(), 1);
@@ -200,42 +169,24 @@ fn revocation_ends_every_session_of_the_device_at_once_and_frees_its_address() {
 #[test]
 fn a_new_admission_replaces_the_devices_old_session_and_the_table_is_bounded() {
     let mut t = table();
-    admit(
-        &mut t,
-        "s1",
-        "dev-a",
-        &terms(T0 + Duration::hours(8), true),
-        T0,
-    );
+    admit(&mut t, "s1", "dev-a", &day(), T0);
     let (_, replaced) = t
         .admit(
             "s2".into(),
             "dev-a".parse().expect("d"),
             "e1".parse().expect("e"),
-            &terms(T0 + Duration::hours(8), true),
+            &day(),
             T0,
         )
         .expect("admit");
     assert_eq!(replaced.map(|s| s.id), Some("s1".into()));
-    admit(
-        &mut t,
-        "s3",
-        "dev-b",
-        &terms(T0 + Duration::hours(8), true),
-        T0,
-    );
-    admit(
-        &mut t,
-        "s4",
-        "dev-c",
-        &terms(T0 + Duration::hours(8), true),
-        T0,
-    );
+    admit(&mut t, "s3", "dev-b", &day(), T0);
+    admit(&mut t, "s4", "dev-c", &day(), T0);
     let full = t.admit(
         "s5".into(),
         "dev-d".parse().expect("d"),
         "e1".parse().expect("e"),
-        &terms(T0 + Duration::hours(8), true),
+        &day(),
         T0,
     );
     assert_eq!(full.map(|_| ()), Err(Full::Sessions));
