@@ -11,7 +11,8 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 use ztgw_pki::wire::{
-    AdmissionRequest, EndRequest, NonceView, RecheckRequest, RecheckView, SessionGrant, path,
+    AdmissionRequest, EndRequest, NonceView, RecheckRequest, RecheckView, RedactedString,
+    SessionGrant, path,
 };
 
 use crate::error::AgentError;
@@ -43,27 +44,35 @@ fn session_path(state: &AgentState) -> PathBuf {
     state.dir.join("session.json")
 }
 
-/// A fresh posture report for a new nonce, as JSON.
-async fn fresh_report(state: &AgentState, root: &Path) -> Result<String, AgentError> {
+/// A fresh posture report for a new nonce, as JSON, and whether the gateway wants a
+/// second-factor code with it.
+async fn fresh_report(state: &AgentState, root: &Path) -> Result<(String, bool), AgentError> {
     let client = device_client(state)?;
     let (_, profile) = profile_for(state).await?;
     let nonce: NonceView = client
         .post(path::SESSION_NONCE, &serde_json::json!({}))
         .await?;
     let report = collect_for(&profile, root.to_owned(), nonce.nonce);
-    serde_json::to_string(&report).map_err(|e| AgentError::Local(e.to_string()))
+    let json = serde_json::to_string(&report).map_err(|e| AgentError::Local(e.to_string()))?;
+    Ok((json, nonce.second_factor))
 }
 
-/// Asks for a session: device certificate (mTLS), WireGuard key, fresh posture.
-pub async fn admit(state: &AgentState, posture_root: &Path) -> Result<SessionGrant, AgentError> {
+/// Asks for a session: device certificate (mTLS), WireGuard key, fresh posture, and
+/// (when the role requires it) a second-factor code from `code`.
+pub async fn admit(
+    state: &AgentState,
+    posture_root: &Path,
+    code: impl FnOnce() -> Option<String>,
+) -> Result<SessionGrant, AgentError> {
     let record = state.record()?;
-    let posture = fresh_report(state, posture_root).await?;
+    let (posture, wants_code) = fresh_report(state, posture_root).await?;
     let grant: SessionGrant = device_client(state)?
         .post(
             path::SESSION,
             &AdmissionRequest {
                 wg_public_key: record.wireguard_public_key.to_base64(),
                 posture,
+                second_factor: wants_code.then(code).flatten().map(RedactedString::new),
             },
         )
         .await?;
@@ -75,14 +84,16 @@ pub async fn recheck(
     state: &AgentState,
     session: &str,
     posture_root: &Path,
+    code: impl FnOnce() -> Option<String>,
 ) -> Result<RecheckView, AgentError> {
-    let posture = fresh_report(state, posture_root).await?;
+    let (posture, wants_code) = fresh_report(state, posture_root).await?;
     device_client(state)?
         .post(
             path::SESSION_RECHECK,
             &RecheckRequest {
                 session: session.to_owned(),
                 posture,
+                second_factor: wants_code.then(code).flatten().map(RedactedString::new),
             },
         )
         .await

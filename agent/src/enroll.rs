@@ -27,7 +27,24 @@ pub struct EnrollOptions {
 }
 
 /// Enrols this device.
-pub async fn enroll(opts: &EnrollOptions) -> Result<EnrolmentRecord, AgentError> {
+/// The second factor's secret, to show the employee once (never stored on the device:
+/// a second factor kept beside the first is none).
+#[derive(Debug, Clone)]
+pub struct SecondFactorSetup {
+    /// Base32, for typing into an authenticator app.
+    pub secret: RedactedString,
+    /// `otpauth://…`, for a QR code.
+    pub uri: RedactedString,
+}
+
+/// What enrolment gives: the record kept on the device, and the second-factor setup.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub record: EnrolmentRecord,
+    pub second_factor: Option<SecondFactorSetup>,
+}
+
+pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, AgentError> {
     let invitation = Invitation::decode(&opts.invitation).map_err(AgentError::Invitation)?;
     let state = AgentState::new(&opts.state_dir);
     match state.record() {
@@ -105,5 +122,12 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<EnrolmentRecord, AgentError>
         wireguard_public_key: wg_public,
     };
     state.write_record(&record, Existing::Refuse)?;
-    Ok(record)
+    let second_factor = match (answer.totp_secret, answer.totp_uri) {
+        (Some(secret), Some(uri)) => Some(SecondFactorSetup { secret, uri }),
+        _ => None,
+    };
+    Ok(Enrolled {
+        record,
+        second_factor,
+    })
 }

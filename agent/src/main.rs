@@ -80,6 +80,10 @@ enum Command {
         /// Write a wg-quick configuration file (0600) instead, and keep re-checking.
         #[arg(long)]
         write_config: Option<PathBuf>,
+        /// The code from your authenticator app, when your role requires a second
+        /// factor (otherwise the agent asks for it).
+        #[arg(long)]
+        second_factor: Option<String>,
         /// Where the posture collector reads the system from (for tests; default /).
         #[arg(long, default_value = "/", hide = true)]
         posture_root: PathBuf,
@@ -179,7 +183,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             ownership,
             hostname,
         } => {
-            let record = enroll(&EnrollOptions {
+            let enrolled = enroll(&EnrollOptions {
                 invitation,
                 state_dir: dir.clone(),
                 ownership,
@@ -188,6 +192,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             })
             .await
             .map_err(|e| e.to_string())?;
+            let record = &enrolled.record;
             println!(
                 "This device is enrolled as {} for employee {} (role {}).",
                 record.device_id, record.employee_id, record.role
@@ -199,6 +204,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "Its keys are in {} and never leave this device.",
                 dir.display()
             );
+            if let Some(sf) = &enrolled.second_factor {
+                show_second_factor(sf);
+            }
             Ok(())
         }
         Command::Renew { if_expiring_within } => {
@@ -256,6 +264,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Connect {
             wg_interface,
             write_config,
+            second_factor,
             posture_root,
         } => {
             let target = match (wg_interface, write_config) {
@@ -265,7 +274,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     return Err("give --wg-interface NAME or --write-config FILE".into());
                 }
             };
-            run_connection(&state, &target, &posture_root).await
+            run_connection(&state, &target, &posture_root, second_factor).await
         }
         Command::ReportIncident { kind, note } => {
             let _: serde_json::Value = ztgw_agent::renew::device_client(&state)
@@ -339,10 +348,13 @@ async fn run_connection(
     state: &AgentState,
     target: &connect::Target,
     posture_root: &std::path::Path,
+    mut second_factor: Option<String>,
 ) -> Result<(), String> {
-    let grant = connect::admit(state, posture_root)
-        .await
-        .map_err(|e| e.to_string())?;
+    let grant = connect::admit(state, posture_root, || {
+        second_factor.take().or_else(ask_code)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     connect::configure(state, target, &grant).map_err(|e| e.to_string())?;
     let iface = match target {
         connect::Target::Interface(i) => Some(i.clone()),
@@ -396,7 +408,7 @@ async fn run_connection(
                 "the session reached its end (telework window or maximum length)".into(),
             );
         }
-        match connect::recheck(state, &grant.session, posture_root).await {
+        match connect::recheck(state, &grant.session, posture_root, ask_code).await {
             Ok(v) => {
                 every = v.next_recheck_secs.max(5);
                 if v.quarantined {
@@ -440,4 +452,39 @@ async fn run_connection(
 enum Stop {
     Employee,
     Ended(String),
+}
+
+/// Shows the second factor's secret once: a QR code for an authenticator app, and the
+/// secret as text.
+fn show_second_factor(sf: &ztgw_agent::enroll::SecondFactorSetup) {
+    println!();
+    println!(
+        "Second factor: add this account to your authenticator app now (it is shown only once)."
+    );
+    match qrcode::QrCode::new(sf.uri.expose().as_bytes()) {
+        Ok(code) => println!(
+            "{}",
+            code.render::<qrcode::render::unicode::Dense1x2>()
+                .quiet_zone(true)
+                .build()
+        ),
+        Err(e) => eprintln!("(no QR code: {e})"),
+    }
+    println!(
+        "Or type this secret (TOTP, 6 digits, 30 s): {}",
+        sf.secret.expose()
+    );
+}
+
+/// Asks the employee for the code on the terminal (none when there is no terminal).
+fn ask_code() -> Option<String> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    eprint!("Code from your authenticator app: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok()?;
+    Some(line.trim().to_owned())
 }

@@ -79,6 +79,7 @@ fn policy(rng: &mut Rng) -> Policy {
                     schedule: "s".into(),
                     posture: "p".into(),
                     quarantine: None,
+                    second_factor: None,
                     description: None,
                 },
             )

@@ -87,6 +87,9 @@ pub struct Role {
     pub posture: String,
     /// The role a non-compliant device is moved to instead of being cut off.
     pub quarantine: Option<String>,
+    /// A second factor (TOTP) is required at admission, and again after this long
+    /// within a session (G8).
+    pub second_factor: Option<HumanDuration>,
     pub description: Option<String>,
 }
 

@@ -89,6 +89,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                             schedule: "s".into(),
                             posture: "p".into(),
                             quarantine: None,
+                            second_factor: None,
                             description: None,
                         },
                     )

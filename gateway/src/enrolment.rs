@@ -185,7 +185,27 @@ fn try_enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiErro
         Err(e) => return Err(e.into()),
     }
     tracing::info!(device = %device_id, status = status.as_str(), "device enrolled");
+    // The second factor's secret, for roles that require one (G8): shown once to the
+    // employee, kept by the gateway.
+    let totp = ztgw_pki::totp::TotpSecret::new(
+        crate::clock::random::<{ ztgw_pki::totp::SECRET_LEN }>(ctx.entropy.as_ref())?.to_vec(),
+    );
+    ctx.registry.set_totp(&device_id, totp.bytes())?;
+    let issuer = format!(
+        "ztgw {}",
+        ctx.settings
+            .gateway
+            .names
+            .first()
+            .map_or("gateway", String::as_str)
+    );
     Ok(EnrolResponse {
+        totp_secret: Some(ztgw_pki::wire::RedactedString::new(
+            totp.base32().to_string(),
+        )),
+        totp_uri: Some(ztgw_pki::wire::RedactedString::new(
+            totp.uri(&issuer, inv.employee.as_str()).to_string(),
+        )),
         device_id,
         employee_id: inv.employee,
         role: inv.role,

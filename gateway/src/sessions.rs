@@ -131,16 +131,23 @@ impl SessionService {
                 ApiError::new(Reason::SessionsUnavailable, "too many nonces outstanding")
             })?;
         let active = self.ctx.policy.current();
-        let profile = active
-            .policy
-            .roles
-            .get(&device.record.role)
+        let role = active.policy.roles.get(&device.record.role);
+        let profile = role
             .and_then(|r| active.policy.posture.get(&r.posture))
             .and_then(|p| serde_json::to_value(p).ok());
+        let now = self.ctx.clock.now();
+        // A code is wanted at admission, and then when the session's time for it came.
+        let second_factor = role.is_some_and(|r| r.second_factor.is_some())
+            && self
+                .lock()
+                .sessions
+                .of_device(&device.record.id)
+                .is_none_or(|s| s.second_factor_due.is_some_and(|due| due <= now));
         Ok(NonceView {
             nonce,
             valid_secs: NONCE_LIFETIME.whole_seconds().unsigned_abs(),
             profile,
+            second_factor,
         })
     }
 
@@ -179,14 +186,38 @@ impl SessionService {
             ),
         };
         let decided = admission::decide(&facts, now);
-        let terms = match (decided, early) {
-            (Ok(t), None) => t,
-            (Err(mut failures), early) => {
-                failures.extend(early);
+        let mut extra: Vec<Failure> = early.into_iter().collect();
+        let factor = match active.policy.roles.get(&record.role) {
+            Some(r) if r.second_factor.is_some() => {
+                let secret = self.ctx.registry.totp(&record.id)?;
+                match admission::second_factor(
+                    req.second_factor.as_ref().map(RedactedString::expose),
+                    secret.as_ref().map(|(s, last)| (s.as_slice(), *last)),
+                    now,
+                ) {
+                    Ok(step) => Some(step),
+                    Err(f) => {
+                        extra.push(f);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let terms = match decided {
+            Ok(t) if extra.is_empty() => t,
+            Ok(_) => return Err(self.refuse(device, evaluation.as_ref(), extra)),
+            Err(mut failures) => {
+                failures.extend(extra);
                 return Err(self.refuse(device, evaluation.as_ref(), failures));
             }
-            (Ok(_), Some(f)) => return Err(self.refuse(device, evaluation.as_ref(), vec![f])),
         };
+        if let Some(step) = factor
+            && !self.ctx.registry.use_totp_step(&record.id, step)?
+        {
+            let replayed = vec![admission::second_factor_replayed()];
+            return Err(self.refuse(device, evaluation.as_ref(), replayed));
+        }
         // Checked after the decision, so that a refusal is explained even here.
         let dp = self.dataplane()?;
 
@@ -303,6 +334,30 @@ impl SessionService {
             compliant,
             failed: failures.iter().map(|f| f.id.clone()).collect(),
         });
+        if self.lock().sessions.second_factor_due(&req.session, now) {
+            let secret = self.ctx.registry.totp(&device.record.id)?;
+            let checked = admission::second_factor(
+                req.second_factor.as_ref().map(RedactedString::expose),
+                secret.as_ref().map(|(s, last)| (s.as_slice(), *last)),
+                now,
+            )
+            .and_then(|step| {
+                match self.ctx.registry.use_totp_step(&device.record.id, step) {
+                    Ok(true) => Ok(()),
+                    _ => Err(admission::second_factor_replayed()),
+                }
+            });
+            match checked {
+                Ok(()) => self.lock().sessions.second_factor_given(&req.session, now),
+                Err(f) => {
+                    let ended = self.lock().sessions.end(&req.session);
+                    if let Some(s) = ended {
+                        self.finish(s, &EndReason::SecondFactor);
+                    }
+                    return Err(ApiError::refused(vec![f]));
+                }
+            }
+        }
         let quarantine = active
             .policy
             .roles

@@ -21,6 +21,7 @@ pub mod identity;
 pub mod invitation;
 pub mod secret;
 pub mod tls;
+pub mod totp;
 pub mod wire;
 
 pub use tls::{RevocationState, ServerIdentity, TlsConfigError};

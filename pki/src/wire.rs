@@ -147,6 +147,11 @@ pub struct EnrolResponse {
     pub ca_pem: String,
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
+    /// The second factor's secret (base32) and its `otpauth://` URI, shown once.
+    #[serde(default)]
+    pub totp_secret: Option<RedactedString>,
+    #[serde(default)]
+    pub totp_uri: Option<RedactedString>,
 }
 
 /// `POST /v1/renew` (mTLS): a CSR for the device's next key.
@@ -214,6 +219,9 @@ pub struct NonceView {
     /// gives it), so that the agent needs no other request.
     #[serde(default)]
     pub profile: Option<serde_json::Value>,
+    /// Whether this request must carry a second-factor code.
+    #[serde(default)]
+    pub second_factor: bool,
 }
 
 /// `POST /v1/session` (mTLS): admission.
@@ -223,6 +231,9 @@ pub struct AdmissionRequest {
     pub wg_public_key: String,
     /// The posture report (JSON), carrying a nonce from `/v1/session/nonce`.
     pub posture: String,
+    /// The second factor's current code, for roles that require one.
+    #[serde(default)]
+    pub second_factor: Option<RedactedString>,
 }
 
 /// What a standard WireGuard client needs, and the session's terms.
@@ -250,6 +261,9 @@ pub struct SessionGrant {
 pub struct RecheckRequest {
     pub session: String,
     pub posture: String,
+    /// The second factor's code, when the gateway asked for it again.
+    #[serde(default)]
+    pub second_factor: Option<RedactedString>,
 }
 
 /// The answer to a re-check that keeps the session.

@@ -229,7 +229,7 @@ pub struct TestAgent {
 impl TestAgent {
     pub async fn enrol(invitation: &str) -> Result<Self, ztgw_agent::AgentError> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let record = enroll(&EnrollOptions {
+        let enrolled = enroll(&EnrollOptions {
             invitation: invitation.to_owned(),
             state_dir: dir.path().join("agent"),
             ownership: Ownership::Personal,
@@ -237,7 +237,10 @@ impl TestAgent {
             root: "/".into(),
         })
         .await?;
-        Ok(Self { dir, record })
+        Ok(Self {
+            dir,
+            record: enrolled.record,
+        })
     }
 
     pub fn state(&self) -> AgentState {

@@ -45,6 +45,8 @@ pub struct SiteLaptop {
     pub posture_root: PathBuf,
     pub device: String,
     pub employee: String,
+    /// The second factor's secret (base32), as enrolment showed it.
+    pub totp_secret: Option<String>,
 }
 
 impl Site {
@@ -183,6 +185,9 @@ impl Site {
             .find(|w| w.starts_with("dev-"))
             .map(|w| w.trim_end_matches(['.', ',']).to_owned())
             .expect("device id");
+        let totp_secret = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.split("30 s): ").nth(1).map(str::to_owned));
         let posture_root = self.dir.path().join(format!("root-{employee}"));
         make_root(&posture_root, posture);
         SiteLaptop {
@@ -192,6 +197,7 @@ impl Site {
             posture_root,
             device,
             employee: employee.to_owned(),
+            totp_secret,
         }
     }
 }
@@ -200,6 +206,11 @@ impl SiteLaptop {
     /// Starts `ztgw-agent connect` on the wireguard-go interface; returns the running
     /// agent once it reports the connection (or its output if it exits first).
     pub fn connect(&self) -> Result<Proc, String> {
+        self.connect_with(&[])
+    }
+
+    /// As [`SiteLaptop::connect`], with more arguments for `connect`.
+    pub fn connect_with(&self, args: &[&str]) -> Result<Proc, String> {
         let mut cmd = self.ns.command(crate::binary("ztgw-agent"));
         cmd.arg("--state-dir")
             .arg(&self.state)
@@ -210,6 +221,7 @@ impl SiteLaptop {
                 "--posture-root",
             ])
             .arg(&self.posture_root)
+            .args(args)
             .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
             .stderr(Stdio::piped());
         let mut p = Proc::spawn(cmd);
@@ -231,6 +243,17 @@ impl SiteLaptop {
                 return Err("the agent did not connect in 20 s".into());
             }
         }
+    }
+
+    /// The second factor's current code.
+    pub fn totp_code(&self) -> String {
+        let secret = self
+            .totp_secret
+            .as_deref()
+            .expect("enrolment showed a secret");
+        let s = ztgw_pki::totp::TotpSecret::from_base32(secret).expect("base32");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        format!("{:06}", s.code(ztgw_pki::totp::step_at(now)))
     }
 
     pub fn agent(&self, args: &[&str]) -> Output {

@@ -327,3 +327,68 @@ fn an_idle_session_ends_after_the_idle_timeout() {
     assert_eq!(ended[0]["reason"], "idle");
     assert!(!laptop.reaches_dns());
 }
+
+/// A role that requires a second factor (G8): refused without the code, admitted with
+/// it, and the same code cannot be used twice.
+#[test]
+fn a_role_with_a_second_factor_needs_a_fresh_code() {
+    let policy = lab_policy(ALWAYS).replace(
+        "[roles.finance]\n",
+        "[roles.finance]\nsecond_factor = \"8h\"\n",
+    );
+    let mut site = Site::new(&policy);
+    let laptop = site.laptop("e9009", "finance", Posture::Compliant);
+    assert!(
+        laptop.totp_secret.is_some(),
+        "enrolment shows the secret once"
+    );
+    let err = laptop.connect().expect_err("no code, no session");
+    assert!(err.contains("second-factor-required"), "{err}");
+    let code = laptop.totp_code();
+    let agent = laptop
+        .connect_with(&["--second-factor", &code])
+        .expect("admitted with the code");
+    assert!(netns::eventually(Duration::from_secs(10), || laptop.reaches_dns()));
+    let out = laptop.agent(&["disconnect"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(agent);
+    let err = laptop
+        .connect_with(&["--second-factor", &code])
+        .expect_err("replayed");
+    assert!(err.contains("second-factor-replayed"), "{err}");
+    let denied = site.journal("admission.denied");
+    assert_eq!(denied.len(), 2, "{denied:?}");
+}
+
+/// A role's second factor is asked again after its time; a laptop that cannot give it
+/// (no one at the terminal) loses the session at that re-check.
+#[test]
+fn the_second_factor_is_asked_again_after_its_time() {
+    let policy = format!(
+        "[settings]\nposture_recheck = \"5s\"\n{}",
+        lab_policy(ALWAYS).replace(
+            "[roles.finance]\n",
+            "[roles.finance]\nsecond_factor = \"2s\"\n"
+        )
+    );
+    let mut site = Site::new(&policy);
+    let laptop = site.laptop("e9010", "finance", Posture::Compliant);
+    let code = laptop.totp_code();
+    let _agent = laptop
+        .connect_with(&["--second-factor", &code])
+        .expect("admitted");
+    assert!(
+        netns::eventually(Duration::from_secs(20), || !site
+            .journal("session.ended")
+            .is_empty()),
+        "the session ends at the re-check that lacks the code"
+    );
+    assert_eq!(
+        site.journal("session.ended")[0]["reason"],
+        "second-factor-failed"
+    );
+}

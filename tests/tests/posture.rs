@@ -55,6 +55,7 @@ async fn a_replayed_posture_report_is_refused() {
     let request = AdmissionRequest {
         wg_public_key: agent.record.wireguard_public_key.to_base64(),
         posture: serde_json::to_string(&report).expect("json"),
+        second_factor: None,
     };
     let ids = |e: ztgw_agent::AgentError| -> Vec<String> {
         match e {

@@ -110,6 +110,7 @@ struct RawRole {
     schedule: Named,
     posture: Named,
     quarantine: Option<Named>,
+    second_factor: Option<HumanDuration>,
     description: Option<String>,
 }
 
@@ -376,6 +377,7 @@ impl<'t> Walker<'t> {
                 "schedule",
                 "posture",
                 "quarantine",
+                "second_factor",
                 "description",
             ],
             &section,
@@ -396,11 +398,15 @@ impl<'t> Walker<'t> {
             .get("description")
             .and_then(|v| self.string(v, "description"))
             .map(str::to_owned);
+        let second_factor = t
+            .get("second_factor")
+            .and_then(|v| self.duration(v, "second_factor"));
         Some(RawRole {
             resources,
             schedule: schedule?,
             posture: posture?,
             quarantine,
+            second_factor,
             description,
         })
     }
@@ -534,6 +540,7 @@ impl<'t> Walker<'t> {
                     schedule: role.schedule.name.clone(),
                     posture: role.posture.name.clone(),
                     quarantine: role.quarantine.as_ref().map(|q| q.name.clone()),
+                    second_factor: role.second_factor,
                     description: role.description.clone(),
                 },
             );

@@ -92,6 +92,11 @@ CREATE TABLE IF NOT EXISTS auditors (
     revoke_reason TEXT,
     revoke_note TEXT
 );
+CREATE TABLE IF NOT EXISTS totp (
+    device TEXT PRIMARY KEY REFERENCES devices(id),
+    secret BLOB NOT NULL,
+    last_step INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS actions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at INTEGER NOT NULL,
@@ -627,6 +632,44 @@ impl Registry for SqliteRegistry {
 
     fn record_action(&self, action: &ActionRecord) -> Result<(), RegistryError> {
         self.in_transaction(|tx| insert_action(tx, action))
+    }
+
+    fn set_totp(&self, device: &DeviceId, secret: &[u8]) -> Result<(), RegistryError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO totp (device, secret, last_step) VALUES (?1, ?2, 0)
+                 ON CONFLICT(device) DO UPDATE SET secret = ?2, last_step = 0",
+                rusqlite::params![device.as_str(), secret],
+            )
+            .map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn totp(&self, device: &DeviceId) -> Result<Option<(Vec<u8>, u64)>, RegistryError> {
+        self.with(|c| {
+            query_opt(
+                c,
+                "SELECT secret, last_step FROM totp WHERE device = ?1",
+                [device.as_str()],
+                |r| {
+                    let step: i64 = r.get(1).map_err(storage)?;
+                    Ok((r.get(0).map_err(storage)?, step.max(0) as u64))
+                },
+            )
+        })
+    }
+
+    fn use_totp_step(&self, device: &DeviceId, step: u64) -> Result<bool, RegistryError> {
+        self.with(|c| {
+            let changed = c
+                .execute(
+                    "UPDATE totp SET last_step = ?2 WHERE device = ?1 AND last_step < ?2",
+                    rusqlite::params![device.as_str(), step as i64],
+                )
+                .map_err(storage)?;
+            Ok(changed == 1)
+        })
     }
 
     fn actions(&self) -> Result<Vec<ActionRecord>, RegistryError> {

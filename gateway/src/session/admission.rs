@@ -47,6 +47,8 @@ pub struct Terms {
     pub ends_with_window: bool,
     pub recheck_every: Duration,
     pub idle_timeout: Duration,
+    /// A second factor is asked again after this long (roles that require one).
+    pub second_factor_every: Option<Duration>,
 }
 
 /// Decides an admission at `now`.
@@ -138,7 +140,6 @@ pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>>
     let (Some(role), Some(window_end)) = (role, window_end) else {
         return Err(vec![failure("internal", "admission failed", None)]);
     };
-    let _ = role;
     let max_end = now + std_to_time(settings.max_session.get());
     Ok(Terms {
         role: f.device.role.clone(),
@@ -147,7 +148,51 @@ pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>>
         ends_with_window: window_end <= max_end,
         recheck_every: std_to_time(settings.posture_recheck.get()),
         idle_timeout: std_to_time(settings.idle_timeout.get()),
+        second_factor_every: role.second_factor.map(|d| std_to_time(d.get())),
     })
+}
+
+/// Checks a second-factor code for `device` against its secret (`None`: not set up) and
+/// the last step used; returns the step to record, or the failure.
+pub fn second_factor(
+    code: Option<&str>,
+    secret: Option<(&[u8], u64)>,
+    now: OffsetDateTime,
+) -> Result<u64, Failure> {
+    use ztgw_pki::totp::{TotpError, TotpSecret};
+    let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+        return Err(failure(
+            "second-factor-required",
+            "your role requires the code from your authenticator app",
+            Some("connect again and enter the 6-digit code (or pass --second-factor CODE)"),
+        ));
+    };
+    let Some((secret, last_step)) = secret else {
+        return Err(failure(
+            "second-factor-not-set-up",
+            "this device has no second factor set up",
+            Some("ask your security unit for a new invitation and enrol again"),
+        ));
+    };
+    TotpSecret::new(secret.to_vec())
+        .verify(code, now.unix_timestamp(), last_step)
+        .map_err(|e| match e {
+            TotpError::Replayed => second_factor_replayed(),
+            TotpError::Malformed | TotpError::Wrong => failure(
+                "second-factor-invalid",
+                "the code from your authenticator app is not right",
+                Some("check the device's clock and enter the current code"),
+            ),
+        })
+}
+
+/// A code whose step was used meanwhile (two requests racing with one code).
+pub fn second_factor_replayed() -> Failure {
+    failure(
+        "second-factor-replayed",
+        "this code was already used",
+        Some("wait for the next code (every 30 seconds) and enter it"),
+    )
 }
 
 /// The schedule that applies to this device: its own (set at invitation), the

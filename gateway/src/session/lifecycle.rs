@@ -44,6 +44,11 @@ pub struct Session {
     #[serde(skip)]
     pub idle_timeout: Duration,
     pub quarantined: bool,
+    /// When the second factor must be given again (roles that require one).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub second_factor_due: Option<OffsetDateTime>,
+    #[serde(skip)]
+    pub second_factor_every: Option<Duration>,
 }
 
 /// Why a session ended (journaled as its `reason`).
@@ -58,6 +63,8 @@ pub enum EndReason {
     EmployeeRevoked,
     Incident,
     Disconnected,
+    /// The second factor asked again was not given, or not right.
+    SecondFactor,
     /// A new admission of the same device replaced it.
     Replaced,
     /// A policy reload no longer allows it (the reason says why).
@@ -78,6 +85,7 @@ impl EndReason {
             Self::EmployeeRevoked => "employee-revoked".into(),
             Self::Incident => "incident".into(),
             Self::Disconnected => "disconnected".into(),
+            Self::SecondFactor => "second-factor-failed".into(),
             Self::Replaced => "replaced".into(),
             Self::Policy(why) => format!("policy: {why}"),
             Self::Operator(why) => format!("operator: {why}"),
@@ -165,6 +173,8 @@ impl Sessions {
             recheck_every: terms.recheck_every,
             idle_timeout: terms.idle_timeout,
             quarantined: false,
+            second_factor_due: terms.second_factor_every.map(|e| now + e),
+            second_factor_every: terms.second_factor_every,
         };
         self.by_id.insert(id, s.clone());
         Ok((s, replaced))
@@ -209,6 +219,26 @@ impl Sessions {
                 None => return None,
             },
         })
+    }
+
+    /// The live session of `device`, if any.
+    pub fn of_device(&self, device: &DeviceId) -> Option<&Session> {
+        self.by_id.values().find(|s| &s.device == device)
+    }
+
+    /// Whether session `id` must give its second factor again now.
+    pub fn second_factor_due(&self, id: &str, now: OffsetDateTime) -> bool {
+        self.by_id
+            .get(id)
+            .and_then(|s| s.second_factor_due)
+            .is_some_and(|due| due <= now)
+    }
+
+    /// The second factor was given again on session `id`.
+    pub fn second_factor_given(&mut self, id: &str, now: OffsetDateTime) {
+        if let Some(s) = self.by_id.get_mut(id) {
+            s.second_factor_due = s.second_factor_every.map(|e| now + e);
+        }
     }
 
     /// Traffic was seen on session `id`.

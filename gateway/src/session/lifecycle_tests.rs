@@ -15,6 +15,7 @@ fn terms(ends_at: OffsetDateTime, ends_with_window: bool) -> Terms {
         ends_with_window,
         recheck_every: Duration::minutes(5),
         idle_timeout: Duration::minutes(30),
+        second_factor_every: None,
     }
 }
 
@@ -211,5 +212,28 @@ fn a_policy_reload_can_bring_the_end_forward() {
             "window-ended".into(),
             T0 + Duration::minutes(1)
         )]
+    );
+}
+
+#[test]
+fn the_second_factor_falls_due_again_after_its_time() {
+    let mut t = table();
+    let terms = Terms {
+        second_factor_every: Some(Duration::hours(8)),
+        ..day()
+    };
+    admit(&mut t, "s1", "dev-a", &terms, T0);
+    admit(&mut t, "s2", "dev-b", &day(), T0);
+    assert!(!t.second_factor_due("s1", T0 + Duration::hours(7)));
+    assert!(t.second_factor_due("s1", T0 + Duration::hours(8)));
+    assert!(
+        !t.second_factor_due("s2", T0 + Duration::hours(9)),
+        "roles without one"
+    );
+    t.second_factor_given("s1", T0 + Duration::hours(8));
+    assert!(!t.second_factor_due("s1", T0 + Duration::hours(15)));
+    assert!(
+        t.of_device(&"dev-b".parse().expect("id"))
+            .is_some_and(|s| s.id == "s2")
     );
 }

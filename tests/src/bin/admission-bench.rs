@@ -163,7 +163,7 @@ async fn run(
                 let t = Instant::now();
                 let ok = match op {
                     Op::Device => ztgw_agent::renew::status(state).await.is_ok(),
-                    Op::Admit => match ztgw_agent::connect::admit(state, &root).await {
+                    Op::Admit => match ztgw_agent::connect::admit(state, &root, || None).await {
                         Ok(grant) => {
                             let elapsed = t.elapsed();
                             lat.push(elapsed);
