@@ -411,6 +411,20 @@ async fn run_connection(
         match connect::recheck(state, &grant.session, posture_root, ask_code).await {
             Ok(v) => {
                 every = v.next_recheck_secs.max(5);
+                // Renew the certificate in time, as the renewal timer would.
+                match renew(
+                    state,
+                    time::OffsetDateTime::now_utc(),
+                    Some(time::Duration::days(7)),
+                )
+                .await
+                {
+                    Ok(Some(until)) => {
+                        println!("Certificate renewed; valid until {}.", rfc3339(until))
+                    }
+                    Ok(None) => {}
+                    Err(e) => eprintln!("{e}"),
+                }
                 if v.quarantined {
                     println!(
                         "Posture check failed: this device is in quarantine (role {}) until it complies again. Run `ztgw-agent posture` to see what to fix.",

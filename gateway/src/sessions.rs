@@ -136,13 +136,18 @@ impl SessionService {
             .and_then(|r| active.policy.posture.get(&r.posture))
             .and_then(|p| serde_json::to_value(p).ok());
         let now = self.ctx.clock.now();
-        // A code is wanted at admission, and then when the session's time for it came.
+        // A code is wanted at admission, and then when the session's time for it comes
+        // (asked from a nonce's lifetime early, so that a re-check made with this nonce
+        // never finds it due without a code).
         let second_factor = role.is_some_and(|r| r.second_factor.is_some())
             && self
                 .lock()
                 .sessions
                 .of_device(&device.record.id)
-                .is_none_or(|s| s.second_factor_due.is_some_and(|due| due <= now));
+                .is_none_or(|s| {
+                    s.second_factor_due
+                        .is_some_and(|due| due <= now + NONCE_LIFETIME)
+                });
         Ok(NonceView {
             nonce,
             valid_secs: NONCE_LIFETIME.whole_seconds().unsigned_abs(),
@@ -334,7 +339,13 @@ impl SessionService {
             compliant,
             failed: failures.iter().map(|f| f.id.clone()).collect(),
         });
-        if self.lock().sessions.second_factor_due(&req.session, now) {
+        let factor_required = active
+            .policy
+            .roles
+            .get(&device.record.role)
+            .is_some_and(|r| r.second_factor.is_some());
+        let factor_given = req.second_factor.is_some() && factor_required;
+        if factor_given || self.lock().sessions.second_factor_due(&req.session, now) {
             let secret = self.ctx.registry.totp(&device.record.id)?;
             let checked = admission::second_factor(
                 req.second_factor.as_ref().map(RedactedString::expose),

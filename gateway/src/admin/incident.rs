@@ -165,7 +165,15 @@ pub fn from_device(
         kind,
         &req.note,
     )
-    .map_err(|e| ApiError::new(Reason::RequestMalformed, e.message))?;
+    .map_err(|e| {
+        let reason = match e.code {
+            AdminErrorCode::Invalid => Reason::RequestMalformed,
+            AdminErrorCode::NotFound => Reason::DeviceUnknown,
+            AdminErrorCode::Conflict => Reason::DeviceRevoked,
+            AdminErrorCode::Internal => Reason::Internal,
+        };
+        ApiError::new(reason, e.message)
+    })?;
     Ok(serde_json::to_value(answer).unwrap_or_default())
 }
 
