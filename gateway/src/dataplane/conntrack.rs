@@ -42,48 +42,47 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of a packet from the laptop; `None` for what opens no flow.
     pub fn outbound(session: SessionId, h: &Header) -> Option<Self> {
-        let (proto, lp, rp) = match h.transport {
-            Transport::Tcp {
-                src_port, dst_port, ..
-            } => (6, src_port, dst_port),
-            Transport::Udp { src_port, dst_port } => (17, src_port, dst_port),
-            Transport::Icmp {
-                kind: IcmpKind::EchoRequest,
-                echo_id: Some(id),
-            } => (1, id, 0),
-            _ => return None,
-        };
+        let (proto, src_port, dst_port) = ports(h, IcmpKind::EchoRequest)?;
         Some(Self {
             session,
             proto,
             laptop: h.src,
-            laptop_port: lp,
+            laptop_port: src_port,
             remote: h.dst,
-            remote_port: rp,
+            remote_port: dst_port,
         })
     }
 
     /// The key of the flow a packet towards the laptop would belong to.
     pub fn inbound(session: SessionId, h: &Header) -> Option<Self> {
-        let (proto, lp, rp) = match h.transport {
-            Transport::Tcp {
-                src_port, dst_port, ..
-            } => (6, dst_port, src_port),
-            Transport::Udp { src_port, dst_port } => (17, dst_port, src_port),
-            Transport::Icmp {
-                kind: IcmpKind::EchoReply,
-                echo_id: Some(id),
-            } => (1, id, 0),
-            _ => return None,
-        };
+        let (proto, src_port, dst_port) = ports(h, IcmpKind::EchoReply)?;
         Some(Self {
             session,
             proto,
             laptop: h.dst,
-            laptop_port: lp,
+            laptop_port: dst_port,
             remote: h.src,
-            remote_port: rp,
+            remote_port: src_port,
         })
+    }
+}
+
+/// Protocol number and (source, destination) ports of a packet that belongs to a flow;
+/// an ICMP echo of kind `echo` counts its identifier as the laptop's port.
+fn ports(h: &Header, echo: IcmpKind) -> Option<(u8, u16, u16)> {
+    match h.transport {
+        Transport::Tcp {
+            src_port, dst_port, ..
+        } => Some((6, src_port, dst_port)),
+        Transport::Udp { src_port, dst_port } => Some((17, src_port, dst_port)),
+        Transport::Icmp {
+            kind,
+            echo_id: Some(id),
+        } if kind == echo => Some(match echo {
+            IcmpKind::EchoRequest => (1, id, 0),
+            _ => (1, 0, id),
+        }),
+        _ => None,
     }
 }
 

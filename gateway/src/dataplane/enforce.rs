@@ -89,11 +89,21 @@ pub fn from_laptop(
 /// Decides a packet from the internal network towards the laptop of session `s`.
 pub fn to_laptop(s: &Session, pkt: &[u8], ct: &mut Conntrack, now_ms: u64) -> Result<(), Drop> {
     let h = packet::parse(pkt).map_err(parse_drop)?;
+    to_laptop_parsed(s, &h, ct, now_ms)
+}
+
+/// As [`to_laptop`], for a packet whose header the caller has parsed already.
+pub fn to_laptop_parsed(
+    s: &Session,
+    h: &packet::Header,
+    ct: &mut Conntrack,
+    now_ms: u64,
+) -> Result<(), Drop> {
     if h.dst != s.tunnel_addr {
         return Err(Drop::NotAFlow);
     }
-    let key = FlowKey::inbound(s.id, &h).ok_or(Drop::NotAFlow)?;
-    if ct.inbound(&key, &h, now_ms) {
+    let key = FlowKey::inbound(s.id, h).ok_or(Drop::NotAFlow)?;
+    if ct.inbound(&key, h, now_ms) {
         Ok(())
     } else {
         Err(Drop::NotAFlow)

@@ -170,11 +170,12 @@ impl Path<'_> {
 
     /// A packet read from the TUN device (from the internal network).
     pub fn from_tunnel(&self, pkt: &[u8], scratch: &mut [u8], now_ms: u64, out: &mut impl Sink) {
-        let dst = match packet::parse(pkt) {
-            Ok(h) => h.dst,
+        // Parsed once: the destination finds the peer, the header is then enforced.
+        let h = match packet::parse(pkt) {
+            Ok(h) => h,
             Err(_) => return self.counters.drop(DropReason::Enforce(Drop::Malformed)),
         };
-        let Some(peer) = self.peers.by_addr(dst) else {
+        let Some(peer) = self.peers.by_addr(h.dst) else {
             return self.counters.drop(DropReason::NoPeer);
         };
         let mut guard = peer.lock();
@@ -182,7 +183,7 @@ impl Path<'_> {
             return self.counters.drop(DropReason::Removed);
         };
         let session = peer.session(st.role);
-        if let Err(d) = enforce::to_laptop(&session, pkt, &mut st.conntrack, now_ms) {
+        if let Err(d) = enforce::to_laptop_parsed(&session, &h, &mut st.conntrack, now_ms) {
             return self.deny(st, d, pkt, now_ms);
         }
         let Some(endpoint) = st.endpoint else {
