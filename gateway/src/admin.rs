@@ -11,11 +11,14 @@ pub mod schedule_override;
 pub mod sessions;
 pub mod socket;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use ztgw_pki::wire::{DeviceStatus, Ownership, RedactedString};
 use ztgw_pki::{CrlReason, DeviceId, EmployeeId, Invitation, InvitationId, Secret, SecretHash};
 
+use crate::active_policy::ActivePolicy;
 use crate::clock::{EntropyError, random};
 use crate::context::Context;
 use crate::enrolment::rfc3339;
@@ -23,6 +26,7 @@ use crate::journal::{Event, JournalError};
 use crate::registry::{
     self, ActionRecord, DeviceRecord, InvitationRecord, RegistryError, StatusChange,
 };
+use crate::session::lifecycle::{EndReason, Revoked};
 
 /// Longest free-text field (reference, note, operator) accepted.
 pub const MAX_TEXT_LEN: usize = 500;
@@ -311,11 +315,38 @@ impl From<EntropyError> for AdminError {
     }
 }
 
+/// What an action changed of who may have access. A running gateway's session layer
+/// applies each change before the action answers (`SessionService::apply`); offline
+/// there are no sessions to apply them to.
+#[derive(Debug, Clone)]
+pub enum AccessChange {
+    /// A device's or an employee's access was taken away.
+    Revoked(Revoked, EndReason),
+    /// A new policy is in force.
+    PolicyLoaded(Arc<ActivePolicy>),
+}
+
+/// What an action did: its answer, and the changes of access it made. The changes are
+/// there even when the answer is an error (a revocation recorded whose revocation list
+/// could not be published still ends the sessions).
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: Result<AdminResponse, AdminError>,
+    pub access: Vec<AccessChange>,
+}
+
 /// Carries out one action for `operator`.
-pub fn handle(
+pub fn handle(ctx: &Context, operator: &str, request: &AdminRequest) -> Outcome {
+    let mut access = Vec::new();
+    let result = act(ctx, operator, request, &mut access);
+    Outcome { result, access }
+}
+
+fn act(
     ctx: &Context,
     operator: &str,
     request: &AdminRequest,
+    access: &mut Vec<AccessChange>,
 ) -> Result<AdminResponse, AdminError> {
     check_text("operator", operator, true)?;
     let now = ctx.clock.now();
@@ -387,6 +418,8 @@ pub fn handle(
                 device,
                 EndOfService::Revoke(*reason),
                 note,
+                EndReason::DeviceRevoked,
+                access,
             )?;
             Ok(done(
                 format!("device {device} revoked ({})", reason.as_str()),
@@ -394,7 +427,16 @@ pub fn handle(
             ))
         }
         AdminRequest::DeviceDecommission { device, note } => {
-            end_device(ctx, now, operator, device, EndOfService::Decommission, note)?;
+            end_device(
+                ctx,
+                now,
+                operator,
+                device,
+                EndOfService::Decommission,
+                note,
+                EndReason::DeviceRevoked,
+                access,
+            )?;
             Ok(done(
                 format!("device {device} decommissioned; its record is kept"),
                 vec![device.clone()],
@@ -454,6 +496,14 @@ pub fn handle(
             let ended = apply(ctx, seq, || {
                 ctx.registry.revoke_employee(employee, &change, &action)
             })?;
+            let why = match reason {
+                EmployeeRevokeReason::Incident => EndReason::Incident,
+                _ => EndReason::EmployeeRevoked,
+            };
+            access.push(AccessChange::Revoked(
+                Revoked::Employee(employee.clone()),
+                why,
+            ));
             publish(ctx)?;
             Ok(done(
                 format!(
@@ -537,6 +587,7 @@ pub fn handle(
             employee.as_ref(),
             *kind,
             note,
+            access,
         ),
         AdminRequest::ScheduleOverride {
             role,
@@ -557,17 +608,20 @@ pub fn handle(
             "sessions exist only in a running gateway, and none answers on the admin socket",
         )),
         AdminRequest::PolicyReload => match ctx.reload_policy(operator) {
-            Ok(active) => Ok(done(
-                format!(
-                    "policy loaded: sha256 {}, {} roles, {} rules, {} tests passed, {} warnings",
-                    active.sha256,
-                    active.policy.roles.len(),
-                    active.compiled.rule_count(),
-                    active.policy.tests.len(),
-                    active.warnings.len()
-                ),
-                vec![],
-            )),
+            Ok(active) => {
+                access.push(AccessChange::PolicyLoaded(active.clone()));
+                Ok(done(
+                    format!(
+                        "policy loaded: sha256 {}, {} roles, {} rules, {} tests passed, {} warnings",
+                        active.sha256,
+                        active.policy.roles.len(),
+                        active.compiled.rule_count(),
+                        active.policy.tests.len(),
+                        active.warnings.len()
+                    ),
+                    vec![],
+                ))
+            }
             Err(crate::context::ReloadError::Refused(r)) => Err(AdminError::new(
                 AdminErrorCode::Invalid,
                 format!(
@@ -746,6 +800,8 @@ enum EndOfService {
 
 /// Takes a device out of service: its certificates are revoked and the CRL republished.
 /// Journaled as taking access away: it happens even if the journal cannot record it.
+/// Its sessions end with `sessions_end` (pushed to `access`).
+#[allow(clippy::too_many_arguments)]
 fn end_device(
     ctx: &Context,
     now: OffsetDateTime,
@@ -753,6 +809,8 @@ fn end_device(
     device: &DeviceId,
     how: EndOfService,
     note: &Option<String>,
+    sessions_end: EndReason,
+    access: &mut Vec<AccessChange>,
 ) -> Result<(), AdminError> {
     check_note(note)?;
     let record = find_device(ctx, device)?;
@@ -803,6 +861,10 @@ fn end_device(
         ctx.registry
             .end_device(device, registry_how, &change, crl_reason, &action)
     })?;
+    access.push(AccessChange::Revoked(
+        Revoked::Device(device.clone()),
+        sessions_end,
+    ));
     publish(ctx)
 }
 

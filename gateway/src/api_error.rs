@@ -44,6 +44,9 @@ pub enum Reason {
     /// An admission or re-check was refused; the failed checks are in the answer.
     AdmissionRefused,
     SessionUnknown,
+    /// Another admission of the same device is being set up (admissions of one device
+    /// are serialised).
+    AdmissionInProgress,
     /// This gateway runs without a data plane, or its session table is full.
     SessionsUnavailable,
     Internal,
@@ -83,6 +86,7 @@ impl Reason {
             Self::JournalUnavailable => "journal_unavailable",
             Self::AdmissionRefused => "admission_refused",
             Self::SessionUnknown => "session_unknown",
+            Self::AdmissionInProgress => "admission_in_progress",
             Self::SessionsUnavailable => "sessions_unavailable",
             Self::Internal => "internal_error",
         }
@@ -116,9 +120,10 @@ impl Reason {
             | Self::WrongCertificateKind
             | Self::AdmissionRefused => StatusCode::FORBIDDEN,
             Self::SessionUnknown => StatusCode::NOT_FOUND,
-            Self::InvitationUsed | Self::RoleUnknown | Self::WireguardKeyInUse => {
-                StatusCode::CONFLICT
-            }
+            Self::InvitationUsed
+            | Self::RoleUnknown
+            | Self::WireguardKeyInUse
+            | Self::AdmissionInProgress => StatusCode::CONFLICT,
             Self::JournalUnavailable | Self::SessionsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -257,6 +262,7 @@ mod tests {
             JournalUnavailable,
             AdmissionRefused,
             SessionUnknown,
+            AdmissionInProgress,
             SessionsUnavailable,
             Internal,
         ];

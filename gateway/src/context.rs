@@ -38,7 +38,6 @@ pub enum OpenError {
 }
 
 type CrlHook = Box<dyn Fn(&RevocationState) + Send + Sync>;
-type PolicyHook = Box<dyn Fn(&Arc<ActivePolicy>) + Send + Sync>;
 
 /// The gateway's opened state.
 pub struct Context {
@@ -50,7 +49,6 @@ pub struct Context {
     pub entropy: Arc<dyn Entropy>,
     pub journal: Journal,
     crl_hooks: Mutex<Vec<CrlHook>>,
-    policy_hooks: Mutex<Vec<PolicyHook>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -100,12 +98,12 @@ impl Context {
             entropy,
             journal,
             crl_hooks: Mutex::new(Vec::new()),
-            policy_hooks: Mutex::new(Vec::new()),
         })
     }
 
     /// Runs `hook` after every CRL this context publishes (the daemon swaps its TLS
-    /// configuration there).
+    /// configuration there). Sessions do not hear of revocations here: the admin actions
+    /// return them as [`crate::admin::AccessChange`]s.
     pub fn on_crl_published(&self, hook: impl Fn(&RevocationState) + Send + Sync + 'static) {
         if let Ok(mut hooks) = self.crl_hooks.lock() {
             hooks.push(Box::new(hook));
@@ -124,17 +122,10 @@ impl Context {
         self.journal.append_all(events, self.clock.now())
     }
 
-    /// Runs `hook` after every policy this context puts in force (the session layer
-    /// re-evaluates live sessions there).
-    pub fn on_policy_loaded(&self, hook: impl Fn(&Arc<ActivePolicy>) + Send + Sync + 'static) {
-        if let Ok(mut hooks) = self.policy_hooks.lock() {
-            hooks.push(Box::new(hook));
-        }
-    }
-
     /// Re-reads the policy file; it replaces the policy in force only if it is valid and
     /// its tests pass. Either way the outcome is recorded with the file's hash and the
-    /// operator. Returns the policy in force afterwards, or the refusal.
+    /// operator. Returns the policy in force afterwards, or the refusal; the caller hands
+    /// a new policy to the session layer.
     pub fn reload_policy(&self, operator: &str) -> Result<Arc<ActivePolicy>, ReloadError> {
         let now = self.clock.now();
         let previous = self.policy.current().sha256.clone();
@@ -165,11 +156,6 @@ impl Context {
                     .map_err(ReloadError::Record)?;
                 let active = self.policy.replace(candidate);
                 tracing::info!(sha256 = %active.sha256, "policy loaded");
-                if let Ok(hooks) = self.policy_hooks.lock() {
-                    for hook in hooks.iter() {
-                        hook(&active);
-                    }
-                }
                 Ok(active)
             }
             Err(refused) => {
@@ -200,7 +186,8 @@ impl Context {
         }
     }
 
-    /// Signs and writes a CRL from the registry, then tells the hooks what is in force.
+    /// Signs and writes a CRL from the registry (one publisher at a time, see
+    /// [`revocation::publish`]), then tells the hooks what is in force.
     pub fn publish_crl(&self) -> Result<RevocationState, revocation::PublishError> {
         let now = self.clock.now();
         revocation::publish(

@@ -24,7 +24,8 @@ use crate::sessions::SessionService;
 /// The session timer's longest sleep: a window's end is acted on within this.
 const SESSION_TICK: Duration = Duration::from_millis(200);
 
-/// How often the maintenance loop runs.
+/// How often the maintenance loop runs (CRL freshness, limiter trimming, session
+/// reconciliation).
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
 /// How often journal segments past retention are purged.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
@@ -196,6 +197,7 @@ impl RunningGateway {
         {
             let ctx = ctx.clone();
             let tls = tls.clone();
+            let sessions = sessions.clone();
             tasks.spawn(async move {
                 let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
                 loop {
@@ -203,7 +205,12 @@ impl RunningGateway {
                     limits.forget_idle();
                     let ctx = ctx.clone();
                     let tls = tls.clone();
-                    let _ = tokio::task::spawn_blocking(move || maintain_crl(&ctx, &tls)).await;
+                    let sessions = sessions.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        maintain_crl(&ctx, &tls);
+                        sessions.reconcile();
+                    })
+                    .await;
                 }
             });
         }
@@ -324,14 +331,17 @@ pub async fn serve(ctx: Context) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
-            _ = hup.recv() => reload_policy(&gateway.ctx),
+            _ = hup.recv() => reload_policy(&gateway.ctx, &gateway.sessions),
         }
     };
     gateway.shutdown(reason).await;
     Ok(())
 }
 
-fn reload_policy(ctx: &Context) {
-    // The outcome is logged and recorded by the context.
-    let _ = ctx.reload_policy("SIGHUP");
+fn reload_policy(ctx: &Context, sessions: &SessionService) {
+    // The outcome is logged and recorded by the context; a policy put in force reaches
+    // the sessions.
+    if let Ok(active) = ctx.reload_policy("SIGHUP") {
+        sessions.apply(&crate::admin::AccessChange::PolicyLoaded(active));
+    }
 }

@@ -26,9 +26,29 @@ pub enum PublishError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "the revocation list in force has number {current}, not below {number}: the registry's CRL counter is behind (was an older registry restored?)"
+    )]
+    Stale { number: u64, current: u64 },
+}
+
+/// The number of the CRL at `path`, if it holds one that parses.
+fn number_on_disk(path: &Path) -> Option<u64> {
+    let pem = std::fs::read_to_string(path).ok()?;
+    let der = ztgw_pki::pem_to_der(&pem, "X509 CRL")?;
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der).ok()?;
+    let n = crl.crl_number()?;
+    u64::try_from(n).ok()
 }
 
 /// Signs a CRL listing every revoked, unexpired certificate and writes it to `path`.
+///
+/// One publisher at a time, across threads and processes (an exclusive lock on
+/// `PATH.lock`, held from reading the registry to the rename): a publication reads the
+/// registry after the previous one finished, so the CRL in force lists every revocation
+/// recorded before its publication began. CRL numbers only increase, and a CRL never
+/// replaces one with a higher number. The file is written to a temporary of its own,
+/// fsync'd, and renamed into place.
 pub fn publish(
     ca: &CertificateAuthority,
     registry: &dyn Registry,
@@ -36,17 +56,30 @@ pub fn publish(
     now: OffsetDateTime,
     validity: std::time::Duration,
 ) -> Result<(), PublishError> {
+    let write_error = |source| PublishError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let lock_path = path.with_extension("pem.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(write_error)?;
+    lock.lock().map_err(write_error)?;
     let revoked = registry.revoked_certificates(now)?;
     let number = registry.next_crl_number()?;
+    if let Some(current) = number_on_disk(path)
+        && current >= number
+    {
+        return Err(PublishError::Stale { number, current });
+    }
     let validity = time::Duration::try_from(validity).unwrap_or(time::Duration::DAY);
     let pem = ca.sign_crl(&revoked, number, now, now + validity)?;
     // Written atomically so a reader never sees half of one.
-    ztgw_pki::write_private_file(path, pem.as_bytes(), Existing::Replace).map_err(|source| {
-        PublishError::Write {
-            path: path.display().to_string(),
-            source,
-        }
-    })?;
+    ztgw_pki::write_private_file(path, pem.as_bytes(), Existing::Replace).map_err(write_error)?;
+    drop(lock);
     tracing::info!(
         crl_number = number,
         revoked = revoked.len(),

@@ -1,50 +1,67 @@
-//! The session layer's shell: admission, re-checks and the end of sessions, wired to the
-//! registry, the journal and the data plane. Decisions are made in [`crate::session`].
+//! The session layer's shell: admission, re-checks and the end of sessions, carried out
+//! against the registry, the journal and the data plane. Decisions are made in
+//! [`crate::session`]; the order of effects is [`crate::session::protocol`]'s, run here
+//! through [`Effects`].
 //!
-//! Order of effects: a session is journaled before its peer is installed; a session's
-//! peer is removed before its end is journaled (taking access away never waits on the
-//! journal). Every end of a session is journaled with its reason, its duration and its
-//! traffic, and its flows.
+//! Revocations, incidents and policy loads reach the sessions as
+//! [`AccessChange`]s returned by the admin actions and applied by [`SessionService::apply`]
+//! before the action answers. [`SessionService::reconcile`] is the safety net: every few
+//! seconds it removes peers no session owns and ends sessions whose device or employee is
+//! no longer in service, journaled as `session.orphan_removed`. It is never expected to
+//! find anything.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use base64::Engine as _;
 use time::OffsetDateTime;
 use ztgw_pki::identity::WgPublicKey;
 use ztgw_pki::wire::{
     AdmissionRequest, DeviceStatus, EndRequest, NonceView, RecheckRequest, RecheckView,
-    RedactedString, SessionGrant,
+    RedactedString, SessionGrant, WatchView,
 };
 use ztgw_posture::evaluate::{Evaluation, Freshness, evaluate};
 use ztgw_posture::report::PostureReport;
 
 use crate::active_policy::ActivePolicy;
+use crate::admin::AccessChange;
 use crate::api_error::{ApiError, Reason};
 use crate::clock::random;
 use crate::context::Context;
+use crate::dataplane::accounting::Report;
 use crate::dataplane::peers::{PeerSpec, PresharedKey};
-use crate::dataplane::shell::DataPlane;
+use crate::dataplane::shell::{DataPlane, PeerInfo};
 use crate::device_auth::AuthenticatedDevice;
 use crate::journal::Event;
-use crate::session::admission::{self, Facts, Failure, to_jiff};
-use crate::session::lifecycle::{EndReason, MAX_SESSIONS, Session, Sessions, Verdict};
+use crate::session::admission::{self, Applicant, Facts, Failure, to_jiff};
+use crate::session::lifecycle::{
+    EndReason, Factor, Full, MAX_SESSIONS, Recheck, Session, Sessions, Verdict,
+};
 use crate::session::nonce::{NONCE_LIFETIME, Nonces};
 use crate::session::pool::Pool;
+use crate::session::protocol::{self, Admission, Effects, Refused};
 
 /// Keepalive the client is told to send (through NAT).
 const KEEPALIVE_SECS: u16 = 25;
 /// How often flow accounting is journaled for live sessions.
 const FLOWS_EVERY: time::Duration = time::Duration::minutes(1);
+/// Ended sessions whose reason a watching agent can still be told.
+const RECENTLY_ENDED: usize = 4_096;
 
 /// The session layer of a running gateway.
 pub struct SessionService {
     ctx: Arc<Context>,
     dataplane: Option<DataPlane>,
     state: Mutex<State>,
+    /// Bumped at every end of a session: watching agents look again.
+    ended: tokio::sync::watch::Sender<u64>,
     granted: AtomicU64,
     refused: AtomicU64,
+    orphans: AtomicU64,
+    /// Live sessions the previous reconciliation found out of service: ended if the
+    /// next one finds them so again (a revocation being applied is not an orphan).
+    suspects: Mutex<HashSet<String>>,
 }
 
 struct State {
@@ -53,6 +70,8 @@ struct State {
     /// Packets forwarded per session at the last look (traffic means activity).
     rx_seen: HashMap<String, u64>,
     flows_journaled: OffsetDateTime,
+    /// Why recently ended sessions ended, oldest first (bounded).
+    recently_ended: VecDeque<(String, String)>,
 }
 
 impl std::fmt::Debug for SessionService {
@@ -63,10 +82,23 @@ impl std::fmt::Debug for SessionService {
     }
 }
 
+/// The keys of a session's peer, carried from admission to the data plane.
+pub struct PeerKeys {
+    public_key: [u8; 32],
+    preshared_key: PresharedKey,
+}
+
+impl std::fmt::Debug for PeerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerKeys").finish_non_exhaustive()
+    }
+}
+
 impl SessionService {
     /// A session layer over `dataplane` (none: every admission is refused as
-    /// unavailable). Registers itself to hear of revocations and policy reloads.
+    /// unavailable).
     pub fn new(ctx: Arc<Context>, dataplane: Option<DataPlane>) -> Arc<Self> {
+        // (Checked when the settings were read; the fallback is never used.)
         let pool = ztgw_config::policy::Network::parse(&ctx.settings.wireguard.tunnel_network)
             .map(Pool::new)
             .unwrap_or_else(|_| {
@@ -79,33 +111,22 @@ impl SessionService {
             0 => MAX_SESSIONS,
             n => n,
         };
-        let svc = Arc::new(Self {
+        Arc::new(Self {
             state: Mutex::new(State {
                 sessions: Sessions::new(pool, max),
                 nonces: Nonces::default(),
                 rx_seen: HashMap::new(),
                 flows_journaled: ctx.clock.now(),
+                recently_ended: VecDeque::new(),
             }),
-            ctx: ctx.clone(),
+            ctx,
             dataplane,
+            ended: tokio::sync::watch::Sender::new(0),
             granted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
-        });
-        let weak: Weak<Self> = Arc::downgrade(&svc);
-        ctx.on_crl_published({
-            let weak = weak.clone();
-            move |_| {
-                if let Some(s) = weak.upgrade() {
-                    s.revalidate();
-                }
-            }
-        });
-        ctx.on_policy_loaded(move |active| {
-            if let Some(s) = weak.upgrade() {
-                s.on_policy(active);
-            }
-        });
-        svc
+            orphans: AtomicU64::new(0),
+            suspects: Mutex::new(HashSet::new()),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -124,30 +145,22 @@ impl SessionService {
     /// A one-time nonce for the device's next posture report.
     pub fn nonce(&self, device: &AuthenticatedDevice) -> Result<NonceView, ApiError> {
         let nonce = hex(&random::<16>(self.ctx.entropy.as_ref())?);
-        self.lock()
-            .nonces
-            .issue(&device.record.id, nonce.clone(), self.ctx.clock.now())
-            .map_err(|_| {
-                ApiError::new(Reason::SessionsUnavailable, "too many nonces outstanding")
-            })?;
+        let now = self.ctx.clock.now();
         let active = self.ctx.policy.current();
         let role = active.policy.roles.get(&device.record.role);
         let profile = role
             .and_then(|r| active.policy.posture.get(&r.posture))
             .and_then(|p| serde_json::to_value(p).ok());
-        let now = self.ctx.clock.now();
-        // A code is wanted at admission, and then when the session's time for it comes
-        // (asked from a nonce's lifetime early, so that a re-check made with this nonce
-        // never finds it due without a code).
+        let mut st = self.lock();
+        st.nonces
+            .issue(&device.record.id, nonce.clone(), now)
+            .map_err(|_| {
+                ApiError::new(Reason::SessionsUnavailable, "too many nonces outstanding")
+            })?;
         let second_factor = role.is_some_and(|r| r.second_factor.is_some())
-            && self
-                .lock()
+            && st
                 .sessions
-                .of_device(&device.record.id)
-                .is_none_or(|s| {
-                    s.second_factor_due
-                        .is_some_and(|due| due <= now + NONCE_LIFETIME)
-                });
+                .second_factor_wanted(&device.record.id, now, NONCE_LIFETIME);
         Ok(NonceView {
             nonce,
             valid_secs: NONCE_LIFETIME.whole_seconds().unsigned_abs(),
@@ -156,7 +169,7 @@ impl SessionService {
         })
     }
 
-    /// Admission: every check, then a session, journaled, then its peer.
+    /// Admission: every check, then the steps of [`crate::session::protocol`].
     pub fn admit(
         &self,
         device: &AuthenticatedDevice,
@@ -178,7 +191,7 @@ impl SessionService {
             .is_some_and(|e| e.revoked.is_none());
         let (evaluation, early) = self.posture(device, &active, &req.posture, now);
         let facts = Facts {
-            device: record,
+            device: applicant(device),
             employee_active,
             wg_key: &wg_key,
             policy: &active.policy,
@@ -194,12 +207,7 @@ impl SessionService {
         let mut extra: Vec<Failure> = early.into_iter().collect();
         let factor = match active.policy.roles.get(&record.role) {
             Some(r) if r.second_factor.is_some() => {
-                let secret = self.ctx.registry.totp(&record.id)?;
-                match admission::second_factor(
-                    req.second_factor.as_ref().map(RedactedString::expose),
-                    secret.as_ref().map(|(s, last)| (s.as_slice(), *last)),
-                    now,
-                ) {
+                match self.second_factor(device, req.second_factor.as_ref(), now)? {
                     Ok(step) => Some(step),
                     Err(f) => {
                         extra.push(f);
@@ -225,74 +233,43 @@ impl SessionService {
         }
         // Checked after the decision, so that a refusal is explained even here.
         let dp = self.dataplane()?;
-
         let id = format!("s-{}", hex(&random::<12>(self.ctx.entropy.as_ref())?));
-        let (session, replaced) = self
-            .lock()
-            .sessions
-            .admit(
-                id.clone(),
-                record.id.clone(),
-                record.employee.clone(),
-                &terms,
-                now,
-            )
-            .map_err(|_| {
-                ApiError::new(
-                    Reason::SessionsUnavailable,
-                    "the gateway has no room for another session now; try again later",
-                )
-            })?;
-        if let Some(old) = replaced {
-            self.finish(old, &EndReason::Replaced);
-        }
-        let journaled = self.ctx.journal_all(&[
-            Event::PostureChecked {
-                device: record.id.to_string(),
-                employee: record.employee.to_string(),
-                compliant: true,
-                failed: Vec::new(),
-            },
-            Event::AdmissionGranted {
-                session: id.clone(),
-                device: record.id.to_string(),
-                employee: record.employee.to_string(),
-                role: terms.role.clone(),
-            },
-            Event::SessionStarted {
-                session: id.clone(),
-                device: record.id.to_string(),
-                employee: record.employee.to_string(),
-                role: terms.role.clone(),
-                schedule: terms.schedule.clone(),
-            },
-        ]);
-        if let Err(e) = journaled {
-            let mut st = self.lock();
-            st.sessions.end(&id);
-            st.sessions.release(session.tunnel_addr);
-            return Err(e.into());
-        }
         let psk = random::<32>(self.ctx.entropy.as_ref())?;
-        let spec = PeerSpec {
-            session: id.clone(),
+        let keys = PeerKeys {
             public_key: *wg_key.as_bytes(),
             preshared_key: PresharedKey::new(psk),
-            tunnel_addr: session.tunnel_addr,
-            role: terms.role.clone(),
-            keepalive: None,
         };
-        if let Err(e) = dp.add_peer(&spec) {
-            tracing::error!(error = %e, "the data plane refused a session's peer");
-            self.finish(session, &EndReason::Operator(format!("data plane: {e}")));
-            return Err(ApiError::new(
-                Reason::Internal,
-                "the gateway could not set up the tunnel",
-            ));
-        }
+        let admission = Admission::new(
+            id,
+            record.id.clone(),
+            record.employee.clone(),
+            terms.clone(),
+            now,
+            keys,
+        );
+        let session = admission.run(self).map_err(|refused| match refused {
+            Refused::Full(Full::Busy) => ApiError::new(
+                Reason::AdmissionInProgress,
+                "another connection of this device is being set up; wait for it to finish",
+            ),
+            Refused::Full(_) => ApiError::new(
+                Reason::SessionsUnavailable,
+                "the gateway has no room for another session now; try again later",
+            ),
+            Refused::Journal(e) => ApiError::new(
+                Reason::JournalUnavailable,
+                format!("the admission could not be journaled, so it was not granted: {e}"),
+            ),
+            Refused::Install(_) => {
+                ApiError::new(Reason::Internal, "the gateway could not set up the tunnel")
+            }
+            Refused::Ended(reason) => {
+                ApiError::refused(vec![admission::ended_during_admission(&reason)])
+            }
+        })?;
         self.granted.fetch_add(1, Ordering::Relaxed);
         Ok(SessionGrant {
-            session: id,
+            session: session.id.clone(),
             role: terms.role.clone(),
             gateway_public_key: base64::engine::general_purpose::STANDARD.encode(dp.public_key()),
             endpoint: self.ctx.settings.wireguard.endpoint.clone(),
@@ -322,16 +299,7 @@ impl SessionService {
         let compliant = early.is_none() && evaluation.as_ref().is_some_and(|e| e.compliant);
         let mut failures: Vec<Failure> = early.into_iter().collect();
         if let Some(e) = &evaluation {
-            failures.extend(
-                e.checks
-                    .iter()
-                    .filter(|c| c.outcome != ztgw_posture::evaluate::Outcome::Pass)
-                    .map(|c| Failure {
-                        id: c.id.clone(),
-                        sentence: c.sentence.clone(),
-                        remedy: c.remediation.clone(),
-                    }),
-            );
+            failures.extend(admission::posture_failures(e));
         }
         self.journal_or_log(&Event::PostureChecked {
             device: device.record.id.to_string(),
@@ -339,45 +307,36 @@ impl SessionService {
             compliant,
             failed: failures.iter().map(|f| f.id.clone()).collect(),
         });
-        let factor_required = active
-            .policy
-            .roles
-            .get(&device.record.role)
-            .is_some_and(|r| r.second_factor.is_some());
-        let factor_given = req.second_factor.is_some() && factor_required;
-        if factor_given || self.lock().sessions.second_factor_due(&req.session, now) {
-            let secret = self.ctx.registry.totp(&device.record.id)?;
-            let checked = admission::second_factor(
-                req.second_factor.as_ref().map(RedactedString::expose),
-                secret.as_ref().map(|(s, last)| (s.as_slice(), *last)),
-                now,
-            )
-            .and_then(|step| {
-                match self.ctx.registry.use_totp_step(&device.record.id, step) {
-                    Ok(true) => Ok(()),
-                    _ => Err(admission::second_factor_replayed()),
+        let role = active.policy.roles.get(&device.record.role);
+        let factor_given =
+            req.second_factor.is_some() && role.is_some_and(|r| r.second_factor.is_some());
+        let factor = if factor_given || self.lock().sessions.second_factor_due(&req.session, now) {
+            match self.second_factor(device, req.second_factor.as_ref(), now)? {
+                Ok(step) if self.ctx.registry.use_totp_step(&device.record.id, step)? => {
+                    Factor::Passed
                 }
-            });
-            match checked {
-                Ok(()) => self.lock().sessions.second_factor_given(&req.session, now),
+                Ok(_) => {
+                    failures.push(admission::second_factor_replayed());
+                    Factor::Failed
+                }
                 Err(f) => {
-                    let ended = self.lock().sessions.end(&req.session);
-                    if let Some(s) = ended {
-                        self.finish(s, &EndReason::SecondFactor);
-                    }
-                    return Err(ApiError::refused(vec![f]));
+                    failures.push(f);
+                    Factor::Failed
                 }
             }
-        }
-        let quarantine = active
-            .policy
-            .roles
-            .get(&device.record.role)
-            .and_then(|r| r.quarantine.clone());
-        let verdict =
-            self.lock()
-                .sessions
-                .recheck(&req.session, compliant, quarantine.as_deref(), now);
+        } else {
+            Factor::NotAsked
+        };
+        let quarantine = role.and_then(|r| r.quarantine.clone());
+        let verdict = self.lock().sessions.recheck(
+            &req.session,
+            &Recheck {
+                compliant,
+                quarantine: quarantine.as_deref(),
+                factor,
+            },
+            now,
+        );
         let view = |role: &str, quarantined: bool, next_due: OffsetDateTime| RecheckView {
             role: role.to_owned(),
             quarantined,
@@ -405,8 +364,12 @@ impl SessionService {
                 });
                 Ok(view(&role, quarantined, next_due))
             }
-            Some(Verdict::End(s)) => {
-                self.finish(*s, &EndReason::RecheckFailed);
+            Some(Verdict::End(s, reason)) => {
+                protocol::finish(self, (*s, reason));
+                if factor == Factor::Failed {
+                    // The session ended for its second factor: that is what to fix.
+                    failures.retain(|f| f.id.starts_with("second-factor"));
+                }
                 Err(ApiError::refused(failures))
             }
         }
@@ -419,20 +382,93 @@ impl SessionService {
         req: &EndRequest,
     ) -> Result<(), ApiError> {
         self.owned(device, &req.session)?;
-        let s = self
+        let ended = self
             .lock()
             .sessions
-            .end(&req.session)
+            .end(&req.session, EndReason::Disconnected)
             .ok_or_else(unknown_session)?;
-        self.finish(s, &EndReason::Disconnected);
+        protocol::finish(self, ended);
         Ok(())
+    }
+
+    /// Whether the device's session `id` is still live; if not, why it ended (when the
+    /// gateway still remembers). Answers at once; [`SessionService::watch`] waits.
+    pub fn session_state(&self, device: &AuthenticatedDevice, id: &str) -> WatchView {
+        let st = self.lock();
+        if st
+            .sessions
+            .get(id)
+            .is_some_and(|s| s.device == device.record.id)
+        {
+            return WatchView {
+                live: true,
+                reason: None,
+            };
+        }
+        let reason = st
+            .recently_ended
+            .iter()
+            .rev()
+            .find(|(s, _)| s == id)
+            .map(|(_, r)| r.clone());
+        WatchView {
+            live: false,
+            reason,
+        }
+    }
+
+    /// Waits until the device's session `id` is no longer live, or `limit` passes;
+    /// answers its state then. This is how a connected agent learns at once that the
+    /// gateway ended its session.
+    pub async fn watch(
+        self: Arc<Self>,
+        device: Arc<AuthenticatedDevice>,
+        id: String,
+        limit: std::time::Duration,
+    ) -> WatchView {
+        let mut changes = self.ended.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let view = self.session_state(&device, &id);
+            if !view.live {
+                return view;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) | Err(_) => return self.session_state(&device, &id),
+            }
+        }
     }
 
     /// An operator ends a session (`ztgw session end`).
     pub fn end_by_operator(&self, id: &str, reason: &str) -> Option<Session> {
-        let s = self.lock().sessions.end(id)?;
-        self.finish(s.clone(), &EndReason::Operator(reason.to_owned()));
+        let ended = self
+            .lock()
+            .sessions
+            .end(id, EndReason::Operator(reason.to_owned()))?;
+        let s = ended.0.clone();
+        protocol::finish(self, ended);
         Some(s)
+    }
+
+    /// Applies a change of access made by an admin action (revocation, incident, policy
+    /// load): the sessions it no longer allows end now, before the action answers.
+    pub fn apply(&self, change: &AccessChange) {
+        match change {
+            AccessChange::Revoked(who, reason) => {
+                let ended = self.lock().sessions.revoke(who, reason);
+                protocol::finish_all(self, ended);
+                self.reconcile();
+            }
+            AccessChange::PolicyLoaded(active) => self.on_policy(active),
+        }
+    }
+
+    /// [`SessionService::apply`] for each.
+    pub fn apply_all(&self, changes: &[AccessChange]) {
+        for c in changes {
+            self.apply(c);
+        }
     }
 
     pub fn list(&self) -> Vec<Session> {
@@ -452,6 +488,11 @@ impl SessionService {
         self.refused.load(Ordering::Relaxed)
     }
 
+    /// Peers and sessions reconciliation had to remove since start (never expected).
+    pub fn orphans_removed(&self) -> u64 {
+        self.orphans.load(Ordering::Relaxed)
+    }
+
     pub fn dataplane_counters(&self) -> Option<crate::dataplane::counters::Snapshot> {
         self.dataplane.as_ref().map(DataPlane::counters)
     }
@@ -460,63 +501,80 @@ impl SessionService {
         self.dataplane.as_ref().map_or(0, DataPlane::peer_count)
     }
 
-    /// After a revocation: ends, at once, every session whose device or employee is no
-    /// longer in service.
-    pub fn revalidate(&self) {
-        let live = self.list();
-        for s in live {
-            let device = self.ctx.registry.device(&s.device).ok().flatten();
-            let employee = self.ctx.registry.employee(&s.employee).ok().flatten();
-            let reason = match device.map(|d| d.status) {
-                Some(DeviceStatus::Active) => None,
-                Some(DeviceStatus::Decommissioned) | None => Some(EndReason::DeviceRevoked),
-                Some(_) => Some(EndReason::DeviceRevoked),
-            }
-            .or_else(|| match employee {
-                Some(e) if e.revoked.is_none() => None,
-                _ => Some(EndReason::EmployeeRevoked),
-            });
-            if let Some(reason) = reason {
-                // (The table's lock is released before `finish` takes it again.)
-                let ended = self.lock().sessions.end(&s.id);
-                if let Some(s) = ended {
-                    self.finish(s, &reason);
+    /// The safety net: removes peers that no session owns, and ends live sessions whose
+    /// device or employee is no longer in service at two passes in a row (a revocation
+    /// recorded in the registry but still being applied is not an orphan); each is
+    /// journaled as `session.orphan_removed` and counted. Returns how many it found.
+    pub fn reconcile(&self) -> usize {
+        let mut found = 0;
+        if let Some(dp) = &self.dataplane {
+            let peers = dp.peer_sessions();
+            let orphans = self
+                .lock()
+                .sessions
+                .unowned(peers.iter().map(String::as_str));
+            for id in orphans {
+                // Looked at again under the lock: a pending admission may have just
+                // installed it.
+                if !self.lock().sessions.unowned([id.as_str()]).is_empty()
+                    && dp.remove_peer(&id).is_some()
+                {
+                    found += 1;
+                    tracing::error!(session = %id, "reconciliation removed a peer no session owned");
+                    self.journal_or_log(&Event::SessionOrphanRemoved {
+                        session: id,
+                        device: None,
+                        reason: "no-session".into(),
+                    });
                 }
             }
         }
+        let live = self.list();
+        let mut out_of_service = HashMap::new();
+        let mut suspects = HashSet::new();
+        {
+            let before = self.suspects.lock().unwrap_or_else(PoisonError::into_inner);
+            for s in &live {
+                if let Some(reason) = self.standing(s) {
+                    if before.contains(&s.id) {
+                        out_of_service.insert(s.id.clone(), reason);
+                    } else {
+                        suspects.insert(s.id.clone());
+                    }
+                }
+            }
+        }
+        *self.suspects.lock().unwrap_or_else(PoisonError::into_inner) = suspects;
+        if !out_of_service.is_empty() {
+            let ended = self.lock().sessions.end_where(|s| {
+                out_of_service
+                    .get(&s.id)
+                    .map(|r| EndReason::Orphan(r.as_string()))
+            });
+            for (s, reason) in ended {
+                found += 1;
+                tracing::error!(session = %s.id, "reconciliation ended a session out of service");
+                self.journal_or_log(&Event::SessionOrphanRemoved {
+                    session: s.id.clone(),
+                    device: Some(s.device.to_string()),
+                    reason: reason.as_string(),
+                });
+                protocol::finish(self, (s, reason));
+            }
+        }
+        self.orphans.fetch_add(found as u64, Ordering::Relaxed);
+        found
     }
 
     /// A new policy: the data plane enforces it from now on; sessions whose role or
     /// schedule no longer allows them end, the others end when the new window does.
-    pub fn on_policy(&self, active: &Arc<ActivePolicy>) {
+    fn on_policy(&self, active: &Arc<ActivePolicy>) {
         if let Some(dp) = &self.dataplane {
             dp.set_policy(Arc::new(active.compiled.clone()));
         }
         let now = self.ctx.clock.now();
-        for s in self.list() {
-            let why = match active.policy.roles.get(&s.admitted_role) {
-                None => Some(format!("role {} removed", s.admitted_role)),
-                Some(_) if s.schedule == "override" => None,
-                Some(_) => match active.policy.schedules.get(&s.schedule) {
-                    None => Some(format!("schedule {} removed", s.schedule)),
-                    Some(sch) => match sch.window_at(to_jiff(now)) {
-                        None => Some(format!("outside the schedule {}", s.schedule)),
-                        Some(w) => {
-                            self.lock()
-                                .sessions
-                                .shorten(&s.id, admission::from_jiff(w.end));
-                            None
-                        }
-                    },
-                },
-            };
-            if let Some(why) = why {
-                let ended = self.lock().sessions.end(&s.id);
-                if let Some(s) = ended {
-                    self.finish(s, &EndReason::Policy(why));
-                }
-            }
-        }
+        let ended = self.lock().sessions.policy_loaded(&active.policy, now);
+        protocol::finish_all(self, ended);
     }
 
     /// Ends what is due now, notes traffic, journals flow accounting now and then.
@@ -524,19 +582,19 @@ impl SessionService {
     pub fn tick(&self) -> Option<OffsetDateTime> {
         let now = self.ctx.clock.now();
         let due = self.lock().sessions.due(now);
-        for (s, reason) in due {
-            self.finish(s, &reason);
-        }
+        protocol::finish_all(self, due);
         if let Some(dp) = &self.dataplane {
             let live = self.list();
+            let forwarded: Vec<(String, u64)> = live
+                .iter()
+                .filter_map(|s| dp.peer(&s.id).map(|i| (s.id.clone(), i.forwarded)))
+                .collect();
             let mut st = self.lock();
-            for s in &live {
-                if let Some(info) = dp.peer(&s.id) {
-                    let seen = st.rx_seen.entry(s.id.clone()).or_insert(0);
-                    if info.forwarded > *seen {
-                        *seen = info.forwarded;
-                        st.sessions.activity(&s.id, now);
-                    }
+            for (id, n) in forwarded {
+                let seen = st.rx_seen.entry(id.clone()).or_insert(0);
+                if n > *seen {
+                    *seen = n;
+                    st.sessions.activity(&id, now);
                 }
             }
             let flows_due = now - st.flows_journaled >= FLOWS_EVERY;
@@ -551,7 +609,9 @@ impl SessionService {
                         .find(|s| s.id == report.session)
                         .map(|s| s.device.to_string())
                         .unwrap_or_default();
-                    self.journal_flows(report, &device);
+                    if !report.is_empty() {
+                        self.journal_or_log(&flows_event(report, &device));
+                    }
                 }
             }
         }
@@ -560,50 +620,11 @@ impl SessionService {
 
     /// Ends every session (the gateway is stopping).
     pub fn shutdown(&self) {
-        let all = self.lock().sessions.end_where(|_| true);
-        for s in all {
-            self.finish(s, &EndReason::Shutdown);
-        }
-    }
-
-    /// Carries out the end of a session already taken out of the table: the peer goes
-    /// first, then the journal.
-    fn finish(&self, s: Session, reason: &EndReason) {
-        let (info, report) = match &self.dataplane {
-            Some(dp) => (dp.peer(&s.id), dp.remove_peer(&s.id)),
-            None => (None, None),
-        };
-        {
-            let mut st = self.lock();
-            st.rx_seen.remove(&s.id);
-            // The peer is gone: its address may serve another session.
-            st.sessions.release(s.tunnel_addr);
-        }
-        let now = self.ctx.clock.now();
-        let mut events: Vec<Event> = report
-            .filter(|r| !r.is_empty())
-            .map(|r| flows_event(r, s.device.as_str()))
-            .into_iter()
-            .collect();
-        events.push(Event::SessionEnded {
-            session: s.id.clone(),
-            device: s.device.to_string(),
-            employee: s.employee.to_string(),
-            reason: reason.as_string(),
-            duration_secs: (now - s.started).whole_seconds().unsigned_abs(),
-            bytes_in: info.as_ref().map_or(0, |i| i.rx_bytes),
-            bytes_out: info.as_ref().map_or(0, |i| i.tx_bytes),
-        });
-        if let Err(err) = self.ctx.journal_all(&events) {
-            tracing::error!(error = %err, "THE AUDIT JOURNAL CANNOT BE WRITTEN: a session's end was not journaled");
-        }
-        tracing::info!(reason = %reason.as_string(), "session ended");
-    }
-
-    fn journal_flows(&self, r: crate::dataplane::accounting::Report, device: &str) {
-        if !r.is_empty() {
-            self.journal_or_log(&flows_event(r, device));
-        }
+        let all = self
+            .lock()
+            .sessions
+            .end_where(|_| Some(EndReason::Shutdown));
+        protocol::finish_all(self, all);
     }
 
     fn journal_or_log(&self, e: &Event) {
@@ -641,6 +662,22 @@ impl SessionService {
         ApiError::refused(failures)
     }
 
+    /// Checks a second-factor code against the device's secret: the step to record, or
+    /// the failure.
+    fn second_factor(
+        &self,
+        device: &AuthenticatedDevice,
+        code: Option<&RedactedString>,
+        now: OffsetDateTime,
+    ) -> Result<Result<u64, Failure>, ApiError> {
+        let secret = self.ctx.registry.totp(&device.record.id)?;
+        Ok(admission::second_factor(
+            code.map(RedactedString::expose),
+            secret.as_ref().map(|(s, last)| (s.as_slice(), *last)),
+            now,
+        ))
+    }
+
     /// Reads and evaluates a posture report; a failure of its own when it cannot be read
     /// or its nonce is not a fresh one of this device's.
     fn posture(
@@ -655,11 +692,7 @@ impl SessionService {
             Err(e) => {
                 return (
                     None,
-                    Some(Failure {
-                        id: "posture-unreadable".into(),
-                        sentence: format!("the posture report could not be read: {e}"),
-                        remedy: Some("update ztgw-agent".into()),
-                    }),
+                    Some(admission::posture_unreadable(Some(&e.to_string()))),
                 );
             }
         };
@@ -669,11 +702,7 @@ impl SessionService {
             .consume(&device.record.id, &report.nonce, now)
             .is_err()
         {
-            return (None, Some(Failure {
-                id: "posture-replayed".into(),
-                sentence: "the posture report is not fresh: its nonce was not given to this device, was already used, or expired".into(),
-                remedy: Some("run the connection again; the agent asks for a new nonce".into()),
-            }));
+            return (None, Some(admission::posture_replayed()));
         }
         let profile = active
             .policy
@@ -701,7 +730,128 @@ impl SessionService {
     }
 }
 
-fn flows_event(r: crate::dataplane::accounting::Report, device: &str) -> Event {
+impl Effects for SessionService {
+    type Peer = PeerKeys;
+    type Removed = (Option<PeerInfo>, Option<Report>);
+
+    fn table<R>(&self, f: impl FnOnce(&mut Sessions) -> R) -> R {
+        f(&mut self.lock().sessions)
+    }
+
+    fn record_start(&self, s: &Session) -> Result<(), String> {
+        self.ctx
+            .journal_all(&[
+                Event::PostureChecked {
+                    device: s.device.to_string(),
+                    employee: s.employee.to_string(),
+                    compliant: true,
+                    failed: Vec::new(),
+                },
+                Event::AdmissionGranted {
+                    session: s.id.clone(),
+                    device: s.device.to_string(),
+                    employee: s.employee.to_string(),
+                    role: s.role.clone(),
+                },
+                Event::SessionStarted {
+                    session: s.id.clone(),
+                    device: s.device.to_string(),
+                    employee: s.employee.to_string(),
+                    role: s.role.clone(),
+                    schedule: s.schedule.clone(),
+                },
+            ])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn install(&self, s: &Session, keys: &PeerKeys) -> Result<(), String> {
+        let dp = self
+            .dataplane
+            .as_ref()
+            .ok_or("this gateway runs without a data plane")?;
+        dp.add_peer(&PeerSpec {
+            session: s.id.clone(),
+            public_key: keys.public_key,
+            preshared_key: keys.preshared_key.clone(),
+            tunnel_addr: s.tunnel_addr,
+            role: s.role.clone(),
+            keepalive: None,
+        })
+        .map_err(|e| {
+            tracing::error!(error = %e, "the data plane refused a session's peer");
+            e.to_string()
+        })
+    }
+
+    fn uninstall(&self, id: &str) -> Option<Self::Removed> {
+        let dp = self.dataplane.as_ref()?;
+        let info = dp.peer(id);
+        let report = dp.remove_peer(id);
+        Some((info, report))
+    }
+
+    fn record_end(&self, s: &Session, reason: &EndReason, removed: Option<Self::Removed>) {
+        let (info, report) = removed.unwrap_or((None, None));
+        {
+            let mut st = self.lock();
+            st.rx_seen.remove(&s.id);
+            if st.recently_ended.len() >= RECENTLY_ENDED {
+                st.recently_ended.pop_front();
+            }
+            st.recently_ended
+                .push_back((s.id.clone(), reason.as_string()));
+        }
+        let now = self.ctx.clock.now();
+        let mut events: Vec<Event> = report
+            .filter(|r| !r.is_empty())
+            .map(|r| flows_event(r, s.device.as_str()))
+            .into_iter()
+            .collect();
+        events.push(Event::SessionEnded {
+            session: s.id.clone(),
+            device: s.device.to_string(),
+            employee: s.employee.to_string(),
+            reason: reason.as_string(),
+            duration_secs: (now - s.started).whole_seconds().unsigned_abs(),
+            bytes_in: info.as_ref().map_or(0, |i| i.rx_bytes),
+            bytes_out: info.as_ref().map_or(0, |i| i.tx_bytes),
+        });
+        if let Err(err) = self.ctx.journal_all(&events) {
+            tracing::error!(error = %err, "THE AUDIT JOURNAL CANNOT BE WRITTEN: a session's end was not journaled");
+        }
+        self.ended.send_modify(|n| *n = n.wrapping_add(1));
+        tracing::info!(reason = %reason.as_string(), "session ended");
+    }
+
+    fn standing(&self, s: &Session) -> Option<EndReason> {
+        let device = self.ctx.registry.device(&s.device);
+        let employee = self.ctx.registry.employee(&s.employee);
+        match (device, employee) {
+            (Ok(Some(d)), _) if d.status != DeviceStatus::Active => Some(EndReason::DeviceRevoked),
+            (Ok(None), _) => Some(EndReason::DeviceRevoked),
+            (_, Ok(Some(e))) if e.revoked.is_some() => Some(EndReason::EmployeeRevoked),
+            (_, Ok(None)) => Some(EndReason::EmployeeRevoked),
+            (Ok(Some(_)), Ok(Some(_))) => None,
+            // The registry cannot say: fail closed.
+            (Err(e), _) | (_, Err(e)) => Some(EndReason::SetupFailed(format!("registry: {e}"))),
+        }
+    }
+}
+
+/// What admission needs of a device's registry record.
+fn applicant(device: &AuthenticatedDevice) -> Applicant<'_> {
+    let r = &device.record;
+    Applicant {
+        status: r.status,
+        employee: &r.employee,
+        role: &r.role,
+        schedule: r.schedule.as_deref(),
+        wg_key: &r.wg_key,
+    }
+}
+
+fn flows_event(r: Report, device: &str) -> Event {
     Event::SessionFlows {
         session: r.session,
         device: device.to_owned(),

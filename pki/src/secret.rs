@@ -50,17 +50,22 @@ pub fn write_private_file(path: &Path, contents: &[u8], existing: Existing) -> i
             let file_name = path.file_name().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "path has no file name")
             })?;
-            let mut tmp_name = file_name.to_os_string();
-            tmp_name.push(".tmp");
+            // A temporary of this writer's own: two writers of the same file never
+            // share one (the last rename wins, and neither sees the other's half).
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let mut tmp_name = std::ffi::OsString::from(".");
+            tmp_name.push(file_name);
+            tmp_name.push(format!(
+                ".{}.{}.tmp",
+                std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
             let tmp = path.with_file_name(tmp_name);
-            // A stale temporary from a crash is ours to remove.
-            match fs::remove_file(&tmp) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
             write_new(&tmp, contents)?;
-            fs::rename(&tmp, path)?;
+            if let Err(e) = fs::rename(&tmp, path) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 fs::File::open(dir)?.sync_all()?;
             }

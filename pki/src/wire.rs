@@ -30,6 +30,10 @@ pub mod path {
     pub const SESSION: &str = "/v1/session";
     pub const SESSION_RECHECK: &str = "/v1/session/recheck";
     pub const SESSION_END: &str = "/v1/session/end";
+    /// POST (mTLS): answers once the session is no longer live, or after a while that
+    /// it still is ([`super::WatchView`]): how a connected agent learns at once that the
+    /// gateway ended its session.
+    pub const SESSION_WATCH: &str = "/v1/session/watch";
     /// POST (mTLS): the employee reports an incident; accepted whatever the posture.
     pub const INCIDENT: &str = "/v1/incident";
 }
@@ -287,6 +291,16 @@ pub struct IncidentRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndRequest {
     pub session: String,
+}
+
+/// `POST /v1/session/watch` (mTLS): the body is an [`EndRequest`] naming the session;
+/// the answer says whether it is still live and, if not, why it ended (when the gateway
+/// still remembers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchView {
+    pub live: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// A string that is a secret in transit: redacted from `Debug`, zeroed on drop.

@@ -12,11 +12,12 @@ use time::OffsetDateTime;
 use ztgw_pki::{DeviceId, EmployeeId};
 
 use super::{
-    AdminError, AdminErrorCode, AdminRequest, AdminResponse, EmployeeRevokeReason, EndOfService,
-    RevokeReason, check_note, done, end_device, find_device, journal_reducing_access,
+    AccessChange, AdminError, AdminErrorCode, AdminRequest, AdminResponse, EmployeeRevokeReason,
+    EndOfService, RevokeReason, check_note, done, end_device, find_device, journal_reducing_access,
 };
 use crate::context::Context;
 use crate::journal::Event;
+use crate::session::lifecycle::EndReason;
 
 /// How long the notification command may run.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +52,7 @@ impl IncidentKind {
 }
 
 /// Records the incident, revokes what it concerns, and notifies.
+#[allow(clippy::too_many_arguments)]
 pub fn report(
     ctx: &Context,
     now: OffsetDateTime,
@@ -59,6 +61,7 @@ pub fn report(
     employee: Option<&EmployeeId>,
     kind: IncidentKind,
     note: &Option<String>,
+    access: &mut Vec<AccessChange>,
 ) -> Result<AdminResponse, AdminError> {
     check_note(note)?;
     let (device, employee) = match (device, employee) {
@@ -102,13 +105,15 @@ pub fn report(
             d,
             EndOfService::Revoke(kind.revoke_reason()),
             &note,
+            EndReason::Incident,
+            access,
         ) {
             Ok(()) => vec![d.clone()],
             // Already out of service: the incident is still recorded.
             Err(e) if e.code == AdminErrorCode::Conflict => Vec::new(),
             Err(e) => return Err(e),
         },
-        None => match super::handle(
+        None => match super::act(
             ctx,
             operator,
             &AdminRequest::EmployeeRevoke {
@@ -116,6 +121,7 @@ pub fn report(
                 reason: EmployeeRevokeReason::Incident,
                 note,
             },
+            access,
         ) {
             Ok(AdminResponse::Done { devices_ended, .. }) => devices_ended,
             Ok(_) => Vec::new(),
@@ -140,10 +146,12 @@ pub fn report(
 }
 
 /// `POST /v1/incident`: the employee reports from the device (whatever its posture).
+/// The changes of access it made are pushed to `access`, also when it fails.
 pub fn from_device(
     ctx: &Context,
     device: &crate::device_auth::AuthenticatedDevice,
     req: &ztgw_pki::wire::IncidentRequest,
+    access: &mut Vec<AccessChange>,
 ) -> Result<serde_json::Value, crate::api_error::ApiError> {
     use crate::api_error::{ApiError, Reason};
     let kind = <IncidentKind as clap::ValueEnum>::from_str(&req.kind, false).map_err(|_| {
@@ -164,6 +172,7 @@ pub fn from_device(
         None,
         kind,
         &req.note,
+        access,
     )
     .map_err(|e| {
         let reason = match e.code {

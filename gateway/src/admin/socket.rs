@@ -98,7 +98,12 @@ async fn serve_one(
             let ctx = ctx.clone();
             match tokio::task::spawn_blocking(move || {
                 crate::admin::sessions::handle(&ctx, &sessions, &operator, &envelope.request)
-                    .unwrap_or_else(|| handle(&ctx, &operator, &envelope.request))
+                    .unwrap_or_else(|| {
+                        let outcome = handle(&ctx, &operator, &envelope.request);
+                        // Sessions end before the command answers.
+                        sessions.apply_all(&outcome.access);
+                        outcome.result
+                    })
             })
             .await
             {

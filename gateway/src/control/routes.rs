@@ -21,6 +21,9 @@ use crate::device_auth::{Presented, authenticate, authenticate_auditor};
 use crate::enrolment;
 use crate::sessions::SessionService;
 
+/// Longest a session watch waits before answering that the session is still live.
+pub const WATCH_LIMIT: std::time::Duration = std::time::Duration::from_secs(25);
+
 /// Answers one request.
 pub async fn route(
     ctx: Arc<Context>,
@@ -131,11 +134,31 @@ async fn dispatch(
             .await?;
             json(StatusCode::OK, &serde_json::json!({"ended": true}))
         }
+        (Method::POST, path::SESSION_WATCH) => {
+            let body: EndRequest = read_json(req, max).await?;
+            let device = {
+                let ctx = ctx.clone();
+                blocking(move || authenticate(&ctx, &presented)).await?
+            };
+            // Answered before the request's own time limit runs out.
+            let limit = ctx
+                .settings
+                .control
+                .request_timeout
+                .get()
+                .saturating_sub(std::time::Duration::from_secs(1))
+                .min(WATCH_LIMIT);
+            let answer = sessions.watch(Arc::new(device), body.session, limit).await;
+            json(StatusCode::OK, &answer)
+        }
         (Method::POST, path::INCIDENT) => {
             let body: IncidentRequest = read_json(req, max).await?;
             let answer = blocking(move || {
                 let device = authenticate(&ctx, &presented)?;
-                crate::admin::incident::from_device(&ctx, &device, &body)
+                let mut access = Vec::new();
+                let answer = crate::admin::incident::from_device(&ctx, &device, &body, &mut access);
+                sessions.apply_all(&access);
+                answer
             })
             .await?;
             json(StatusCode::OK, &answer)
@@ -161,7 +184,8 @@ async fn dispatch(
             | path::SESSION
             | path::SESSION_RECHECK
             | path::SESSION_END
-            | path::INCIDENT,
+            | path::INCIDENT
+            | path::SESSION_WATCH,
         ) => Err(ApiError::new(
             Reason::MethodNotAllowed,
             format!("{} is not allowed here", req.method()),

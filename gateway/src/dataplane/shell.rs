@@ -321,6 +321,16 @@ impl DataPlane {
             .collect()
     }
 
+    /// The sessions whose peers are installed.
+    pub fn peer_sessions(&self) -> Vec<String> {
+        self.shared
+            .peers
+            .all()
+            .into_iter()
+            .map(|p| p.session.clone())
+            .collect()
+    }
+
     pub fn peer(&self, session: &str) -> Option<PeerInfo> {
         let peer = self.shared.peers.by_session(session)?;
         let guard = peer.lock();

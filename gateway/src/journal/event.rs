@@ -156,6 +156,14 @@ pub enum Event {
         denials: Vec<crate::dataplane::accounting::Denial>,
         denials_merged: u64,
     },
+    /// Reconciliation removed a peer that no live session owned, or ended a session whose
+    /// device or employee was no longer in service. The safety net: never expected.
+    #[serde(rename = "session.orphan_removed")]
+    SessionOrphanRemoved {
+        session: String,
+        device: Option<String>,
+        reason: String,
+    },
     /// A session moved to its role's quarantine role (failed re-check), or back.
     #[serde(rename = "session.role_changed")]
     SessionRoleChanged {
@@ -240,6 +248,7 @@ impl Event {
             Self::SessionStarted { .. } => "session.started",
             Self::SessionEnded { .. } => "session.ended",
             Self::SessionFlows { .. } => "session.flows",
+            Self::SessionOrphanRemoved { .. } => "session.orphan_removed",
             Self::SessionRoleChanged { .. } => "session.role_changed",
             Self::ScheduleOverride { .. } => "schedule.override",
             Self::IncidentReported { .. } => "incident.reported",

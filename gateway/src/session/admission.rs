@@ -3,11 +3,11 @@
 
 use time::{Duration, OffsetDateTime};
 use ztgw_config::policy::{Policy, Schedule};
-use ztgw_pki::identity::WgPublicKey;
+use ztgw_pki::identity::{EmployeeId, WgPublicKey};
 use ztgw_pki::wire::DeviceStatus;
 use ztgw_posture::evaluate::{Evaluation, Outcome};
 
-use crate::registry::DeviceRecord;
+use super::lifecycle::EndReason;
 
 pub use ztgw_pki::wire::FailedCheck as Failure;
 
@@ -19,10 +19,22 @@ fn failure(id: &str, sentence: impl Into<String>, remedy: Option<&str>) -> Failu
     }
 }
 
+/// The device asking, as the registry knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Applicant<'a> {
+    pub status: DeviceStatus,
+    pub employee: &'a EmployeeId,
+    pub role: &'a str,
+    /// The device's own schedule, set at invitation.
+    pub schedule: Option<&'a str>,
+    /// The WireGuard key bound to the device at enrolment.
+    pub wg_key: &'a WgPublicKey,
+}
+
 /// What admission knows of the request.
 #[derive(Debug)]
 pub struct Facts<'a> {
-    pub device: &'a DeviceRecord,
+    pub device: Applicant<'a>,
     /// The employee's telework is in force (not revoked).
     pub employee_active: bool,
     /// The WireGuard key the request asks a tunnel for.
@@ -79,7 +91,7 @@ pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>>
             Some("contact your security unit"),
         ));
     }
-    if f.wg_key != &f.device.wg_key {
+    if f.wg_key != f.device.wg_key {
         failures.push(failure(
             "wireguard-key-mismatch",
             "the WireGuard key is not the one bound to this device's certificate",
@@ -87,7 +99,7 @@ pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>>
         ));
     }
     let settings = &f.policy.settings;
-    let role = f.policy.roles.get(&f.device.role);
+    let role = f.policy.roles.get(f.device.role);
     let mut window_end = None;
     let mut schedule_name = String::new();
     match role {
@@ -121,18 +133,8 @@ pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>>
         }
     }
     match f.posture {
-        None => failures.push(failure(
-            "posture-unreadable",
-            "the posture report could not be read",
-            Some("update ztgw-agent"),
-        )),
-        Some(e) => failures.extend(e.checks.iter().filter(|c| c.outcome != Outcome::Pass).map(
-            |c| Failure {
-                id: c.id.clone(),
-                sentence: c.sentence.clone(),
-                remedy: c.remediation.clone(),
-            },
-        )),
+        None => failures.push(posture_unreadable(None)),
+        Some(e) => failures.extend(posture_failures(e)),
     }
     if !failures.is_empty() {
         return Err(failures);
@@ -142,7 +144,7 @@ pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>>
     };
     let max_end = now + std_to_time(settings.max_session.get());
     Ok(Terms {
-        role: f.device.role.clone(),
+        role: f.device.role.to_owned(),
         schedule: schedule_name,
         ends_at: window_end.min(max_end),
         ends_with_window: window_end <= max_end,
@@ -186,6 +188,60 @@ pub fn second_factor(
         })
 }
 
+/// Every check of a posture evaluation that did not pass, as failures.
+pub fn posture_failures(e: &Evaluation) -> Vec<Failure> {
+    e.checks
+        .iter()
+        .filter(|c| c.outcome != Outcome::Pass)
+        .map(|c| Failure {
+            id: c.id.clone(),
+            sentence: c.sentence.clone(),
+            remedy: c.remediation.clone(),
+        })
+        .collect()
+}
+
+/// A posture report that could not be read (`why`, when known).
+pub fn posture_unreadable(why: Option<&str>) -> Failure {
+    failure(
+        "posture-unreadable",
+        match why {
+            Some(why) => format!("the posture report could not be read: {why}"),
+            None => "the posture report could not be read".to_owned(),
+        },
+        Some("update ztgw-agent"),
+    )
+}
+
+/// A posture report whose nonce is not a fresh one of this device's.
+pub fn posture_replayed() -> Failure {
+    failure(
+        "posture-replayed",
+        "the posture report is not fresh: its nonce was not given to this device, was already used, or expired",
+        Some("run the connection again; the agent asks for a new nonce"),
+    )
+}
+
+/// An admission that lost to a revocation or a policy load while it was under way.
+pub fn ended_during_admission(reason: &EndReason) -> Failure {
+    let (id, sentence) = match reason {
+        EndReason::DeviceRevoked => ("device-revoked", "this device's access has been revoked"),
+        EndReason::EmployeeRevoked => (
+            "employee-revoked",
+            "your telework authorisation has been ended",
+        ),
+        EndReason::Incident => (
+            "device-revoked",
+            "an incident was reported and this device's access has been revoked",
+        ),
+        _ => (
+            "policy-changed",
+            "the access policy changed while the connection was being set up",
+        ),
+    };
+    failure(id, sentence, Some("contact your security unit"))
+}
+
 /// A code whose step was used meanwhile (two requests racing with one code).
 pub fn second_factor_replayed() -> Failure {
     failure(
@@ -200,7 +256,6 @@ pub fn second_factor_replayed() -> Failure {
 pub fn schedule_of<'a>(f: &'a Facts<'_>, role_schedule: &'a str) -> &'a str {
     f.device
         .schedule
-        .as_deref()
         .or_else(|| {
             f.policy
                 .employees

@@ -28,16 +28,36 @@ fn table() -> Sessions {
     Sessions::new(Pool::new(Network::parse("100.64.0.0/24").expect("net")), 3)
 }
 
+/// Begins and commits an admission (its peer installed, in service).
 fn admit(t: &mut Sessions, id: &str, device: &str, terms: &Terms, now: OffsetDateTime) -> Session {
-    t.admit(
+    let pending = begin(t, id, device, terms, now).expect("begin");
+    assert_eq!(t.commit(id, None), Commit::Live(Box::new(pending.clone())));
+    pending
+}
+
+fn begin(
+    t: &mut Sessions,
+    id: &str,
+    device: &str,
+    terms: &Terms,
+    now: OffsetDateTime,
+) -> Result<Session, Full> {
+    t.begin(
         id.into(),
         device.parse().expect("device"),
         "e1".parse().expect("employee"),
         terms,
         now,
     )
-    .expect("admit")
-    .0
+}
+
+/// A re-check without a second factor.
+fn check(compliant: bool, quarantine: Option<&str>) -> Recheck<'_> {
+    Recheck {
+        compliant,
+        quarantine,
+        factor: Factor::NotAsked,
+    }
 }
 
 /// Steps the clock one second at a time from `from` to `to`, collecting what ends.
@@ -91,7 +111,7 @@ fn rechecks_keep_a_session_alive_and_a_missed_one_ends_it_after_the_grace() {
         let at = T0 + Duration::minutes(5 * k);
         t.activity("s1", at);
         assert!(matches!(
-            t.recheck("s1", true, None, at),
+            t.recheck("s1", &check(true, None), at),
             Some(Verdict::Continue { .. })
         ));
     }
@@ -113,10 +133,13 @@ fn a_failed_recheck_ends_the_session_or_quarantines_it() {
     admit(&mut t, "s1", "dev-a", &day(), T0);
     admit(&mut t, "s2", "dev-b", &day(), T0);
     let at = T0 + Duration::minutes(5);
-    assert!(matches!(t.recheck("s1", false, None, at), Some(Verdict::End(s)) if s.id == "s1"));
+    assert!(matches!(
+        t.recheck("s1", &check(false, None), at),
+        Some(Verdict::End(s, EndReason::RecheckFailed)) if s.id == "s1"
+    ));
     assert!(t.get("s1").is_none());
     assert_eq!(
-        t.recheck("s2", false, Some("quarantine"), at),
+        t.recheck("s2", &check(false, Some("quarantine")), at),
         Some(Verdict::Quarantine {
             role: "quarantine".into(),
             next_due: at + Duration::minutes(5)
@@ -125,10 +148,10 @@ fn a_failed_recheck_ends_the_session_or_quarantines_it() {
     assert_eq!(t.get("s2").map(|s| s.role.as_str()), Some("quarantine"));
     // Compliant again: back to the admitted role.
     assert!(matches!(
-        t.recheck("s2", true, Some("quarantine"), at + Duration::minutes(5)),
+        t.recheck("s2", &check(true, Some("quarantine")), at + Duration::minutes(5)),
         Some(Verdict::Restore { role, .. }) if role == "finance"
     ));
-    assert_eq!(t.recheck("nope", true, None, at), None);
+    assert_eq!(t.recheck("nope", &check(true, None), at), None);
 }
 
 #[test]
@@ -140,7 +163,7 @@ fn idle_sessions_end_after_the_idle_timeout() {
     let mut now = T0;
     while now <= T0 + Duration::minutes(40) && ended.is_empty() {
         if (now - T0).whole_seconds() % 300 == 0 {
-            t.recheck("s1", true, None, now);
+            t.recheck("s1", &check(true, None), now);
         }
         ended = t.due(now);
         now += Duration::seconds(1);
@@ -155,42 +178,84 @@ fn revocation_ends_every_session_of_the_device_at_once_and_frees_its_address() {
     let mut t = table();
     let a = admit(&mut t, "s1", "dev-a", &day(), T0);
     admit(&mut t, "s2", "dev-b", &day(), T0);
-    let gone = t.end_where(|s| s.device.as_str() == "dev-a");
+    let gone = t.revoke(
+        &Revoked::Device("dev-a".parse().expect("id")),
+        &EndReason::DeviceRevoked,
+    );
     assert_eq!(gone.len(), 1);
     assert_eq!(t.len(), 1);
     // Until its peer is gone from the data plane, the address stays reserved.
     let later = terms(T0 + Duration::hours(8), true);
     let c = admit(&mut t, "s3", "dev-c", &later, T0);
     assert_ne!(c.tunnel_addr, a.tunnel_addr);
-    t.release(a.tunnel_addr);
+    t.release("s1");
     let d = admit(&mut t, "s4", "dev-d", &later, T0);
     assert_eq!(d.tunnel_addr, a.tunnel_addr, "then it is reused");
 }
 
 #[test]
-fn a_new_admission_replaces_the_devices_old_session_and_the_table_is_bounded() {
+fn a_new_admission_replaces_the_devices_old_session_only_once_it_is_under_way() {
     let mut t = table();
     admit(&mut t, "s1", "dev-a", &day(), T0);
-    let (_, replaced) = t
-        .admit(
-            "s2".into(),
-            "dev-a".parse().expect("d"),
-            "e1".parse().expect("e"),
-            &day(),
-            T0,
-        )
-        .expect("admit");
-    assert_eq!(replaced.map(|s| s.id), Some("s1".into()));
-    admit(&mut t, "s3", "dev-b", &day(), T0);
-    admit(&mut t, "s4", "dev-c", &day(), T0);
-    let full = t.admit(
-        "s5".into(),
-        "dev-d".parse().expect("d"),
-        "e1".parse().expect("e"),
-        &day(),
-        T0,
+    begin(&mut t, "s2", "dev-a", &day(), T0).expect("begin");
+    assert_eq!(
+        begin(&mut t, "s3", "dev-a", &day(), T0),
+        Err(Full::Busy),
+        "admissions of one device are serialised"
     );
-    assert_eq!(full.map(|_| ()), Err(Full::Sessions));
+    assert!(
+        t.get("s1").is_some(),
+        "the old session stays until replaced"
+    );
+    let (old, reason) = t.take_replaced("s2").expect("replaced");
+    assert_eq!((old.id.as_str(), reason), ("s1", EndReason::Replaced));
+    assert!(matches!(t.commit("s2", None), Commit::Live(_)));
+    t.release("s1");
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn a_full_table_or_pool_refuses_and_leaves_the_live_session_as_it_was() {
+    let mut t = table();
+    admit(&mut t, "s1", "dev-a", &day(), T0);
+    admit(&mut t, "s2", "dev-b", &day(), T0);
+    admit(&mut t, "s3", "dev-c", &day(), T0);
+    assert_eq!(
+        begin(&mut t, "s4", "dev-a", &day(), T0),
+        Err(Full::Sessions)
+    );
+    assert!(t.get("s1").is_some());
+    let mut small = Sessions::new(Pool::new(Network::parse("100.64.0.0/30").expect("net")), 9);
+    admit(&mut small, "s1", "dev-a", &day(), T0);
+    assert_eq!(
+        begin(&mut small, "s2", "dev-a", &day(), T0),
+        Err(Full::Addresses)
+    );
+    assert!(small.get("s1").is_some());
+    assert_eq!(small.pending_len(), 0);
+}
+
+#[test]
+fn a_revocation_during_an_admission_dooms_it() {
+    let mut t = table();
+    begin(&mut t, "s1", "dev-a", &day(), T0).expect("begin");
+    let ended = t.revoke(
+        &Revoked::Employee("e1".parse().expect("id")),
+        &EndReason::EmployeeRevoked,
+    );
+    assert!(ended.is_empty(), "nothing live yet");
+    assert!(matches!(
+        t.commit("s1", None),
+        Commit::End(s, EndReason::EmployeeRevoked) if s.id == "s1"
+    ));
+    assert!(t.is_empty());
+    assert_eq!(t.draining_len(), 1);
+    // A status read after the peer was installed wins too.
+    begin(&mut t, "s2", "dev-b", &day(), T0).expect("begin");
+    assert!(matches!(
+        t.commit("s2", Some(EndReason::DeviceRevoked)),
+        Commit::End(_, EndReason::DeviceRevoked)
+    ));
 }
 
 #[test]
@@ -204,6 +269,7 @@ fn a_policy_reload_can_bring_the_end_forward() {
         T0,
     );
     t.shorten("s1", T0 + Duration::minutes(1));
+    t.shorten("s1", T0 + Duration::minutes(5));
     let ended = run(&mut t, T0, T0 + Duration::minutes(2));
     assert_eq!(
         ended,
@@ -230,8 +296,20 @@ fn the_second_factor_falls_due_again_after_its_time() {
         !t.second_factor_due("s2", T0 + Duration::hours(9)),
         "roles without one"
     );
-    t.second_factor_given("s1", T0 + Duration::hours(8));
+    let given = Recheck {
+        factor: Factor::Passed,
+        ..check(true, None)
+    };
+    t.recheck("s1", &given, T0 + Duration::hours(8));
     assert!(!t.second_factor_due("s1", T0 + Duration::hours(15)));
+    let missing = Recheck {
+        factor: Factor::Failed,
+        ..check(true, None)
+    };
+    assert!(matches!(
+        t.recheck("s1", &missing, T0 + Duration::hours(16)),
+        Some(Verdict::End(_, EndReason::SecondFactor))
+    ));
     assert!(
         t.of_device(&"dev-b".parse().expect("id"))
             .is_some_and(|s| s.id == "s2")
