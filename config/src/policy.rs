@@ -26,7 +26,7 @@ use jiff::Timestamp;
 
 use crate::duration::HumanDuration;
 use crate::location::{ConfigError, Diagnostic, read_config_file};
-pub use compile::{CompiledPolicy, Decision, DenyReason, RoleId, RuleId};
+pub use compile::{CompiledPolicy, Decision, DenyReason, RoleId, RuleId, RuleLabel};
 pub use network::Network;
 pub use schedule::{Schedule, Window};
 pub use service::{Proto, Service};

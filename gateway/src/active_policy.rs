@@ -56,7 +56,8 @@ impl ActivePolicy {
         };
         let checked =
             Policy::parse(path, &text).map_err(|e| refused(Refusal::Invalid(e.to_string())))?;
-        let compiled = CompiledPolicy::compile(&checked.policy);
+        let mut compiled = CompiledPolicy::compile(&checked.policy);
+        compiled.set_source(&sha256);
         let results = cases::run(&checked.policy, &compiled);
         let (_, failed) = cases::tally(&results);
         if failed > 0 {

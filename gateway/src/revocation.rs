@@ -26,19 +26,16 @@ pub enum PublishError {
         path: String,
         source: std::io::Error,
     },
-    #[error(
-        "the revocation list in force has number {current}, not below {number}: the registry's CRL counter is behind (was an older registry restored?)"
-    )]
-    Stale { number: u64, current: u64 },
 }
 
-/// The number of the CRL at `path`, if it holds one that parses.
-fn number_on_disk(path: &Path) -> Option<u64> {
+/// The number of the CRL at `path`, if it holds one this CA signed (expired or not).
+fn number_on_disk(path: &Path, ca: &CertificateAuthority) -> Option<u64> {
     let pem = std::fs::read_to_string(path).ok()?;
     let der = ztgw_pki::pem_to_der(&pem, "X509 CRL")?;
     let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der).ok()?;
-    let n = crl.crl_number()?;
-    u64::try_from(n).ok()
+    let (_, ca_cert) = x509_parser::parse_x509_certificate(ca.cert_der()).ok()?;
+    crl.verify_signature(ca_cert.public_key()).ok()?;
+    u64::try_from(crl.crl_number()?).ok()
 }
 
 /// Signs a CRL listing every revoked, unexpired certificate and writes it to `path`.
@@ -46,8 +43,8 @@ fn number_on_disk(path: &Path) -> Option<u64> {
 /// One publisher at a time, across threads and processes (an exclusive lock on
 /// `PATH.lock`, held from reading the registry to the rename): a publication reads the
 /// registry after the previous one finished, so the CRL in force lists every revocation
-/// recorded before its publication began. CRL numbers only increase, and a CRL never
-/// replaces one with a higher number. The file is written to a temporary of its own,
+/// recorded before its publication began. CRL numbers only increase: a new CRL's number
+/// is above the registry's counter and above the CRL on disk. The file is written to a temporary of its own,
 /// fsync'd, and renamed into place.
 pub fn publish(
     ca: &CertificateAuthority,
@@ -69,12 +66,11 @@ pub fn publish(
         .map_err(write_error)?;
     lock.lock().map_err(write_error)?;
     let revoked = registry.revoked_certificates(now)?;
-    let number = registry.next_crl_number()?;
-    if let Some(current) = number_on_disk(path)
-        && current >= number
-    {
-        return Err(PublishError::Stale { number, current });
-    }
+    // The next number, and never one at or below the CRL on disk (a registry restored
+    // from an older backup has an older counter).
+    let number = registry
+        .next_crl_number()?
+        .max(number_on_disk(path, ca).map_or(0, |n| n.saturating_add(1)));
     let validity = time::Duration::try_from(validity).unwrap_or(time::Duration::DAY);
     let pem = ca.sign_crl(&revoked, number, now, now + validity)?;
     // Written atomically so a reader never sees half of one.

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::{Network, Policy, Proto, Service};
 
@@ -157,6 +158,17 @@ pub struct CompiledPolicy {
     role_names: Vec<String>,
     role_ids: BTreeMap<String, RoleId>,
     rules: Vec<RuleInfo>,
+    /// Each rule's name and the policy it came from, shared by the flows it allows.
+    labels: Vec<Arc<RuleLabel>>,
+}
+
+/// A rule as a flow remembers it: the name `role/resource` and the hash of the policy
+/// it came from, fixed when the flow is created whatever is reloaded later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleLabel {
+    pub name: String,
+    /// The SHA-256 of the policy file (empty until [`CompiledPolicy::set_source`]).
+    pub policy: String,
 }
 
 impl CompiledPolicy {
@@ -188,6 +200,7 @@ impl CompiledPolicy {
             out.role_ids.insert(role_name.clone(), RoleId(index as u32));
             out.role_names.push(role_name);
         }
+        out.labels = label_rules(&out.rules, "");
         out
     }
 
@@ -202,6 +215,16 @@ impl CompiledPolicy {
 
     pub fn rule(&self, id: RuleId) -> Option<&RuleInfo> {
         self.rules.get(id.0 as usize)
+    }
+
+    /// Rule `id`'s label, shared (a reference count, no allocation).
+    pub fn label(&self, id: RuleId) -> Option<&Arc<RuleLabel>> {
+        self.labels.get(id.0 as usize)
+    }
+
+    /// Names the policy file the rules came from (its SHA-256) in their labels.
+    pub fn set_source(&mut self, sha256: &str) {
+        self.labels = label_rules(&self.rules, sha256);
     }
 
     /// How many rules (role × resource) the policy has.
@@ -259,6 +282,18 @@ impl LinearPolicy {
                 Decision::Allow(*rule)
             })
     }
+}
+
+fn label_rules(rules: &[RuleInfo], sha256: &str) -> Vec<Arc<RuleLabel>> {
+    rules
+        .iter()
+        .map(|r| {
+            Arc::new(RuleLabel {
+                name: format!("{}/{}", r.role, r.resource),
+                policy: sha256.to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// One network and one service of a rule.

@@ -29,8 +29,11 @@ pub struct FlowRecord {
     pub laptop_port: u16,
     pub remote: IpAddr,
     pub remote_port: u16,
-    /// The rule (resource of the role) that allowed it, by name.
+    /// The rule (resource of the role) that allowed it when it was created, by name.
     pub rule: String,
+    /// The SHA-256 of the policy that rule came from.
+    #[serde(default)]
+    pub policy_sha256: String,
     pub first_ms: u64,
     pub last_ms: u64,
     pub packets_out: u64,
@@ -101,11 +104,7 @@ pub struct Accounting {
 
 impl Accounting {
     /// Records flows that ended (expired, or removed with their session).
-    pub fn flows_ended(
-        &mut self,
-        flows: impl IntoIterator<Item = (FlowKey, Flow)>,
-        rule_name: impl Fn(&Flow) -> String,
-    ) {
+    pub fn flows_ended(&mut self, flows: impl IntoIterator<Item = (FlowKey, Flow)>) {
         for (key, flow) in flows {
             if self.ended.len() < MAX_ENDED_FLOWS {
                 self.ended.push(FlowRecord {
@@ -113,7 +112,8 @@ impl Accounting {
                     laptop_port: key.laptop_port,
                     remote: key.remote,
                     remote_port: key.remote_port,
-                    rule: rule_name(&flow),
+                    rule: flow.label.name.clone(),
+                    policy_sha256: flow.label.policy.clone(),
                     first_ms: flow.first_ms,
                     last_ms: flow.last_ms,
                     packets_out: flow.packets_out,
@@ -264,6 +264,10 @@ mod tests {
                 },
                 Flow {
                     rule: super::super::fixtures::rule(DB, ztgw_config::policy::Proto::Udp),
+                    label: std::sync::Arc::new(ztgw_config::policy::RuleLabel {
+                        name: "dns".into(),
+                        policy: "p1".into(),
+                    }),
                     state: State::Udp { replied: true },
                     first_ms: 1,
                     last_ms: 2,
@@ -274,12 +278,11 @@ mod tests {
                 },
             )
         };
-        acc.flows_ended((0..(MAX_ENDED_FLOWS as u16 + 5)).map(flow), |_| {
-            "dns".into()
-        });
+        acc.flows_ended((0..(MAX_ENDED_FLOWS as u16 + 5)).map(flow));
         let r = acc.drain("s1");
         assert_eq!(r.flows.len(), MAX_ENDED_FLOWS);
         assert_eq!(r.flows[0].rule, "dns");
+        assert_eq!(r.flows[0].policy_sha256, "p1");
         assert_eq!(
             r.merged,
             Merged {

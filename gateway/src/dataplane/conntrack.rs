@@ -5,8 +5,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use ztgw_config::policy::RuleId;
+use ztgw_config::policy::{RuleId, RuleLabel};
 
 use super::packet::{Header, IcmpKind, TcpFlags, Transport};
 
@@ -96,9 +97,12 @@ pub enum State {
 }
 
 /// A flow and its accounting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flow {
+    /// The rule that allows it under the policy in force.
     pub rule: RuleId,
+    /// The rule that allowed it when it was created, as the journal names it.
+    pub label: Arc<RuleLabel>,
     pub state: State,
     pub first_ms: u64,
     pub last_ms: u64,
@@ -167,10 +171,12 @@ impl Conntrack {
     }
 
     /// A packet from the laptop on `key`, allowed by `rule`: creates or advances its flow.
+    /// A new flow keeps `label()` for good.
     pub fn outbound(
         &mut self,
         key: FlowKey,
         rule: RuleId,
+        label: impl FnOnce() -> Arc<RuleLabel>,
         h: &Header,
         now: u64,
     ) -> Result<(), Refused> {
@@ -200,6 +206,7 @@ impl Conntrack {
                 key,
                 Flow {
                     rule,
+                    label: label(),
                     state,
                     first_ms: now,
                     last_ms: now,
@@ -312,6 +319,13 @@ mod tests {
     const LAPTOP: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
     const SERVER: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 5);
 
+    fn label() -> Arc<RuleLabel> {
+        Arc::new(RuleLabel {
+            name: "wide/all".into(),
+            policy: "p".into(),
+        })
+    }
+
     fn rule() -> RuleId {
         super::super::fixtures::rule(SERVER, ztgw_config::policy::Proto::Tcp)
     }
@@ -321,7 +335,7 @@ mod tests {
         let mut ct = Conntrack::new(16);
         let syn = parse(&build::tcp4(LAPTOP, 40000, SERVER, 5432, 0x02)).expect("syn");
         let key = FlowKey::outbound(7, &syn).expect("key");
-        ct.outbound(key, rule(), &syn, 0).expect("opens");
+        ct.outbound(key, rule(), label, &syn, 0).expect("opens");
         let synack = parse(&build::tcp4(SERVER, 5432, LAPTOP, 40000, 0x12)).expect("synack");
         assert!(ct.inbound(&FlowKey::inbound(7, &synack).expect("key"), &synack, 10));
         // The same packet for another session, or another port, is not a reply.
@@ -332,7 +346,8 @@ mod tests {
         let probe = parse(&build::tcp4(SERVER, 33333, LAPTOP, 22, 0x02)).expect("probe");
         assert!(!ct.inbound(&FlowKey::inbound(7, &probe).expect("key"), &probe, 10));
         let ack = parse(&build::tcp4(LAPTOP, 40000, SERVER, 5432, 0x10)).expect("ack");
-        ct.outbound(key, rule(), &ack, 20).expect("continues");
+        ct.outbound(key, rule(), label, &ack, 20)
+            .expect("continues");
         let f = ct.get(&key).expect("flow");
         assert_eq!(
             (f.state, f.packets_out, f.packets_in),
@@ -345,12 +360,18 @@ mod tests {
         let mut ct = Conntrack::new(16);
         let ack = parse(&build::tcp4(LAPTOP, 40000, SERVER, 80, 0x10)).expect("ack");
         assert_eq!(
-            ct.outbound(FlowKey::outbound(1, &ack).expect("key"), rule(), &ack, 0),
+            ct.outbound(
+                FlowKey::outbound(1, &ack).expect("key"),
+                rule(),
+                label,
+                &ack,
+                0
+            ),
             Err(Refused::NotAnOpening)
         );
         let udp = parse(&build::udp4(LAPTOP, 5000, SERVER, 53, 4)).expect("udp");
         let key = FlowKey::outbound(1, &udp).expect("key");
-        ct.outbound(key, rule(), &udp, 0).expect("udp");
+        ct.outbound(key, rule(), label, &udp, 0).expect("udp");
         let reply = parse(&build::udp4(SERVER, 53, LAPTOP, 5000, 40)).expect("reply");
         assert!(ct.inbound(&FlowKey::inbound(1, &reply).expect("key"), &reply, UDP_MS));
         assert!(
@@ -372,12 +393,12 @@ mod tests {
         let mut ct = Conntrack::new(4);
         for port in 0..4u16 {
             let u = parse(&build::udp4(LAPTOP, 1000 + port, SERVER, 53, 0)).expect("udp");
-            ct.outbound(FlowKey::outbound(1, &u).expect("key"), rule(), &u, 0)
+            ct.outbound(FlowKey::outbound(1, &u).expect("key"), rule(), label, &u, 0)
                 .expect("room");
         }
         let u = parse(&build::udp4(LAPTOP, 2000, SERVER, 53, 0)).expect("udp");
         assert_eq!(
-            ct.outbound(FlowKey::outbound(2, &u).expect("key"), rule(), &u, 1),
+            ct.outbound(FlowKey::outbound(2, &u).expect("key"), rule(), label, &u, 1),
             Err(Refused::TableFull)
         );
         assert_eq!(ct.refused_full, 1);
@@ -385,6 +406,7 @@ mod tests {
         ct.outbound(
             FlowKey::outbound(2, &u).expect("key"),
             rule(),
+            label,
             &u,
             UDP_MS + 10,
         )
@@ -394,16 +416,16 @@ mod tests {
         let r = rule();
         for port in 0..MAX_FLOWS_PER_SESSION as u16 {
             let u = parse(&build::udp4(LAPTOP, port, SERVER, 53, 0)).expect("udp");
-            big.outbound(FlowKey::outbound(3, &u).expect("key"), r, &u, 0)
+            big.outbound(FlowKey::outbound(3, &u).expect("key"), r, label, &u, 0)
                 .expect("room");
         }
         let u = parse(&build::udp4(LAPTOP, 60000, SERVER, 53, 0)).expect("udp");
         assert_eq!(
-            big.outbound(FlowKey::outbound(3, &u).expect("key"), rule(), &u, 0),
+            big.outbound(FlowKey::outbound(3, &u).expect("key"), rule(), label, &u, 0),
             Err(Refused::SessionFull)
         );
         assert!(
-            big.outbound(FlowKey::outbound(4, &u).expect("key"), rule(), &u, 0)
+            big.outbound(FlowKey::outbound(4, &u).expect("key"), rule(), label, &u, 0)
                 .is_ok(),
             "other sessions are not starved"
         );

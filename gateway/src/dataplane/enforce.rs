@@ -78,10 +78,19 @@ pub fn from_laptop(
     // ICMP other than echo requests (e.g. a laptop's "unreachable") is allowed by the
     // rule but opens no way back in: it has no flow.
     if let Some(key) = FlowKey::outbound(s.id, &h) {
-        ct.outbound(key, rule, &h, now_ms).map_err(|r| match r {
-            Refused::TableFull | Refused::SessionFull => Drop::TableFull,
-            Refused::NotAnOpening => Drop::NotAnOpening,
-        })?;
+        let label = || {
+            policy.label(rule).cloned().unwrap_or_else(|| {
+                std::sync::Arc::new(ztgw_config::policy::RuleLabel {
+                    name: "(unknown rule)".into(),
+                    policy: String::new(),
+                })
+            })
+        };
+        ct.outbound(key, rule, label, &h, now_ms)
+            .map_err(|r| match r {
+                Refused::TableFull | Refused::SessionFull => Drop::TableFull,
+                Refused::NotAnOpening => Drop::NotAnOpening,
+            })?;
     }
     Ok(rule)
 }

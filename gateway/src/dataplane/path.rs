@@ -39,6 +39,14 @@ pub trait Sink {
 /// the largest packet plus 32).
 pub const SCRATCH_LEN: usize = 65_535 + 32;
 
+/// What kind of WireGuard message a datagram is, as far as roaming cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Initiation,
+    CookieReply,
+    Other,
+}
+
 /// What every packet needs to see of the data plane.
 pub struct Path<'a> {
     pub secret: &'a StaticSecret,
@@ -111,11 +119,21 @@ impl Path<'_> {
             return self.counters.drop(reason);
         };
         let is_init = matches!(packet, Packet::HandshakeInit(_));
+        // A cookie reply authenticates nothing about its sender (anyone who saw one can
+        // send it again from elsewhere): it never moves the peer's endpoint.
+        let is_cookie = matches!(packet, Packet::PacketCookieReply(_));
         let mut guard = peer.lock();
         let Some(st) = guard.as_mut() else {
             return self.counters.drop(DropReason::Removed);
         };
-        self.decapsulate(&peer, st, src, datagram, is_init, scratch, now_ms, out);
+        let kind = if is_init {
+            Kind::Initiation
+        } else if is_cookie {
+            Kind::CookieReply
+        } else {
+            Kind::Other
+        };
+        self.decapsulate(&peer, st, src, datagram, kind, scratch, now_ms, out);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -125,17 +143,20 @@ impl Path<'_> {
         st: &mut PeerState,
         src: SocketAddr,
         datagram: &[u8],
-        is_init: bool,
+        kind: Kind,
         scratch: &mut [u8],
         now_ms: u64,
         out: &mut impl Sink,
     ) {
+        // The endpoint roams only on what authenticated: a handshake message that
+        // verified or transport data that decrypted (a keepalive is `Done`).
         match st.tunn.decapsulate(Some(src.ip()), datagram, scratch) {
+            TunnResult::Done if kind == Kind::CookieReply => {}
             TunnResult::Done => st.endpoint = Some(src),
             TunnResult::Err(_) => self.counters.drop(DropReason::Tunnel),
             TunnResult::WriteToNetwork(reply) => {
                 st.endpoint = Some(src);
-                if is_init {
+                if kind == Kind::Initiation {
                     add(&self.counters.handshakes_completed, 1);
                 }
                 self.send(out, src, reply);
@@ -209,9 +230,7 @@ impl Path<'_> {
         };
         let ended = st.conntrack.expire(now_ms);
         if !ended.is_empty() {
-            let policy = self.policy;
-            st.accounting
-                .flows_ended(ended, |f| rule_name(policy, f.rule));
+            st.accounting.flows_ended(ended);
         }
         match st.tunn.update_timers(scratch) {
             TunnResult::WriteToNetwork(p) => {
@@ -237,12 +256,6 @@ impl Path<'_> {
 }
 
 /// The name of a rule for the journal: `role/resource`.
-pub fn rule_name(policy: &CompiledPolicy, rule: ztgw_config::policy::RuleId) -> String {
-    policy.rule(rule).map_or_else(
-        || "(rule of an earlier policy)".to_owned(),
-        |r| format!("{}/{}", r.role, r.resource),
-    )
-}
 
 /// Makes the tunnel of a new peer. Each peer has its own handshake rate limiter inside
 /// its `Tunn` (reset by its timers); the shared one guards the front door in

@@ -282,10 +282,8 @@ impl DataPlane {
     /// processed, and its tunnel keys are dropped. Returns its final accounting.
     pub fn remove_peer(&self, session: &str) -> Option<Report> {
         let (peer, mut st) = self.shared.peers.remove(session)?;
-        let policy = self.shared.policy.load();
         let flows = st.conntrack.remove_session(peer.index);
-        st.accounting
-            .flows_ended(flows, |f| path::rule_name(&policy, f.rule));
+        st.accounting.flows_ended(flows);
         Some(st.accounting.drain(session))
         // `st` (and with it the Tunn and its session keys) is dropped here.
     }
@@ -417,8 +415,7 @@ fn end_disallowed_flows(st: &mut PeerState, policy: &CompiledPolicy) {
             Decision::Allow(_)
         )
     });
-    st.accounting
-        .flows_ended(ended, |f| path::rule_name(policy, f.rule));
+    st.accounting.flows_ended(ended);
 }
 
 fn first_host(network: &Network) -> Result<IpAddr, StartError> {
