@@ -255,8 +255,6 @@ impl Path<'_> {
     }
 }
 
-/// The name of a rule for the journal: `role/resource`.
-
 /// Makes the tunnel of a new peer. Each peer has its own handshake rate limiter inside
 /// its `Tunn` (reset by its timers); the shared one guards the front door in
 /// [`Path::from_network`].
