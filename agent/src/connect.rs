@@ -12,7 +12,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 use ztgw_pki::wire::{
     AdmissionRequest, EndRequest, NonceView, RecheckRequest, RecheckView, RedactedString,
-    SessionGrant, path,
+    SessionGrant, WatchView, path,
 };
 
 use crate::error::AgentError;
@@ -97,6 +97,59 @@ pub async fn recheck(
             },
         )
         .await
+}
+
+/// Waits (up to about 25 seconds) for the gateway to say that `session` is no longer
+/// live; answers whether it still is, and if not, why it ended.
+pub async fn watch(state: &AgentState, session: &str) -> Result<WatchView, AgentError> {
+    device_client(state)?
+        .post(
+            path::SESSION_WATCH,
+            &EndRequest {
+                session: session.to_owned(),
+            },
+        )
+        .await
+}
+
+/// Watches `session` until the gateway ends it or refuses this device; returns why, in a
+/// sentence. A gateway that cannot be reached is asked again every `retry`.
+pub async fn until_ended(state: &AgentState, session: &str, retry: std::time::Duration) -> String {
+    loop {
+        match watch(state, session).await {
+            Ok(v) if v.live => {}
+            Ok(v) => {
+                return match v.reason {
+                    Some(r) => format!("the gateway ended it ({})", explain_end(&r)),
+                    None => "the gateway no longer knows it".to_owned(),
+                };
+            }
+            Err(e) if e.is_final() => return e.to_string(),
+            Err(_) => tokio::time::sleep(retry).await,
+        }
+    }
+}
+
+/// A session's end reason, as the journal names it, in words.
+pub fn explain_end(reason: &str) -> String {
+    let words = match reason.split(':').next().unwrap_or(reason) {
+        "device-revoked" => "this device's access was revoked",
+        "employee-revoked" => "your telework authorisation was ended",
+        "incident" => "an incident was reported",
+        "window-ended" => "your telework hours are over",
+        "max-lifetime" => "the session reached its maximum length",
+        "posture-recheck-failed" => "the device no longer complies",
+        "posture-recheck-missed" => "the posture re-checks stopped arriving",
+        "second-factor-failed" => "the second factor was not given again",
+        "idle" => "no traffic for too long",
+        "disconnected" => "it was disconnected",
+        "replaced" => "a new connection of this device replaced it",
+        "policy" => "the access policy changed",
+        "operator" => "the security unit ended it",
+        "gateway-stopped" => "the gateway stopped",
+        _ => return reason.to_owned(),
+    };
+    format!("{words}: {reason}")
 }
 
 /// Ends the session at the gateway (G9). `Ok(None)` when there was none.
@@ -219,26 +272,35 @@ pub fn reroute(iface: &str, gateway_key: &str, allowed: &[String]) -> Result<(),
     Ok(())
 }
 
-/// Removes the session's address (and with it its routes) and the gateway peer.
+/// Removes the session's address (and with it its routes) and the gateway peer. Quiet:
+/// what is already gone (another `disconnect` took it down) is not an error.
 pub fn teardown(iface: &str, tunnel_address: &str) {
-    let _ = Command::new("ip")
-        .args([
-            "address",
-            "del",
-            &format!("{tunnel_address}/32"),
-            "dev",
-            iface,
-        ])
-        .status();
+    quietly(Command::new("ip").args([
+        "address",
+        "del",
+        &format!("{tunnel_address}/32"),
+        "dev",
+        iface,
+    ]));
     if let Ok(out) = Command::new("wg").args(["show", iface, "peers"]).output() {
         for peer in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = Command::new("wg")
-                .args(["set", iface, "peer", peer, "remove"])
-                .status();
+            quietly(Command::new("wg").args(["set", iface, "peer", peer, "remove"]));
         }
     }
-    let _ = Command::new("ip")
-        .args(["route", "flush", "dev", iface])
+    quietly(Command::new("ip").args(["route", "flush", "dev", iface]));
+}
+
+/// Takes down the tunnel of a wg-quick file written for the session (if it is up) and
+/// removes the file: its keys are of no use once the session ended.
+pub fn teardown_config(file: &Path) {
+    quietly(Command::new("wg-quick").arg("down").arg(file));
+    let _ = std::fs::remove_file(file);
+}
+
+fn quietly(cmd: &mut Command) {
+    let _ = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status();
 }
 

@@ -40,6 +40,32 @@ impl AgentError {
         }
     }
 
+    /// Whether the gateway refused this device for good: an answer with a reason code,
+    /// or its certificate refused at the TLS handshake (revoked, unknown, expired). A
+    /// connected agent stops on these; anything else (an unreachable gateway) is worth
+    /// trying again.
+    pub fn is_final(&self) -> bool {
+        use rustls::AlertDescription as A;
+        match self {
+            Self::Refused { .. } => true,
+            Self::Tls {
+                error: rustls::Error::AlertReceived(alert),
+                ..
+            } => matches!(
+                alert,
+                A::CertificateRevoked
+                    | A::CertificateExpired
+                    | A::CertificateUnknown
+                    | A::BadCertificate
+                    | A::UnknownCA
+                    | A::UnsupportedCertificate
+                    | A::AccessDenied
+                    | A::CertificateRequired
+            ),
+            _ => false,
+        }
+    }
+
     /// The TLS alert or error, when the connection failed.
     pub fn tls_error(&self) -> Option<&rustls::Error> {
         match self {

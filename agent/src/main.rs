@@ -343,6 +343,9 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
+/// How soon a watch is tried again when the gateway could not be reached.
+const WATCH_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Admission, the tunnel, re-checks on time; returns when the session ends.
 async fn run_connection(
     state: &AgentState,
@@ -393,6 +396,9 @@ async fn run_connection(
     let mut every = grant.recheck_secs.max(5);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
+    // The gateway tells a watching agent at once when it ends the session.
+    let ended = connect::until_ended(state, &grant.session, WATCH_RETRY);
+    tokio::pin!(ended);
     let outcome = loop {
         let left = (ends_at - time::OffsetDateTime::now_utc())
             .whole_seconds()
@@ -402,6 +408,7 @@ async fn run_connection(
             _ = tokio::time::sleep(wait) => {}
             _ = tokio::signal::ctrl_c() => break Stop::Employee,
             _ = term.recv() => break Stop::Employee,
+            why = &mut ended => break Stop::Ended(why),
         }
         if time::OffsetDateTime::now_utc() >= ends_at {
             break Stop::Ended(
@@ -439,7 +446,8 @@ async fn run_connection(
                     eprintln!("{e}");
                 }
             }
-            Err(e) if e.code().is_some() => break Stop::Ended(e.to_string()),
+            // Refused for good: a reason code, or this device's certificate refused.
+            Err(e) if e.is_final() => break Stop::Ended(e.to_string()),
             // The gateway could not be reached this time: try again at the next interval
             // (the gateway ends the session if re-checks stay missing).
             Err(e) => eprintln!("{e}"),
@@ -454,8 +462,9 @@ async fn run_connection(
             Ok(())
         }
         Stop::Ended(why) => {
-            if let Some(i) = &iface {
-                connect::teardown(i, &grant.tunnel_address);
+            match target {
+                connect::Target::Interface(i) => connect::teardown(i, &grant.tunnel_address),
+                connect::Target::ConfigFile(f) => connect::teardown_config(f),
             }
             connect::forget(state);
             Err(format!("The session ended: {why}"))

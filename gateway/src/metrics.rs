@@ -40,6 +40,8 @@ pub struct Snapshot {
     /// The data plane's counters (absent when it does not run).
     pub dataplane: Option<crate::dataplane::counters::Snapshot>,
     pub peers: u64,
+    /// Peers and sessions reconciliation removed (never expected).
+    pub orphans_removed: u64,
 }
 
 /// Gathers the current values.
@@ -83,6 +85,7 @@ pub fn snapshot(
         admissions_refused: sessions.refused(),
         dataplane: sessions.dataplane_counters(),
         peers: sessions.peer_count() as u64,
+        orphans_removed: sessions.orphans_removed(),
     }
 }
 
@@ -168,6 +171,12 @@ pub fn render(s: &Snapshot) -> String {
             ("{outcome=\"granted\"}", s.admissions_granted as f64),
             ("{outcome=\"refused\"}", s.admissions_refused as f64),
         ],
+    );
+    metric(
+        "sessions_orphans_removed_total",
+        "counter",
+        "Peers without a live session, or sessions out of service, that reconciliation removed. Never expected: alert on any.",
+        &[("", s.orphans_removed as f64)],
     );
     if let Some(d) = &s.dataplane {
         metric(

@@ -160,6 +160,7 @@ fn disconnect_ends_the_session_and_journals_it() {
         "ztgw_sessions 1",
         "ztgw_admissions_total{outcome=\"granted\"} 1",
         "ztgw_wireguard_peers 1",
+        "ztgw_sessions_orphans_removed_total 0",
         "ztgw_wireguard_handshakes_total{stage=\"response\"}",
     ] {
         assert!(metrics.contains(line), "{line} not in\n{metrics}");
