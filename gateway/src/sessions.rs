@@ -48,6 +48,8 @@ const KEEPALIVE_SECS: u16 = 25;
 const FLOWS_EVERY: time::Duration = time::Duration::minutes(1);
 /// Ended sessions whose reason a watching agent can still be told.
 const RECENTLY_ENDED: usize = 4_096;
+/// Watches of one device's sessions at once; more are refused (an agent needs one).
+pub const MAX_WATCHES_PER_DEVICE: usize = 4;
 
 /// The session layer of a running gateway.
 pub struct SessionService {
@@ -62,6 +64,8 @@ pub struct SessionService {
     /// Live sessions the previous reconciliation found out of service: ended if the
     /// next one finds them so again (a revocation being applied is not an orphan).
     suspects: Mutex<HashSet<String>>,
+    /// Watches under way, per device (bounded by [`MAX_WATCHES_PER_DEVICE`]).
+    watches: Mutex<HashMap<ztgw_pki::DeviceId, usize>>,
 }
 
 struct State {
@@ -126,6 +130,7 @@ impl SessionService {
             refused: AtomicU64::new(0),
             orphans: AtomicU64::new(0),
             suspects: Mutex::new(HashSet::new()),
+            watches: Mutex::new(HashMap::new()),
         })
     }
 
@@ -425,17 +430,32 @@ impl SessionService {
         device: Arc<AuthenticatedDevice>,
         id: String,
         limit: std::time::Duration,
+    ) -> Result<WatchView, ApiError> {
+        let _slot = WatchSlot::take(&self, &device.record.id).ok_or_else(|| {
+            ApiError::new(
+                Reason::RateLimited,
+                format!("at most {MAX_WATCHES_PER_DEVICE} watches of one device at once"),
+            )
+        })?;
+        Ok(self.wait_until_ended(&device, &id, limit).await)
+    }
+
+    async fn wait_until_ended(
+        &self,
+        device: &AuthenticatedDevice,
+        id: &str,
+        limit: std::time::Duration,
     ) -> WatchView {
         let mut changes = self.ended.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let view = self.session_state(&device, &id);
+            let view = self.session_state(device, id);
             if !view.live {
                 return view;
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => continue,
-                Ok(Err(_)) | Err(_) => return self.session_state(&device, &id),
+                Ok(Err(_)) | Err(_) => return self.session_state(device, id),
             }
         }
     }
@@ -726,6 +746,43 @@ impl SessionService {
         match self.lock().sessions.get(session) {
             Some(s) if s.device == device.record.id => Ok(()),
             _ => Err(unknown_session()),
+        }
+    }
+}
+
+/// One of a device's watch places, given back when dropped.
+struct WatchSlot<'a> {
+    svc: &'a SessionService,
+    device: ztgw_pki::DeviceId,
+}
+
+impl<'a> WatchSlot<'a> {
+    fn take(svc: &'a SessionService, device: &ztgw_pki::DeviceId) -> Option<Self> {
+        let mut w = svc.watches.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = w.entry(device.clone()).or_default();
+        if *n >= MAX_WATCHES_PER_DEVICE {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            svc,
+            device: device.clone(),
+        })
+    }
+}
+
+impl Drop for WatchSlot<'_> {
+    fn drop(&mut self) {
+        let mut w = self
+            .svc
+            .watches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = w.get_mut(&self.device) {
+            *n -= 1;
+            if *n == 0 {
+                w.remove(&self.device);
+            }
         }
     }
 }

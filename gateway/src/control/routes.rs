@@ -148,7 +148,9 @@ async fn dispatch(
                 .get()
                 .saturating_sub(std::time::Duration::from_secs(1))
                 .min(WATCH_LIMIT);
-            let answer = sessions.watch(Arc::new(device), body.session, limit).await;
+            let answer = sessions
+                .watch(Arc::new(device), body.session, limit)
+                .await?;
             json(StatusCode::OK, &answer)
         }
         (Method::POST, path::INCIDENT) => {
