@@ -264,31 +264,40 @@ mod tests {
     #[test]
     fn hours_split_inside_and_outside_the_schedule() {
         let tz = jiff::tz::db().get("Africa/Casablanca").expect("tz");
+        // Local times in Casablanca through the system's tzdata (its offset for 2027
+        // differs between releases).
+        let local = |civil: &str| {
+            let c: jiff::civil::DateTime = civil.parse().expect("civil");
+            tz.to_ambiguous_timestamp(c)
+                .compatible()
+                .expect("in the zone")
+                .to_string()
+        };
         let records = vec![
-            // Tuesday 2027-04-06, office hours 08:30-16:30 local (UTC+1).
+            // Tuesday 2027-04-06, office hours 08:30-16:30 local.
             rec(
                 1,
-                "2027-04-06T08:00:00+01:00",
+                &local("2027-04-06T08:00:00"),
                 serde_json::json!({"type": "session.started", "session": "s1", "employee": "e1", "role": "finance", "device": "d"}),
             ),
             rec(
                 2,
-                "2027-04-06T12:00:00+01:00",
+                &local("2027-04-06T12:00:00"),
                 serde_json::json!({"type": "session.ended", "session": "s1", "employee": "e1", "device": "d"}),
             ),
             rec(
                 3,
-                "2027-04-06T18:00:00+01:00",
+                &local("2027-04-06T18:00:00"),
                 serde_json::json!({"type": "admission.denied", "employee": "e1", "device": "d", "reasons": ["outside-schedule"]}),
             ),
             rec(
                 4,
-                "2027-04-06T09:00:00+01:00",
+                &local("2027-04-06T09:00:00"),
                 serde_json::json!({"type": "session.started", "session": "s2", "employee": "e2", "role": "finance", "device": "d2"}),
             ),
         ];
         let day: Date = "2027-04-06".parse().expect("date");
-        let now: Timestamp = "2027-04-06T10:00:00+01:00".parse().expect("now");
+        let now: Timestamp = local("2027-04-06T10:00:00").parse().expect("now");
         let rows = hours(&records, &policy(), &tz, day, day, None, now);
         assert_eq!(rows.len(), 2);
         let e1 = &rows[0];

@@ -213,7 +213,7 @@ fn an_incident_reported_from_the_laptop_revokes_it_and_notifies_the_security_uni
     assert_eq!(incidents[0]["device"], laptop.device.as_str());
     let ended = site.journal("session.ended");
     assert_eq!(ended.len(), 1, "{ended:?}");
-    assert_eq!(ended[0]["reason"], "device-revoked");
+    assert_eq!(ended[0]["reason"], "incident");
     let note: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&out).expect("the notification ran")).expect("JSON");
     assert_eq!(note["type"], "incident.reported");
