@@ -58,16 +58,8 @@ schedule = "always"
 posture = "p"
 "#;
 
-/// The same without the role `hr`: its sessions end at a reload.
-const POLICY_NO_HR: &str = r#"
-[resources.db]
-hosts = ["10.20.1.0/24"]
-ports = ["tcp/5432"]
-[schedules.always]
-days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-hours = ["00:00-24:00"]
-[posture.p]
-[roles.finance]
+/// The role `hr` of [`POLICY_BOTH`]; without it, its sessions end at a reload.
+const HR_ROLE: &str = r#"[roles.hr]
 resources = ["db"]
 schedule = "always"
 posture = "p"
@@ -257,7 +249,10 @@ impl Sim {
             inflight: Vec::new(),
             unapplied: Vec::new(),
             next_id: 0,
-            policies: [policy(POLICY_BOTH), policy(POLICY_NO_HR)],
+            policies: [
+                policy(POLICY_BOTH),
+                policy(&POLICY_BOTH.replace(HR_ROLE, "")),
+            ],
             current: 0,
             granted: 0,
         }
