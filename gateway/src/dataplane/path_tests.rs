@@ -344,3 +344,60 @@ fn timers_end_idle_flows_into_the_accounting() {
         (53, 1)
     );
 }
+
+#[test]
+fn a_cookie_reply_from_elsewhere_does_not_move_the_laptops_endpoint() {
+    let gw = Gateway::new(100);
+    let key_a = StaticSecret::from([10; 32]);
+    gw.install("s-a", &key_a, A, "finance");
+    let mut a = Laptop::new(&key_a, &gw, 40000, PSK);
+    assert!(a.connect(&gw), "handshake");
+    // A flow the internal network may answer.
+    let allowed = build::tcp4(A, 40000, DB, 5432, 0x02);
+    let sealed = a.seal(&allowed);
+    assert_eq!(gw.receive(a.addr, &sealed).tun.len(), 1);
+
+    // The gateway starts a handshake (a rekey); the laptop, under load, answers with a
+    // cookie reply: a genuine one, made by boringtun's own rate limiter.
+    let peer = gw.peers.by_session("s-a").expect("peer");
+    let mut buf = vec![0; 256];
+    let init = match peer
+        .lock()
+        .as_mut()
+        .expect("state")
+        .tunn
+        .format_handshake_initiation(&mut buf, true)
+    {
+        TunnResult::WriteToNetwork(p) => p.to_vec(),
+        _ => panic!("no initiation"),
+    };
+    let laptop_limiter = RateLimiter::new(&PublicKey::from(&key_a), 0);
+    let mut cookie = vec![0; 256];
+    let cookie = match laptop_limiter.verify_packet(Some(a.addr.ip()), &init, &mut cookie) {
+        Err(TunnResult::WriteToNetwork(c)) => c.to_vec(),
+        _ => panic!("the loaded laptop answers with a cookie reply"),
+    };
+
+    // An on-path observer sends it (and a forgery that does not decrypt) from elsewhere.
+    let attacker = SocketAddr::from(([203, 0, 113, 9], 51820));
+    assert!(gw.receive(attacker, &cookie).net.is_empty());
+    let mut forged = cookie.clone();
+    if let Some(b) = forged.last_mut() {
+        *b ^= 1;
+    }
+    assert!(gw.receive(attacker, &forged).net.is_empty());
+
+    // The gateway still sends the laptop's datagrams to the laptop.
+    let reply = build::tcp4(DB, 5432, A, 40000, 0x12);
+    let out = gw.inside_sends(&reply);
+    assert_eq!(out.net.len(), 1);
+    assert_eq!(out.net[0].0, a.addr, "the endpoint did not move");
+    assert_eq!(a.open(&out.net[0].1), Some(reply));
+
+    // Transport data that decrypts does move it: the laptop roamed.
+    let roamed = SocketAddr::from(([192, 0, 2, 77], 40001));
+    let sealed = a.seal(&build::tcp4(A, 40000, DB, 5432, 0x10));
+    assert_eq!(gw.receive(roamed, &sealed).tun.len(), 1);
+    let out = gw.inside_sends(&build::tcp4(DB, 5432, A, 40000, 0x10));
+    assert_eq!(out.net.first().map(|n| n.0), Some(roamed));
+}
