@@ -345,6 +345,9 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 
 /// How soon a watch is tried again when the gateway could not be reached.
 const WATCH_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long the agent waits for the gateway to say why a session it no longer knows
+/// ended.
+const GATEWAY_WORD: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Admission, the tunnel, re-checks on time; returns when the session ends.
 async fn run_connection(
@@ -401,9 +404,9 @@ async fn run_connection(
     tokio::pin!(ended);
     let outcome = loop {
         let left = (ends_at - time::OffsetDateTime::now_utc())
-            .whole_seconds()
+            .whole_milliseconds()
             .max(0) as u64;
-        let wait = std::time::Duration::from_secs(every.min(left));
+        let wait = std::time::Duration::from_millis(every.saturating_mul(1000).min(left));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = tokio::signal::ctrl_c() => break Stop::Employee,
@@ -411,9 +414,14 @@ async fn run_connection(
             why = &mut ended => break Stop::Ended(why),
         }
         if time::OffsetDateTime::now_utc() >= ends_at {
-            break Stop::Ended(
-                "the session reached its end (telework window or maximum length)".into(),
-            );
+            // The gateway ends it at the same moment and says why (the window, or the
+            // maximum length); its word is awaited briefly.
+            let why = tokio::time::timeout(GATEWAY_WORD, &mut ended)
+                .await
+                .unwrap_or_else(|_| {
+                    "the session reached its end (telework window or maximum length)".into()
+                });
+            break Stop::Ended(why);
         }
         match connect::recheck(state, &grant.session, posture_root, ask_code).await {
             Ok(v) => {
@@ -447,6 +455,13 @@ async fn run_connection(
                 }
             }
             // Refused for good: a reason code, or this device's certificate refused.
+            // A session the gateway has just ended: its reason comes through the watch.
+            Err(e) if e.code() == Some("session_unknown") => {
+                let why = tokio::time::timeout(GATEWAY_WORD, &mut ended)
+                    .await
+                    .unwrap_or_else(|_| e.to_string());
+                break Stop::Ended(why);
+            }
             Err(e) if e.is_final() => break Stop::Ended(e.to_string()),
             // The gateway could not be reached this time: try again at the next interval
             // (the gateway ends the session if re-checks stay missing).
