@@ -133,6 +133,47 @@ impl Site {
             .collect()
     }
 
+    /// The gateway's metrics page, as scraped now.
+    pub fn metrics(&self) -> String {
+        netns::run(
+            self.gw
+                .command("curl")
+                .args(["-s", "http://127.0.0.1:9469/metrics"]),
+        )
+    }
+
+    /// The value of metric line `name` (with its labels) on `page`.
+    pub fn metric(page: &str, name: &str) -> Option<f64> {
+        page.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Scrapes the metrics and checks the invariant they show: every live session has
+    /// one peer and every peer one live session (`ztgw_sessions == ztgw_wireguard_peers`),
+    /// and reconciliation never had anything to remove. Returns the number of sessions.
+    pub fn assert_sessions_match_peers(&self) -> u64 {
+        let page = self.metrics();
+        let sessions = Self::metric(&page, "ztgw_sessions");
+        let peers = Self::metric(&page, "ztgw_wireguard_peers");
+        assert!(
+            sessions.is_some() && sessions == peers,
+            "ztgw_sessions {sessions:?} != ztgw_wireguard_peers {peers:?}:\n{page}"
+        );
+        assert_eq!(
+            Self::metric(&page, "ztgw_sessions_orphans_removed_total"),
+            Some(0.0),
+            "reconciliation removed something:\n{page}"
+        );
+        sessions.map_or(0, |n| n as u64)
+    }
+
+    /// The live sessions (`ztgw session list --json`).
+    pub fn sessions(&self) -> Vec<serde_json::Value> {
+        let list: serde_json::Value =
+            serde_json::from_str(&self.ztgw_ok(&["session", "list", "--json"])).expect("json");
+        list["sessions"].as_array().cloned().unwrap_or_default()
+    }
+
     /// A laptop invited for `employee` in `role`, enrolled with the agent, with a
     /// wireguard-go interface waiting to be configured.
     pub fn laptop(&mut self, employee: &str, role: &str, posture: Posture) -> SiteLaptop {

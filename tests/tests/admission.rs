@@ -151,11 +151,7 @@ fn disconnect_ends_the_session_and_journals_it() {
     let laptop = site.laptop("e4004", "hr", Posture::Compliant);
     let _agent = laptop.connect().expect("connects");
     assert!(netns::eventually(Duration::from_secs(10), || laptop.reaches_dns()));
-    let metrics = netns::run(
-        site.gw
-            .command("curl")
-            .args(["-s", "http://127.0.0.1:9469/metrics"]),
-    );
+    let metrics = site.metrics();
     for line in [
         "ztgw_sessions 1",
         "ztgw_admissions_total{outcome=\"granted\"} 1",

@@ -46,24 +46,14 @@ fn assert_torn_down(laptop: &SiteLaptop, tunnel_address: &str) {
 }
 
 fn tunnel_address(site: &Site, device: &str) -> (String, String) {
-    let list: serde_json::Value =
-        serde_json::from_str(&site.ztgw_ok(&["session", "list", "--json"])).expect("json");
-    let sessions = list["sessions"].as_array().cloned().unwrap_or_default();
+    let sessions = site.sessions();
     let s = sessions
         .iter()
         .find(|s| s["device"] == device)
-        .unwrap_or_else(|| panic!("no session of {device} in {list}"));
+        .unwrap_or_else(|| panic!("no session of {device} in {sessions:?}"));
     (
         s["id"].as_str().expect("id").to_owned(),
         s["tunnel_addr"].as_str().expect("address").to_owned(),
-    )
-}
-
-fn metrics(site: &Site) -> String {
-    netns::run(
-        site.gw
-            .command("curl")
-            .args(["-s", "http://127.0.0.1:9469/metrics"]),
     )
 }
 
@@ -96,12 +86,53 @@ fn the_agent_exits_within_five_seconds_when_the_gateway_ends_its_session() {
     );
     assert_torn_down(&ended, &addr);
 
-    let m = metrics(&site);
-    for line in [
-        "ztgw_sessions 0",
-        "ztgw_wireguard_peers 0",
-        "ztgw_sessions_orphans_removed_total 0",
-    ] {
-        assert!(m.contains(line), "{line} not in\n{m}");
+    assert_eq!(site.assert_sessions_match_peers(), 0);
+}
+
+#[test]
+fn the_agent_exits_within_five_seconds_when_the_telework_window_ends() {
+    // A window that closes at the next minute boundary at least 20 s away (the
+    // schedule's granularity is the minute).
+    let mut now = time::OffsetDateTime::now_utc();
+    if now.hour() == 23 && now.minute() >= 58 {
+        // A window cannot run past midnight here; wait for the new day.
+        std::thread::sleep(Duration::from_secs(
+            (60 * (59 - u64::from(now.minute())) + 62).saturating_sub(u64::from(now.second())),
+        ));
+        now = time::OffsetDateTime::now_utc();
     }
+    let start = now.hour() as u32 * 60 + now.minute() as u32;
+    let end = start + if now.second() < 40 { 1 } else { 2 };
+    let schedule = format!(
+        "timezone = \"UTC\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nhours = [\"{:02}:{:02}-{:02}:{:02}\"]",
+        start / 60,
+        start % 60,
+        end / 60,
+        end % 60
+    );
+    let mut site = Site::new(&lab_policy(&schedule));
+    let laptop = site.laptop("e6003", "finance", Posture::Compliant);
+    let mut agent = laptop.connect().expect("connects inside the window");
+    let (_, addr) = tunnel_address(&site, &laptop.device);
+    let closes = now.replace_time(time::Time::MIDNIGHT) + time::Duration::minutes(end.into());
+    let wait = closes - time::OffsetDateTime::now_utc();
+    assert!(
+        wait.is_positive(),
+        "the window closed before the laptop connected"
+    );
+    std::thread::sleep(Duration::try_from(wait).unwrap_or_default());
+    let (took, said) = exit_of(&mut agent, Instant::now());
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after the window closed"
+    );
+    assert!(
+        said.contains("your telework hours are over"),
+        "the employee is told the gateway's reason: {said}"
+    );
+    assert_torn_down(&laptop, &addr);
+    let ended = site.journal("session.ended");
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["reason"], "window-ended");
+    assert_eq!(site.assert_sessions_match_peers(), 0);
 }

@@ -11,6 +11,12 @@
 //! netns-probe handshakes HOST:PORT --gateway-key B64 --keys FILE --psk B64 [--window N]
 //!     (one handshake per key in FILE; prints completed, rate and latency percentiles)
 //! netns-probe flood HOST:PORT --gateway-key B64 --duration-ms N [--distinct N] [--rate N]
+//! netns-probe admit-burst STATE_DIR --posture-root DIR --count N --grants FILE
+//!     (N admissions of the enrolled device at once, through the agent's protocol: each
+//!     fetches its nonce and posture first, then all post together; prints one line
+//!     each, `granted SESSION` or `refused: CODE: WHY`; the grants go to FILE, 0600)
+//! netns-probe configure STATE_DIR --iface IF --grants FILE --session ID
+//!     (configures IF as the agent would with the grant of session ID)
 //! ```
 
 use std::collections::HashMap;
@@ -91,6 +97,8 @@ fn main() -> anyhow::Result<()> {
             num("rate", 20_000)?,
         ),
         "handshakes" => handshakes(target, &opts),
+        "admit-burst" => admit_burst(target, &opts),
+        "configure" => configure(target, &opts),
         _ => bail!("unknown command {cmd}"),
     }
 }
@@ -299,4 +307,114 @@ fn handshakes(target: &str, opts: &HashMap<&str, &str>) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+fn opt<'a>(opts: &HashMap<&str, &'a str>, k: &str) -> anyhow::Result<&'a str> {
+    opts.get(k)
+        .copied()
+        .ok_or_else(|| anyhow!("--{k} is required"))
+}
+
+/// N admissions of one device fired together: the race a laptop's keys allow.
+fn admit_burst(state_dir: &str, opts: &HashMap<&str, &str>) -> anyhow::Result<()> {
+    use ztgw_agent::{posture, renew};
+    use ztgw_pki::wire::{AdmissionRequest, NonceView, SessionGrant, path};
+    let count: usize = opt(opts, "count")?.parse().context("--count")?;
+    let root = std::path::PathBuf::from(opt(opts, "posture-root")?);
+    let grants_file = opt(opts, "grants")?;
+    let state = ztgw_agent::state::AgentState::new(state_dir);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let results: Vec<Result<SessionGrant, String>> = rt.block_on(async {
+        let record = state.record().map_err(|e| anyhow!("{e}"))?;
+        let (_, profile) = posture::profile_for(&state)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        let barrier = Arc::new(tokio::sync::Barrier::new(count));
+        let mut tasks = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (state, profile, root, barrier) = (
+                state.clone(),
+                profile.clone(),
+                root.clone(),
+                barrier.clone(),
+            );
+            let key = record.wireguard_public_key.to_base64();
+            tasks.push(tokio::spawn(async move {
+                let client = renew::device_client(&state).map_err(|e| e.to_string());
+                let nonce = match &client {
+                    Ok(c) => c
+                        .post::<_, NonceView>(path::SESSION_NONCE, &serde_json::json!({}))
+                        .await
+                        .map_err(|e| coded(&e)),
+                    Err(e) => Err(e.clone()),
+                };
+                // Every task waits here, whatever happened, so the posts go together.
+                barrier.wait().await;
+                let (client, nonce) = (client?, nonce?);
+                let report = posture::collect_for(&profile, root, nonce.nonce);
+                let posture = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+                client
+                    .post::<_, SessionGrant>(
+                        path::SESSION,
+                        &AdmissionRequest {
+                            wg_public_key: key,
+                            posture,
+                            second_factor: None,
+                        },
+                    )
+                    .await
+                    .map_err(|e| coded(&e))
+            }));
+        }
+        let mut out = Vec::with_capacity(count);
+        for t in tasks {
+            out.push(t.await.map_err(|e| e.to_string()).and_then(|r| r));
+        }
+        anyhow::Ok(out)
+    })?;
+    let mut grants = Vec::new();
+    for r in results {
+        match r {
+            Ok(g) => {
+                println!("granted {}", g.session);
+                grants.push(g);
+            }
+            Err(e) => println!("refused: {e}"),
+        }
+    }
+    state
+        .write_secret(
+            std::path::Path::new(grants_file),
+            serde_json::to_string(&grants)?.as_bytes(),
+            ztgw_pki::Existing::Replace,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// A refusal as `CODE: sentence` (`-` when the gateway gave no reason code).
+fn coded(e: &ztgw_agent::AgentError) -> String {
+    let said = e.to_string().replace('\n', " | ");
+    format!("{}: {said}", e.code().unwrap_or("-"))
+}
+
+/// Configures an interface with one of the grants `admit-burst` wrote.
+fn configure(state_dir: &str, opts: &HashMap<&str, &str>) -> anyhow::Result<()> {
+    use ztgw_pki::wire::SessionGrant;
+    let grants: Vec<SessionGrant> =
+        serde_json::from_str(&std::fs::read_to_string(opt(opts, "grants")?)?)?;
+    let id = opt(opts, "session")?;
+    let grant = grants
+        .iter()
+        .find(|g| g.session == id)
+        .ok_or_else(|| anyhow!("no grant of session {id}"))?;
+    let state = ztgw_agent::state::AgentState::new(state_dir);
+    ztgw_agent::connect::configure(
+        &state,
+        &ztgw_agent::connect::Target::Interface(opt(opts, "iface")?.to_owned()),
+        grant,
+    )
+    .map_err(|e| anyhow!("{e}"))
 }
