@@ -67,6 +67,23 @@ pub struct ControlSection {
     pub handshake_timeout: HumanDuration,
     #[serde(default = "defaults::request_timeout")]
     pub request_timeout: HumanDuration,
+    /// Connections kept for callers that present a client certificate: connections
+    /// without one (in their TLS handshake, or enrolling) never take the last ones.
+    #[serde(default = "defaults::reserved_connections")]
+    pub reserved_connections: usize,
+    /// Connections without a client certificate (including those still in their TLS
+    /// handshake) from one source: an IPv4 address, or an IPv6 /64.
+    #[serde(default = "defaults::unauthenticated_connections_per_source")]
+    pub unauthenticated_connections_per_source: usize,
+    /// A connection with no request under way and nothing sent for this long is closed.
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// A connection is closed (gracefully) after this long, whatever it does.
+    #[serde(default = "defaults::connection_lifetime")]
+    pub connection_lifetime: HumanDuration,
+    /// Request body bytes held in memory at once, over all connections.
+    #[serde(default = "defaults::max_buffered_body_bytes")]
+    pub max_buffered_body_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -288,6 +305,27 @@ impl Settings {
                 "journal.segment_max_bytes must be at least 4096".into(),
             ));
         }
+        if self.control.reserved_connections >= self.control.max_connections {
+            return Err(at(
+                "reserved_connections",
+                format!(
+                    "control.reserved_connections ({}) must be less than control.max_connections ({})",
+                    self.control.reserved_connections, self.control.max_connections
+                ),
+            ));
+        }
+        if self.control.unauthenticated_connections_per_source == 0 {
+            return Err(at(
+                "unauthenticated_connections_per_source",
+                "control.unauthenticated_connections_per_source must be at least 1".into(),
+            ));
+        }
+        if self.control.max_buffered_body_bytes < self.control.max_request_bytes {
+            return Err(at(
+                "max_buffered_body_bytes",
+                "control.max_buffered_body_bytes must be at least control.max_request_bytes".into(),
+            ));
+        }
         if self.control.max_request_bytes < 4096 {
             return Err(at(
                 "max_request_bytes",
@@ -400,6 +438,21 @@ mod defaults {
     }
     pub fn request_timeout() -> HumanDuration {
         HumanDuration::from_secs(30)
+    }
+    pub fn reserved_connections() -> usize {
+        256
+    }
+    pub fn unauthenticated_connections_per_source() -> usize {
+        32
+    }
+    pub fn idle_timeout() -> HumanDuration {
+        HumanDuration::from_secs(20)
+    }
+    pub fn connection_lifetime() -> HumanDuration {
+        HumanDuration::from_secs(600)
+    }
+    pub fn max_buffered_body_bytes() -> usize {
+        8 * 1024 * 1024
     }
     pub fn certificate_validity() -> HumanDuration {
         HumanDuration::from_secs(30 * 86_400)
@@ -542,6 +595,18 @@ admissions_per_second_per_source = 50
 handshake_timeout = "10s"
 # A request that takes longer than this is answered with an error.
 request_timeout = "30s"
+# Connections kept for callers with a client certificate (devices, auditors): those
+# without one (still in their TLS handshake, or enrolling) never take these.
+reserved_connections = 256
+# Connections without a client certificate from one source (an IPv4 address or an
+# IPv6 /64; every per-source limit here counts an IPv6 /64 as one source).
+unauthenticated_connections_per_source = 32
+# A connection with no request under way and nothing sent for this long is closed.
+idle_timeout = "20s"
+# A connection is closed after this long whatever it does (the agent reconnects).
+connection_lifetime = "10m"
+# Request bodies held in memory at once, over all connections (bytes).
+max_buffered_body_bytes = 8388608
 
 [enrolment]
 # How long a device certificate is valid; the agent renews it before it expires.

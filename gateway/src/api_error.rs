@@ -49,6 +49,8 @@ pub enum Reason {
     AdmissionInProgress,
     /// This gateway runs without a data plane, or its session table is full.
     SessionsUnavailable,
+    /// The gateway holds as many request bodies as it may: try again shortly.
+    Busy,
     Internal,
 }
 
@@ -88,6 +90,7 @@ impl Reason {
             Self::SessionUnknown => "session_unknown",
             Self::AdmissionInProgress => "admission_in_progress",
             Self::SessionsUnavailable => "sessions_unavailable",
+            Self::Busy => "busy",
             Self::Internal => "internal_error",
         }
     }
@@ -124,7 +127,9 @@ impl Reason {
             | Self::RoleUnknown
             | Self::WireguardKeyInUse
             | Self::AdmissionInProgress => StatusCode::CONFLICT,
-            Self::JournalUnavailable | Self::SessionsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::JournalUnavailable | Self::SessionsUnavailable | Self::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -264,6 +269,7 @@ mod tests {
             SessionUnknown,
             AdmissionInProgress,
             SessionsUnavailable,
+            Busy,
             Internal,
         ];
         let mut codes: Vec<&str> = all.iter().map(|r| r.code()).collect();
@@ -273,7 +279,10 @@ mod tests {
         for r in all {
             assert_eq!(
                 r.status().is_client_error(),
-                !matches!(r, Internal | JournalUnavailable | SessionsUnavailable),
+                !matches!(
+                    r,
+                    Internal | JournalUnavailable | SessionsUnavailable | Busy
+                ),
                 "{r:?}"
             );
         }

@@ -2,10 +2,15 @@
 //! and, later, admission.
 //!
 //! Order of defences for each connection: the per-source handshake limit and the
-//! connection cap (before any TLS work), the handshake timeout, the client certificate
-//! (verified against the CA and the CRL in force), then per-request limits (body size,
-//! time, the per-source enrolment limit) and the registry check of [`crate::device_auth`].
+//! connection caps (before any TLS work: all connections, those without a certificate,
+//! and those of one source), the handshake timeout, the client certificate (verified
+//! against the CA and the CRL in force; a connection that shows one no longer counts as
+//! unauthenticated, so certificate holders keep the reserved connections), the bounds of
+//! [`connection`] (header-read and idle timeouts, lifetime, HTTP/2 streams and windows),
+//! then per-request limits (the registry check of [`crate::device_auth`] before any body
+//! byte is read, body size and the global body budget, time, per-source rates).
 
+pub mod connection;
 pub mod limits;
 pub mod routes;
 pub mod tls;
@@ -14,14 +19,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use ztgw_pki::CertificateIdentity;
 
 use crate::context::Context;
 use crate::device_auth::Presented;
-use limits::SourceLimits;
+use connection::{Activity, Bounds, Closed};
+use limits::{ConnectionRefusal, Connections, SourceLimits};
 use tls::TlsState;
 
 /// Counters of what the control plane refused, for operators and tests.
@@ -30,6 +35,9 @@ pub struct Counters {
     pub connections: AtomicU64,
     pub refused_rate_limited: AtomicU64,
     pub refused_too_many_connections: AtomicU64,
+    pub refused_source_connections: AtomicU64,
+    pub closed_idle: AtomicU64,
+    pub closed_lifetime: AtomicU64,
     pub handshakes_failed: AtomicU64,
     pub handshakes_timed_out: AtomicU64,
 }
@@ -40,6 +48,15 @@ impl Counters {
     }
 }
 
+/// The control plane's load, for the metrics.
+#[derive(Debug)]
+pub struct Observed {
+    pub limits: Arc<SourceLimits>,
+    pub connections: Arc<Connections>,
+    pub bodies: Arc<routes::BodyBudget>,
+    pub max_connections: usize,
+}
+
 /// A bound control plane, ready to run.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -48,7 +65,8 @@ pub struct ControlPlane {
     sessions: Arc<crate::sessions::SessionService>,
     tls: Arc<TlsState>,
     limits: Arc<SourceLimits>,
-    connections: Arc<Semaphore>,
+    connections: Arc<Connections>,
+    bodies: Arc<routes::BodyBudget>,
     counters: Arc<Counters>,
 }
 
@@ -62,7 +80,8 @@ impl ControlPlane {
         let control = &ctx.settings.control;
         let listener = TcpListener::bind(control.listen).await?;
         let limits = Arc::new(SourceLimits::new(control));
-        let connections = Arc::new(Semaphore::new(control.max_connections));
+        let connections = Connections::new(control);
+        let bodies = Arc::new(routes::BodyBudget::new(control.max_buffered_body_bytes));
         Ok(Self {
             listener,
             ctx,
@@ -70,6 +89,7 @@ impl ControlPlane {
             tls,
             limits,
             connections,
+            bodies,
             counters: Arc::new(Counters::default()),
         })
     }
@@ -86,9 +106,20 @@ impl ControlPlane {
         self.limits.clone()
     }
 
+    /// What the metrics report of the control plane's load.
+    pub fn observed(&self) -> Arc<Observed> {
+        Arc::new(Observed {
+            limits: self.limits.clone(),
+            connections: self.connections.clone(),
+            bodies: self.bodies.clone(),
+            max_connections: self.ctx.settings.control.max_connections,
+        })
+    }
+
     /// Accepts connections until the task is dropped.
     pub async fn run(self) {
         let handshake_timeout = self.ctx.settings.control.handshake_timeout.get();
+        let bounds = Bounds::new(&self.ctx.settings.control);
         loop {
             let (tcp, peer) = match self.listener.accept().await {
                 Ok(c) => c,
@@ -103,17 +134,24 @@ impl ControlPlane {
                 Counters::bump(&self.counters.refused_rate_limited);
                 continue;
             }
-            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-                Counters::bump(&self.counters.refused_too_many_connections);
-                continue;
+            let mut permit = match self.connections.admit(peer.ip()) {
+                Ok(p) => p,
+                Err(ConnectionRefusal::Full) => {
+                    Counters::bump(&self.counters.refused_too_many_connections);
+                    continue;
+                }
+                Err(ConnectionRefusal::SourceFull) => {
+                    Counters::bump(&self.counters.refused_source_connections);
+                    continue;
+                }
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.current());
             let ctx = self.ctx.clone();
             let sessions = self.sessions.clone();
             let limits = self.limits.clone();
+            let bodies = self.bodies.clone();
             let counters = self.counters.clone();
             tokio::spawn(async move {
-                let _permit = permit;
                 let stream =
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(s)) => s,
@@ -129,22 +167,45 @@ impl ControlPlane {
                         }
                     };
                 let presented = Arc::new(presented_identity(&stream));
-                let service = hyper::service::service_fn(move |req| {
-                    routes::route(
-                        ctx.clone(),
-                        sessions.clone(),
-                        limits.clone(),
-                        peer.ip(),
-                        presented.clone(),
-                        req,
-                    )
-                });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(e) = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%peer, error = %e, "control connection ended with an error");
+                // TLS verified the certificate against the CA and the CRL in force.
+                if matches!(*presented, Presented::Nothing) {
+                    if permit.unauthenticated().is_err() {
+                        Counters::bump(&counters.refused_too_many_connections);
+                        return;
+                    }
+                } else {
+                    permit.authenticated();
+                }
+                let _permit = permit;
+                let activity = Activity::new();
+                let service = {
+                    let activity = activity.clone();
+                    hyper::service::service_fn(move |req| {
+                        let guard = activity.begin();
+                        let answer = routes::route(
+                            routes::Caller {
+                                ctx: ctx.clone(),
+                                sessions: sessions.clone(),
+                                limits: limits.clone(),
+                                bodies: bodies.clone(),
+                                source: peer.ip(),
+                                presented: presented.clone(),
+                            },
+                            req,
+                        );
+                        async move {
+                            let r = answer.await;
+                            drop(guard);
+                            r
+                        }
+                    })
+                };
+                let builder = bounds.builder();
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                match connection::drive(conn, &activity, bounds).await {
+                    Closed::Ended => {}
+                    Closed::Idle => Counters::bump(&counters.closed_idle),
+                    Closed::Lifetime => Counters::bump(&counters.closed_lifetime),
                 }
             });
         }

@@ -36,6 +36,8 @@ pub struct RunningGateway {
     pub ctx: Arc<Context>,
     pub control_addr: SocketAddr,
     pub counters: Arc<Counters>,
+    /// The control plane's load (connections, buffered bodies).
+    pub observed: Arc<crate::control::Observed>,
     /// Where `/metrics` and `/health` are served.
     pub metrics_addr: SocketAddr,
     pub sessions: Arc<SessionService>,
@@ -143,6 +145,7 @@ impl RunningGateway {
             })?;
         let counters = control.counters();
         let limits = control.limits();
+        let observed = control.observed();
 
         let admin_path = ctx.settings.admin.socket.clone();
         let admin = socket::bind(&admin_path, &ctx.settings.admin.group).map_err(|source| {
@@ -171,7 +174,7 @@ impl RunningGateway {
             metrics,
             ctx.clone(),
             counters.clone(),
-            limits.clone(),
+            observed.clone(),
             sessions.clone(),
         ));
         tasks.spawn(control.run());
@@ -253,6 +256,7 @@ impl RunningGateway {
             ctx,
             control_addr,
             counters,
+            observed,
             metrics_addr,
             sessions,
             tls,

@@ -14,7 +14,7 @@ use ztgw_pki::wire::DeviceStatus;
 
 use crate::context::Context;
 use crate::control::Counters;
-use crate::control::limits::SourceLimits;
+use crate::control::Observed;
 use crate::revocation;
 use crate::sessions::SessionService;
 
@@ -25,6 +25,11 @@ pub struct Snapshot {
     pub connections: u64,
     pub refused_rate_limited: u64,
     pub refused_too_many_connections: u64,
+    pub refused_source_connections: u64,
+    pub closed_idle: u64,
+    pub closed_lifetime: u64,
+    pub open_connections: u64,
+    pub body_bytes_buffered: u64,
     pub handshakes_failed: u64,
     pub handshakes_timed_out: u64,
     pub rate_limited_sources: u64,
@@ -48,7 +53,7 @@ pub struct Snapshot {
 pub fn snapshot(
     ctx: &Context,
     counters: &Counters,
-    limits: &SourceLimits,
+    observed: &Observed,
     sessions: &SessionService,
 ) -> Snapshot {
     let devices = ctx.registry.devices().unwrap_or_default();
@@ -72,7 +77,12 @@ pub fn snapshot(
             .load(Ordering::Relaxed),
         handshakes_failed: counters.handshakes_failed.load(Ordering::Relaxed),
         handshakes_timed_out: counters.handshakes_timed_out.load(Ordering::Relaxed),
-        rate_limited_sources: limits.tracked_sources() as u64,
+        rate_limited_sources: observed.limits.tracked_sources() as u64,
+        refused_source_connections: counters.refused_source_connections.load(Ordering::Relaxed),
+        closed_idle: counters.closed_idle.load(Ordering::Relaxed),
+        closed_lifetime: counters.closed_lifetime.load(Ordering::Relaxed),
+        open_connections: observed.connections.open(observed.max_connections) as u64,
+        body_bytes_buffered: observed.bodies.in_use() as u64,
         journal_healthy: ctx.journal.healthy(),
         journal_appended: ctx.journal.appended(),
         crl_seconds_left: revocation::inspect(&ctx.settings.state().crl(), &ctx.ca, now)
@@ -122,7 +132,32 @@ pub fn render(s: &Snapshot) -> String {
                 "{reason=\"too-many-connections\"}",
                 s.refused_too_many_connections as f64,
             ),
+            (
+                "{reason=\"source-connections\"}",
+                s.refused_source_connections as f64,
+            ),
         ],
+    );
+    metric(
+        "control_connections_open",
+        "gauge",
+        "Control-plane connections open now.",
+        &[("", s.open_connections as f64)],
+    );
+    metric(
+        "control_closed_total",
+        "counter",
+        "Control-plane connections the gateway closed, by reason.",
+        &[
+            ("{reason=\"idle\"}", s.closed_idle as f64),
+            ("{reason=\"lifetime\"}", s.closed_lifetime as f64),
+        ],
+    );
+    metric(
+        "control_body_bytes_buffered",
+        "gauge",
+        "Request body bytes held in memory now (bounded by max_buffered_body_bytes).",
+        &[("", s.body_bytes_buffered as f64)],
     );
     metric(
         "control_handshakes_failed_total",
@@ -248,7 +283,7 @@ pub async fn serve(
     listener: TcpListener,
     ctx: Arc<Context>,
     counters: Arc<Counters>,
-    limits: Arc<SourceLimits>,
+    observed: Arc<Observed>,
     sessions: Arc<SessionService>,
 ) {
     loop {
@@ -256,25 +291,25 @@ pub async fn serve(
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let (ctx, counters, limits, sessions) = (
+        let (ctx, counters, observed, sessions) = (
             ctx.clone(),
             counters.clone(),
-            limits.clone(),
+            observed.clone(),
             sessions.clone(),
         );
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let (ctx, counters, limits, sessions) = (
+                    let (ctx, counters, observed, sessions) = (
                         ctx.clone(),
                         counters.clone(),
-                        limits.clone(),
+                        observed.clone(),
                         sessions.clone(),
                     );
                     async move {
                         let path = req.uri().path().to_owned();
                         let snap = tokio::task::spawn_blocking(move || {
-                            snapshot(&ctx, &counters, &limits, &sessions)
+                            snapshot(&ctx, &counters, &observed, &sessions)
                         })
                         .await
                         .unwrap_or_default();

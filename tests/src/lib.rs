@@ -41,6 +41,8 @@ pub struct GatewayOptions {
     pub handshake_limit: Option<(u32, u32)>,
     /// Keep the audit journal here instead of in the state directory.
     pub journal_dir: Option<PathBuf>,
+    /// Any other change to gateway.toml, applied last.
+    pub edit: Option<fn(String) -> String>,
 }
 
 /// A gateway running in-process on 127.0.0.1 with its own state directory.
@@ -101,6 +103,9 @@ impl TestGateway {
         text = text.replace("\nenabled = true\n", "\nenabled = false\n");
         // Parallel tests: every gateway its own metrics port.
         text = text.replace("listen = \"127.0.0.1:9469\"", "listen = \"127.0.0.1:0\"");
+        if let Some(edit) = opts.edit {
+            text = edit(text);
+        }
         std::fs::write(&config, text).expect("write settings");
         let settings = Settings::load(&config).expect("settings");
         let manual_clock = opts.manual_clock.then(|| Arc::new(ManualClock::new(now())));

@@ -23,39 +23,119 @@ use crate::sessions::SessionService;
 
 /// Longest a session watch waits before answering that the session is still live.
 pub const WATCH_LIMIT: std::time::Duration = std::time::Duration::from_secs(25);
+/// After a refusal, what the client is still sending is read and dropped, up to this
+/// many bytes and this long, so that the refusal reaches it as a complete response
+/// rather than a reset connection or stream.
+const DRAIN_BYTES: usize = 4 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a request waits for room in the body budget.
+const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Request body bytes held in memory at once, over all connections.
+#[derive(Debug)]
+pub struct BodyBudget {
+    bytes: Arc<tokio::sync::Semaphore>,
+    max: usize,
+}
+
+impl BodyBudget {
+    pub fn new(max: usize) -> Self {
+        Self {
+            bytes: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// Room for `n` bytes, waiting a little for it.
+    async fn reserve(&self, n: usize) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let n = u32::try_from(n.min(self.max)).unwrap_or(u32::MAX);
+        tokio::time::timeout(BUDGET_WAIT, self.bytes.clone().acquire_many_owned(n))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                ApiError::new(
+                    Reason::Busy,
+                    "the gateway is receiving too many requests at once; try again shortly",
+                )
+            })
+    }
+
+    /// Bytes held now.
+    pub fn in_use(&self) -> usize {
+        self.max.saturating_sub(self.bytes.available_permits())
+    }
+}
+
+/// Who is asking, and what the gateway answers with.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub ctx: Arc<Context>,
+    pub sessions: Arc<SessionService>,
+    pub limits: Arc<SourceLimits>,
+    pub bodies: Arc<BodyBudget>,
+    pub source: IpAddr,
+    pub presented: Arc<Presented>,
+}
 
 /// Answers one request.
 pub async fn route(
-    ctx: Arc<Context>,
-    sessions: Arc<SessionService>,
-    limits: Arc<SourceLimits>,
-    source: IpAddr,
-    presented: Arc<Presented>,
+    caller: Caller,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let timeout = ctx.settings.control.request_timeout.get();
-    let answer = tokio::time::timeout(
-        timeout,
-        dispatch(ctx, sessions, limits, source, presented, req),
-    )
-    .await
-    .unwrap_or_else(|_| Err(ApiError::new(Reason::Timeout, "the request took too long")));
+    let timeout = caller.ctx.settings.control.request_timeout.get();
+    let (parts, mut body) = req.into_parts();
+    let answer = tokio::time::timeout(timeout, dispatch(caller, &parts, &mut body))
+        .await
+        .unwrap_or_else(|_| Err(ApiError::new(Reason::Timeout, "the request took too long")));
     Ok(match answer {
         Ok(response) => response,
-        Err(e) => error_response(&e),
+        Err(e) => {
+            drain(&mut body).await;
+            error_response(&e)
+        }
     })
 }
 
+/// Reads and drops what is left of a refused request's body (bounded in size and time).
+async fn drain(body: &mut Incoming) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut seen = 0usize;
+        while seen < DRAIN_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    seen += frame.data_ref().map_or(0, Bytes::len);
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+/// The device behind the connection's certificate, checked against the registry before
+/// any of its request's body is read.
+async fn device(caller: &Caller) -> Result<crate::device_auth::AuthenticatedDevice, ApiError> {
+    let ctx = caller.ctx.clone();
+    let presented = caller.presented.clone();
+    blocking(move || authenticate(&ctx, &presented)).await
+}
+
 async fn dispatch(
-    ctx: Arc<Context>,
-    sessions: Arc<SessionService>,
-    limits: Arc<SourceLimits>,
-    source: IpAddr,
-    presented: Arc<Presented>,
-    req: Request<Incoming>,
+    caller: Caller,
+    parts: &http::request::Parts,
+    body: &mut Incoming,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    let Caller {
+        ctx,
+        sessions,
+        limits,
+        bodies,
+        source,
+        presented,
+    } = caller.clone();
     let max = ctx.settings.control.max_request_bytes;
-    match (req.method().clone(), req.uri().path()) {
+    match (parts.method.clone(), parts.uri.path()) {
         (Method::POST, path::ENROL) => {
             if !limits.allow_enrolment(source) {
                 return Err(ApiError::new(
@@ -63,12 +143,13 @@ async fn dispatch(
                     "too many enrolment attempts from this address; wait a minute",
                 ));
             }
-            let body: EnrolRequest = read_json(req, max).await?;
+            let body: EnrolRequest = read_json(parts, body, max, &bodies).await?;
             let answer = blocking(move || enrolment::enrol(&ctx, &body)).await?;
             json(StatusCode::OK, &answer)
         }
         (Method::POST, path::RENEW) => {
-            let body: RenewRequest = read_json(req, max).await?;
+            device(&caller).await?;
+            let body: RenewRequest = read_json(parts, body, max, &bodies).await?;
             let answer = blocking(move || {
                 let device = authenticate(&ctx, &presented)?;
                 enrolment::renew(&ctx, &device, &body)
@@ -77,18 +158,12 @@ async fn dispatch(
             json(StatusCode::OK, &answer)
         }
         (Method::GET, path::DEVICE) => {
-            let answer =
-                blocking(move || authenticate(&ctx, &presented).map(|d| enrolment::view(&d)))
-                    .await?;
+            let answer = device(&caller).await.map(|d| enrolment::view(&d))?;
             json(StatusCode::OK, &answer)
         }
         (Method::GET, path::POSTURE_PROFILE) => {
-            let answer = blocking(move || {
-                let device = authenticate(&ctx, &presented)?;
-                posture_profile(&ctx, &device)
-            })
-            .await?;
-            json(StatusCode::OK, &answer)
+            let device = device(&caller).await?;
+            json(StatusCode::OK, &posture_profile(&ctx, &device)?)
         }
         (Method::POST, path::SESSION_NONCE) => {
             if !limits.allow_admission(source) {
@@ -105,7 +180,8 @@ async fn dispatch(
             if !limits.allow_admission(source) {
                 return Err(too_many_admissions());
             }
-            let body: AdmissionRequest = read_json(req, max).await?;
+            device(&caller).await?;
+            let body: AdmissionRequest = read_json(parts, body, max, &bodies).await?;
             let answer = blocking(move || {
                 let device = authenticate(&ctx, &presented)?;
                 sessions.admit(&device, &body)
@@ -117,7 +193,8 @@ async fn dispatch(
             if !limits.allow_admission(source) {
                 return Err(too_many_admissions());
             }
-            let body: RecheckRequest = read_json(req, max).await?;
+            device(&caller).await?;
+            let body: RecheckRequest = read_json(parts, body, max, &bodies).await?;
             let answer = blocking(move || {
                 let device = authenticate(&ctx, &presented)?;
                 sessions.recheck(&device, &body)
@@ -126,7 +203,8 @@ async fn dispatch(
             json(StatusCode::OK, &answer)
         }
         (Method::POST, path::SESSION_END) => {
-            let body: EndRequest = read_json(req, max).await?;
+            device(&caller).await?;
+            let body: EndRequest = read_json(parts, body, max, &bodies).await?;
             blocking(move || {
                 let device = authenticate(&ctx, &presented)?;
                 sessions.disconnect(&device, &body)
@@ -135,11 +213,8 @@ async fn dispatch(
             json(StatusCode::OK, &serde_json::json!({"ended": true}))
         }
         (Method::POST, path::SESSION_WATCH) => {
-            let body: EndRequest = read_json(req, max).await?;
-            let device = {
-                let ctx = ctx.clone();
-                blocking(move || authenticate(&ctx, &presented)).await?
-            };
+            let device = device(&caller).await?;
+            let body: EndRequest = read_json(parts, body, max, &bodies).await?;
             // Answered before the request's own time limit runs out.
             let limit = ctx
                 .settings
@@ -154,7 +229,8 @@ async fn dispatch(
             json(StatusCode::OK, &answer)
         }
         (Method::POST, path::INCIDENT) => {
-            let body: IncidentRequest = read_json(req, max).await?;
+            device(&caller).await?;
+            let body: IncidentRequest = read_json(parts, body, max, &bodies).await?;
             let answer = blocking(move || {
                 let device = authenticate(&ctx, &presented)?;
                 let mut access = Vec::new();
@@ -166,8 +242,8 @@ async fn dispatch(
             json(StatusCode::OK, &answer)
         }
         (Method::GET, path::AUDIT_EVENTS | path::AUDIT_VERIFY | path::AUDIT_CHECKPOINT) => {
-            let route = req.uri().path().to_owned();
-            let query = req.uri().query().unwrap_or("").to_owned();
+            let route = parts.uri.path().to_owned();
+            let query = parts.uri.query().unwrap_or("").to_owned();
             blocking(move || {
                 let auditor = authenticate_auditor(&ctx, &presented)?;
                 crate::audit::answer(&ctx, &auditor, &route, &query)
@@ -190,7 +266,7 @@ async fn dispatch(
             | path::SESSION_WATCH,
         ) => Err(ApiError::new(
             Reason::MethodNotAllowed,
-            format!("{} is not allowed here", req.method()),
+            format!("{} is not allowed here", parts.method),
         )),
         _ => Err(ApiError::new(Reason::NotFound, "no such endpoint")),
     }
@@ -230,18 +306,38 @@ fn posture_profile(
     })
 }
 
-async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, max: usize) -> Result<T, ApiError> {
-    let bytes = Limited::new(req.into_body(), max)
+/// Reads a JSON body of at most `max` bytes, held within the global body budget (the
+/// declared length is refused at once when it is too large).
+async fn read_json<T: DeserializeOwned>(
+    parts: &http::request::Parts,
+    body: &mut Incoming,
+    max: usize,
+    budget: &BodyBudget,
+) -> Result<T, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            Reason::RequestTooLarge,
+            format!("the request body exceeds {max} bytes"),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let room = declared.map_or(max, |n| n as usize);
+    let _held = budget.reserve(room).await?;
+    let bytes = Limited::new(body, room)
         .collect()
         .await
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                ApiError::new(
-                    Reason::RequestTooLarge,
-                    format!("the request body exceeds {max} bytes"),
-                )
+                too_large()
             } else {
                 ApiError::new(
                     Reason::RequestMalformed,
