@@ -40,14 +40,24 @@ impl AgentError {
         }
     }
 
-    /// Whether the gateway refused this device for good: an answer with a reason code,
-    /// or its certificate refused at the TLS handshake (revoked, unknown, expired). A
-    /// connected agent stops on these; anything else (an unreachable gateway) is worth
-    /// trying again.
+    /// Whether the gateway refused this device for good: an answer with a reason code
+    /// other than "not now" (rate limited, busy, a journal or internal failure, another
+    /// admission under way), or its certificate refused at the TLS handshake (revoked,
+    /// unknown, expired). A connected agent stops on these; anything else (an
+    /// unreachable gateway, "not now") is worth trying again.
     pub fn is_final(&self) -> bool {
         use rustls::AlertDescription as A;
         match self {
-            Self::Refused { .. } => true,
+            // Refusals that say "not now" are tried again like an unreachable gateway.
+            Self::Refused { body, .. } => !matches!(
+                body.error.as_str(),
+                "rate_limited"
+                    | "busy"
+                    | "timeout"
+                    | "journal_unavailable"
+                    | "internal_error"
+                    | "admission_in_progress"
+            ),
             Self::Tls {
                 error: rustls::Error::AlertReceived(alert),
                 ..
@@ -124,6 +134,7 @@ fn refusal_sentence(status: u16, body: &ErrorBody) -> String {
         "device_decommissioned" => "This device has been decommissioned and can no longer connect.".into(),
         "wireguard_key_in_use" => "This device's WireGuard key is already registered. Remove the agent's state directory and enrol with a new invitation.".into(),
         "rate_limited" => "Too many attempts from your network. Wait a minute, then try again.".into(),
+        "busy" => "The gateway is receiving too many requests at once. Try again in a moment.".into(),
         "admission_refused" => {
             let mut s = String::from("The gateway refused the connection:");
             for c in &body.checks {
@@ -164,5 +175,36 @@ fn tls_sentence(address: &str, e: &rustls::Error) -> String {
             "The gateway at {address} does not accept this device's certificate ({e}). Contact your security unit."
         ),
         other => format!("The secure connection to the gateway at {address} failed ({other}). Try again later."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: &str) -> AgentError {
+        AgentError::Refused {
+            status: 400,
+            body: ErrorBody {
+                error: code.into(),
+                message: String::new(),
+                checks: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn only_refusals_for_good_end_a_connection() {
+        for code in ["device_revoked", "session_unknown", "admission_refused"] {
+            assert!(refused(code).is_final(), "{code}");
+        }
+        for code in ["rate_limited", "busy", "timeout", "journal_unavailable"] {
+            assert!(!refused(code).is_final(), "{code}");
+        }
+        let unreachable = AgentError::Unreachable {
+            address: "gw:8443".into(),
+            problem: "refused".into(),
+        };
+        assert!(!unreachable.is_final());
     }
 }
