@@ -84,6 +84,12 @@ pub struct ControlSection {
     /// Request body bytes held in memory at once, over all connections.
     #[serde(default = "defaults::max_buffered_body_bytes")]
     pub max_buffered_body_bytes: usize,
+    /// Wrong second-factor codes in a row before a device is locked.
+    #[serde(default = "defaults::second_factor_failures")]
+    pub second_factor_failures: u32,
+    /// How long a device stays locked (unless `ztgw device unlock` lifts it sooner).
+    #[serde(default = "defaults::second_factor_lockout")]
+    pub second_factor_lockout: HumanDuration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -314,6 +320,12 @@ impl Settings {
                 ),
             ));
         }
+        if self.control.second_factor_failures == 0 {
+            return Err(at(
+                "second_factor_failures",
+                "control.second_factor_failures must be at least 1".into(),
+            ));
+        }
         if self.control.unauthenticated_connections_per_source == 0 {
             return Err(at(
                 "unauthenticated_connections_per_source",
@@ -453,6 +465,12 @@ mod defaults {
     }
     pub fn max_buffered_body_bytes() -> usize {
         8 * 1024 * 1024
+    }
+    pub fn second_factor_failures() -> u32 {
+        5
+    }
+    pub fn second_factor_lockout() -> HumanDuration {
+        HumanDuration::from_secs(15 * 60)
     }
     pub fn certificate_validity() -> HumanDuration {
         HumanDuration::from_secs(30 * 86_400)
@@ -607,6 +625,11 @@ idle_timeout = "20s"
 connection_lifetime = "10m"
 # Request bodies held in memory at once, over all connections (bytes).
 max_buffered_body_bytes = 8388608
+# Wrong second-factor codes in a row before a device is locked, and for how long
+# (`ztgw device unlock ID` lifts it sooner). Each wrong code also makes the next one
+# wait longer (1, 2, 4 ... seconds).
+second_factor_failures = 5
+second_factor_lockout = "15m"
 
 [enrolment]
 # How long a device certificate is valid; the agent renews it before it expires.

@@ -66,6 +66,11 @@ pub enum AdminRequest {
         reason: RevokeReason,
         note: Option<String>,
     },
+    /// Lifts a second-factor lockout (and clears the count of wrong codes).
+    DeviceUnlock {
+        device: DeviceId,
+        note: Option<String>,
+    },
     DeviceDecommission {
         device: DeviceId,
         note: Option<String>,
@@ -405,6 +410,31 @@ fn act(
                 ctx.registry.approve_device(device, &change, &action)
             })?;
             Ok(done(format!("device {device} approved"), vec![]))
+        }
+        AdminRequest::DeviceUnlock { device, note } => {
+            check_note(note)?;
+            let record = find_device(ctx, device)?;
+            let action = action(
+                now,
+                operator,
+                "second-factor.unlocked",
+                device.as_str(),
+                note.as_deref().unwrap_or(""),
+            );
+            let seq = journal(
+                ctx,
+                Event::SecondFactorUnlocked {
+                    device: device.to_string(),
+                    employee: record.employee.to_string(),
+                    operator: operator.to_owned(),
+                    note: note.clone(),
+                },
+            )?;
+            apply(ctx, seq, || ctx.registry.unlock_factor(device, &action))?;
+            Ok(done(
+                format!("device {device}: second factor unlocked, wrong codes forgotten"),
+                vec![],
+            ))
         }
         AdminRequest::DeviceRevoke {
             device,

@@ -334,6 +334,14 @@ pub enum DeviceCommand {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Lift a second-factor lockout (after too many wrong codes) before it ends by itself.
+    Unlock {
+        /// The device's identifier, as `ztgw device list` shows it.
+        id: DeviceId,
+        /// A free-text note kept with the action in the registry and the journal.
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Equipment returned (G14): credentials revoked, record kept for audit.
     Decommission {
         /// The device's identifier, as `ztgw device list` shows it.
@@ -535,6 +543,9 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 ),
                 DeviceCommand::Decommission { id, note } => {
                     (AdminRequest::DeviceDecommission { device: id, note }, false)
+                }
+                DeviceCommand::Unlock { id, note } => {
+                    (AdminRequest::DeviceUnlock { device: id, note }, false)
                 }
             };
             show(admin(&cli.config, &operator, request)?, json)

@@ -238,6 +238,19 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     fn totp(&self, device: &DeviceId) -> Result<Option<(Vec<u8>, u64)>, RegistryError>;
     /// Records `step` as used if it is later than the last one; false for a replay.
     fn use_totp_step(&self, device: &DeviceId, step: u64) -> Result<bool, RegistryError>;
+    /// The device's second-factor failures since its last success (none: default).
+    fn factor_attempts(
+        &self,
+        device: &DeviceId,
+    ) -> Result<crate::session::factor::Attempts, RegistryError>;
+    fn set_factor_attempts(
+        &self,
+        device: &DeviceId,
+        attempts: &crate::session::factor::Attempts,
+    ) -> Result<(), RegistryError>;
+    /// Clears the device's second-factor failures and lockout (`ztgw device unlock`),
+    /// with the action, in one transaction.
+    fn unlock_factor(&self, device: &DeviceId, action: &ActionRecord) -> Result<(), RegistryError>;
     fn actions(&self) -> Result<Vec<ActionRecord>, RegistryError>;
     /// Writes a consistent copy of the whole registry to `path` (a new file).
     fn snapshot_to(&self, path: &std::path::Path) -> Result<(), RegistryError>;

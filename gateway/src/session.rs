@@ -17,6 +17,7 @@
 //! `crate::sessions`.
 
 pub mod admission;
+pub mod factor;
 pub mod lifecycle;
 pub mod nonce;
 pub mod pool;

@@ -66,6 +66,9 @@ pub struct SessionService {
     suspects: Mutex<HashSet<String>>,
     /// Watches under way, per device (bounded by [`MAX_WATCHES_PER_DEVICE`]).
     watches: Mutex<HashMap<ztgw_pki::DeviceId, usize>>,
+    /// Held while a second-factor code is checked and its outcome recorded, so that
+    /// parallel guesses are counted one after the other.
+    factor_checks: Mutex<()>,
 }
 
 struct State {
@@ -131,6 +134,7 @@ impl SessionService {
             orphans: AtomicU64::new(0),
             suspects: Mutex::new(HashSet::new()),
             watches: Mutex::new(HashMap::new()),
+            factor_checks: Mutex::new(()),
         })
     }
 
@@ -209,19 +213,7 @@ impl SessionService {
             ),
         };
         let decided = admission::decide(&facts, now);
-        let mut extra: Vec<Failure> = early.into_iter().collect();
-        let factor = match active.policy.roles.get(&record.role) {
-            Some(r) if r.second_factor.is_some() => {
-                match self.second_factor(device, req.second_factor.as_ref(), now)? {
-                    Ok(step) => Some(step),
-                    Err(f) => {
-                        extra.push(f);
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
+        let extra: Vec<Failure> = early.into_iter().collect();
         let terms = match decided {
             Ok(t) if extra.is_empty() => t,
             Ok(_) => return Err(self.refuse(device, evaluation.as_ref(), extra)),
@@ -230,11 +222,15 @@ impl SessionService {
                 return Err(self.refuse(device, evaluation.as_ref(), failures));
             }
         };
-        if let Some(step) = factor
-            && !self.ctx.registry.use_totp_step(&record.id, step)?
+        // The code is looked at only on an otherwise valid request.
+        if active
+            .policy
+            .roles
+            .get(&record.role)
+            .is_some_and(|r| r.second_factor.is_some())
+            && let Err(f) = self.second_factor(device, req.second_factor.as_ref(), now)?
         {
-            let replayed = vec![admission::second_factor_replayed()];
-            return Err(self.refuse(device, evaluation.as_ref(), replayed));
+            return Err(self.refuse(device, evaluation.as_ref(), vec![f]));
         }
         // Checked after the decision, so that a refusal is explained even here.
         let dp = self.dataplane()?;
@@ -301,7 +297,8 @@ impl SessionService {
         let now = self.ctx.clock.now();
         let active = self.ctx.policy.current();
         let (evaluation, early) = self.posture(device, &active, &req.posture, now);
-        let compliant = early.is_none() && evaluation.as_ref().is_some_and(|e| e.compliant);
+        let report_valid = early.is_none();
+        let compliant = report_valid && evaluation.as_ref().is_some_and(|e| e.compliant);
         let mut failures: Vec<Failure> = early.into_iter().collect();
         if let Some(e) = &evaluation {
             failures.extend(admission::posture_failures(e));
@@ -315,22 +312,24 @@ impl SessionService {
         let role = active.policy.roles.get(&device.record.role);
         let factor_given =
             req.second_factor.is_some() && role.is_some_and(|r| r.second_factor.is_some());
-        let factor = if factor_given || self.lock().sessions.second_factor_due(&req.session, now) {
+        let due = self.lock().sessions.second_factor_due(&req.session, now);
+        let factor = if !(factor_given || due) {
+            Factor::NotAsked
+        } else if !report_valid {
+            // A report that could not be read, or not fresh: the code is not looked at.
+            if due {
+                Factor::Failed
+            } else {
+                Factor::NotAsked
+            }
+        } else {
             match self.second_factor(device, req.second_factor.as_ref(), now)? {
-                Ok(step) if self.ctx.registry.use_totp_step(&device.record.id, step)? => {
-                    Factor::Passed
-                }
-                Ok(_) => {
-                    failures.push(admission::second_factor_replayed());
-                    Factor::Failed
-                }
+                Ok(()) => Factor::Passed,
                 Err(f) => {
                     failures.push(f);
                     Factor::Failed
                 }
             }
-        } else {
-            Factor::NotAsked
         };
         let quarantine = role.and_then(|r| r.quarantine.clone());
         let verdict = self.lock().sessions.recheck(
@@ -682,20 +681,70 @@ impl SessionService {
         ApiError::refused(failures)
     }
 
-    /// Checks a second-factor code against the device's secret: the step to record, or
-    /// the failure.
+    /// Checks a second-factor code within the device's failure bounds and records the
+    /// outcome: a right code's step is used up and the failures cleared; a wrong one is
+    /// counted, and the failure that locks the device is journaled and notified. A
+    /// device that must wait, or is locked, is refused without its code being looked at.
+    /// Whatever was wrong, the caller gets the same failure.
     fn second_factor(
         &self,
         device: &AuthenticatedDevice,
         code: Option<&RedactedString>,
         now: OffsetDateTime,
-    ) -> Result<Result<u64, Failure>, ApiError> {
-        let secret = self.ctx.registry.totp(&device.record.id)?;
-        Ok(admission::second_factor(
+    ) -> Result<Result<(), Failure>, ApiError> {
+        use crate::session::factor::{self, Attempts, Gate};
+        let id = &device.record.id;
+        let _one_at_a_time = self.factor_checks.lock().unwrap_or_else(|e| e.into_inner());
+        let attempts = self.ctx.registry.factor_attempts(id)?;
+        if factor::gate(&attempts, now) != Gate::Open {
+            return Ok(Err(admission::second_factor_failed()));
+        }
+        let secret = self.ctx.registry.totp(id)?;
+        let checked = admission::check_code(
             code.map(RedactedString::expose),
             secret.as_ref().map(|(s, last)| (s.as_slice(), *last)),
             now,
-        ))
+        );
+        match checked {
+            Ok(step) if self.ctx.registry.use_totp_step(id, step)? => {
+                if attempts != Attempts::default() {
+                    self.ctx
+                        .registry
+                        .set_factor_attempts(id, &Attempts::default())?;
+                }
+                return Ok(Ok(()));
+            }
+            // A right code used twice (two requests racing), or none given: not a guess.
+            Ok(_) | Err(admission::CodeError::Missing) => {}
+            Err(_) => {
+                let bounds = factor::Bounds {
+                    failures: self.ctx.settings.control.second_factor_failures,
+                    lockout: admission::std_to_time(
+                        self.ctx.settings.control.second_factor_lockout.get(),
+                    ),
+                };
+                let (next, locked) = factor::failed(&attempts, &bounds, now);
+                self.ctx.registry.set_factor_attempts(id, &next)?;
+                if locked {
+                    let event = Event::SecondFactorLocked {
+                        device: id.to_string(),
+                        employee: device.record.employee.to_string(),
+                        failures: next.failures,
+                        until: rfc3339(next.locked_until.unwrap_or(now)),
+                    };
+                    let seq = match self.ctx.journal(&event) {
+                        Ok(seq) => Some(seq),
+                        Err(e) => {
+                            tracing::error!(error = %e, device = %id, "THE AUDIT JOURNAL CANNOT BE WRITTEN: a second-factor lockout was not journaled");
+                            None
+                        }
+                    };
+                    tracing::warn!(device = %id, failures = next.failures, "second factor locked after repeated wrong codes");
+                    crate::admin::incident::notify_security_unit(&self.ctx, &event, seq);
+                }
+            }
+        }
+        Ok(Err(admission::second_factor_failed()))
     }
 
     /// Reads and evaluates a posture report; a failure of its own when it cannot be read

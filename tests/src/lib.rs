@@ -43,6 +43,10 @@ pub struct GatewayOptions {
     pub journal_dir: Option<PathBuf>,
     /// Any other change to gateway.toml, applied last.
     pub edit: Option<fn(String) -> String>,
+    /// Text replacements in gateway.toml (`from`, `to`), applied after `edit`.
+    pub replace: Vec<(String, String)>,
+    /// The policy to start with instead of the one `ztgw init` writes.
+    pub policy: Option<String>,
 }
 
 /// A gateway running in-process on 127.0.0.1 with its own state directory.
@@ -106,7 +110,14 @@ impl TestGateway {
         if let Some(edit) = opts.edit {
             text = edit(text);
         }
+        for (from, to) in &opts.replace {
+            assert!(text.contains(from.as_str()), "gateway.toml has no {from:?}");
+            text = text.replace(from.as_str(), to);
+        }
         std::fs::write(&config, text).expect("write settings");
+        if let Some(policy) = &opts.policy {
+            std::fs::write(state.join("policy.toml"), policy).expect("write policy");
+        }
         let settings = Settings::load(&config).expect("settings");
         let manual_clock = opts.manual_clock.then(|| Arc::new(ManualClock::new(now())));
         let clock: Arc<dyn Clock> = match &manual_clock {
@@ -125,6 +136,19 @@ impl TestGateway {
 
     pub fn ctx(&self) -> &Context {
         &self.running.ctx
+    }
+
+    /// The journal's events of type `kind` (their `event` objects), read as auditors do.
+    pub fn journal(&self, kind: &str) -> Vec<serde_json::Value> {
+        let filter = ztgw_gateway::journal::query::Filter {
+            kinds: vec![kind.to_owned()],
+            ..Default::default()
+        };
+        ztgw_gateway::journal::query::read(&self.ctx().settings.journal.dir, &filter)
+            .expect("the journal reads")
+            .into_iter()
+            .map(|r| r.event)
+            .collect()
     }
 
     pub fn config_path(&self) -> PathBuf {

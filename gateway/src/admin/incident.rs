@@ -129,12 +129,7 @@ pub fn report(
             Err(e) => return Err(e),
         },
     };
-    if let Err(why) = notify(&ctx.settings.incidents.notify_command, &event) {
-        tracing::error!(error = %why, "the incident notification failed");
-        if let Some(seq) = seq {
-            let _ = ctx.journal(&Event::IncidentNotifyFailed { seq, error: why });
-        }
-    }
+    notify_security_unit(ctx, &event, seq);
     Ok(done(
         format!(
             "incident {} recorded for employee {employee}; {} device(s) revoked",
@@ -184,6 +179,18 @@ pub fn from_device(
         ApiError::new(reason, e.message)
     })?;
     Ok(serde_json::to_value(answer).unwrap_or_default())
+}
+
+/// Tells the security unit through `[incidents] notify_command` (the event as JSON on
+/// its standard input); a failure is logged and journaled against `seq`, the event's own
+/// place in the journal.
+pub fn notify_security_unit(ctx: &Context, event: &Event, seq: Option<u64>) {
+    if let Err(why) = notify(&ctx.settings.incidents.notify_command, event) {
+        tracing::error!(error = %why, "the security unit's notification failed");
+        if let Some(seq) = seq {
+            let _ = ctx.journal(&Event::IncidentNotifyFailed { seq, error: why });
+        }
+    }
 }
 
 /// Runs the notification command with the event as JSON on its standard input.

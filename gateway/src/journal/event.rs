@@ -185,6 +185,22 @@ pub enum Event {
     /// The incident notification command failed (the incident itself took effect).
     #[serde(rename = "incident.notify_failed")]
     IncidentNotifyFailed { seq: u64, error: String },
+    /// Too many wrong second-factor codes: the device's codes are not looked at until
+    /// `until` or `ztgw device unlock`.
+    #[serde(rename = "second-factor.locked")]
+    SecondFactorLocked {
+        device: String,
+        employee: String,
+        failures: u32,
+        until: String,
+    },
+    #[serde(rename = "second-factor.unlocked")]
+    SecondFactorUnlocked {
+        device: String,
+        employee: String,
+        operator: String,
+        note: Option<String>,
+    },
     /// An emergency override of the schedule, for an employee or a role.
     #[serde(rename = "schedule.override")]
     ScheduleOverride {
@@ -253,6 +269,8 @@ impl Event {
             Self::ScheduleOverride { .. } => "schedule.override",
             Self::IncidentReported { .. } => "incident.reported",
             Self::IncidentNotifyFailed { .. } => "incident.notify_failed",
+            Self::SecondFactorLocked { .. } => "second-factor.locked",
+            Self::SecondFactorUnlocked { .. } => "second-factor.unlocked",
             Self::PostureChecked { .. } => "posture.checked",
             Self::AuditorAdded { .. } => "auditor.added",
             Self::AuditorRevoked { .. } => "auditor.revoked",

@@ -97,6 +97,12 @@ CREATE TABLE IF NOT EXISTS totp (
     secret BLOB NOT NULL,
     last_step INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS totp_failures (
+    device TEXT PRIMARY KEY REFERENCES devices(id),
+    failures INTEGER NOT NULL,
+    last_failure INTEGER,
+    locked_until INTEGER
+);
 CREATE TABLE IF NOT EXISTS actions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at INTEGER NOT NULL,
@@ -669,6 +675,63 @@ impl Registry for SqliteRegistry {
                 )
                 .map_err(storage)?;
             Ok(changed == 1)
+        })
+    }
+
+    fn factor_attempts(
+        &self,
+        device: &DeviceId,
+    ) -> Result<crate::session::factor::Attempts, RegistryError> {
+        self.with(|c| {
+            let row = query_opt(
+                c,
+                "SELECT failures, last_failure, locked_until FROM totp_failures WHERE device = ?1",
+                [device.as_str()],
+                |r| {
+                    let failures: i64 = r.get(0).map_err(storage)?;
+                    let last: Option<i64> = r.get(1).map_err(storage)?;
+                    let locked: Option<i64> = r.get(2).map_err(storage)?;
+                    Ok(crate::session::factor::Attempts {
+                        failures: u32::try_from(failures.max(0)).unwrap_or(u32::MAX),
+                        last_failure: last.map(from_ts).transpose()?,
+                        locked_until: locked.map(from_ts).transpose()?,
+                    })
+                },
+            )?;
+            Ok(row.unwrap_or_default())
+        })
+    }
+
+    fn set_factor_attempts(
+        &self,
+        device: &DeviceId,
+        a: &crate::session::factor::Attempts,
+    ) -> Result<(), RegistryError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO totp_failures (device, failures, last_failure, locked_until)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(device) DO UPDATE SET failures = ?2, last_failure = ?3, locked_until = ?4",
+                rusqlite::params![
+                    device.as_str(),
+                    i64::from(a.failures),
+                    a.last_failure.map(ts),
+                    a.locked_until.map(ts)
+                ],
+            )
+            .map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn unlock_factor(&self, device: &DeviceId, action: &ActionRecord) -> Result<(), RegistryError> {
+        self.in_transaction(|tx| {
+            tx.execute(
+                "DELETE FROM totp_failures WHERE device = ?1",
+                [device.as_str()],
+            )
+            .map_err(storage)?;
+            insert_action(tx, action)
         })
     }
 

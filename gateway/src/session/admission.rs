@@ -154,38 +154,50 @@ pub fn decide(f: &Facts<'_>, now: OffsetDateTime) -> Result<Terms, Vec<Failure>>
     })
 }
 
-/// Checks a second-factor code for `device` against its secret (`None`: not set up) and
-/// the last step used; returns the step to record, or the failure.
-pub fn second_factor(
+/// What was wrong with a second-factor code (never told to the caller: see
+/// [`second_factor_failed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeError {
+    /// No code was given.
+    Missing,
+    /// The device has no secret.
+    NotSetUp,
+    /// Not the code of this step or the ones beside it.
+    Wrong,
+    /// The code of a step already used.
+    Replayed,
+}
+
+/// Checks a second-factor code against the device's secret (`None`: not set up) and the
+/// last step used; returns the step to record.
+pub fn check_code(
     code: Option<&str>,
     secret: Option<(&[u8], u64)>,
     now: OffsetDateTime,
-) -> Result<u64, Failure> {
+) -> Result<u64, CodeError> {
     use ztgw_pki::totp::{TotpError, TotpSecret};
-    let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
-        return Err(failure(
-            "second-factor-required",
-            "your role requires the code from your authenticator app",
-            Some("connect again and enter the 6-digit code (or pass --second-factor CODE)"),
-        ));
-    };
-    let Some((secret, last_step)) = secret else {
-        return Err(failure(
-            "second-factor-not-set-up",
-            "this device has no second factor set up",
-            Some("ask your security unit for a new invitation and enrol again"),
-        ));
-    };
+    let code = code
+        .filter(|c| !c.trim().is_empty())
+        .ok_or(CodeError::Missing)?;
+    let (secret, last_step) = secret.ok_or(CodeError::NotSetUp)?;
     TotpSecret::new(secret.to_vec())
         .verify(code, now.unix_timestamp(), last_step)
         .map_err(|e| match e {
-            TotpError::Replayed => second_factor_replayed(),
-            TotpError::Malformed | TotpError::Wrong => failure(
-                "second-factor-invalid",
-                "the code from your authenticator app is not right",
-                Some("check the device's clock and enter the current code"),
-            ),
+            TotpError::Replayed => CodeError::Replayed,
+            TotpError::Malformed | TotpError::Wrong => CodeError::Wrong,
         })
+}
+
+/// The one answer to any second-factor failure, whatever was wrong (missing, wrong,
+/// already used, too soon after a wrong one, or locked): a guesser learns nothing.
+pub fn second_factor_failed() -> Failure {
+    failure(
+        "second-factor-failed",
+        "the code from your authenticator app was not accepted (missing, wrong, already used, or too many wrong codes)",
+        Some(
+            "enter the current 6-digit code (check the phone's clock); after several wrong codes wait 15 minutes or ask your security unit to unlock this device",
+        ),
+    )
 }
 
 /// Every check of a posture evaluation that did not pass, as failures.
@@ -240,15 +252,6 @@ pub fn ended_during_admission(reason: &EndReason) -> Failure {
         ),
     };
     failure(id, sentence, Some("contact your security unit"))
-}
-
-/// A code whose step was used meanwhile (two requests racing with one code).
-pub fn second_factor_replayed() -> Failure {
-    failure(
-        "second-factor-replayed",
-        "this code was already used",
-        Some("wait for the next code (every 30 seconds) and enter it"),
-    )
 }
 
 /// The schedule that applies to this device: its own (set at invitation), the
