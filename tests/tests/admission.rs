@@ -356,7 +356,10 @@ fn a_role_with_a_second_factor_needs_a_fresh_code() {
     let err = laptop
         .connect_with(&["--second-factor", &code])
         .expect_err("replayed");
-    assert!(err.contains("second-factor-failed"), "the same answer for a replay: {err}");
+    assert!(
+        err.contains("second-factor-failed"),
+        "the same answer for a replay: {err}"
+    );
     let denied = site.journal("admission.denied");
     assert_eq!(denied.len(), 2, "{denied:?}");
 }

@@ -4,9 +4,10 @@
 //! a reload renumbers the rules. In network namespaces with `ztgw serve`, the agent's
 //! protocol and wireguard-go; needs root (CI is root).
 //!
-//! The admission bursts raise the per-source admission and TLS handshake rates so that
-//! every request of a burst reaches the session layer at once (the race is the point);
-//! the limits that ship are exercised in `negative.rs` and the gateway's unit tests.
+//! The admission bursts raise the per-source admission and TLS handshake rates, and the
+//! connections one source may have in their TLS handshake, so that every request of a
+//! burst reaches the session layer at once (the race is the point); the limits that ship
+//! are exercised in `negative.rs`, `control_attack.rs` and the gateway's unit tests.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,6 +32,10 @@ fn burst_settings(s: String) -> String {
     .replace(
         "admissions_per_second_per_source = 50",
         "admissions_per_second_per_source = 2000",
+    )
+    .replace(
+        "unauthenticated_connections_per_source = 32",
+        "unauthenticated_connections_per_source = 500",
     )
 }
 

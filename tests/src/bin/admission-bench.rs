@@ -53,6 +53,11 @@ fn admissions(secs: u64) {
             "admissions_per_second_per_source = 100000",
         )
         .replace("max_peers = 10000", "max_peers = 20000")
+        // All the agents share one source address here.
+        .replace(
+            "unauthenticated_connections_per_source = 32",
+            "unauthenticated_connections_per_source = 1000",
+        )
     });
     // Invitations for every agent, from the security unit.
     let mut invitations = Vec::with_capacity(AGENTS);
