@@ -104,6 +104,9 @@ pub struct EnrolmentSection {
     /// How long a published revocation list stays valid; it is re-signed at half of it.
     #[serde(default = "defaults::crl_validity")]
     pub crl_validity: HumanDuration,
+    /// A device may renew its certificate at most once in this long.
+    #[serde(default = "defaults::renewal_interval")]
+    pub renewal_interval: HumanDuration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -478,6 +481,9 @@ mod defaults {
     pub fn invitation_validity() -> HumanDuration {
         HumanDuration::from_secs(72 * 3_600)
     }
+    pub fn renewal_interval() -> HumanDuration {
+        HumanDuration::from_secs(600)
+    }
     pub fn crl_validity() -> HumanDuration {
         HumanDuration::from_secs(24 * 3_600)
     }
@@ -547,6 +553,7 @@ mod defaults {
             invitation_validity: invitation_validity(),
             require_device_approval: false,
             crl_validity: crl_validity(),
+            renewal_interval: renewal_interval(),
         }
     }
     pub fn admin() -> AdminSection {
@@ -640,6 +647,9 @@ invitation_validity = "72h"
 require_device_approval = false
 # How long a published revocation list is valid; it is re-signed at half of it.
 crl_validity = "24h"
+# A device renews its certificate at most once in this long. A device holds at most two
+# unexpired certificates: when it first uses a new one, the older ones are revoked.
+renewal_interval = "10m"
 
 [wireguard]
 # The address WireGuard clients send to (HOST:PORT).

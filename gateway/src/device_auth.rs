@@ -117,11 +117,25 @@ pub fn authenticate(ctx: &Context, presented: &Presented) -> Result<Authenticate
             "the employee's telework has been ended by the administration",
         ));
     }
-    Ok(AuthenticatedDevice {
+    let device = AuthenticatedDevice {
         record,
         serial: serial.clone(),
         not_after: *not_after,
-    })
+    };
+    // The first use of a renewed certificate retires the ones before it.
+    let now = ctx.clock.now();
+    let older: Vec<SerialNumber> = ctx
+        .registry
+        .certificates_of(&device.record.id)?
+        .into_iter()
+        .filter(|c| c.revoked.is_none() && c.not_after > now && c.issued_at < cert.issued_at)
+        .map(|c| c.serial)
+        .collect();
+    if let Err(e) = crate::enrolment::supersede(ctx, &device, older, now) {
+        // Tried again at the device's next request.
+        tracing::warn!(device = %device.record.id, error = %e, "could not retire the certificates a renewed one replaced");
+    }
+    Ok(device)
 }
 
 fn ended(status: DeviceStatus) -> ApiError {

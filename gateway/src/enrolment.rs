@@ -226,8 +226,41 @@ pub fn renew(
 ) -> Result<RenewResponse, ApiError> {
     let now = ctx.clock.now();
     device.require_active()?;
-    let csr = CheckedCsr::parse_pem(&req.csr_pem)?;
     let record = &device.record;
+    // At most one renewal per interval: a device cannot pile up certificates.
+    let certificates = ctx.registry.certificates_of(&record.id)?;
+    let interval = time::Duration::try_from(ctx.settings.enrolment.renewal_interval.get())
+        .unwrap_or(time::Duration::minutes(10));
+    if let Some(last) = certificates.iter().map(|c| c.issued_at).max()
+        && now < last + interval
+    {
+        return Err(ApiError::new(
+            Reason::RateLimited,
+            format!(
+                "this device's certificate was issued at {}; it may be renewed again from {}",
+                rfc3339(last),
+                rfc3339(last + interval)
+            ),
+        ));
+    }
+    let csr = CheckedCsr::parse_pem(&req.csr_pem)?;
+    // Newer certificates the device never used (it lost them): revoked before another is
+    // issued, so it never holds more than the one it uses and the new one.
+    let current_issued = certificates
+        .iter()
+        .find(|c| c.serial == device.serial)
+        .map(|c| c.issued_at);
+    let unused: Vec<SerialNumber> = certificates
+        .iter()
+        .filter(|c| {
+            c.revoked.is_none()
+                && c.serial != device.serial
+                && c.not_after > now
+                && current_issued.is_none_or(|at| c.issued_at >= at)
+        })
+        .map(|c| c.serial.clone())
+        .collect();
+    supersede(ctx, device, unused, now)?;
     let claims = DeviceClaims {
         device: record.id.clone(),
         employee: record.employee.clone(),
@@ -264,6 +297,52 @@ pub fn renew(
         certificate_pem: cert.pem,
         not_after: cert.not_after,
     })
+}
+
+/// Revokes `serials` of `device` as superseded by the certificate it presents:
+/// journaled, recorded, and the CRL republished before this returns.
+pub fn supersede(
+    ctx: &Context,
+    device: &AuthenticatedDevice,
+    serials: Vec<SerialNumber>,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    if serials.is_empty() {
+        return Ok(());
+    }
+    let record = &device.record;
+    let hex: Vec<String> = serials.iter().map(SerialNumber::to_hex).collect();
+    let action = ActionRecord {
+        at: now,
+        operator: format!("device {}", record.id),
+        action: "certificate.superseded".into(),
+        target: record.id.to_string(),
+        detail: format!("serials={} by={}", hex.join(","), device.serial),
+    };
+    let seq = ctx.journal(&Event::CertificateSuperseded {
+        device: record.id.to_string(),
+        employee: record.employee.to_string(),
+        serials: hex,
+        by: device.serial.to_hex(),
+    })?;
+    if let Err(e) = ctx
+        .registry
+        .supersede_certificates(&record.id, &serials, now, &action)
+    {
+        let _ = ctx.journal(&Event::ActionFailed {
+            seq,
+            error: e.to_string(),
+        });
+        return Err(e.into());
+    }
+    ctx.publish_crl().map_err(|e| {
+        tracing::error!(error = %e, "could not publish the revocation list");
+        ApiError::new(
+            Reason::Internal,
+            "the gateway could not publish its revocation list",
+        )
+    })?;
+    Ok(())
 }
 
 /// What the gateway knows of the calling device.

@@ -213,6 +213,15 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
         serial: &SerialNumber,
     ) -> Result<Option<CertificateRecord>, RegistryError>;
     fn certificates_of(&self, device: &DeviceId) -> Result<Vec<CertificateRecord>, RegistryError>;
+    /// Revokes (as superseded) the device's certificates in `serials` that are not
+    /// revoked yet, with the action, in one transaction; how many it revoked.
+    fn supersede_certificates(
+        &self,
+        device: &DeviceId,
+        serials: &[SerialNumber],
+        at: OffsetDateTime,
+        action: &ActionRecord,
+    ) -> Result<usize, RegistryError>;
     /// Revoked certificates that have not yet expired at `now`: what the CRL must list.
     fn revoked_certificates(&self, now: OffsetDateTime)
     -> Result<Vec<RevokedEntry>, RegistryError>;

@@ -319,7 +319,16 @@ async fn devices_held_for_approval_wait_for_the_security_unit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_gives_a_new_key_and_certificate() {
-    let gw = TestGateway::start(GatewayOptions::default()).await;
+    // Renewal at most once a second here (10 minutes as shipped: see
+    // `renewals_are_bounded_and_a_renewed_certificate_retires_the_old_one`).
+    let gw = TestGateway::start(GatewayOptions {
+        replace: vec![(
+            "renewal_interval = \"10m\"".into(),
+            "renewal_interval = \"1s\"".into(),
+        )],
+        ..Default::default()
+    })
+    .await;
     let agent = gw.enrol("e5001").await;
     let state = agent.state();
     let old_key = std::fs::read_to_string(state.tls_key()).expect("key");
@@ -335,6 +344,7 @@ async fn renewal_gives_a_new_key_and_certificate() {
         old_key
     );
 
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let renewed = renew(&state, now(), Some(time::Duration::days(31)))
         .await
         .expect("renew");
@@ -450,5 +460,94 @@ async fn decommissioning_keeps_the_record() {
         Some(Some("laptop returned to IT"))
     );
     assert!(device.certificates.iter().all(|c| c.revoked_at.is_some()));
+    gw.running.shutdown("test").await;
+}
+
+/// The serials of `agent`'s certificates that are not revoked.
+fn valid_serials(gw: &TestGateway, agent: &TestAgent) -> Vec<SerialNumber> {
+    gw.ctx()
+        .registry
+        .certificates_of(&agent.device_id())
+        .expect("certs")
+        .into_iter()
+        .filter(|c| c.revoked.is_none())
+        .map(|c| c.serial)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_are_bounded_and_a_renewed_certificate_retires_the_old_one() {
+    // As shipped: one renewal per 10 minutes.
+    let gw = TestGateway::start(GatewayOptions::default()).await;
+    let agent = gw.enrol("e5101").await;
+    let state = agent.state();
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        answers.push(renew(&state, now(), Some(time::Duration::days(31))).await);
+    }
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Err(e) if e.code() == Some("rate_limited"))),
+        "no renewal within 10 minutes of the last certificate: {answers:?}"
+    );
+    assert_eq!(valid_serials(&gw, &agent).len(), 1);
+    gw.running.shutdown("test").await;
+
+    // With a short interval: a renewal lost before use, another, then the first use.
+    let gw = TestGateway::start(GatewayOptions {
+        replace: vec![(
+            "renewal_interval = \"10m\"".into(),
+            "renewal_interval = \"1s\"".into(),
+        )],
+        ..Default::default()
+    })
+    .await;
+    let agent = gw.enrol("e5102").await;
+    let state = agent.state();
+    let first = status(&state).await.expect("status").certificate_serial;
+    let kept = |p: std::path::PathBuf| (std::fs::read(&p).expect("file"), p);
+    let (cert, key) = (kept(state.certificate()), kept(state.tls_key()));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    renew(&state, now(), Some(time::Duration::days(31)))
+        .await
+        .expect("renew")
+        .expect("renewed");
+    // The device loses the new certificate (restored from a backup, say).
+    for (bytes, path) in [&cert, &key] {
+        std::fs::write(path, bytes).expect("restore");
+    }
+    assert_eq!(
+        valid_serials(&gw, &agent).len(),
+        2,
+        "the old and the unused new"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    renew(&state, now(), Some(time::Duration::days(31)))
+        .await
+        .expect("renew again")
+        .expect("renewed");
+    assert_eq!(
+        valid_serials(&gw, &agent).len(),
+        2,
+        "the unused one was retired: never more than two"
+    );
+    // The first use of the newest retires the first certificate.
+    let newest = status(&state).await.expect("status with the newest");
+    assert_ne!(newest.certificate_serial, first);
+    let valid = valid_serials(&gw, &agent);
+    assert_eq!(valid.len(), 1, "{valid:?}");
+    assert_eq!(valid[0].to_hex(), newest.certificate_serial);
+    let superseded = gw.journal("certificate.superseded");
+    assert_eq!(superseded.len(), 2, "{superseded:?}");
+    // The CRL in force lists the retired ones: the first certificate is refused at TLS.
+    for (bytes, path) in [&cert, &key] {
+        std::fs::write(path, bytes).expect("restore");
+    }
+    let err = status(&state).await.expect_err("the retired certificate");
+    assert!(
+        err.tls_error().is_some() || err.code() == Some("certificate_revoked"),
+        "{err}"
+    );
     gw.running.shutdown("test").await;
 }

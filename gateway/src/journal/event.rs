@@ -185,6 +185,15 @@ pub enum Event {
     /// The incident notification command failed (the incident itself took effect).
     #[serde(rename = "incident.notify_failed")]
     IncidentNotifyFailed { seq: u64, error: String },
+    /// Certificates of a device revoked because a newer one replaced them: `by` was used
+    /// (the older ones), or is being renewed from (newer ones the device never used).
+    #[serde(rename = "certificate.superseded")]
+    CertificateSuperseded {
+        device: String,
+        employee: String,
+        serials: Vec<String>,
+        by: String,
+    },
     /// Too many wrong second-factor codes: the device's codes are not looked at until
     /// `until` or `ztgw device unlock`.
     #[serde(rename = "second-factor.locked")]
@@ -270,6 +279,7 @@ impl Event {
             Self::IncidentReported { .. } => "incident.reported",
             Self::IncidentNotifyFailed { .. } => "incident.notify_failed",
             Self::SecondFactorLocked { .. } => "second-factor.locked",
+            Self::CertificateSuperseded { .. } => "certificate.superseded",
             Self::SecondFactorUnlocked { .. } => "second-factor.unlocked",
             Self::PostureChecked { .. } => "posture.checked",
             Self::AuditorAdded { .. } => "auditor.added",

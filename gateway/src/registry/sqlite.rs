@@ -678,6 +678,36 @@ impl Registry for SqliteRegistry {
         })
     }
 
+    fn supersede_certificates(
+        &self,
+        device: &DeviceId,
+        serials: &[SerialNumber],
+        at: OffsetDateTime,
+        action: &ActionRecord,
+    ) -> Result<usize, RegistryError> {
+        self.in_transaction(|tx| {
+            let mut revoked = 0;
+            for serial in serials {
+                revoked += tx
+                    .execute(
+                        "UPDATE certificates SET revoked_at = ?1, revocation_reason = ?2
+                         WHERE serial = ?3 AND device_id = ?4 AND revoked_at IS NULL",
+                        params![
+                            ts(at),
+                            reason_str(CrlReason::Superseded),
+                            serial.as_bytes(),
+                            device.as_str()
+                        ],
+                    )
+                    .map_err(storage)?;
+            }
+            if revoked > 0 {
+                insert_action(tx, action)?;
+            }
+            Ok(revoked)
+        })
+    }
+
     fn factor_attempts(
         &self,
         device: &DeviceId,
