@@ -181,6 +181,10 @@ pub struct JournalSection {
     /// Besides root, members of this group may read the journal.
     #[serde(default = "defaults::auditors_group")]
     pub auditors_group: String,
+    /// Below this much free space on the journal's filesystem (bytes), the gateway warns
+    /// (log and metric) before the journal fills it.
+    #[serde(default = "defaults::free_space_warning")]
+    pub free_space_warning: u64,
 }
 
 /// `[incidents]`: who is told when an incident is reported (G13).
@@ -545,7 +549,11 @@ mod defaults {
             segment_max_age: segment_max_age(),
             retention: retention(),
             auditors_group: auditors_group(),
+            free_space_warning: free_space_warning(),
         }
+    }
+    pub fn free_space_warning() -> u64 {
+        256 * 1024 * 1024
     }
     pub fn enrolment() -> EnrolmentSection {
         EnrolmentSection {
@@ -695,6 +703,9 @@ segment_max_age = "1d"
 retention = "365d"
 # Besides root, members of this group may read the journal.
 auditors_group = "auditors"
+# Below this much free space on the journal's filesystem (bytes) the gateway warns, in its
+# log and as ztgw_journal_free_space_low, before the journal fills it.
+free_space_warning = 268435456
 
 [incidents]
 # Run for each reported incident (G13) with the incident as JSON on standard input: a

@@ -12,6 +12,7 @@
 
 pub mod connection;
 pub mod limits;
+pub mod refusals;
 pub mod routes;
 pub mod tls;
 
@@ -52,6 +53,7 @@ impl Counters {
 #[derive(Debug)]
 pub struct Observed {
     pub limits: Arc<SourceLimits>,
+    pub refusals: Arc<refusals::RefusalTally>,
     pub connections: Arc<Connections>,
     pub bodies: Arc<routes::BodyBudget>,
     pub max_connections: usize,
@@ -67,6 +69,7 @@ pub struct ControlPlane {
     limits: Arc<SourceLimits>,
     connections: Arc<Connections>,
     bodies: Arc<routes::BodyBudget>,
+    refusals: Arc<refusals::RefusalTally>,
     counters: Arc<Counters>,
 }
 
@@ -90,6 +93,7 @@ impl ControlPlane {
             limits,
             connections,
             bodies,
+            refusals: Arc::default(),
             counters: Arc::new(Counters::default()),
         })
     }
@@ -106,10 +110,16 @@ impl ControlPlane {
         self.limits.clone()
     }
 
+    /// Refused enrolments not yet journaled (the daemon journals them every few seconds).
+    pub fn refusals(&self) -> Arc<refusals::RefusalTally> {
+        self.refusals.clone()
+    }
+
     /// What the metrics report of the control plane's load.
     pub fn observed(&self) -> Arc<Observed> {
         Arc::new(Observed {
             limits: self.limits.clone(),
+            refusals: self.refusals.clone(),
             connections: self.connections.clone(),
             bodies: self.bodies.clone(),
             max_connections: self.ctx.settings.control.max_connections,
@@ -150,6 +160,7 @@ impl ControlPlane {
             let sessions = self.sessions.clone();
             let limits = self.limits.clone();
             let bodies = self.bodies.clone();
+            let refusals = self.refusals.clone();
             let counters = self.counters.clone();
             tokio::spawn(async move {
                 let stream =
@@ -188,6 +199,7 @@ impl ControlPlane {
                                 sessions: sessions.clone(),
                                 limits: limits.clone(),
                                 bodies: bodies.clone(),
+                                refusals: refusals.clone(),
                                 source: peer.ip(),
                                 presented: presented.clone(),
                             },

@@ -38,6 +38,8 @@ pub struct RunningGateway {
     pub counters: Arc<Counters>,
     /// The control plane's load (connections, buffered bodies).
     pub observed: Arc<crate::control::Observed>,
+    /// Refused enrolments not yet journaled.
+    pub refusals: Arc<crate::control::refusals::RefusalTally>,
     /// Where `/metrics` and `/health` are served.
     pub metrics_addr: SocketAddr,
     pub sessions: Arc<SessionService>,
@@ -146,6 +148,7 @@ impl RunningGateway {
         let counters = control.counters();
         let limits = control.limits();
         let observed = control.observed();
+        let refusals = control.refusals();
 
         let admin_path = ctx.settings.admin.socket.clone();
         let admin = socket::bind(&admin_path, &ctx.settings.admin.group).map_err(|source| {
@@ -201,6 +204,8 @@ impl RunningGateway {
             let ctx = ctx.clone();
             let tls = tls.clone();
             let sessions = sessions.clone();
+            let tally = refusals.clone();
+            let low = Arc::new(std::sync::atomic::AtomicBool::new(false));
             tasks.spawn(async move {
                 let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
                 loop {
@@ -209,7 +214,12 @@ impl RunningGateway {
                     let ctx = ctx.clone();
                     let tls = tls.clone();
                     let sessions = sessions.clone();
+                    let tally = tally.clone();
+                    let low = low.clone();
                     let _ = tokio::task::spawn_blocking(move || {
+                        warn_if_low_on_space(&ctx, &low);
+                        ctx.journal.retry();
+                        journal_refusals(&ctx, &tally, false);
                         maintain_crl(&ctx, &tls);
                         sessions.reconcile();
                     })
@@ -257,6 +267,7 @@ impl RunningGateway {
             control_addr,
             counters,
             observed,
+            refusals,
             metrics_addr,
             sessions,
             tls,
@@ -282,6 +293,7 @@ impl RunningGateway {
         self.tasks.shutdown().await;
         let sessions = self.sessions.clone();
         let _ = tokio::task::spawn_blocking(move || sessions.shutdown()).await;
+        journal_refusals(&self.ctx, &self.refusals, true);
         if let Err(e) = self.ctx.journal(&crate::journal::Event::GatewayStopped {
             reason: reason.into(),
         }) {
@@ -289,6 +301,39 @@ impl RunningGateway {
         }
         let _ = std::fs::remove_file(&self.admin_socket);
         tracing::info!("gateway stopped");
+    }
+}
+
+/// Logs (once each time it happens) that the journal's filesystem has less free space
+/// than `[journal] free_space_warning`, and when it has enough again.
+fn warn_if_low_on_space(ctx: &Context, was_low: &std::sync::atomic::AtomicBool) {
+    use std::sync::atomic::Ordering;
+    let Some(free) = crate::journal::free_bytes(&ctx.settings.journal.dir) else {
+        return;
+    };
+    let low = free < ctx.settings.journal.free_space_warning;
+    if low != was_low.swap(low, Ordering::Relaxed) {
+        if low {
+            tracing::warn!(free_bytes = free, dir = %ctx.settings.journal.dir.display(), "the journal's filesystem is running out of space: when it is full, actions that need journaling are refused");
+        } else {
+            tracing::info!(
+                free_bytes = free,
+                "the journal's filesystem has enough free space again"
+            );
+        }
+    }
+}
+
+/// Journals the refused enrolments counted in minutes that are over (all of them with
+/// `all`); records that cannot be journaled are kept for the next try.
+pub fn journal_refusals(ctx: &Context, tally: &crate::control::refusals::RefusalTally, all: bool) {
+    let events = tally.take(ctx.clock.now(), all);
+    if events.is_empty() {
+        return;
+    }
+    if let Err(e) = ctx.journal_all(&events) {
+        tracing::error!(error = %e, refusals = events.len(), "refused enrolments could not be journaled yet; kept to try again");
+        tally.put_back(events);
     }
 }
 

@@ -22,25 +22,9 @@ use crate::registry::{
     ActionRecord, CertificateRecord, DeviceRecord, Enrolment, RegistryError, StatusChange,
 };
 
-/// Redeems an invitation for a device certificate. A refusal is journaled with its
-/// reason (but not the request's content).
+/// Redeems an invitation for a device certificate. A refusal changes nothing; the control
+/// plane counts it for the journal (see [`crate::control::refusals`]).
 pub fn enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiError> {
-    let result = try_enrol(ctx, req);
-    if let Err(e) = &result
-        && !matches!(e.reason, Reason::JournalUnavailable | Reason::Internal)
-    {
-        let refused = Event::EnrolmentRefused {
-            invitation: Some(req.invitation_id.to_string()),
-            reason: e.reason.code().to_owned(),
-        };
-        if let Err(j) = ctx.journal(&refused) {
-            tracing::error!(error = %j, "an enrolment refusal could not be journaled");
-        }
-    }
-    result
-}
-
-fn try_enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiError> {
     let now = ctx.clock.now();
     req.device
         .check()

@@ -43,3 +43,10 @@ pub fn unhex32(s: &str) -> Option<[u8; 32]> {
     }
     Some(out)
 }
+
+/// Free space (bytes) on the filesystem of `dir`, for the unprivileged, or `None` when
+/// it cannot be read.
+pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}

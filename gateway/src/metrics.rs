@@ -35,6 +35,11 @@ pub struct Snapshot {
     pub rate_limited_sources: u64,
     pub journal_healthy: bool,
     pub journal_appended: u64,
+    /// Free bytes on the journal's filesystem, and whether that is below the warning.
+    pub journal_free_bytes: Option<u64>,
+    pub journal_free_space_low: bool,
+    /// Refused enrolments counted, not yet journaled.
+    pub refusals_pending: u64,
     /// Seconds until the CRL expires; negative or absent when it is unusable.
     pub crl_seconds_left: Option<i64>,
     pub policy_rules: u64,
@@ -85,6 +90,10 @@ pub fn snapshot(
         body_bytes_buffered: observed.bodies.in_use() as u64,
         journal_healthy: ctx.journal.healthy(),
         journal_appended: ctx.journal.appended(),
+        journal_free_bytes: crate::journal::free_bytes(&ctx.settings.journal.dir),
+        journal_free_space_low: crate::journal::free_bytes(&ctx.settings.journal.dir)
+            .is_some_and(|f| f < ctx.settings.journal.free_space_warning),
+        refusals_pending: observed.refusals.pending(),
         crl_seconds_left: revocation::inspect(&ctx.settings.state().crl(), &ctx.ca, now)
             .ok()
             .map(|(_, next)| (next - now).whole_seconds()),
@@ -185,6 +194,24 @@ pub fn render(s: &Snapshot) -> String {
         "counter",
         "Events appended to the journal since start.",
         &[("", s.journal_appended as f64)],
+    );
+    metric(
+        "journal_free_bytes",
+        "gauge",
+        "Free space on the journal's filesystem (-1: unknown).",
+        &[("", s.journal_free_bytes.map_or(-1.0, |v| v as f64))],
+    );
+    metric(
+        "journal_free_space_low",
+        "gauge",
+        "1 while the journal's filesystem has less free space than [journal] free_space_warning.",
+        &[("", f64::from(u8::from(s.journal_free_space_low)))],
+    );
+    metric(
+        "enrolment_refusals_pending",
+        "gauge",
+        "Refused enrolments counted and not yet journaled (journaled each minute, per source).",
+        &[("", s.refusals_pending as f64)],
     );
     metric(
         "crl_seconds_until_expiry",

@@ -354,6 +354,22 @@ impl Tmpfs {
     }
 }
 
+impl Tmpfs {
+    /// Gives the filesystem a new size (e.g. more room, as an operator freeing space).
+    pub fn resize(&self, size: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .output()
+            .expect("run mount (util-linux)");
+        assert!(
+            out.status.success(),
+            "remount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")

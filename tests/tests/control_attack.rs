@@ -477,3 +477,72 @@ async fn request_bodies_held_in_memory_are_bounded() {
     let _ = &mut h2;
     gw.running.shutdown("test").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bogus_enrolments_are_journaled_per_source_and_minute_not_one_by_one() {
+    // Shipped limits: 5 enrolment attempts per source; 200 sources send 5 each.
+    let gw = TestGateway::start(GatewayOptions::default()).await;
+    let before = gw.ctx().journal.appended();
+    let mut tasks = Vec::new();
+    for last in 10..210u8 {
+        let config = anonymous(&gw, b"http/1.1");
+        let source = Ipv4Addr::new(127, 0, 0, last);
+        let addr = gw.running.control_addr;
+        tasks.push(tokio::spawn(async move {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.bind(SocketAddr::from((source, 0))).expect("bind");
+            let tcp = socket.connect(addr).await.expect("connect");
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name");
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .expect("TLS");
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .expect("h1");
+            tokio::spawn(conn);
+            let mut refused = 0;
+            for i in 0..5 {
+                let body = format!(
+                    "{{\"invitation_id\": \"inv-bogus-{last}-{i}\", \"secret\": \"x\", \"csr_pem\": \"x\", \"wg_public_key\": \"x\"}}"
+                );
+                let req = http::Request::post(path::ENROL)
+                    .header("host", "127.0.0.1")
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("request");
+                let r = sender.send_request(req).await.expect("answer");
+                if r.status().is_client_error() {
+                    refused += 1;
+                }
+                let _ = r.into_body().collect().await;
+            }
+            refused
+        }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        refused += t.await.expect("task");
+    }
+    assert_eq!(refused, 1000);
+    // What the daemon does each minute, now.
+    ztgw_gateway::daemon::journal_refusals(gw.ctx(), &gw.running.refusals, true);
+    let records = gw.journal("enrolment.refusals");
+    let counted: u64 = records
+        .iter()
+        .flat_map(|r| r["counts"].as_object().cloned().unwrap_or_default())
+        .map(|(_, n)| n.as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, 1000, "every refusal is counted");
+    assert!(
+        records.len() <= 400,
+        "one record per source and minute: {}",
+        records.len()
+    );
+    let written = gw.ctx().journal.appended() - before;
+    assert!(
+        written <= 400,
+        "{written} journal records for 1,000 refusals"
+    );
+    assert!(gw.journal("enrolment.refused").is_empty());
+    gw.running.shutdown("test").await;
+}

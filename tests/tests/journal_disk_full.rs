@@ -106,5 +106,40 @@ async fn a_full_disk_makes_the_gateway_fail_closed() {
     .expect("key");
     let report = verify_dir(&journal_dir, Some(&key), None).expect("the written journal verifies");
     assert!(report.events > 10);
+
+    // Space is freed: the journal resumes by itself (the maintenance loop tries every
+    // few seconds), says what it missed, and service comes back.
+    disk.resize("4m");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !gw.ctx().journal.healthy() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(gw.ctx().journal.healthy(), "the journal resumed");
+    let resumed = gw.journal("journal.resumed");
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    assert!(
+        resumed[0]["refused"].as_u64().unwrap_or(0) >= 2,
+        "the refused appends are counted: {resumed:?}"
+    );
+    let health = http_get(gw.running.metrics_addr, "/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    TestAgent::enrol(&gw.invite("e5004"))
+        .await
+        .expect("enrolment works again");
+    verify_dir(&journal_dir, Some(&key), None).expect("the journal verifies across the gap");
     gw.running.shutdown("test").await;
+}
+
+/// A plain HTTP GET on the metrics listener; the raw answer.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut out = String::new();
+    let _ = tcp.read_to_string(&mut out).await;
+    out
 }

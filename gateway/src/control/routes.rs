@@ -74,6 +74,7 @@ pub struct Caller {
     pub sessions: Arc<SessionService>,
     pub limits: Arc<SourceLimits>,
     pub bodies: Arc<BodyBudget>,
+    pub refusals: Arc<super::refusals::RefusalTally>,
     pub source: IpAddr,
     pub presented: Arc<Presented>,
 }
@@ -131,20 +132,37 @@ async fn dispatch(
         sessions,
         limits,
         bodies,
+        refusals,
         source,
         presented,
     } = caller.clone();
     let max = ctx.settings.control.max_request_bytes;
     match (parts.method.clone(), parts.uri.path()) {
         (Method::POST, path::ENROL) => {
+            // Refusals are counted per source and minute, journaled by the daemon.
+            let refused = |e: ApiError, invitation: Option<&str>| {
+                if !matches!(e.reason, Reason::JournalUnavailable | Reason::Internal) {
+                    refusals.record(source, e.reason.code(), invitation, ctx.clock.now());
+                }
+                e
+            };
             if !limits.allow_enrolment(source) {
-                return Err(ApiError::new(
-                    Reason::RateLimited,
-                    "too many enrolment attempts from this address; wait a minute",
+                return Err(refused(
+                    ApiError::new(
+                        Reason::RateLimited,
+                        "too many enrolment attempts from this address; wait a minute",
+                    ),
+                    None,
                 ));
             }
-            let body: EnrolRequest = read_json(parts, body, max, &bodies).await?;
-            let answer = blocking(move || enrolment::enrol(&ctx, &body)).await?;
+            let body: EnrolRequest = read_json(parts, body, max, &bodies)
+                .await
+                .map_err(|e| refused(e, None))?;
+            let invitation = body.invitation_id.to_string();
+            let work = ctx.clone();
+            let answer = blocking(move || enrolment::enrol(&work, &body))
+                .await
+                .map_err(|e| refused(e, Some(&invitation)))?;
             json(StatusCode::OK, &answer)
         }
         (Method::POST, path::RENEW) => {

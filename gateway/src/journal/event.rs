@@ -185,6 +185,20 @@ pub enum Event {
     /// The incident notification command failed (the incident itself took effect).
     #[serde(rename = "incident.notify_failed")]
     IncidentNotifyFailed { seq: u64, error: String },
+    /// Enrolments refused from one source in one minute, counted by reason (requests
+    /// without a certificate are not journaled one by one). `source` is an IPv4 address,
+    /// an IPv6 /64, or `other` past the number of sources told apart.
+    #[serde(rename = "enrolment.refusals")]
+    EnrolmentRefusals {
+        source: String,
+        /// The minute's start.
+        minute: String,
+        counts: std::collections::BTreeMap<String, u64>,
+        /// Invitation ids named by the refused requests (a sample).
+        invitations: Vec<String>,
+        /// Further distinct invitation ids not listed.
+        invitations_more: u64,
+    },
     /// Certificates of a device revoked because a newer one replaced them: `by` was used
     /// (the older ones), or is being renewed from (newer ones the device never used).
     #[serde(rename = "certificate.superseded")]
@@ -240,6 +254,15 @@ pub enum Event {
         sha256: String,
         saved_as: String,
     },
+    /// The journal is written again after a failure: since when it was not, why, and how
+    /// many appends it refused meanwhile (the actions that needed them did not happen;
+    /// those that take access away happened and are in the registry's actions).
+    #[serde(rename = "journal.resumed")]
+    JournalResumed {
+        failed_at: String,
+        reason: String,
+        refused: u64,
+    },
     /// Segments past retention were deleted; the signed purge record lets the rest verify.
     #[serde(rename = "journal.purged")]
     JournalPurged {
@@ -280,12 +303,14 @@ impl Event {
             Self::IncidentNotifyFailed { .. } => "incident.notify_failed",
             Self::SecondFactorLocked { .. } => "second-factor.locked",
             Self::CertificateSuperseded { .. } => "certificate.superseded",
+            Self::EnrolmentRefusals { .. } => "enrolment.refusals",
             Self::SecondFactorUnlocked { .. } => "second-factor.unlocked",
             Self::PostureChecked { .. } => "posture.checked",
             Self::AuditorAdded { .. } => "auditor.added",
             Self::AuditorRevoked { .. } => "auditor.revoked",
             Self::JournalTruncated { .. } => "journal.truncated",
             Self::JournalPurged { .. } => "journal.purged",
+            Self::JournalResumed { .. } => "journal.resumed",
         }
     }
 }

@@ -79,12 +79,21 @@ enum Cmd {
         older_than: OffsetDateTime,
         reply: SyncSender<Result<Vec<String>, JournalError>>,
     },
+    /// After a failure: try writing again (see [`Journal::retry`]).
+    Retry {
+        time_ms: i64,
+        reply: SyncSender<bool>,
+    },
 }
 
 #[derive(Debug, Default)]
 struct Health {
     failed: AtomicBool,
     reason: Mutex<Option<String>>,
+    /// When the current failure began (ms since the epoch).
+    failed_since_ms: Mutex<Option<i64>>,
+    /// Appends refused since the current failure began.
+    refused: AtomicU64,
     appended: AtomicU64,
     /// The current segment and its length after the last acknowledged write: readers of a
     /// live journal stop there, never inside a write in progress.
@@ -181,6 +190,7 @@ impl Journal {
     /// checkpoint covering it, are on disk.
     pub fn append(&self, event: &Event, time: OffsetDateTime) -> Result<u64, JournalError> {
         if let Some(reason) = self.failure() {
+            self.health.refused.fetch_add(1, Ordering::Relaxed);
             return Err(JournalError::Unavailable(reason));
         }
         let payload = serde_json::to_vec(event).map_err(|e| JournalError::Io(e.to_string()))?;
@@ -207,6 +217,9 @@ impl Journal {
         time: OffsetDateTime,
     ) -> Result<Vec<u64>, JournalError> {
         if let Some(reason) = self.failure() {
+            self.health
+                .refused
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
             return Err(JournalError::Unavailable(reason));
         }
         let time_ms = (time.unix_timestamp_nanos() / 1_000_000) as i64;
@@ -258,6 +271,23 @@ impl Journal {
                 "the journal writer stopped".into(),
             )),
         }
+    }
+
+    /// After a failure (a full disk, say), tries to write again: the first record is a
+    /// `journal.resumed` event that tells the gap (since when, why, how many appends were
+    /// refused meanwhile). Returns whether the journal accepts appends now. The daemon
+    /// calls it every few seconds, so the journal comes back by itself once the cause is
+    /// gone.
+    pub fn retry(&self) -> bool {
+        if self.healthy() {
+            return true;
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        let time_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        if self.send(Cmd::Retry { time_ms, reply }).is_err() {
+            return false;
+        }
+        answer.recv().unwrap_or(false)
     }
 
     /// Whether appends are being accepted.
@@ -582,6 +612,13 @@ impl Writer {
                         reply,
                     } => appends.push((payload, time_ms, reply)),
                     Cmd::Purge { older_than, reply } => purges.push((older_than, reply)),
+                    Cmd::Retry { time_ms, reply } => {
+                        // Appends gathered so far go first (and are refused if still failed).
+                        if !appends.is_empty() {
+                            self.commit(std::mem::take(&mut appends));
+                        }
+                        let _ = reply.send(self.resume(time_ms));
+                    }
                 }
                 if appends.len() < MAX_BATCH {
                     next = rx.try_recv().ok();
@@ -601,12 +638,64 @@ impl Writer {
         if let Ok(mut r) = self.health.reason.lock() {
             *r = Some(why);
         }
+        if let Ok(mut since) = self.health.failed_since_ms.lock()
+            && since.is_none()
+        {
+            *since = Some((OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64);
+        }
         self.health.failed.store(true, Ordering::Release);
+    }
+
+    /// Tries to write again after a failure; the first record tells the gap.
+    fn resume(&mut self, time_ms: i64) -> bool {
+        if !self.health.failed.load(Ordering::Acquire) {
+            return true;
+        }
+        // A failed batch was cut back to the last durable length; make sure it still is.
+        if self.file.set_len(self.current_len).is_err() {
+            return false;
+        }
+        let reason = self.failure_reason().unwrap_or_default();
+        let since = self
+            .health
+            .failed_since_ms
+            .lock()
+            .ok()
+            .and_then(|s| *s)
+            .unwrap_or(time_ms);
+        let event = Event::JournalResumed {
+            failed_at: ms_rfc3339(since),
+            reason: reason.clone(),
+            refused: self.health.refused.load(Ordering::Relaxed),
+        };
+        let Ok(payload) = serde_json::to_vec(&event) else {
+            return false;
+        };
+        self.health.failed.store(false, Ordering::Release);
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.commit(vec![(payload, time_ms, reply)]);
+        match answer.try_recv() {
+            Ok(Ok(_)) => {
+                self.health.refused.store(0, Ordering::Relaxed);
+                if let Ok(mut s) = self.health.failed_since_ms.lock() {
+                    *s = None;
+                }
+                if let Ok(mut r) = self.health.reason.lock() {
+                    *r = None;
+                }
+                tracing::warn!(%reason, "the audit journal is written again");
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Writes `appends` and a checkpoint in one write, fsyncs, and answers each.
     fn commit(&mut self, appends: Vec<PendingAppend>) {
         if let Some(reason) = self.failure_reason() {
+            self.health
+                .refused
+                .fetch_add(appends.len() as u64, Ordering::Relaxed);
             for (_, _, reply) in appends {
                 let _ = reply.send(Err(JournalError::Unavailable(reason.clone())));
             }
@@ -623,6 +712,9 @@ impl Writer {
         );
         if let Err(e) = self.rotate_if_due(batch_time, &mut buf) {
             self.fail(format!("opening a new segment: {e}"));
+            self.health
+                .refused
+                .fetch_add(appends.len() as u64, Ordering::Relaxed);
             for (_, _, reply) in appends {
                 let _ = reply.send(Err(JournalError::Unavailable(e.to_string())));
             }
@@ -657,6 +749,9 @@ impl Writer {
                 (self.next_seq, self.prev, self.frontier) = saved;
                 let why = format!("{}: {e}", self.current.name());
                 self.fail(why.clone());
+                self.health
+                    .refused
+                    .fetch_add(appends.len() as u64, Ordering::Relaxed);
                 for (_, _, reply) in appends {
                     let _ = reply.send(Err(JournalError::Unavailable(why.clone())));
                 }
@@ -830,6 +925,17 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Milliseconds since the epoch, as RFC 3339.
+fn ms_rfc3339(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
