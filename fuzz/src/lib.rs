@@ -1,0 +1,113 @@
+//! What each fuzz target does with its input, as plain functions: `cargo fuzz` drives
+//! them through `fuzz_targets/` (see `deploy/scripts/fuzz.sh`), and `tests/replay.rs`
+//! runs every input of the committed corpora and every crash input through them as an
+//! ordinary test, so a fixed crash stays fixed.
+//!
+//! Each function must neither panic nor hang on any input; where a parser has an
+//! inverse, what it accepts must come back the same through it.
+
+use std::path::Path;
+
+/// A target: what it does with one input.
+pub type Target = fn(&[u8]);
+
+/// The targets, by name (the folder names under `corpus/` and `artifacts/`).
+pub const TARGETS: &[(&str, Target)] = &[
+    ("packet", packet),
+    ("invitation", invitation),
+    ("posture_report", posture_report),
+    ("policy", policy),
+    ("csr", csr),
+    ("certificate", certificate),
+    ("journal_frames", journal_frames),
+    ("journal_segment", journal_segment),
+    ("request_bodies", request_bodies),
+];
+
+/// An IP packet from a laptop or from the internal network.
+pub fn packet(data: &[u8]) {
+    if let Ok(h) = ztgw_gateway::dataplane::packet::parse(data) {
+        let _ = h.service();
+    }
+}
+
+/// An invitation as an employee pastes it; what decodes encodes back to the same.
+pub fn invitation(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(inv) = ztgw_pki::Invitation::decode(text) {
+        let again = inv.encode().expect("a decoded invitation encodes");
+        let back = ztgw_pki::Invitation::decode(&again).expect("and decodes again");
+        assert_eq!(
+            back.encode().expect("encodes"),
+            again,
+            "the round trip is stable"
+        );
+    }
+}
+
+/// A posture report as a device sends it.
+pub fn posture_report(data: &[u8]) {
+    if let Ok(report) = ztgw_posture::report::PostureReport::parse(data) {
+        let json = serde_json::to_vec(&report).expect("a parsed report serialises");
+        let back = ztgw_posture::report::PostureReport::parse(&json).expect("and parses again");
+        assert_eq!(back, report);
+    }
+}
+
+/// A policy file, as a security unit writes it.
+pub fn policy(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = ztgw_config::policy::Policy::parse(Path::new("policy.toml"), text);
+    }
+}
+
+/// A certificate signing request (PEM), at enrolment or renewal.
+pub fn csr(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = ztgw_pki::ca::CheckedCsr::parse_pem(text);
+    }
+}
+
+/// A client certificate's identity (DER).
+pub fn certificate(data: &[u8]) {
+    let _ = ztgw_pki::CertificateIdentity::from_der(data);
+}
+
+/// Journal frames, one after another, as recovery and verification read them.
+pub fn journal_frames(data: &[u8]) {
+    let mut rest = data;
+    while let Ok((_, used)) = ztgw_gateway::journal::frame::decode(rest) {
+        if used == 0 || used > rest.len() {
+            break;
+        }
+        rest = &rest[used..];
+    }
+}
+
+/// A whole journal segment file, verified as an auditor would.
+pub fn journal_segment(data: &[u8]) {
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    let path = dir
+        .path()
+        .join(ztgw_gateway::journal::segment::file_name(1));
+    if std::fs::write(&path, data).is_ok() {
+        let _ = ztgw_gateway::journal::verify::verify_dir(dir.path(), None, None);
+    }
+}
+
+/// Every JSON body of the control plane's API.
+pub fn request_bodies(data: &[u8]) {
+    use ztgw_pki::wire::{
+        AdmissionRequest, EndRequest, EnrolRequest, IncidentRequest, RecheckRequest, RenewRequest,
+    };
+    let _ = serde_json::from_slice::<EnrolRequest>(data);
+    let _ = serde_json::from_slice::<RenewRequest>(data);
+    let _ = serde_json::from_slice::<AdmissionRequest>(data);
+    let _ = serde_json::from_slice::<RecheckRequest>(data);
+    let _ = serde_json::from_slice::<EndRequest>(data);
+    let _ = serde_json::from_slice::<IncidentRequest>(data);
+}
