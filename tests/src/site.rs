@@ -174,6 +174,28 @@ impl Site {
         list["sessions"].as_array().cloned().unwrap_or_default()
     }
 
+    /// A host outside, on its own link to the gateway and with its own address, that
+    /// reaches the gateway's address (and holds no credential): an attacker's.
+    pub fn outside(&mut self) -> Netns {
+        self.links += 1;
+        let n = self.links;
+        let ns = Netns::new("zo");
+        netns::link(
+            &self.gw,
+            &format!("192.168.{n}.1/24"),
+            &ns,
+            &format!("192.168.{n}.2/24"),
+        );
+        ns.ip(&[
+            "route",
+            "add",
+            &format!("{GATEWAY}/32"),
+            "via",
+            &format!("192.168.{n}.1"),
+        ]);
+        ns
+    }
+
     /// A laptop invited for `employee` in `role`, enrolled with the agent, with a
     /// wireguard-go interface waiting to be configured.
     pub fn laptop(&mut self, employee: &str, role: &str, posture: Posture) -> SiteLaptop {

@@ -17,6 +17,14 @@
 //!     each, `granted SESSION` or `refused: CODE: WHY`; the grants go to FILE, 0600)
 //! netns-probe configure STATE_DIR --iface IF --grants FILE --session ID
 //!     (configures IF as the agent would with the grant of session ID)
+//! netns-probe idle HOST:PORT --count N --duration-ms N
+//!     (keeps up to N TCP connections open that send nothing, reopening closed ones)
+//! netns-probe h2-bodies HOST:PORT --conns N --duration-ms N
+//!     (N HTTP/2 connections without a certificate, each with 8 requests whose bodies
+//!     never end, renewed as the server answers or drops them)
+//! netns-probe enrol-flood HOST:PORT --rate N --duration-ms N
+//!     (N bogus enrolment requests a second, each on a new TLS connection)
+//! The three attacks print what they did as one JSON line.
 //! ```
 
 use std::collections::HashMap;
@@ -98,6 +106,21 @@ fn main() -> anyhow::Result<()> {
         ),
         "handshakes" => handshakes(target, &opts),
         "admit-burst" => admit_burst(target, &opts),
+        "idle" => attack::idle(
+            target,
+            num("count", 5_000)?,
+            Duration::from_millis(num("duration-ms", 1_000)?),
+        ),
+        "h2-bodies" => attack::h2_bodies(
+            target,
+            num("conns", 40)?,
+            Duration::from_millis(num("duration-ms", 1_000)?),
+        ),
+        "enrol-flood" => attack::enrol_flood(
+            target,
+            num("rate", 50)?,
+            Duration::from_millis(num("duration-ms", 1_000)?),
+        ),
         "configure" => configure(target, &opts),
         _ => bail!("unknown command {cmd}"),
     }
@@ -417,4 +440,254 @@ fn configure(state_dir: &str, opts: &HashMap<&str, &str>) -> anyhow::Result<()> 
         grant,
     )
     .map_err(|e| anyhow!("{e}"))
+}
+
+/// Attacks on the control plane by a caller without credentials (`bench-attack.sh`).
+mod attack {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt as _, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+        Ok(tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?)
+    }
+
+    /// An attacker trusts whatever certificate the gateway shows.
+    #[derive(Debug)]
+    struct TrustAll(Arc<rustls::crypto::CryptoProvider>);
+
+    impl rustls::client::danger::ServerCertVerifier for TrustAll {
+        fn verify_server_cert(
+            &self,
+            _: &rustls_pki_types::CertificateDer<'_>,
+            _: &[rustls_pki_types::CertificateDer<'_>],
+            _: &rustls_pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls_pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &rustls_pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &rustls_pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    fn connector(alpn: &[u8]) -> tokio_rustls::TlsConnector {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("TLS 1.3")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(TrustAll(provider)))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    async fn tls(
+        target: &str,
+        alpn: &[u8],
+    ) -> Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let tcp = tokio::net::TcpStream::connect(target).await.ok()?;
+        let name = rustls_pki_types::ServerName::try_from("gateway").ok()?;
+        tokio::time::timeout(Duration::from_secs(10), connector(alpn).connect(name, tcp))
+            .await
+            .ok()?
+            .ok()
+    }
+
+    pub fn idle(target: &str, count: u64, duration: Duration) -> anyhow::Result<()> {
+        let (opened, closed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        runtime()?.block_on(async {
+            let end = Instant::now() + duration;
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..count {
+                let (target, opened, closed) = (target.to_owned(), opened.clone(), closed.clone());
+                tasks.spawn(async move {
+                    while Instant::now() < end {
+                        match tokio::net::TcpStream::connect(&target).await {
+                            Ok(mut s) => {
+                                opened.fetch_add(1, Ordering::Relaxed);
+                                let mut buf = [0u8; 64];
+                                let left = end.saturating_duration_since(Instant::now());
+                                if let Ok(Ok(_)) = tokio::time::timeout(
+                                    left,
+                                    tokio::io::AsyncReadExt::read(&mut s, &mut buf),
+                                )
+                                .await
+                                {
+                                    closed.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        });
+        println!(
+            "{{\"opened\": {}, \"closed_by_gateway\": {}}}",
+            opened.load(Ordering::Relaxed),
+            closed.load(Ordering::Relaxed)
+        );
+        Ok(())
+    }
+
+    struct Unfinished(Option<Bytes>);
+
+    impl hyper::body::Body for Unfinished {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            match self.0.take() {
+                Some(b) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(b)))),
+                None => std::task::Poll::Pending,
+            }
+        }
+    }
+
+    pub fn h2_bodies(target: &str, conns: u64, duration: Duration) -> anyhow::Result<()> {
+        let (requests, answered) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        runtime()?.block_on(async {
+            let end = Instant::now() + duration;
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..conns {
+                let (target, requests, answered) =
+                    (target.to_owned(), requests.clone(), answered.clone());
+                tasks.spawn(async move {
+                    while Instant::now() < end {
+                        let Some(stream) = tls(&target, b"h2").await else {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        };
+                        let Ok((sender, conn)) = hyper::client::conn::http2::handshake(
+                            TokioExecutor::new(),
+                            TokioIo::new(stream),
+                        )
+                        .await
+                        else {
+                            continue;
+                        };
+                        let driver = tokio::spawn(conn);
+                        let mut streams = tokio::task::JoinSet::new();
+                        for _ in 0..8 {
+                            let (mut sender, requests, answered) =
+                                (sender.clone(), requests.clone(), answered.clone());
+                            streams.spawn(async move {
+                                while Instant::now() < end {
+                                    let req = http::Request::post("https://gateway/v1/session")
+                                        .header("content-type", "application/json")
+                                        .body(Unfinished(Some(Bytes::from(vec![b' '; 16 * 1024]))))
+                                        .expect("request");
+                                    requests.fetch_add(1, Ordering::Relaxed);
+                                    let left = end.saturating_duration_since(Instant::now());
+                                    match tokio::time::timeout(left, sender.send_request(req)).await
+                                    {
+                                        Ok(Ok(_)) => {
+                                            answered.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                        Ok(Err(_)) => break,
+                                        Err(_) => break,
+                                    }
+                                }
+                            });
+                        }
+                        while streams.join_next().await.is_some() {}
+                        driver.abort();
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        });
+        println!(
+            "{{\"requests\": {}, \"answered\": {}}}",
+            requests.load(Ordering::Relaxed),
+            answered.load(Ordering::Relaxed)
+        );
+        Ok(())
+    }
+
+    pub fn enrol_flood(target: &str, rate: u64, duration: Duration) -> anyhow::Result<()> {
+        let (sent, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        runtime()?.block_on(async {
+            let end = Instant::now() + duration;
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+            let mut tasks = tokio::task::JoinSet::new();
+            while Instant::now() < end {
+                tick.tick().await;
+                let (target, sent, refused) = (target.to_owned(), sent.clone(), refused.clone());
+                tasks.spawn(async move {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    let Some(stream) = tls(&target, b"http/1.1").await else {
+                        return;
+                    };
+                    let Ok((mut sender, conn)) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+                    else {
+                        return;
+                    };
+                    tokio::spawn(conn);
+                    let body = r#"{"invitation_id": "inv-0000000000000000bogus", "secret": "x", "csr_pem": "x", "wg_public_key": "x"}"#;
+                    let req = http::Request::post("/v1/enroll")
+                        .header("host", "gateway")
+                        .body(Full::new(Bytes::from_static(body.as_bytes())))
+                        .expect("request");
+                    if let Ok(Ok(r)) =
+                        tokio::time::timeout(Duration::from_secs(10), sender.send_request(req)).await
+                    {
+                        if r.status().is_client_error() {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = r.into_body().collect().await;
+                    }
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            while tasks.join_next().await.is_some() {}
+        });
+        println!(
+            "{{\"sent\": {}, \"refused\": {}}}",
+            sent.load(Ordering::Relaxed),
+            refused.load(Ordering::Relaxed)
+        );
+        Ok(())
+    }
 }
