@@ -177,9 +177,15 @@ impl Site {
     /// A host outside, on its own link to the gateway and with its own address, that
     /// reaches the gateway's address (and holds no credential): an attacker's.
     pub fn outside(&mut self) -> Netns {
+        self.host("zo")
+    }
+
+    /// A namespace (names starting with `prefix`) on a link of its own to the gateway,
+    /// with a route to the gateway's address.
+    fn host(&mut self, prefix: &str) -> Netns {
         self.links += 1;
         let n = self.links;
-        let ns = Netns::new("zo");
+        let ns = Netns::new(prefix);
         netns::link(
             &self.gw,
             &format!("192.168.{n}.1/24"),
@@ -196,25 +202,8 @@ impl Site {
         ns
     }
 
-    /// A laptop invited for `employee` in `role`, enrolled with the agent, with a
-    /// wireguard-go interface waiting to be configured.
-    pub fn laptop(&mut self, employee: &str, role: &str, posture: Posture) -> SiteLaptop {
-        self.links += 1;
-        let n = self.links;
-        let ns = Netns::new("zl");
-        netns::link(
-            &self.gw,
-            &format!("192.168.{n}.1/24"),
-            &ns,
-            &format!("192.168.{n}.2/24"),
-        );
-        ns.ip(&[
-            "route",
-            "add",
-            &format!("{GATEWAY}/32"),
-            "via",
-            &format!("192.168.{n}.1"),
-        ]);
+    /// An invitation for `employee` in `role`, as the security unit makes it.
+    pub fn invitation(&self, employee: &str, role: &str) -> String {
         let invite = self.ztgw_ok(&[
             "invite",
             "--employee",
@@ -228,10 +217,17 @@ impl Site {
             "--json",
         ]);
         let invite: serde_json::Value = serde_json::from_str(&invite).expect("invite JSON");
-        let invitation = invite["invitation"]
+        invite["invitation"]
             .as_str()
             .expect("invitation")
-            .to_owned();
+            .to_owned()
+    }
+
+    /// A laptop invited for `employee` in `role`, enrolled with the agent, with a
+    /// wireguard-go interface waiting to be configured.
+    pub fn laptop(&mut self, employee: &str, role: &str, posture: Posture) -> SiteLaptop {
+        let ns = self.host("zl");
+        let invitation = self.invitation(employee, role);
         let state = self.dir.path().join(format!("agent-{employee}"));
         let out = agent(
             &ns,

@@ -321,14 +321,7 @@ async fn devices_held_for_approval_wait_for_the_security_unit() {
 async fn renewal_gives_a_new_key_and_certificate() {
     // Renewal at most once a second here (10 minutes as shipped: see
     // `renewals_are_bounded_and_a_renewed_certificate_retires_the_old_one`).
-    let gw = TestGateway::start(GatewayOptions {
-        replace: vec![(
-            "renewal_interval = \"10m\"".into(),
-            "renewal_interval = \"1s\"".into(),
-        )],
-        ..Default::default()
-    })
-    .await;
+    let gw = TestGateway::start(renewal_every_second()).await;
     let agent = gw.enrol("e5001").await;
     let state = agent.state();
     let old_key = std::fs::read_to_string(state.tls_key()).expect("key");
@@ -495,14 +488,7 @@ async fn renewals_are_bounded_and_a_renewed_certificate_retires_the_old_one() {
     gw.running.shutdown("test").await;
 
     // With a short interval: a renewal lost before use, another, then the first use.
-    let gw = TestGateway::start(GatewayOptions {
-        replace: vec![(
-            "renewal_interval = \"10m\"".into(),
-            "renewal_interval = \"1s\"".into(),
-        )],
-        ..Default::default()
-    })
-    .await;
+    let gw = TestGateway::start(renewal_every_second()).await;
     let agent = gw.enrol("e5102").await;
     let state = agent.state();
     let first = status(&state).await.expect("status").certificate_serial;
@@ -550,4 +536,15 @@ async fn renewals_are_bounded_and_a_renewed_certificate_retires_the_old_one() {
         "{err}"
     );
     gw.running.shutdown("test").await;
+}
+
+/// A gateway that allows a renewal every second (10 minutes as shipped).
+fn renewal_every_second() -> GatewayOptions {
+    GatewayOptions {
+        replace: vec![(
+            "renewal_interval = \"10m\"".into(),
+            "renewal_interval = \"1s\"".into(),
+        )],
+        ..Default::default()
+    }
 }

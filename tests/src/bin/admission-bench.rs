@@ -60,23 +60,9 @@ fn admissions(secs: u64) {
         )
     });
     // Invitations for every agent, from the security unit.
-    let mut invitations = Vec::with_capacity(AGENTS);
-    for i in 0..AGENTS {
-        let out = site.ztgw_ok(&[
-            "invite",
-            "--employee",
-            &format!("b{i:04}"),
-            "--role",
-            "finance",
-            "--approved-by",
-            "bench",
-            "--reference",
-            "BENCH",
-            "--json",
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&out).expect("invite");
-        invitations.push(v["invitation"].as_str().expect("invitation").to_owned());
-    }
+    let invitations: Vec<String> = (0..AGENTS)
+        .map(|i| site.invitation(&format!("b{i:04}"), "finance"))
+        .collect();
     let dir = site.dir.path().join("bench");
     std::fs::create_dir_all(&dir).expect("dir");
     let list = dir.join("invitations");

@@ -147,23 +147,9 @@ struct Figures {
 fn phase(site: &Site, name: &str) -> Figures {
     let dir = site.dir.path().join(format!("attack-{name}"));
     std::fs::create_dir_all(&dir).expect("dir");
-    let mut invitations = Vec::new();
-    for i in 0..AGENTS {
-        let out = site.ztgw_ok(&[
-            "invite",
-            "--employee",
-            &format!("{}{i:03}", &name[..1]),
-            "--role",
-            "finance",
-            "--approved-by",
-            "bench",
-            "--reference",
-            "BENCH",
-            "--json",
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&out).expect("invite");
-        invitations.push(v["invitation"].as_str().expect("invitation").to_owned());
-    }
+    let invitations: Vec<String> = (0..AGENTS)
+        .map(|i| site.invitation(&format!("{}{i:03}", &name[..1]), "finance"))
+        .collect();
     std::fs::write(dir.join("invitations"), invitations.join("\n")).expect("list");
     let root = dir.join("root");
     ztgw_tests::site::make_root(&root, Posture::Compliant);
