@@ -33,4 +33,5 @@ pub mod report;
 pub mod revocation;
 pub mod session;
 pub mod sessions;
+pub mod source;
 pub mod state;

@@ -4,27 +4,14 @@
 //! every address of it is the same source).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
+pub use crate::source::source_of;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use ztgw_config::settings::ControlSection;
-
-/// The source `ip` counts as: itself for IPv4 (and IPv4-mapped IPv6), its /64 for IPv6.
-pub fn source_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(Ipv6Addr::from(prefix))
-            }
-        },
-    }
-}
 
 /// The keyed limiters of the control plane. Their key stores grow with the number of
 /// sources seen; [`SourceLimits::forget_idle`] (called every few seconds) trims them.
@@ -218,6 +205,8 @@ impl Drop for SourceSlot {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
     use super::*;
 
     fn control(max: usize, reserved: usize, per_source: usize) -> ControlSection {

@@ -26,6 +26,7 @@ use super::counters::{Counters, DropReason, add};
 use super::enforce::{self, Drop};
 use super::packet;
 use super::peers::{Peer, PeerState, PeerTable};
+use crate::source::source_of;
 
 /// Where the path writes what it sends.
 pub trait Sink {
@@ -87,7 +88,7 @@ impl Path<'_> {
         let packet = match self.rate.verify_packet(Some(src.ip()), datagram, scratch) {
             Ok(p) => p,
             Err(TunnResult::WriteToNetwork(cookie)) => {
-                if self.cookie_limit.check_key(&src.ip()).is_err() {
+                if self.cookie_limit.check_key(&source_of(src.ip())).is_err() {
                     return self.counters.drop(DropReason::CookieRateLimited);
                 }
                 add(&self.counters.cookie_replies, 1);
@@ -99,7 +100,7 @@ impl Path<'_> {
         let peer = match packet {
             Packet::HandshakeInit(ref init) => {
                 add(&self.counters.handshake_initiations, 1);
-                if self.source_limit.check_key(&src.ip()).is_err() {
+                if self.source_limit.check_key(&source_of(src.ip())).is_err() {
                     return self.counters.drop(DropReason::SourceRateLimited);
                 }
                 let Ok(half) = parse_handshake_anon(self.secret, self.public, init) else {
