@@ -6,7 +6,8 @@
 #
 #   bash deploy/scripts/fuzz.sh [SECONDS] [TARGET...]
 #
-# Prints, per target, the executions run and the corpus size.
+# Prints, per target, the executions run and the corpus size; the corpus is then
+# minimised (cargo fuzz cmin) so that what is committed stays small.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-60}"
@@ -37,6 +38,7 @@ for t in "${targets[@]}"; do
     fi
     runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"
     rate="$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"
+    cargo +nightly fuzz cmin --fuzz-dir fuzz --features libfuzzer -O "$t" "fuzz/corpus/$t" >"$log" 2>&1
     printf '%-18s %14s %10s %8s\n' "$t" "$runs" "$rate" "$(find "fuzz/corpus/$t" -type f | wc -l)"
     rm -f "$log"
 done
