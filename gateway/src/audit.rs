@@ -31,9 +31,8 @@ pub fn answer(
     match route {
         path::AUDIT_EVENTS => {
             let (filter, max) = parse_filter(query)?;
-            let mut records = query::read_until(dir, &filter, limit).map_err(damaged)?;
-            let truncated = records.len() > max;
-            records.truncate(max);
+            let (records, truncated) =
+                query::read_at_most(dir, &filter, limit, max).map_err(damaged)?;
             let mut r = typed_response(
                 StatusCode::OK,
                 "application/x-ndjson",

@@ -68,6 +68,18 @@ pub fn read_until(
     filter: &Filter,
     limit: segment::Limit,
 ) -> Result<Vec<Record>, Damage> {
+    read_at_most(dir, filter, limit, usize::MAX).map(|(records, _)| records)
+}
+
+/// [`read_until`], keeping at most `max` matching events: the read stops at the segment
+/// where one more matched, so memory stays bounded whatever the journal's size. Returns
+/// the events and whether more matched.
+pub fn read_at_most(
+    dir: &Path,
+    filter: &Filter,
+    limit: segment::Limit,
+    max: usize,
+) -> Result<(Vec<Record>, bool), Damage> {
     let top = |what: String| Damage {
         place: Place {
             segment: dir.display().to_string(),
@@ -79,7 +91,11 @@ pub fn read_until(
     let mut walk = Walk::start(dir, None)?;
     let mut out = Vec::new();
     let mut bad: Option<Damage> = None;
+    let mut more = false;
     for seg in segment::list(dir).map_err(|e| top(format!("cannot list the journal: {e}")))? {
+        if more {
+            break;
+        }
         if walk.purged(&seg) {
             continue;
         }
@@ -95,11 +111,18 @@ pub fn read_until(
             let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(f.time_ms) * 1_000_000)
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH);
             match serde_json::from_slice::<serde_json::Value>(f.payload) {
-                Ok(event) if filter.matches(time, &event) => out.push(Record {
-                    seq: f.seq,
-                    time,
-                    event,
-                }),
+                Ok(_) if more => {}
+                Ok(event) if filter.matches(time, &event) => {
+                    if out.len() < max {
+                        out.push(Record {
+                            seq: f.seq,
+                            time,
+                            event,
+                        });
+                    } else {
+                        more = true;
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => {
                     bad = Some(Damage {
@@ -116,7 +139,7 @@ pub fn read_until(
     }
     match bad {
         Some(d) => Err(d),
-        None => Ok(out),
+        None => Ok((out, more)),
     }
 }
 
