@@ -117,10 +117,16 @@ pub fn enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiErro
         }),
         ended: None,
     };
+    // The second factor's secret (G8): shown once to the employee, kept by the gateway,
+    // written with the device in the same transaction.
+    let totp = ztgw_pki::totp::TotpSecret::new(
+        crate::clock::random::<{ ztgw_pki::totp::SECRET_LEN }>(ctx.entropy.as_ref())?.to_vec(),
+    );
     let enrolment = Enrolment {
         invitation: inv.id.clone(),
         device,
         certificate: certificate_record(&device_id, &cert, now),
+        totp_secret: ztgw_pki::Secret::new(totp.bytes().to_vec()),
     };
     let action = ActionRecord {
         at: now,
@@ -169,12 +175,6 @@ pub fn enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiErro
         Err(e) => return Err(e.into()),
     }
     tracing::info!(device = %device_id, status = status.as_str(), "device enrolled");
-    // The second factor's secret, for roles that require one (G8): shown once to the
-    // employee, kept by the gateway.
-    let totp = ztgw_pki::totp::TotpSecret::new(
-        crate::clock::random::<{ ztgw_pki::totp::SECRET_LEN }>(ctx.entropy.as_ref())?.to_vec(),
-    );
-    ctx.registry.set_totp(&device_id, totp.bytes())?;
     let issuer = format!(
         "ztgw {}",
         ctx.settings
@@ -200,9 +200,11 @@ pub fn enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiErro
     })
 }
 
-/// Issues a fresh certificate to an authenticated, active device for the key in `req`.
-/// The previous certificate stays valid until it expires, so an agent that crashes
-/// before saving the new one is not locked out.
+/// Issues a fresh certificate to an authenticated, active device for the key in `req`,
+/// at most once per `renewal_interval`. The certificate it presents stays valid until
+/// the new one is first used (then [`supersede`] revokes it), so an agent that crashes
+/// before saving the new one is not locked out; newer ones it never used are revoked
+/// here, so a device never holds more than two.
 pub fn renew(
     ctx: &Context,
     device: &AuthenticatedDevice,

@@ -132,6 +132,8 @@ pub struct Enrolment {
     pub invitation: InvitationId,
     pub device: DeviceRecord,
     pub certificate: CertificateRecord,
+    /// The device's second-factor (TOTP) secret.
+    pub totp_secret: ztgw_pki::Secret<Vec<u8>>,
 }
 
 /// Which way a device leaves service.
@@ -241,9 +243,8 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
 
     /// Records an action that changes nothing in the registry (a policy load or refusal).
     fn record_action(&self, action: &ActionRecord) -> Result<(), RegistryError>;
-    /// The device's TOTP secret (second factor), made at enrolment.
-    fn set_totp(&self, device: &DeviceId, secret: &[u8]) -> Result<(), RegistryError>;
-    /// The secret and the last step accepted.
+    /// The device's TOTP secret (second factor, written at enrolment) and the last step
+    /// accepted.
     fn totp(&self, device: &DeviceId) -> Result<Option<(Vec<u8>, u64)>, RegistryError>;
     /// Records `step` as used if it is later than the last one; false for a replay.
     fn use_totp_step(&self, device: &DeviceId, step: u64) -> Result<bool, RegistryError>;

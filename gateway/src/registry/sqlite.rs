@@ -300,6 +300,11 @@ impl Registry for SqliteRegistry {
             )
             .map_err(storage)?;
             insert_certificate(tx, &e.certificate)?;
+            tx.execute(
+                "INSERT INTO totp (device, secret, last_step) VALUES (?1, ?2, 0)",
+                params![d.id.as_str(), e.totp_secret.expose().as_slice()],
+            )
+            .map_err(storage)?;
             insert_action(tx, action)
         })
     }
@@ -638,18 +643,6 @@ impl Registry for SqliteRegistry {
 
     fn record_action(&self, action: &ActionRecord) -> Result<(), RegistryError> {
         self.in_transaction(|tx| insert_action(tx, action))
-    }
-
-    fn set_totp(&self, device: &DeviceId, secret: &[u8]) -> Result<(), RegistryError> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO totp (device, secret, last_step) VALUES (?1, ?2, 0)
-                 ON CONFLICT(device) DO UPDATE SET secret = ?2, last_step = 0",
-                rusqlite::params![device.as_str(), secret],
-            )
-            .map_err(storage)?;
-            Ok(())
-        })
     }
 
     fn totp(&self, device: &DeviceId) -> Result<Option<(Vec<u8>, u64)>, RegistryError> {
@@ -1097,6 +1090,7 @@ mod tests {
                 approved: None,
                 ended: None,
             },
+            totp_secret: ztgw_pki::Secret::new(vec![device; 20]),
             certificate: CertificateRecord {
                 serial: SerialNumber::from_random([device; 16]),
                 device: id,
@@ -1155,11 +1149,21 @@ mod tests {
         reg.create_invitation(&b, &action("i")).expect("b");
         let first = enrolment(&a, 1, 7);
         reg.complete_enrolment(&first, &action("e")).expect("first");
+        assert_eq!(
+            reg.totp(&first.device.id).expect("totp").map(|t| t.0),
+            Some(vec![1; 20]),
+            "the second-factor secret is written with the device"
+        );
         let clash = enrolment(&b, 2, 7);
         assert!(matches!(
             reg.complete_enrolment(&clash, &action("e")),
             Err(RegistryError::WgKeyInUse(_))
         ));
+        assert_eq!(
+            reg.totp(&clash.device.id).expect("totp"),
+            None,
+            "nor its secret: one transaction"
+        );
         // The refused enrolment left the invitation unused.
         assert!(
             reg.invitation(&b.id)
