@@ -76,7 +76,87 @@ pub async fn admit(
             },
         )
         .await?;
+    check_grant(&grant)?;
     Ok(grant)
+}
+
+/// Longest free-text value accepted from the gateway (session ids, role names, times).
+const MAX_TEXT: usize = 256;
+
+/// Checks everything the gateway granted before any of it reaches `wg`, `ip` or a
+/// wg-quick file (run as root): keys are base64 of 32 bytes, addresses and networks
+/// parse, the endpoint is `HOST:PORT`, and no value holds a control character (a newline
+/// in a wg-quick file would add lines of the gateway's choosing, such as `PostUp`).
+pub fn check_grant(g: &SessionGrant) -> Result<(), AgentError> {
+    let bad =
+        |what: &str| AgentError::Protocol(format!("the gateway's answer has an invalid {what}"));
+    for (what, v) in [
+        ("session", g.session.as_str()),
+        ("role", g.role.as_str()),
+        ("end time", g.ends_at.as_str()),
+    ] {
+        if v.is_empty() || v.len() > MAX_TEXT || v.chars().any(char::is_control) {
+            return Err(bad(what));
+        }
+    }
+    for (what, key) in [
+        ("gateway key", g.gateway_public_key.as_str()),
+        ("pre-shared key", g.preshared_key.expose()),
+    ] {
+        if !is_key(key) {
+            return Err(bad(what));
+        }
+    }
+    if !is_endpoint(&g.endpoint) {
+        return Err(bad("endpoint"));
+    }
+    g.tunnel_address
+        .parse::<std::net::IpAddr>()
+        .map_err(|_| bad("tunnel address"))?;
+    check_networks(&g.allowed_ips).map_err(|_| bad("list of networks"))?;
+    for d in &g.dns {
+        d.parse::<std::net::IpAddr>()
+            .map_err(|_| bad("DNS server"))?;
+    }
+    Ok(())
+}
+
+/// Base64 of exactly 32 bytes (a WireGuard key).
+fn is_key(s: &str) -> bool {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .is_ok_and(|k| k.len() == 32)
+}
+
+/// `HOST:PORT`, `[IPV6]:PORT`: a DNS name or an address, and a port.
+fn is_endpoint(s: &str) -> bool {
+    if s.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    port.parse::<u16>().is_ok_and(|p| p > 0)
+        && !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+}
+
+/// Networks as `ADDRESS/PREFIX`.
+fn check_networks(nets: &[String]) -> Result<(), ()> {
+    for n in nets {
+        let (addr, prefix) = n.split_once('/').ok_or(())?;
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| ())?;
+        let prefix: u8 = prefix.parse().map_err(|_| ())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(());
+        }
+    }
+    Ok(())
 }
 
 /// Re-submits posture for `session`.
@@ -87,7 +167,7 @@ pub async fn recheck(
     code: impl FnOnce() -> Option<String>,
 ) -> Result<RecheckView, AgentError> {
     let (posture, wants_code) = fresh_report(state, posture_root).await?;
-    device_client(state)?
+    let view: RecheckView = device_client(state)?
         .post(
             path::SESSION_RECHECK,
             &RecheckRequest {
@@ -96,7 +176,11 @@ pub async fn recheck(
                 second_factor: wants_code.then(code).flatten().map(RedactedString::new),
             },
         )
-        .await
+        .await?;
+    check_networks(&view.allowed_ips).map_err(|_| {
+        AgentError::Protocol("the gateway's answer has an invalid list of networks".into())
+    })?;
+    Ok(view)
 }
 
 /// Waits (up to about 25 seconds) for the gateway to say that `session` is no longer
@@ -339,5 +423,85 @@ fn run(cmd: &mut Command) -> Result<(), AgentError> {
             "{cmd:?} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant() -> SessionGrant {
+        SessionGrant {
+            session: "s-0123".into(),
+            role: "finance".into(),
+            gateway_public_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            endpoint: "gw.example.gov.ma:51820".into(),
+            tunnel_address: "100.64.0.2".into(),
+            preshared_key: RedactedString::new(
+                "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".into(),
+            ),
+            allowed_ips: vec!["10.20.0.0/16".into(), "fd00::/64".into()],
+            dns: vec!["10.20.0.53".into()],
+            keepalive_secs: 25,
+            ends_at: "2026-11-30T18:00:00Z".into(),
+            recheck_secs: 300,
+        }
+    }
+
+    #[test]
+    fn a_sound_grant_passes() {
+        check_grant(&grant()).expect("sound");
+        let mut g = grant();
+        g.endpoint = "[2001:db8::1]:51820".into();
+        check_grant(&g).expect("IPv6 endpoint");
+    }
+
+    #[test]
+    fn values_that_would_inject_into_a_wg_quick_file_are_refused() {
+        type Edit = Box<dyn Fn(&mut SessionGrant)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "role",
+                Box::new(|g| g.role = "finance\nPostUp = rm -rf /".into()),
+            ),
+            (
+                "session",
+                Box::new(|g| g.session = "s\r\n[Interface]".into()),
+            ),
+            (
+                "endpoint",
+                Box::new(|g| g.endpoint = "gw:51820\nPostUp = id".into()),
+            ),
+            ("endpoint", Box::new(|g| g.endpoint = "gw".into())),
+            (
+                "key",
+                Box::new(|g| g.gateway_public_key = "AAAA\nPostUp = id".into()),
+            ),
+            (
+                "psk",
+                Box::new(|g| g.preshared_key = RedactedString::new("short".into())),
+            ),
+            (
+                "address",
+                Box::new(|g| g.tunnel_address = "100.64.0.2/32\nDNS=1".into()),
+            ),
+            (
+                "networks",
+                Box::new(|g| g.allowed_ips = vec!["10.0.0.0/8, 0.0.0.0/0".into()]),
+            ),
+            (
+                "networks",
+                Box::new(|g| g.allowed_ips = vec!["10.0.0.0/33".into()]),
+            ),
+            (
+                "dns",
+                Box::new(|g| g.dns = vec!["1.1.1.1\nPostUp = id".into()]),
+            ),
+        ];
+        for (what, edit) in cases {
+            let mut g = grant();
+            edit(&mut g);
+            assert!(check_grant(&g).is_err(), "{what} accepted: {g:?}");
+        }
     }
 }

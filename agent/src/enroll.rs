@@ -26,7 +26,6 @@ pub struct EnrollOptions {
     pub root: PathBuf,
 }
 
-/// Enrols this device.
 /// The second factor's secret, to show the employee once (never stored on the device:
 /// a second factor kept beside the first is none).
 #[derive(Debug, Clone)]
@@ -44,6 +43,36 @@ pub struct Enrolled {
     pub second_factor: Option<SecondFactorSetup>,
 }
 
+/// Checks what the gateway sent before anything is stored: its CA must be the one the
+/// invitation pinned, and the certificate a device certificate for this device and its
+/// WireGuard key (the TLS handshakes that follow verify it against that CA).
+fn check_answer(
+    answer: &EnrolResponse,
+    pin: &[u8; 32],
+    wg_public: &ztgw_pki::WgPublicKey,
+) -> Result<(), AgentError> {
+    let ca = ztgw_pki::pem_to_der(&answer.ca_pem, "CERTIFICATE")
+        .ok_or_else(|| AgentError::Protocol("the gateway sent no CA certificate".into()))?;
+    if &ztgw_pki::fingerprint(&ca) != pin {
+        return Err(AgentError::Protocol(
+            "the gateway sent a certificate authority other than the one your invitation names; nothing was stored. Report this to your security unit".into(),
+        ));
+    }
+    let cert = ztgw_pki::pem_to_der(&answer.certificate_pem, "CERTIFICATE")
+        .ok_or_else(|| AgentError::Protocol("the gateway sent no certificate".into()))?;
+    match ztgw_pki::CertificateIdentity::from_der(&cert) {
+        Ok(ztgw_pki::CertificateIdentity::Device { wg_key, device, .. })
+            if &wg_key == wg_public && device == answer.device_id => {}
+        _ => {
+            return Err(AgentError::Protocol(
+                "the gateway's certificate is not one for this device; nothing was stored".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Enrols this device.
 pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, AgentError> {
     let invitation = Invitation::decode(&opts.invitation).map_err(AgentError::Invitation)?;
     let state = AgentState::new(&opts.state_dir);
@@ -91,6 +120,7 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, AgentError> {
         .map_err(|e| AgentError::Local(e.to_string()))?;
     let client = ControlClient::new(invitation.control_address.clone(), config);
     let answer: EnrolResponse = client.post(path::ENROL, &request).await?;
+    check_answer(&answer, &invitation.ca_fingerprint, &wg_public)?;
 
     state.create_dir()?;
     state.write_secret(
@@ -130,4 +160,70 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, AgentError> {
         record,
         second_factor,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ztgw_pki::ca::{CheckedCsr, DeviceClaims};
+    use ztgw_pki::{CertificateAuthority, DeviceId, EmployeeId, SerialNumber, WgPublicKey};
+
+    fn ca(name: &str) -> CertificateAuthority {
+        CertificateAuthority::generate(
+            name,
+            SerialNumber::from_random([7; 16]),
+            time::OffsetDateTime::now_utc(),
+            time::Duration::days(30),
+        )
+        .expect("CA")
+        .0
+    }
+
+    fn answer(ca: &CertificateAuthority, device: &DeviceId, wg: WgPublicKey) -> EnrolResponse {
+        let (_, csr) = ztgw_pki::generate_key_and_csr("device").expect("csr");
+        let now = time::OffsetDateTime::now_utc();
+        let cert = ca
+            .issue_device(
+                &CheckedCsr::parse_pem(&csr).expect("csr"),
+                &DeviceClaims {
+                    device: device.clone(),
+                    employee: EmployeeId::new("e1").expect("id"),
+                    wg_key: wg,
+                    serial: SerialNumber::from_random([9; 16]),
+                    not_before: now,
+                    not_after: now + time::Duration::days(1),
+                },
+            )
+            .expect("issue");
+        EnrolResponse {
+            device_id: device.clone(),
+            employee_id: EmployeeId::new("e1").expect("id"),
+            role: "finance".into(),
+            status: ztgw_pki::wire::DeviceStatus::Active,
+            certificate_pem: cert.pem,
+            ca_pem: ca.cert_pem().to_owned(),
+            not_after: now,
+            totp_secret: None,
+            totp_uri: None,
+        }
+    }
+
+    #[test]
+    fn only_the_pinned_ca_and_this_devices_certificate_are_stored() {
+        let (ours, other) = (ca("ours"), ca("other"));
+        let device = DeviceId::from_random([1; 10]);
+        let wg = WgPublicKey::from_bytes([3; 32]);
+        let pin = *ours.fingerprint();
+        check_answer(&answer(&ours, &device, wg), &pin, &wg).expect("the genuine answer");
+
+        // Another CA in the body, even with a certificate it signed.
+        let swapped = answer(&other, &device, wg);
+        assert!(check_answer(&swapped, &pin, &wg).is_err());
+        // Our CA, but a certificate for another WireGuard key or device.
+        let other_key = WgPublicKey::from_bytes([4; 32]);
+        assert!(check_answer(&answer(&ours, &device, other_key), &pin, &wg).is_err());
+        let mut other_device = answer(&ours, &device, wg);
+        other_device.device_id = DeviceId::from_random([2; 10]);
+        assert!(check_answer(&other_device, &pin, &wg).is_err());
+    }
 }
