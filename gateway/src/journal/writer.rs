@@ -554,6 +554,8 @@ impl Writer {
                     .append(true)
                     .open(&info.file.path)
                     .map_err(io)?;
+                // Segments written before their mode was set explicitly are fixed too.
+                segment_access(&file, cfg.group).map_err(io)?;
                 let len = file.metadata().map_err(io)?.len();
                 let current = info.file.clone();
                 // A reopened segment counts its age from now: rotation by age is a bound,
@@ -573,7 +575,7 @@ impl Writer {
                     number,
                     path: cfg.dir.join(segment::file_name(number)),
                 };
-                let file = create_segment(&current.path).map_err(io)?;
+                let file = create_segment(&current.path, cfg.group).map_err(io)?;
                 (current, file, 0, 0)
             }
         };
@@ -818,7 +820,7 @@ impl Writer {
                 number,
                 path: self.cfg.dir.join(segment::file_name(number)),
             };
-            self.file = create_segment(&self.current.path)?;
+            self.file = create_segment(&self.current.path, self.cfg.group)?;
             self.current_len = 0;
             sync_dir(&self.cfg.dir)?;
         }
@@ -905,12 +907,29 @@ impl Writer {
     }
 }
 
-fn create_segment(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+/// A new segment, readable by the auditors' group when there is one: its mode is set
+/// after creation, so the service's umask (`UMask=0077` in the shipped unit) cannot take
+/// the group's read access away.
+fn create_segment(path: &Path, group: Option<u32>) -> io::Result<File> {
+    let file = OpenOptions::new()
         .create_new(true)
         .append(true)
-        .mode(0o640)
-        .open(path)
+        .mode(0o600)
+        .open(path)?;
+    segment_access(&file, group)?;
+    Ok(file)
+}
+
+/// Gives a segment to the auditors' group (0640), or keeps it to the owner (0600).
+fn segment_access(file: &File, group: Option<u32>) -> io::Result<()> {
+    if let Some(gid) = group {
+        std::os::unix::fs::fchown(file, None, Some(gid))?;
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(if group.is_some() {
+        0o640
+    } else {
+        0o600
+    }))
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
@@ -974,6 +993,35 @@ mod tests {
     fn key() -> (Vec<u8>, PublicKey) {
         let (k, pkcs8) = JournalKey::generate().expect("key");
         (pkcs8.expose().clone(), k.public())
+    }
+
+    #[test]
+    fn a_bounded_read_stops_at_the_segment_where_one_more_matched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (pkcs8, _) = key();
+        {
+            // Small segments: many of them.
+            let (j, _) = Journal::open(config(dir.path(), &pkcs8, 4096), t(0)).expect("open");
+            for n in 0..200 {
+                j.append(&event(n), t(n as i64)).expect("append");
+            }
+        }
+        let segments = super::segment::list(dir.path()).expect("list");
+        assert!(segments.len() > 5, "{} segments", segments.len());
+        // Damage the last segment: a read that stops early never reaches it.
+        let last = &segments[segments.len() - 1].path;
+        let mut bytes = std::fs::read(last).expect("read");
+        let n = bytes.len();
+        bytes[n - 40] ^= 0xff;
+        std::fs::write(last, bytes).expect("write");
+        let (records, more) =
+            query::read_at_most(dir.path(), &query::Filter::default(), None, 3).expect("early");
+        assert_eq!(records.len(), 3);
+        assert!(more, "more matched");
+        assert!(
+            query::read(dir.path(), &query::Filter::default()).is_err(),
+            "a full read meets the damage"
+        );
     }
 
     #[test]
