@@ -708,8 +708,10 @@ auditors_group = "auditors"
 free_space_warning = 268435456
 
 [incidents]
-# Run for each reported incident (G13) with the incident as JSON on standard input: a
-# program and its arguments, no shell. For example a script that mails the security unit:
+# Run for each reported incident (G13), and each second-factor lockout, with the event as
+# JSON on standard input: a program and its arguments, no shell, run without the
+# gateway's capabilities and ended after 10 s. For example a script that mails the
+# security unit:
 # notify_command = ["/usr/local/bin/ztgw-notify", "securite@example.gov.ma"]
 notify_command = []
 

@@ -10,6 +10,24 @@ pub fn group_id(name: &str) -> Option<u32> {
     })
 }
 
+/// Whether the user `uid`, whose primary group is `gid`, belongs to group `name`: as its
+/// primary group, or listed as a member in `/etc/group`.
+pub fn in_group(uid: u32, gid: u32, name: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string("/etc/group") else {
+        return false;
+    };
+    let user = user_name(uid);
+    text.lines().any(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        fields.len() >= 4
+            && fields[0] == name
+            && (fields[2].parse::<u32>().ok() == Some(gid)
+                || user
+                    .as_deref()
+                    .is_some_and(|u| fields[3].split(',').any(|m| m == u)))
+    })
+}
+
 /// The name of user `uid` from `/etc/passwd`, if it has one.
 pub fn user_name(uid: u32) -> Option<String> {
     let text = std::fs::read_to_string("/etc/passwd").ok()?;
@@ -42,5 +60,7 @@ mod tests {
         assert_eq!(group_id("no-such-group-ztgw"), None);
         assert_eq!(user_name(0).as_deref(), Some("root"));
         assert!(current_uid().is_some());
+        assert!(in_group(0, 0, "root"), "by primary group");
+        assert!(!in_group(65534, 65534, "root"));
     }
 }

@@ -292,6 +292,9 @@ pub enum AdminErrorCode {
     Conflict,
     /// The gateway could not carry it out.
     Internal,
+    /// The caller may not use the admin socket (not root, not in `[admin] group`), or
+    /// the socket has as many clients as it serves at once.
+    Forbidden,
 }
 
 impl AdminError {

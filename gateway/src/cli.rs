@@ -405,7 +405,9 @@ impl Failure {
 impl From<AdminError> for Failure {
     fn from(e: AdminError) -> Self {
         let code = match e.code {
-            AdminErrorCode::Invalid | AdminErrorCode::Conflict => exit::REFUSED,
+            AdminErrorCode::Invalid | AdminErrorCode::Conflict | AdminErrorCode::Forbidden => {
+                exit::REFUSED
+            }
             AdminErrorCode::NotFound => exit::NOT_FOUND,
             AdminErrorCode::Internal => exit::INTERNAL,
         };

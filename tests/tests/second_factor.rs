@@ -45,7 +45,7 @@ impl Setup {
             replace: vec![(
                 "notify_command = []".into(),
                 format!(
-                    "notify_command = [\"sh\", \"-c\", \"cat >> {}\"]",
+                    "notify_command = [\"sh\", \"-c\", \"cat >> {0}; grep -E '^(NoNewPrivs|CapInh|CapAmb)' /proc/self/status >> {0}\"]",
                     notify_to.display()
                 ),
             )],
@@ -141,6 +141,14 @@ async fn guesses_wait_longer_then_lock_the_device_until_unlocked() {
     assert_eq!(locked[0]["failures"], 5);
     let told = std::fs::read_to_string(&notify_file).expect("the security unit was told");
     assert!(told.contains("second-factor.locked"), "{told}");
+    // The command ran without the gateway's privileges.
+    for line in [
+        "NoNewPrivs:\t1",
+        "CapInh:\t0000000000000000",
+        "CapAmb:\t0000000000000000",
+    ] {
+        assert!(told.contains(line), "{line} not in {told}");
+    }
 
     // The security unit lifts it.
     s.gw.admin(AdminRequest::DeviceUnlock {

@@ -174,7 +174,7 @@ pub fn from_device(
             AdminErrorCode::Invalid => Reason::RequestMalformed,
             AdminErrorCode::NotFound => Reason::DeviceUnknown,
             AdminErrorCode::Conflict => Reason::DeviceRevoked,
-            AdminErrorCode::Internal => Reason::Internal,
+            AdminErrorCode::Internal | AdminErrorCode::Forbidden => Reason::Internal,
         };
         ApiError::new(reason, e.message)
     })?;
@@ -193,13 +193,31 @@ pub fn notify_security_unit(ctx: &Context, event: &Event, seq: Option<u64>) {
     }
 }
 
-/// Runs the notification command with the event as JSON on its standard input.
+/// What runs the notification command without the gateway's privileges: no ambient or
+/// inheritable capabilities (the daemon holds CAP_NET_ADMIN for its data plane), and no
+/// way to gain any back (`no_new_privs`). From util-linux.
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// Runs the notification command, without capabilities, with the event as JSON on its
+/// standard input; ended if it runs longer than [`NOTIFY_TIMEOUT`].
 fn notify(command: &[String], event: &Event) -> Result<(), String> {
     let Some((program, args)) = command.split_first() else {
         return Ok(());
     };
+    if !std::path::Path::new(SETPRIV).exists() {
+        return Err(format!(
+            "{SETPRIV} is missing (install util-linux): the notification command is not run with the gateway's privileges"
+        ));
+    }
     let json = serde_json::to_vec(event).map_err(|e| e.to_string())?;
-    let mut child = Command::new(program)
+    let mut child = Command::new(SETPRIV)
+        .args([
+            "--no-new-privs",
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--",
+        ])
+        .arg(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

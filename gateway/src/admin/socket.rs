@@ -2,8 +2,11 @@
 //!
 //! A Unix stream socket, mode 0660, group `[admin] group` when that group exists (else
 //! root only). One JSON line in ([`AdminEnvelope`]), one JSON line out
-//! ([`SocketReply`]). The kernel's peer credentials are added to the operator name, so
-//! the record says both who the operator claimed to be and which OS user asked.
+//! ([`SocketReply`]). The file's mode is not the only check: the kernel's peer
+//! credentials must be root's, the gateway's own user's, or a member of `[admin] group`;
+//! they are added to the operator name, so the record says both who the operator claimed
+//! to be and which OS user asked. At most [`MAX_CLIENTS`] connections are served at once,
+//! and a client has [`REQUEST_TIMEOUT`] to send its request.
 
 use std::io::{self, BufRead as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
@@ -24,6 +27,10 @@ pub const MAX_REQUEST_LEN: u64 = 64 * 1024;
 pub const MAX_REPLY_LEN: u64 = 64 * 1024 * 1024;
 /// How long the client waits for the gateway.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Admin connections served at once; more are refused.
+pub const MAX_CLIENTS: usize = 16;
+/// How long a client has to send its request line.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One reply line.
 #[derive(Debug, Serialize, Deserialize)]
@@ -62,12 +69,27 @@ pub async fn serve(
     ctx: Arc<Context>,
     sessions: Arc<crate::sessions::SessionService>,
 ) {
+    let clients = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((mut stream, _)) => {
+                let Ok(permit) = clients.clone().try_acquire_owned() else {
+                    let busy = SocketReply::Error(AdminError {
+                        code: AdminErrorCode::Forbidden,
+                        message: format!(
+                            "the gateway already serves {MAX_CLIENTS} admin connections; try again"
+                        ),
+                    });
+                    tokio::spawn(async move {
+                        let _ =
+                            tokio::time::timeout(REQUEST_TIMEOUT, reply(&mut stream, &busy)).await;
+                    });
+                    continue;
+                };
                 let ctx = ctx.clone();
                 let sessions = sessions.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(e) = serve_one(stream, ctx, sessions).await {
                         tracing::warn!(error = %e, "admin connection failed");
                     }
@@ -86,12 +108,42 @@ async fn serve_one(
     ctx: Arc<Context>,
     sessions: Arc<crate::sessions::SessionService>,
 ) -> io::Result<()> {
-    let uid = stream.peer_cred()?.uid();
+    let cred = stream.peer_cred()?;
+    let (uid, gid) = (cred.uid(), cred.gid());
+    if !may_administer(uid, gid, &ctx.settings.admin.group) {
+        tracing::warn!(
+            uid,
+            gid,
+            "admin socket: refused a caller that is neither root nor in the admin group"
+        );
+        let mut stream = stream;
+        let refused = SocketReply::Error(AdminError {
+            code: AdminErrorCode::Forbidden,
+            message: format!(
+                "uid {uid} may not administer this gateway: run as root or as a member of group {}",
+                ctx.settings.admin.group
+            ),
+        });
+        return reply(&mut stream, &refused).await;
+    }
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(read.take(MAX_REQUEST_LEN))
-        .read_line(&mut line)
-        .await?;
+    let read = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        BufReader::new(read.take(MAX_REQUEST_LEN)).read_line(&mut line),
+    )
+    .await;
+    match read {
+        Ok(r) => {
+            r?;
+        }
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no request within {REQUEST_TIMEOUT:?}"),
+            ));
+        }
+    }
     let reply = match serde_json::from_str::<AdminEnvelope>(&line) {
         Ok(envelope) => {
             let operator = format!("{} (uid {uid})", envelope.operator);
@@ -120,10 +172,26 @@ async fn serve_one(
             message: format!("malformed admin request: {e}"),
         }),
     };
-    let mut out = serde_json::to_vec(&reply).map_err(io::Error::other)?;
-    out.push(b'\n');
-    write.write_all(&out).await?;
-    write.shutdown().await
+    self::reply(&mut write, &reply).await
+}
+
+/// Whether the caller `uid` (primary group `gid`) may use the admin socket: root, the
+/// gateway's own user, or a member of `group`.
+fn may_administer(uid: u32, gid: u32, group: &str) -> bool {
+    uid == 0
+        || crate::accounts::current_uid() == Some(uid)
+        || crate::accounts::in_group(uid, gid, group)
+}
+
+/// Writes one reply line and closes the connection.
+async fn reply<W: tokio::io::AsyncWrite + Unpin>(
+    out: &mut W,
+    reply: &SocketReply,
+) -> io::Result<()> {
+    let mut line = serde_json::to_vec(reply).map_err(io::Error::other)?;
+    line.push(b'\n');
+    out.write_all(&line).await?;
+    out.shutdown().await
 }
 
 /// Why the client could not get an answer.
