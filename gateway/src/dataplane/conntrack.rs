@@ -79,6 +79,7 @@ fn ports(h: &Header, echo: IcmpKind) -> Option<(u8, u16, u16)> {
         Transport::Icmp {
             kind,
             echo_id: Some(id),
+            ..
         } if kind == echo => Some(match echo {
             IcmpKind::EchoRequest => (1, id, 0),
             _ => (1, 0, id),
@@ -236,6 +237,20 @@ impl Conntrack {
                     *replied = true;
                 }
                 advance(f, flags);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// An ICMP error about the flow `key` (a router's "fragmentation needed", a host's
+    /// "port unreachable"): counted on the flow if it is live, without changing its state.
+    /// Whether it is.
+    pub fn related(&mut self, key: &FlowKey, h: &Header, now: u64) -> bool {
+        match self.flows.get_mut(key) {
+            Some(f) if !f.expired(now) => {
+                f.packets_in += 1;
+                f.bytes_in += h.len as u64;
                 true
             }
             _ => false,

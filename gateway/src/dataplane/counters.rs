@@ -38,7 +38,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in the order of the counters.
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         Self::Enforce(Drop::Malformed),
         Self::Enforce(Drop::Unsupported),
         Self::Enforce(Drop::Spoofed),
@@ -48,6 +48,7 @@ impl DropReason {
         Self::Enforce(Drop::NotAFlow),
         Self::Enforce(Drop::TableFull),
         Self::Enforce(Drop::NotAnOpening),
+        Self::Enforce(Drop::IcmpType),
         Self::InvalidMessage,
         Self::SourceRateLimited,
         Self::CookieRateLimited,

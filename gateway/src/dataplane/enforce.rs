@@ -1,9 +1,11 @@
 //! The decision for each packet of a session.
 //!
 //! From the laptop (decrypted): the inner source must be the session's tunnel address;
-//! the destination must not be another laptop; the compiled policy for the session's
-//! role must allow it; then its flow is tracked. Towards the laptop: only on a flow the
-//! laptop opened. Default deny.
+//! the destination must not be another laptop; ICMP only as echo requests; the compiled
+//! policy for the session's role must allow it; then its flow is tracked. Towards the
+//! laptop: only on a flow the laptop opened, or an ICMP error (unreachable, packet too
+//! big, time exceeded, parameter problem) that quotes a packet of such a flow — without
+//! them path-MTU discovery fails. Default deny.
 
 use std::net::IpAddr;
 
@@ -35,6 +37,8 @@ pub enum Drop {
     TableFull,
     /// A TCP segment for a connection the gateway never saw open.
     NotAnOpening,
+    /// ICMP from a laptop other than an echo request.
+    IcmpType,
 }
 
 impl Drop {
@@ -49,6 +53,7 @@ impl Drop {
             Self::NotAFlow => "not-a-flow",
             Self::TableFull => "flow-table-full",
             Self::NotAnOpening => "not-an-opening",
+            Self::IcmpType => "icmp-type",
         }
     }
 }
@@ -70,13 +75,16 @@ pub fn from_laptop(
     if is_tunnel_addr(h.dst) {
         return Err(Drop::ToAnotherLaptop);
     }
+    if let packet::Transport::Icmp { kind, .. } = h.transport
+        && kind != packet::IcmpKind::EchoRequest
+    {
+        return Err(Drop::IcmpType);
+    }
     let (proto, port) = h.service().ok_or(Drop::Unsupported)?;
     let rule = match policy.decide(s.role, h.dst, proto, port) {
         Decision::Allow(rule) => rule,
         Decision::Deny(reason) => return Err(Drop::Policy(reason)),
     };
-    // ICMP other than echo requests (e.g. a laptop's "unreachable") is allowed by the
-    // rule but opens no way back in: it has no flow.
     if let Some(key) = FlowKey::outbound(s.id, &h) {
         let label = || {
             policy.label(rule).cloned().unwrap_or_else(|| {
@@ -110,6 +118,32 @@ pub fn to_laptop_parsed(
 ) -> Result<(), Drop> {
     if h.dst != s.tunnel_addr {
         return Err(Drop::NotAFlow);
+    }
+    // An error about a packet the laptop sent on one of its flows (from the remote host
+    // or a router on the way).
+    if let packet::Transport::Icmp {
+        kind: packet::IcmpKind::Error(_),
+        quoted,
+        ..
+    } = h.transport
+    {
+        let q = quoted.ok_or(Drop::NotAFlow)?;
+        if q.src != s.tunnel_addr {
+            return Err(Drop::NotAFlow);
+        }
+        let key = FlowKey {
+            session: s.id,
+            proto: q.proto,
+            laptop: q.src,
+            laptop_port: q.src_port,
+            remote: q.dst,
+            remote_port: q.dst_port,
+        };
+        return if ct.related(&key, h, now_ms) {
+            Ok(())
+        } else {
+            Err(Drop::NotAFlow)
+        };
     }
     let key = FlowKey::inbound(s.id, h).ok_or(Drop::NotAFlow)?;
     if ct.inbound(&key, h, now_ms) {
@@ -223,6 +257,70 @@ mod tests {
         assert_eq!(
             to_laptop(&hr, &build::tcp4(DB, 5432, B, 40000, 0x12), &mut ct, 5),
             Err(Drop::NotAFlow)
+        );
+    }
+
+    #[test]
+    fn icmp_errors_reach_the_laptop_only_about_its_flows_and_laptops_only_ping() {
+        let policy = policy();
+        let finance = Session {
+            id: 1,
+            tunnel_addr: A.into(),
+            role: policy.role("finance").expect("role"),
+        };
+        let mut ct = Conntrack::new(1024);
+        let syn = build::tcp4(A, 40000, DB, 5432, 0x02);
+        assert!(from_laptop(&finance, &syn, &policy, &mut ct, in_pool, 0).is_ok());
+        let router = Ipv4Addr::new(10, 20, 255, 1);
+        // Path MTU: a router on the way says the segment was too big.
+        let too_big = build::icmp4_error(router, A, 3, 4, &build::tcp4(A, 40000, DB, 5432, 0x10));
+        assert_eq!(to_laptop(&finance, &too_big, &mut ct, 5), Ok(()));
+        let unreachable = build::icmp4_error(DB, A, 3, 3, &syn);
+        assert_eq!(to_laptop(&finance, &unreachable, &mut ct, 5), Ok(()));
+        // About a packet of no flow of the laptop's, or another laptop's: dropped.
+        for about in [
+            build::tcp4(A, 40001, DB, 5432, 0x02),
+            build::tcp4(A, 40000, DB, 22, 0x02),
+            build::tcp4(B, 40000, DB, 5432, 0x02),
+        ] {
+            let err = build::icmp4_error(router, A, 3, 4, &about);
+            assert_eq!(to_laptop(&finance, &err, &mut ct, 5), Err(Drop::NotAFlow));
+        }
+        // Errors that quote nothing, and other ICMP types from inside: dropped.
+        let bare = build::icmp4_error(router, A, 11, 0, &syn[..10]);
+        assert_eq!(to_laptop(&finance, &bare, &mut ct, 5), Err(Drop::NotAFlow));
+        assert_eq!(
+            to_laptop(&finance, &build::icmp4(DB, A, 13, 1), &mut ct, 5),
+            Err(Drop::NotAFlow)
+        );
+        // From the laptop: echo requests only, even where a rule allows icmp.
+        assert!(
+            from_laptop(
+                &finance,
+                &build::icmp4(A, DB, 8, 3),
+                &policy,
+                &mut ct,
+                in_pool,
+                6
+            )
+            .is_ok()
+        );
+        for ty in [0, 3, 5, 13] {
+            let pkt = if ty == 3 {
+                build::icmp4_error(A, DB, 3, 3, &build::udp4(DB, 53, A, 5353, 4))
+            } else {
+                build::icmp4(A, DB, ty, 3)
+            };
+            assert_eq!(
+                from_laptop(&finance, &pkt, &policy, &mut ct, in_pool, 6).map(|_| ()),
+                Err(Drop::IcmpType),
+                "type {ty}"
+            );
+        }
+        // The echo reply of the laptop's ping comes back.
+        assert_eq!(
+            to_laptop(&finance, &build::icmp4(DB, A, 0, 3), &mut ct, 7),
+            Ok(())
         );
     }
 }

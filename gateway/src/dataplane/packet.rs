@@ -26,10 +26,12 @@ pub enum Transport {
         src_port: u16,
         dst_port: u16,
     },
-    /// ICMP or ICMPv6. `echo` is the identifier of an echo request or reply.
+    /// ICMP or ICMPv6. `echo` is the identifier of an echo request or reply; `quoted`,
+    /// for an error, the start of the packet it is about.
     Icmp {
         kind: IcmpKind,
         echo_id: Option<u16>,
+        quoted: Option<Quoted>,
     },
     /// Any other protocol number.
     Other(u8),
@@ -39,8 +41,23 @@ pub enum Transport {
 pub enum IcmpKind {
     EchoRequest,
     EchoReply,
-    /// Errors and the rest: never a way in.
+    /// Destination unreachable (with "fragmentation needed"), packet too big, time
+    /// exceeded, parameter problem: told back about a packet, which it quotes.
+    Error(u8),
+    /// The rest: never a way in, never let out.
     Other(u8),
+}
+
+/// The start of the packet an ICMP error is about: enough to find its flow. For an
+/// ICMP echo request, `src_port` is its identifier and `dst_port` 0 (as flows count it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quoted {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// 6, 17, or 1 (ICMP and ICMPv6 echo requests).
+    pub proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
 }
 
 /// A parsed packet header.
@@ -180,17 +197,82 @@ fn transport(proto: u8, t: &[u8], v6: bool) -> Result<Transport, PacketError> {
         ICMP | ICMPV6 if (proto == ICMPV6) == v6 => {
             let ty = *t.first().ok_or(PacketError::TooShort)?;
             let (req, rep) = if v6 { (128, 129) } else { (8, 0) };
+            let errors: &[u8] = if v6 { &[1, 2, 3, 4] } else { &[3, 11, 12] };
             let kind = match ty {
                 x if x == req => IcmpKind::EchoRequest,
                 x if x == rep => IcmpKind::EchoReply,
+                x if errors.contains(&x) => IcmpKind::Error(x),
                 x => IcmpKind::Other(x),
             };
             let echo_id = matches!(kind, IcmpKind::EchoRequest | IcmpKind::EchoReply)
                 .then(|| port(4))
                 .transpose()?;
-            Transport::Icmp { kind, echo_id }
+            // An error quotes the packet it is about after its 8-byte header; one that
+            // quotes nothing usable stays an error without a flow (and is dropped).
+            let quoted = match kind {
+                IcmpKind::Error(_) => t.get(8..).and_then(|q| quoted(q, v6)),
+                _ => None,
+            };
+            Transport::Icmp {
+                kind,
+                echo_id,
+                quoted,
+            }
         }
         other => Transport::Other(other),
+    })
+}
+
+/// The packet quoted in an ICMP error: its IP header and the first 8 bytes of its
+/// transport header (all that RFC 792 promises), read without requiring the rest.
+fn quoted(q: &[u8], v6: bool) -> Option<Quoted> {
+    let (src, dst, proto, t) = if v6 {
+        if q.len() < 40 || q[0] >> 4 != 6 {
+            return None;
+        }
+        let addr = |at: usize| -> Option<IpAddr> {
+            let a: [u8; 16] = q.get(at..at + 16)?.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(a)))
+        };
+        (addr(8)?, addr(24)?, q[6], q.get(40..)?)
+    } else {
+        if q.len() < 20 || q[0] >> 4 != 4 {
+            return None;
+        }
+        let ihl = usize::from(q[0] & 0x0f) * 4;
+        if ihl < 20 {
+            return None;
+        }
+        // Only a first fragment quotes ports.
+        if u16::from_be_bytes([q[6], q[7]]) & 0x1fff != 0 {
+            return None;
+        }
+        (
+            IpAddr::V4(Ipv4Addr::new(q[12], q[13], q[14], q[15])),
+            IpAddr::V4(Ipv4Addr::new(q[16], q[17], q[18], q[19])),
+            q[9],
+            q.get(ihl..)?,
+        )
+    };
+    let word =
+        |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*t.get(at)?, *t.get(at + 1)?])) };
+    let (proto, src_port, dst_port) = match proto {
+        TCP | UDP => (proto, word(0)?, word(2)?),
+        ICMP | ICMPV6 if (proto == ICMPV6) == v6 => {
+            let request = if v6 { 128 } else { 8 };
+            if *t.first()? != request {
+                return None;
+            }
+            (ICMP, word(4)?, 0)
+        }
+        _ => return None,
+    };
+    Some(Quoted {
+        src,
+        dst,
+        proto,
+        src_port,
+        dst_port,
     })
 }
 
@@ -228,6 +310,19 @@ pub mod build {
         t[0] = ty;
         t[4..6].copy_from_slice(&id.to_be_bytes());
         p.extend_from_slice(&t);
+        p
+    }
+
+    /// An IPv4 ICMP error of type `ty` (3: unreachable, 11: time exceeded) and `code`
+    /// (3/4: fragmentation needed), quoting the start of `about` as routers do.
+    pub fn icmp4_error(src: Ipv4Addr, dst: Ipv4Addr, ty: u8, code: u8, about: &[u8]) -> Vec<u8> {
+        let quote = &about[..about.len().min(28)];
+        let mut p = ip4(src, dst, 1, 8 + quote.len());
+        let mut t = vec![0u8; 8];
+        t[0] = ty;
+        t[1] = code;
+        p.extend_from_slice(&t);
+        p.extend_from_slice(quote);
         p
     }
 
@@ -272,9 +367,34 @@ mod tests {
             h.transport,
             Transport::Icmp {
                 kind: IcmpKind::EchoRequest,
-                echo_id: Some(77)
+                echo_id: Some(77),
+                quoted: None,
             }
         );
+        // A "fragmentation needed" about the laptop's TCP segment quotes its flow.
+        let about = tcp4(a, 40000, b, 5432, 0x10);
+        let h = parse(&icmp4_error(b, a, 3, 4, &about)).expect("error");
+        assert_eq!(
+            h.transport,
+            Transport::Icmp {
+                kind: IcmpKind::Error(3),
+                echo_id: None,
+                quoted: Some(Quoted {
+                    src: IpAddr::V4(a),
+                    dst: IpAddr::V4(b),
+                    proto: 6,
+                    src_port: 40000,
+                    dst_port: 5432,
+                }),
+            }
+        );
+        // Quoting too little, or an echo reply, quotes no flow.
+        for short in [&about[..20], &about[..23]] {
+            let h = parse(&icmp4_error(b, a, 11, 0, short)).expect("error");
+            assert!(matches!(h.transport, Transport::Icmp { quoted: None, .. }));
+        }
+        let h = parse(&icmp4_error(b, a, 3, 1, &icmp4(a, b, 0, 5))).expect("error");
+        assert!(matches!(h.transport, Transport::Icmp { quoted: None, .. }));
     }
 
     #[test]
