@@ -118,9 +118,11 @@ pub enum AdminRequest {
         name: ztgw_pki::AuditorName,
         note: Option<String>,
     },
-    /// Write an encrypted backup of the gateway's state to `to` (a new file).
+    /// An encrypted backup of the gateway's state, handed back to the caller, which
+    /// writes it (the gateway writes no file where a client says). `destination` is only
+    /// recorded in the journal.
     Backup {
-        to: std::path::PathBuf,
+        destination: String,
         passphrase: RedactedString,
     },
 }
@@ -209,6 +211,24 @@ pub enum AdminResponse {
         #[serde(with = "time::serde::rfc3339")]
         not_after: OffsetDateTime,
     },
+    /// An encrypted backup. On the admin socket, this line announces `bytes` raw bytes
+    /// that follow it; the client puts them in `archive`.
+    Backup {
+        files: usize,
+        bytes: u64,
+        #[serde(skip)]
+        archive: Archive,
+    },
+}
+
+/// An encrypted backup's bytes (its `Debug` shows only the length).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Archive(pub Vec<u8>);
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Archive({} bytes)", self.0.len())
+    }
 }
 
 /// A new invitation, shown once.
@@ -575,25 +595,24 @@ fn act(
             publish(ctx)?;
             Ok(done(format!("auditor {name} revoked"), vec![]))
         }
-        AdminRequest::Backup { to, passphrase } => {
+        AdminRequest::Backup {
+            destination,
+            passphrase,
+        } => {
             let seq = journal(
                 ctx,
                 Event::BackupCreated {
-                    file: to.display().to_string(),
+                    file: destination.clone(),
                     operator: operator.to_owned(),
                 },
             )?;
             let secret = Secret::new(passphrase.expose().to_owned());
-            match crate::backup::create(ctx, &secret, to) {
-                Ok(s) => Ok(done(
-                    format!(
-                        "backup of {} files ({} bytes, encrypted) written to {}",
-                        s.files,
-                        s.bytes,
-                        to.display()
-                    ),
-                    vec![],
-                )),
+            match crate::backup::seal(ctx, &secret) {
+                Ok((archive, s)) => Ok(AdminResponse::Backup {
+                    files: s.files,
+                    bytes: s.bytes,
+                    archive: Archive(archive),
+                }),
                 Err(e) => {
                     let _ = ctx.journal(&Event::ActionFailed {
                         seq,

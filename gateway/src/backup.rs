@@ -78,6 +78,18 @@ pub fn create(
     passphrase: &Secret<String>,
     to: &Path,
 ) -> Result<Summary, BackupError> {
+    let (archive, summary) = seal(ctx, passphrase)?;
+    write_private_file(to, &archive, Existing::Refuse).map_err(|source| BackupError::Io {
+        path: to.display().to_string(),
+        source,
+    })?;
+    Ok(summary)
+}
+
+/// An encrypted backup of the gateway's state, in memory: what [`create`] writes, or what
+/// a running gateway streams to the `ztgw backup` that asked (which writes it as the
+/// operator: the gateway never writes a backup where a client says).
+pub fn seal(ctx: &Context, passphrase: &Secret<String>) -> Result<(Vec<u8>, Summary), BackupError> {
     if passphrase.expose().chars().count() < MIN_PASSPHRASE {
         return Err(BackupError::WeakPassphrase);
     }
@@ -176,11 +188,11 @@ pub fn create(
     .map_err(|_| BackupError::Other("encryption failed".into()))?;
     let mut out = header;
     out.extend_from_slice(&plain);
-    write_private_file(to, &out, Existing::Refuse).map_err(io(to))?;
-    Ok(Summary {
+    let summary = Summary {
         files: files.len(),
         bytes: out.len() as u64,
-    })
+    };
+    Ok((out, summary))
 }
 
 /// Restores the backup at `from` into `dir` (new or empty, made 0700). The journal goes

@@ -431,11 +431,38 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let passphrase = read_passphrase(passphrase_file.as_deref())?;
             let to =
                 std::path::absolute(&to).map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?;
+            if to.exists() {
+                return Err(Failure::new(
+                    exit::REFUSED,
+                    format!(
+                        "{} exists: a backup is never written over a file",
+                        to.display()
+                    ),
+                ));
+            }
             let request = AdminRequest::Backup {
-                to,
+                destination: to.display().to_string(),
                 passphrase: ztgw_pki::wire::RedactedString::new(passphrase.expose().clone()),
             };
-            show(admin(&cli.config, &operator, request)?, false)
+            // The gateway hands the archive back; this process writes it, as the operator.
+            match admin(&cli.config, &operator, request)? {
+                AdminResponse::Backup {
+                    files,
+                    bytes,
+                    archive,
+                } => {
+                    ztgw_pki::write_private_file(&to, &archive.0, ztgw_pki::Existing::Refuse)
+                        .map_err(|e| {
+                            Failure::new(exit::FAILURE, format!("{}: {e}", to.display()))
+                        })?;
+                    println!(
+                        "backup of {files} files ({bytes} bytes, encrypted) written to {}",
+                        to.display()
+                    );
+                    Ok(())
+                }
+                other => show(other, false),
+            }
         }
         Command::Restore {
             from,
@@ -875,6 +902,9 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
             }
         }
         AdminResponse::Done { message, .. } => println!("{message}"),
+        AdminResponse::Backup { files, bytes, .. } => {
+            println!("a backup of {files} files ({bytes} bytes, encrypted)")
+        }
         AdminResponse::Auditor {
             name, not_after, ..
         } => {

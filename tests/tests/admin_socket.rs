@@ -98,3 +98,25 @@ async fn silent_clients_are_dropped_and_their_number_is_bounded() {
     );
     gw.running.shutdown("test").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_protocol_takes_no_path_for_the_gateway_to_write_a_backup_to() {
+    let gw = TestGateway::start(GatewayOptions::default()).await;
+    let target = gw.dir.path().join("planted.zbak");
+    let mut s = UnixStream::connect(&gw.ctx().settings.admin.socket).expect("connect");
+    let request = serde_json::json!({
+        "operator": "x",
+        "request": {
+            "command": "backup",
+            "to": target,
+            "destination": "x",
+            "passphrase": "correct horse battery staple",
+        }
+    });
+    writeln!(s, "{request}").expect("send");
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).expect("reply");
+    assert!(line.contains("unknown field"), "{line}");
+    assert!(!target.exists(), "nothing was written");
+    gw.running.shutdown("test").await;
+}

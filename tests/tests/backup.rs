@@ -27,18 +27,45 @@ async fn a_restored_gateway_admits_its_devices_and_its_journal_verifies() {
     let agent = gw.enrol("e6601").await;
     let weak = gw
         .admin(AdminRequest::Backup {
-            to: tmp.path().join("weak.zbak"),
+            destination: "weak.zbak".into(),
             passphrase: RedactedString::new("short".into()),
         })
         .expect_err("weak passphrase");
     assert!(weak.message.contains("at least 12"), "{}", weak.message);
+    // The running gateway streams the archive back; the operator's `ztgw backup` writes
+    // it (the admin protocol takes no path to write to).
+    let out = std::process::Command::new(ztgw_tests::binary("ztgw"))
+        .env("ZTGW_CONFIG", gw.config_path())
+        .args(["backup", "--to"])
+        .arg(&file)
+        .args(["--passphrase-file"])
+        .arg({
+            let p = tmp.path().join("pass");
+            std::fs::write(&p, PASS).expect("passphrase");
+            p
+        })
+        .output()
+        .expect("ztgw backup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let answer = gw
         .admin(AdminRequest::Backup {
-            to: file.clone(),
+            destination: "in memory".into(),
             passphrase: RedactedString::new(PASS.into()),
         })
         .expect("backup");
-    assert!(matches!(answer, AdminResponse::Done { .. }));
+    let AdminResponse::Backup { bytes, archive, .. } = answer else {
+        panic!("a backup: {answer:?}");
+    };
+    assert_eq!(
+        archive.0.len() as u64,
+        bytes,
+        "every announced byte arrived"
+    );
+    assert!(bytes > 1000);
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&file).expect("backup file").permissions(),
     );

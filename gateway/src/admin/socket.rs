@@ -172,7 +172,21 @@ async fn serve_one(
             message: format!("malformed admin request: {e}"),
         }),
     };
-    self::reply(&mut write, &reply).await
+    // A backup's bytes follow its announcement, raw.
+    let archive = match &reply {
+        SocketReply::Ok(AdminResponse::Backup { archive, .. }) => Some(archive.0.clone()),
+        _ => None,
+    };
+    match archive {
+        Some(bytes) => {
+            let mut line = serde_json::to_vec(&reply).map_err(io::Error::other)?;
+            line.push(b'\n');
+            write.write_all(&line).await?;
+            write.write_all(&bytes).await?;
+            write.shutdown().await
+        }
+        None => self::reply(&mut write, &reply).await,
+    }
 }
 
 /// Whether the caller `uid` (primary group `gid`) may use the admin socket: root, the
@@ -237,10 +251,32 @@ pub fn call(
     line.push(b'\n');
     stream.write_all(&line).map_err(io_err)?;
     let mut reply = String::new();
-    io::BufReader::new(io::Read::take(&mut stream, MAX_REPLY_LEN))
+    let mut reader = io::BufReader::new(&mut stream);
+    io::Read::take(&mut reader, MAX_REPLY_LEN)
         .read_line(&mut reply)
         .map_err(io_err)?;
     match serde_json::from_str::<SocketReply>(&reply) {
+        Ok(SocketReply::Ok(AdminResponse::Backup { files, bytes, .. })) => {
+            if bytes > crate::backup::MAX_BACKUP_BYTES as u64 + 4096 {
+                return Err(CallError::Protocol(format!(
+                    "a backup of {bytes} bytes announced"
+                )));
+            }
+            let mut archive = Vec::with_capacity(bytes as usize);
+            io::Read::read_to_end(&mut io::Read::take(&mut reader, bytes), &mut archive)
+                .map_err(io_err)?;
+            if archive.len() as u64 != bytes {
+                return Err(CallError::Protocol(format!(
+                    "the backup stopped after {} of {bytes} bytes",
+                    archive.len()
+                )));
+            }
+            Ok(Ok(AdminResponse::Backup {
+                files,
+                bytes,
+                archive: super::Archive(archive),
+            }))
+        }
         Ok(SocketReply::Ok(r)) => Ok(Ok(r)),
         Ok(SocketReply::Error(e)) => Ok(Err(e)),
         Err(e) => Err(CallError::Protocol(e.to_string())),
