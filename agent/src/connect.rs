@@ -145,10 +145,10 @@ fn is_endpoint(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
 }
 
-/// Networks as `ADDRESS/PREFIX`.
+/// Networks as `ADDRESS/PREFIX`, or a host as `ADDRESS`.
 fn check_networks(nets: &[String]) -> Result<(), ()> {
     for n in nets {
-        let (addr, prefix) = n.split_once('/').ok_or(())?;
+        let (addr, prefix) = n.split_once('/').unwrap_or((n.as_str(), "0"));
         let addr: std::net::IpAddr = addr.parse().map_err(|_| ())?;
         let prefix: u8 = prefix.parse().map_err(|_| ())?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -440,7 +440,11 @@ mod tests {
             preshared_key: RedactedString::new(
                 "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".into(),
             ),
-            allowed_ips: vec!["10.20.0.0/16".into(), "fd00::/64".into()],
+            allowed_ips: vec![
+                "10.20.0.0/16".into(),
+                "fd00::/64".into(),
+                "10.20.0.53".into(),
+            ],
             dns: vec!["10.20.0.53".into()],
             keepalive_secs: 25,
             ends_at: "2026-11-30T18:00:00Z".into(),
