@@ -5,8 +5,9 @@
 //! ([`SocketReply`]). The file's mode is not the only check: the kernel's peer
 //! credentials must be root's, the gateway's own user's, or a member of `[admin] group`;
 //! they are added to the operator name, so the record says both who the operator claimed
-//! to be and which OS user asked. At most [`MAX_CLIENTS`] connections are served at once,
-//! and a client has [`REQUEST_TIMEOUT`] to send its request.
+//! to be and which OS user asked. At most [`MAX_CLIENTS`] connections are served at once
+//! (others wait their turn, [`MAX_CONNECTIONS`] in all), and a client has
+//! [`REQUEST_TIMEOUT`] to send its request.
 
 use std::io::{self, BufRead as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
@@ -27,8 +28,10 @@ pub const MAX_REQUEST_LEN: u64 = 64 * 1024;
 pub const MAX_REPLY_LEN: u64 = 64 * 1024 * 1024;
 /// How long the client waits for the gateway.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Admin connections served at once; more are refused.
+/// Admin connections served at once; more wait their turn.
 pub const MAX_CLIENTS: usize = 16;
+/// Admin connections open at once, served or waiting; more are refused.
+pub const MAX_CONNECTIONS: usize = 64;
 /// How long a client has to send its request line.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -69,27 +72,24 @@ pub async fn serve(
     ctx: Arc<Context>,
     sessions: Arc<crate::sessions::SessionService>,
 ) {
-    let clients = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let serving = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     loop {
         match listener.accept().await {
-            Ok((mut stream, _)) => {
-                let Ok(permit) = clients.clone().try_acquire_owned() else {
-                    let busy = SocketReply::Error(AdminError {
-                        code: AdminErrorCode::Forbidden,
-                        message: format!(
-                            "the gateway already serves {MAX_CLIENTS} admin connections; try again"
-                        ),
-                    });
-                    tokio::spawn(async move {
-                        let _ =
-                            tokio::time::timeout(REQUEST_TIMEOUT, reply(&mut stream, &busy)).await;
-                    });
+            Ok((stream, _)) => {
+                let Ok(place) = open.clone().try_acquire_owned() else {
+                    tokio::spawn(refuse_busy(stream));
                     continue;
                 };
-                let ctx = ctx.clone();
-                let sessions = sessions.clone();
+                let (ctx, sessions, serving) = (ctx.clone(), sessions.clone(), serving.clone());
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    let _place = place;
+                    // Waits its turn for as long as a client may take to send a request.
+                    let Ok(Ok(_turn)) =
+                        tokio::time::timeout(REQUEST_TIMEOUT, serving.acquire_owned()).await
+                    else {
+                        return refuse_busy(stream).await;
+                    };
                     if let Err(e) = serve_one(stream, ctx, sessions).await {
                         tracing::warn!(error = %e, "admin connection failed");
                     }
@@ -195,6 +195,23 @@ fn may_administer(uid: u32, gid: u32, group: &str) -> bool {
     uid == 0
         || crate::accounts::current_uid() == Some(uid)
         || crate::accounts::in_group(uid, gid, group)
+}
+
+/// Tells a client the gateway has too many admin connections: its request is read (and
+/// dropped, within bounds) first, so that the answer reaches it instead of a broken pipe.
+async fn refuse_busy(stream: UnixStream) {
+    let busy = SocketReply::Error(AdminError {
+        code: AdminErrorCode::Forbidden,
+        message: format!("the gateway already has {MAX_CONNECTIONS} admin connections; try again"),
+    });
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        BufReader::new(read.take(MAX_REQUEST_LEN)).read_line(&mut line),
+    )
+    .await;
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, reply(&mut write, &busy)).await;
 }
 
 /// Writes one reply line and closes the connection.

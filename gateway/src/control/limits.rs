@@ -237,6 +237,24 @@ mod tests {
     }
 
     #[test]
+    fn admissions_are_limited_per_source_as_shipped() {
+        // The shipped rate: 50 a second, a burst of 100 (nonce, admission and re-check
+        // requests all count).
+        let limits = SourceLimits::new(&control(1024, 256, 32));
+        let office: IpAddr = "203.0.113.7".parse().expect("ip");
+        let allowed = (0..150).filter(|_| limits.allow_admission(office)).count();
+        assert!(
+            (100..=102).contains(&allowed),
+            "a burst of 100 (and what a second refills meanwhile): {allowed}"
+        );
+        assert!(!limits.allow_admission(office));
+        assert!(
+            limits.allow_admission("203.0.113.8".parse().expect("ip")),
+            "another source has its own budget"
+        );
+    }
+
+    #[test]
     fn rates_are_per_64() {
         let mut c = control(10, 1, 5);
         c.handshakes_per_second_per_source = 1;
