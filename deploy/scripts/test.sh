@@ -12,6 +12,9 @@ command -v ip >/dev/null 2>&1 || need_packages+=(iproute2)
 command -v ping >/dev/null 2>&1 || need_packages+=(iputils-ping)
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need_packages+=(systemd)
+# The package upgrade test installs the gateway package (it depends on adduser) on an
+# overlay of this system.
+command -v adduser >/dev/null 2>&1 || need_packages+=(adduser)
 # Schedules use the system's time-zone database (see docs/policy.md).
 [[ -e /usr/share/zoneinfo/Africa/Casablanca ]] || need_packages+=(tzdata)
 if ((${#need_packages[@]})); then

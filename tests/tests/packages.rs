@@ -108,7 +108,7 @@ fn the_gateway_package() {
         "addgroup --system ztgw",
         "addgroup --system auditors",
         "adduser --system",
-        "install -d -m 0750 -o root -g ztgw /etc/ztgw",
+        "make_dir /etc/ztgw 0750 root ztgw",
     ] {
         assert!(postinst.contains(needed), "postinst lacks {needed:?}");
     }
@@ -157,10 +157,133 @@ fn the_agent_package() {
     unpack("-e", &deb, &control);
     let postinst = std::fs::read_to_string(control.join("postinst")).expect("postinst");
     assert!(
-        postinst.contains("install -d -m 0700 /var/lib/ztgw-agent"),
+        postinst.contains("mkdir -m 0700 /var/lib/ztgw-agent"),
         "{postinst}"
     );
     let root = tmp.path().join("root");
     unpack("-x", &deb, &root);
     assert_eq!(version_of(&root, "ztgw-agent"), "ztgw-agent 0.1.0");
+}
+
+/// Installing, using and upgrading the packages on a copy-on-write view of this machine
+/// (an overlay over `/` in a private mount namespace, entered with `chroot`: nothing
+/// reaches the real system). As the operator's guide says: install, `ztgw init`, give
+/// the state to the service user, run the gateway as that user, enrol a device; then
+/// reinstall the same packages and a newer version of them. The gateway starts again,
+/// still knows the device, and can still write its registry (an upgrade once reset
+/// /etc/ztgw's owner and made the registry read-only). Needs root (CI is root).
+#[test]
+fn an_upgrade_keeps_the_state_and_the_service_can_still_write_it() {
+    let (gw, agent) = (deb("ztgw"), deb("ztgw-agent"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A newer version of the gateway package: the same contents, version 0.1.0-2.
+    let tree = tmp.path().join("newer");
+    unpack("-R", &gw, &tree);
+    let control = tree.join("DEBIAN/control");
+    let text = std::fs::read_to_string(&control).expect("control");
+    std::fs::write(
+        &control,
+        text.replace("Version: 0.1.0-1", "Version: 0.1.0-2"),
+    )
+    .expect("control");
+    let newer = tmp.path().join("ztgw_0.1.0-2_amd64.deb");
+    let out = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-b"])
+        .arg(&tree)
+        .arg(&newer)
+        .output()
+        .expect("dpkg-deb");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let port = ztgw_tests::free_port();
+    let script = r#"
+set -euo pipefail
+W=$1; GW=$2; AGENT=$3; NEWER=$4; PORT=$5
+mount -t tmpfs tmpfs "$W"
+mkdir -p "$W/up" "$W/work" "$W/root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$W/up,workdir=$W/work" "$W/root"
+R="$W/root"
+mount --bind /proc "$R/proc"; mount --bind /dev "$R/dev"; mount --bind /sys "$R/sys"
+mount -t tmpfs tmpfs "$R/run"
+inside() { chroot "$R" "$@"; }
+as_admin() { inside env ZTGW_CONFIG=/etc/ztgw/gateway.toml "$@"; }
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+serve() {
+    # A socket left by the previous run is not the sign of this one.
+    rm -f "$R/etc/ztgw/admin.sock"
+    # Not through a function: $! must be the gateway itself (chroot, setpriv and env
+    # each exec the next).
+    chroot "$R" setpriv --reuid=ztgw --regid=ztgw --init-groups \
+        env ZTGW_CONFIG=/etc/ztgw/gateway.toml RUST_LOG=warn ztgw serve &
+    for _ in $(seq 100); do
+        [ -S "$R/etc/ztgw/admin.sock" ] && return 0
+        sleep 0.2
+    done
+    echo "the gateway did not start" >&2; return 1
+}
+stop() { kill "$1" && wait "$1" || { echo "the gateway had stopped" >&2; return 1; }; }
+
+inside dpkg -i "$GW" "$AGENT" >/dev/null
+inside ztgw init --dir /etc/ztgw --name 127.0.0.1 --endpoint 127.0.0.1:51820 \
+    --control-listen "127.0.0.1:$PORT" >/dev/null
+# No data plane here (it would need a TUN device in this machine's namespace); a free
+# metrics port.
+sed -i -e 's/^enabled = true/enabled = false/' \
+    -e 's/^listen = "127.0.0.1:9469"/listen = "127.0.0.1:0"/' "$R/etc/ztgw/gateway.toml"
+inside chown -R ztgw:ztgw /etc/ztgw
+before=$(inside stat -c '%U:%G %a' /etc/ztgw)
+serve; pid=$!
+inv=$(as_admin ztgw invite --employee e1 --role finance --approved-by head \
+    --reference DEC-1 --json | grep -o '"invitation": *"[^"]*"' | cut -d'"' -f4)
+inside ztgw-agent --state-dir /var/lib/ztgw-agent enroll "$inv" --ownership administration \
+    >/dev/null
+stop "$pid"
+
+inside dpkg -i "$GW" "$AGENT" >/dev/null
+inside dpkg -i "$NEWER" >/dev/null
+after=$(inside stat -c '%U:%G %a' /etc/ztgw)
+[ "$before" = "$after" ] || { echo "the upgrade changed /etc/ztgw: $before -> $after" >&2; exit 1; }
+inside dpkg-query -W -f '${Version}\n' ztgw
+serve; pid=$!
+as_admin ztgw device list
+as_admin ztgw invite --employee e2 --role finance --approved-by head --reference DEC-2 \
+    >/dev/null
+echo "registry writable"
+stop "$pid"
+"#;
+    let work = tmp.path().join("overlay");
+    std::fs::create_dir(&work).expect("dir");
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "bash",
+            "-c",
+            script,
+            "upgrade",
+        ])
+        .arg(&work)
+        .arg(&gw)
+        .arg(&agent)
+        .arg(&newer)
+        .arg(port.to_string())
+        .output()
+        .expect("unshare (util-linux)");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the upgrade test failed: {said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("0.1.0-2"),
+        "the newer version is installed: {said}"
+    );
+    assert!(said.contains("e1"), "the device is still known: {said}");
+    assert!(said.contains("registry writable"), "{said}");
 }

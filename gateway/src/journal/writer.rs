@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -146,8 +146,16 @@ impl Journal {
         let dir_mode = if cfg.group.is_some() { 0o750 } else { 0o700 };
         std::fs::set_permissions(&cfg.dir, std::fs::Permissions::from_mode(dir_mode))
             .map_err(io)?;
-        if let Some(gid) = cfg.group {
-            std::os::unix::fs::chown(&cfg.dir, None, Some(gid)).map_err(io)?;
+        if let Some(gid) = cfg.group
+            && std::fs::metadata(&cfg.dir).map_err(io)?.gid() != gid
+        {
+            // The service must belong to the group (the package makes it a member).
+            std::os::unix::fs::chown(&cfg.dir, None, Some(gid)).map_err(|e| {
+                JournalError::Io(format!(
+                    "giving {} to group {gid} (is the service's user a member?): {e}",
+                    cfg.dir.display()
+                ))
+            })?;
         }
         let lock = OpenOptions::new()
             .create(true)
@@ -922,7 +930,9 @@ fn create_segment(path: &Path, group: Option<u32>) -> io::Result<File> {
 
 /// Gives a segment to the auditors' group (0640), or keeps it to the owner (0600).
 fn segment_access(file: &File, group: Option<u32>) -> io::Result<()> {
-    if let Some(gid) = group {
+    if let Some(gid) = group
+        && file.metadata()?.gid() != gid
+    {
         std::os::unix::fs::fchown(file, None, Some(gid))?;
     }
     file.set_permissions(std::fs::Permissions::from_mode(if group.is_some() {
