@@ -116,7 +116,6 @@ async fn serve_one(
             gid,
             "admin socket: refused a caller that is neither root nor in the admin group"
         );
-        let mut stream = stream;
         let refused = SocketReply::Error(AdminError {
             code: AdminErrorCode::Forbidden,
             message: format!(
@@ -124,7 +123,8 @@ async fn serve_one(
                 ctx.settings.admin.group
             ),
         });
-        return reply(&mut stream, &refused).await;
+        refuse(stream, &refused).await;
+        return Ok(());
     }
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -197,13 +197,18 @@ fn may_administer(uid: u32, gid: u32, group: &str) -> bool {
         || crate::accounts::in_group(uid, gid, group)
 }
 
-/// Tells a client the gateway has too many admin connections: its request is read (and
-/// dropped, within bounds) first, so that the answer reaches it instead of a broken pipe.
+/// Tells a client the gateway has too many admin connections.
 async fn refuse_busy(stream: UnixStream) {
     let busy = SocketReply::Error(AdminError {
         code: AdminErrorCode::Forbidden,
         message: format!("the gateway already has {MAX_CONNECTIONS} admin connections; try again"),
     });
+    refuse(stream, &busy).await;
+}
+
+/// Answers a client with a refusal: its request is read (and dropped, within bounds)
+/// first, so that the answer reaches it instead of a broken pipe.
+async fn refuse(stream: UnixStream, why: &SocketReply) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let _ = tokio::time::timeout(
@@ -211,7 +216,7 @@ async fn refuse_busy(stream: UnixStream) {
         BufReader::new(read.take(MAX_REQUEST_LEN)).read_line(&mut line),
     )
     .await;
-    let _ = tokio::time::timeout(REQUEST_TIMEOUT, reply(&mut write, &busy)).await;
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, reply(&mut write, why)).await;
 }
 
 /// Writes one reply line and closes the connection.
