@@ -11,6 +11,20 @@ use std::time::{Duration, Instant};
 use ztgw_gateway::admin::socket::{MAX_CONNECTIONS, REQUEST_TIMEOUT};
 use ztgw_tests::{GatewayOptions, TestGateway};
 
+/// `ztgw device list`, run as root, is answered.
+fn assert_root_is_served(gw: &TestGateway) {
+    let out = std::process::Command::new(ztgw_tests::binary("ztgw"))
+        .env("ZTGW_CONFIG", gw.config_path())
+        .args(["device", "list"])
+        .output()
+        .expect("ztgw");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_root_and_the_admin_group_are_served_whatever_the_files_mode() {
     let gw = TestGateway::start(GatewayOptions::default()).await;
@@ -42,17 +56,7 @@ async fn only_root_and_the_admin_group_are_served_whatever_the_files_mode() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "nobody was served");
     assert!(said.contains("may not administer"), "{said}");
-    // Root still is.
-    let out = std::process::Command::new(ztgw_tests::binary("ztgw"))
-        .env("ZTGW_CONFIG", gw.config_path())
-        .args(["device", "list"])
-        .output()
-        .expect("ztgw");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_root_is_served(&gw);
     gw.running.shutdown("test").await;
 }
 
@@ -89,16 +93,7 @@ async fn silent_clients_are_dropped_and_their_number_is_bounded() {
     }
     assert!(started.elapsed() < bound, "{:?}", started.elapsed());
     // And the socket serves again.
-    let out = std::process::Command::new(ztgw_tests::binary("ztgw"))
-        .env("ZTGW_CONFIG", gw.config_path())
-        .args(["device", "list"])
-        .output()
-        .expect("ztgw");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_root_is_served(&gw);
     gw.running.shutdown("test").await;
 }
 
