@@ -244,10 +244,20 @@ impl RunningGateway {
         if let Err(e) = ctx.registry.record_action(&started) {
             tracing::error!(error = %e, "could not record the gateway's start");
         }
-        if let Err(e) = ctx.journal(&crate::journal::Event::GatewayStarted {
-            version: env!("CARGO_PKG_VERSION").into(),
-            policy_sha256: policy.sha256.clone(),
-        }) {
+        // The start and the policy it loaded, as every later load is recorded.
+        if let Err(e) = ctx.journal_all(&[
+            crate::journal::Event::GatewayStarted {
+                version: env!("CARGO_PKG_VERSION").into(),
+                policy_sha256: policy.sha256.clone(),
+            },
+            crate::journal::Event::PolicyLoaded {
+                sha256: policy.sha256.clone(),
+                previous: None,
+                operator: "ztgw serve".into(),
+                warnings: policy.warnings.len(),
+                tests: policy.policy.tests.len(),
+            },
+        ]) {
             tracing::error!(error = %e, "could not journal the gateway's start");
         }
         {

@@ -42,6 +42,11 @@ async fn a_valid_policy_replaces_the_one_in_force_and_a_bad_one_is_refused() {
     let file = gw.state_dir().join("policy.toml");
     let original = std::fs::read_to_string(&file).expect("policy");
     let first_hash = gw.ctx().policy.current().sha256.clone();
+    // The policy loaded at start is journaled like every later load.
+    let at_start = gw.journal("policy.loaded");
+    assert_eq!(at_start.len(), 1, "{at_start:?}");
+    assert_eq!(at_start[0]["sha256"], first_hash.as_str());
+    assert!(at_start[0]["previous"].is_null());
     assert!(invite_as(&gw, "audit").is_err(), "no audit role yet");
 
     // A valid policy with a new role.
