@@ -38,9 +38,18 @@ async fn tls_from(
     source: Ipv4Addr,
     config: rustls::ClientConfig,
 ) -> std::io::Result<TlsStream<TcpStream>> {
+    tls_to(gw.running.control_addr, source, config).await
+}
+
+/// TLS from `source` to the control plane at `addr`.
+async fn tls_to(
+    addr: SocketAddr,
+    source: Ipv4Addr,
+    config: rustls::ClientConfig,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind(SocketAddr::from((source, 0)))?;
-    let tcp = socket.connect(gw.running.control_addr).await?;
+    let tcp = socket.connect(addr).await?;
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name");
     tokio::time::timeout(
         Duration::from_secs(10),
@@ -247,6 +256,28 @@ impl hyper::body::Body for Unfinished {
 
 type Sender<B> = hyper::client::conn::http2::SendRequest<B>;
 
+/// `n` requests to `route` on `h2`, each sending `first` and never ending its body; the
+/// answers, as they come.
+fn unfinished_requests(
+    h2: &Sender<Unfinished>,
+    route: &'static str,
+    first: &'static [u8],
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<(u16, String), String>>> {
+    (0..n)
+        .map(|_| {
+            let mut s = h2.clone();
+            tokio::spawn(async move {
+                answer_of(
+                    &mut s,
+                    post(route, Unfinished(Some(Bytes::from_static(first)))),
+                )
+                .await
+            })
+        })
+        .collect()
+}
+
 /// An HTTP/2 connection from `source` with `config`.
 async fn h2_from<B>(gw: &TestGateway, source: Ipv4Addr, config: rustls::ClientConfig) -> Sender<B>
 where
@@ -353,20 +384,7 @@ async fn callers_without_a_certificate_are_refused_before_their_body_is_read() {
     }
     // A body that never ends gets its refusal all the same, and nothing is buffered.
     let mut h2 = h2_from(&gw, source, anonymous(&gw, b"h2")).await;
-    let mut waiting = Vec::new();
-    for _ in 0..8 {
-        let mut s = h2.clone();
-        waiting.push(tokio::spawn(async move {
-            answer_of(
-                &mut s,
-                post(
-                    path::SESSION,
-                    Unfinished(Some(Bytes::from_static(b"{\"wg"))),
-                ),
-            )
-            .await
-        }));
-    }
+    let waiting = unfinished_requests(&h2, path::SESSION, b"{\"wg", 8);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(gw.running.observed.bodies.in_use(), 0, "no body held");
     for w in waiting {
@@ -434,20 +452,7 @@ async fn request_bodies_held_in_memory_are_bounded() {
     .await;
     let agent = gw.enrol("e8004").await;
     let mut h2: Sender<Unfinished> = h2_from(&gw, Ipv4Addr::LOCALHOST, device(&agent, b"h2")).await;
-    let mut waiting = Vec::new();
-    for _ in 0..4 {
-        let mut s = h2.clone();
-        waiting.push(tokio::spawn(async move {
-            answer_of(
-                &mut s,
-                post(
-                    path::SESSION_END,
-                    Unfinished(Some(Bytes::from_static(b"{"))),
-                ),
-            )
-            .await
-        }));
-    }
+    let waiting = unfinished_requests(&h2, path::SESSION_END, b"{", 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held = gw.running.observed.bodies.in_use();
     assert!(held <= 131_072, "{held} bytes held");
@@ -475,14 +480,7 @@ async fn bogus_enrolments_are_journaled_per_source_and_minute_not_one_by_one() {
         let source = Ipv4Addr::new(127, 0, 0, last);
         let addr = gw.running.control_addr;
         tasks.push(tokio::spawn(async move {
-            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-            socket.bind(SocketAddr::from((source, 0))).expect("bind");
-            let tcp = socket.connect(addr).await.expect("connect");
-            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name");
-            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-                .connect(name, tcp)
-                .await
-                .expect("TLS");
+            let tls = tls_to(addr, source, config).await.expect("TLS");
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                 .await
                 .expect("h1");
