@@ -383,7 +383,7 @@ async fn callers_without_a_certificate_are_refused_before_their_body_is_read() {
         assert_eq!(a, Ok((401, "certificate_required".into())), "h1 {route}");
     }
     // A body that never ends gets its refusal all the same, and nothing is buffered.
-    let mut h2 = h2_from(&gw, source, anonymous(&gw, b"h2")).await;
+    let h2 = h2_from(&gw, source, anonymous(&gw, b"h2")).await;
     let waiting = unfinished_requests(&h2, path::SESSION, b"{\"wg", 8);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(gw.running.observed.bodies.in_use(), 0, "no body held");
@@ -393,7 +393,6 @@ async fn callers_without_a_certificate_are_refused_before_their_body_is_read() {
             Ok((401, "certificate_required".into()))
         );
     }
-    let _ = &mut h2;
     gw.running.shutdown("test").await;
 }
 
@@ -451,7 +450,7 @@ async fn request_bodies_held_in_memory_are_bounded() {
     })
     .await;
     let agent = gw.enrol("e8004").await;
-    let mut h2: Sender<Unfinished> = h2_from(&gw, Ipv4Addr::LOCALHOST, device(&agent, b"h2")).await;
+    let h2: Sender<Unfinished> = h2_from(&gw, Ipv4Addr::LOCALHOST, device(&agent, b"h2")).await;
     let waiting = unfinished_requests(&h2, path::SESSION_END, b"{", 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held = gw.running.observed.bodies.in_use();
@@ -465,7 +464,6 @@ async fn request_bodies_held_in_memory_are_bounded() {
         }
     }
     assert_eq!(busy, 2, "two requests past the budget are refused as busy");
-    let _ = &mut h2;
     gw.running.shutdown("test").await;
 }
 
