@@ -36,7 +36,8 @@ pub struct Settings {
 pub struct GatewaySection {
     /// The gateway's names (DNS names or IP addresses) as its certificate carries them.
     pub names: Vec<String>,
-    /// The state directory (CA, keys, registry).
+    /// The state directory (CA, keys, registry, revocation list, admin socket): the
+    /// service's own. Relative to the settings file's directory.
     #[serde(default = "dot")]
     pub state_dir: PathBuf,
 }
@@ -253,10 +254,12 @@ impl Settings {
             }),
             incidents: raw.incidents.unwrap_or_default(),
         };
+        // The policy is configuration, beside these settings; the admin socket and the
+        // journal are the service's, in its state directory.
         s.gateway.state_dir = base.join(&s.gateway.state_dir);
         let state = s.gateway.state_dir.clone();
         s.admin.socket = state.join(&s.admin.socket);
-        s.policy.file = state.join(&s.policy.file);
+        s.policy.file = base.join(&s.policy.file);
         s.journal.dir = state.join(&s.journal.dir);
         s.check(text)?;
         Ok(s)
@@ -360,7 +363,8 @@ impl Settings {
     }
 }
 
-/// The files of a state directory, by role.
+/// The files of a state directory, by role. The configuration (`gateway.toml` and the
+/// policy) is not among them: it may live elsewhere, read-only to the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatePaths {
     pub dir: PathBuf,
@@ -371,9 +375,6 @@ impl StatePaths {
         Self {
             dir: dir.to_owned(),
         }
-    }
-    pub fn settings(&self) -> PathBuf {
-        self.dir.join("gateway.toml")
     }
     pub fn ca_cert(&self) -> PathBuf {
         self.dir.join("ca.pem")
@@ -402,9 +403,6 @@ impl StatePaths {
     }
     pub fn registry(&self) -> PathBuf {
         self.dir.join("registry.db")
-    }
-    pub fn policy(&self) -> PathBuf {
-        self.dir.join("policy.toml")
     }
     pub fn journal_key(&self) -> PathBuf {
         self.dir.join("journal.key")
@@ -585,6 +583,10 @@ pub struct TemplateValues {
     pub control_advertise: String,
     pub wireguard_endpoint: String,
     pub wireguard_port: u16,
+    /// `[gateway] state_dir` as written: `"."` when the state is beside the settings.
+    pub state_dir: String,
+    /// `[journal] dir` as written: `"journal"` for the state directory's `journal/`.
+    pub journal_dir: String,
 }
 
 /// The `gateway.toml` that `ztgw init` writes, every setting with a comment.
@@ -596,15 +598,18 @@ pub fn template(v: &TemplateValues) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        r#"# ztgw gateway settings. Relative paths are relative to this file's directory.
-# Durations are written like 30d, 72h, 1h30m, 10s.
+        r#"# ztgw gateway settings. Durations are written like 30d, 72h, 1h30m, 10s.
+# `state_dir` and the policy's `file` are relative to this file's directory; the admin
+# socket and the journal's `dir` to the state directory.
 
 [gateway]
 # The gateway's names (DNS names or IP addresses); its control-plane certificate
 # carries all of them.
 names = [{names}]
-# Where the CA, the keys and the registry live.
-state_dir = "."
+# Where the CA, the keys, the registry and the revocation list live: the service's own
+# directory (it writes nothing else but the journal). This file and the policy are only
+# read.
+state_dir = {state_dir}
 
 [control]
 # The control plane (enrolment, admission, renewal) listens here, HTTPS with mTLS.
@@ -694,7 +699,7 @@ file = "policy.toml"
 
 [journal]
 # The tamper-evident audit journal (docs/journal.md).
-dir = "journal"
+dir = {journal_dir}
 # A segment is closed and a new one begun past this size (bytes) or this age.
 segment_max_bytes = 67108864
 segment_max_age = "1d"
@@ -724,6 +729,8 @@ listen = "127.0.0.1:9469"
         advertise = toml_string(&v.control_advertise),
         endpoint = toml_string(&v.wireguard_endpoint),
         port = v.wireguard_port,
+        state_dir = toml_string(&v.state_dir),
+        journal_dir = toml_string(&v.journal_dir),
     )
 }
 
@@ -742,6 +749,8 @@ mod tests {
             control_advertise: "gw.example.gov.ma:8443".into(),
             wireguard_endpoint: "gw.example.gov.ma:51820".into(),
             wireguard_port: 51820,
+            state_dir: ".".into(),
+            journal_dir: "journal".into(),
         }
     }
 
@@ -752,9 +761,28 @@ mod tests {
         assert_eq!(s.gateway.names, values().names);
         assert_eq!(s.gateway.state_dir, Path::new("/etc/ztgw/."));
         assert_eq!(s.admin.socket, Path::new("/etc/ztgw/./admin.sock"));
+        assert_eq!(s.policy.file, Path::new("/etc/ztgw/policy.toml"));
+        assert_eq!(s.journal.dir, Path::new("/etc/ztgw/./journal"));
         assert_eq!(s.enrolment, defaults::enrolment());
         assert_eq!(s.control.max_request_bytes, defaults::max_request_bytes());
         assert_eq!(s.control.handshake_timeout, defaults::handshake_timeout());
+    }
+
+    #[test]
+    fn configuration_and_state_in_directories_of_their_own() {
+        let path = Path::new("/etc/ztgw/gateway.toml");
+        let text = template(&TemplateValues {
+            state_dir: "/var/lib/ztgw".into(),
+            journal_dir: "/var/log/ztgw/journal".into(),
+            ..values()
+        });
+        let s = Settings::parse(path, &text).expect("parses");
+        assert_eq!(s.gateway.state_dir, Path::new("/var/lib/ztgw"));
+        assert_eq!(s.state().registry(), Path::new("/var/lib/ztgw/registry.db"));
+        assert_eq!(s.admin.socket, Path::new("/var/lib/ztgw/admin.sock"));
+        // The policy is configuration: beside the settings, not in the state.
+        assert_eq!(s.policy.file, Path::new("/etc/ztgw/policy.toml"));
+        assert_eq!(s.journal.dir, Path::new("/var/log/ztgw/journal"));
     }
 
     #[test]

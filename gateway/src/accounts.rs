@@ -38,6 +38,18 @@ pub fn user_name(uid: u32) -> Option<String> {
     })
 }
 
+/// The user `name` from `/etc/passwd`: its id and its primary group's.
+pub fn user(name: &str) -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name).then_some(())?;
+        let uid = fields.nth(1)?.parse().ok()?;
+        let gid = fields.next()?.parse().ok()?;
+        Some((uid, gid))
+    })
+}
+
 /// The real user id of this process.
 pub fn current_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -59,6 +71,8 @@ mod tests {
         assert_eq!(group_id("root"), Some(0));
         assert_eq!(group_id("no-such-group-ztgw"), None);
         assert_eq!(user_name(0).as_deref(), Some("root"));
+        assert_eq!(user("root"), Some((0, 0)));
+        assert_eq!(user("no-such-user-ztgw"), None);
         assert!(current_uid().is_some());
         assert!(in_group(0, 0, "root"), "by primary group");
         assert!(!in_group(65534, 65534, "root"));

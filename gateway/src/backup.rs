@@ -17,6 +17,7 @@ use ztgw_pki::{Existing, Secret, write_private_file};
 use crate::clock::random;
 use crate::context::Context;
 use crate::journal::segment;
+use crate::layout::{Layout, LayoutError};
 
 const MAGIC: &[u8; 8] = b"ZTGWBAK1";
 const HEADER_LEN: usize = 8 + 16 + 4 + 12;
@@ -44,8 +45,8 @@ pub enum BackupError {
     Decrypt,
     #[error("the backup's contents are not valid: {0}")]
     Contents(String),
-    #[error("{0} is not empty: restore never overwrites")]
-    NotEmpty(String),
+    #[error("{0}")]
+    Layout(#[from] LayoutError),
     #[error("{0}")]
     Other(String),
 }
@@ -59,7 +60,9 @@ struct Manifest {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
-    /// `state/NAME` or `journal/NAME`; never `..` nor absolute.
+    /// `config/gateway.toml`, `config/policy.toml`, `state/NAME` or `journal/NAME`; never
+    /// `..` nor absolute. (Backups before the configuration had an area of its own keep
+    /// both under `state/`.)
     path: String,
     mode: u32,
     len: u64,
@@ -99,8 +102,14 @@ pub fn seal(ctx: &Context, passphrase: &Secret<String>) -> Result<(Vec<u8>, Summ
     };
     let paths = ctx.settings.state();
     let mut files: Vec<(String, u32, Vec<u8>)> = Vec::new();
+    for (name, p) in [
+        ("gateway.toml", &ctx.settings.file),
+        ("policy.toml", &ctx.settings.policy.file),
+    ] {
+        let bytes = std::fs::read(p).map_err(io(p))?;
+        files.push((format!("config/{name}"), 0o644, bytes));
+    }
     for p in [
-        paths.settings(),
         paths.ca_cert(),
         paths.ca_key(),
         paths.server_cert(),
@@ -110,7 +119,6 @@ pub fn seal(ctx: &Context, passphrase: &Secret<String>) -> Result<(Vec<u8>, Summ
         paths.journal_key(),
         paths.journal_public(),
         paths.crl(),
-        ctx.settings.policy.file.clone(),
     ] {
         let bytes = std::fs::read(&p).map_err(io(&p))?;
         let mode = std::fs::metadata(&p).map_err(io(&p))?.permissions().mode() & 0o777;
@@ -195,12 +203,14 @@ pub fn seal(ctx: &Context, passphrase: &Secret<String>) -> Result<(Vec<u8>, Summ
     Ok((out, summary))
 }
 
-/// Restores the backup at `from` into `dir` (new or empty, made 0700). The journal goes
-/// to `dir/journal`, and the restored settings point there.
+/// Restores the backup at `from` where `layout` says (directories new or empty, prepared
+/// as `ztgw init` prepares them, then handed to the layout's owner). The restored settings
+/// name the layout's state and journal directories and `policy.toml` beside them;
+/// everything else in them is as it was backed up.
 pub fn restore(
     from: &Path,
     passphrase: &Secret<String>,
-    dir: &Path,
+    layout: &Layout,
 ) -> Result<Summary, BackupError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
@@ -244,17 +254,10 @@ pub fn restore(
             .ok_or_else(|| bad("manifest cut short"))?,
     )
     .map_err(|e| BackupError::Contents(e.to_string()))?;
-    match std::fs::read_dir(dir) {
-        Ok(entries) => {
-            if entries.into_iter().next().is_some() {
-                return Err(BackupError::NotEmpty(dir.display().to_string()));
-            }
-        }
-        Err(_) => std::fs::create_dir_all(dir).map_err(io(dir))?,
-    }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
-    std::fs::create_dir_all(dir.join("journal")).map_err(io(dir))?;
+    // Every file is checked, and found in the archive, before anything is written.
     let mut at = 4 + mlen;
+    let mut restored: Vec<(PathBuf, u32, &[u8])> = Vec::with_capacity(manifest.files.len());
+    let mut settings: Option<usize> = None;
     let mut total = 0u64;
     for e in &manifest.files {
         let (area, name) = e
@@ -262,58 +265,113 @@ pub fn restore(
             .split_once('/')
             .ok_or_else(|| bad("a file path without its area"))?;
         let safe = !name.is_empty() && !name.contains('/') && name != ".." && name != ".";
-        if !safe || !matches!(area, "state" | "journal") {
-            return Err(BackupError::Contents(format!(
-                "refusing the path {:?}",
-                e.path
-            )));
+        let target = match (area, name) {
+            _ if !safe => None,
+            ("config" | "state", "gateway.toml") => {
+                settings = Some(restored.len());
+                Some(layout.settings())
+            }
+            ("config", "policy.toml") => Some(layout.policy()),
+            ("state", _) => Some(layout.state_dir.join(name)),
+            ("journal", _) => Some(layout.journal_dir.join(name)),
+            _ => None,
         }
-        let target: PathBuf = if area == "state" {
-            dir.join(name)
-        } else {
-            dir.join("journal").join(name)
-        };
+        .ok_or_else(|| BackupError::Contents(format!("refusing the path {:?}", e.path)))?;
         let len = usize::try_from(e.len).map_err(|_| bad("a file too large"))?;
         let data = plain
-            .get(at..at + len)
+            .get(at..at.saturating_add(len))
             .ok_or_else(|| bad("a file cut short"))?;
         at += len;
-        let data = if name == "gateway.toml" {
-            point_journal_here(data)?
-        } else {
-            data.to_vec()
-        };
-        write_private_file(&target, &data, Existing::Refuse).map_err(io(&target))?;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(e.mode & 0o777))
-            .map_err(io(&target))?;
+        restored.push((target, e.mode & 0o777, data));
         total += e.len;
     }
+    let settings = settings.ok_or_else(|| bad("no gateway.toml"))?;
+    let settings_text =
+        std::str::from_utf8(restored[settings].2).map_err(|_| bad("gateway.toml is not UTF-8"))?;
+    // A backup from before the configuration's area kept the policy under `state/`, by
+    // the name the settings give it: it goes beside the settings as policy.toml.
+    if !manifest
+        .files
+        .iter()
+        .any(|e| e.path == "config/policy.toml")
+    {
+        let old_policy = layout.state_dir.join(policy_name(settings_text)?);
+        for (target, _, _) in &mut restored {
+            if *target == old_policy {
+                *target = layout.policy();
+            }
+        }
+    }
+    let settings_text = point_at(settings_text, layout)?;
+    restored[settings].2 = settings_text.as_bytes();
+
+    layout.prepare()?;
+    if !layout.journal_dir.exists() {
+        std::fs::create_dir_all(&layout.journal_dir).map_err(io(&layout.journal_dir))?;
+        std::fs::set_permissions(&layout.journal_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io(&layout.journal_dir))?;
+    }
+    for (target, mode, data) in &restored {
+        write_private_file(target, data, Existing::Refuse).map_err(io(target))?;
+        std::fs::set_permissions(target, std::fs::Permissions::from_mode(*mode))
+            .map_err(io(target))?;
+    }
+    layout.hand_over()?;
     Ok(Summary {
         files: manifest.files.len(),
         bytes: total,
     })
 }
 
-/// The restored settings keep the state directory (`.`) and put the journal beside it.
-fn point_journal_here(settings: &[u8]) -> Result<Vec<u8>, BackupError> {
-    let text = std::str::from_utf8(settings)
-        .map_err(|_| BackupError::Contents("gateway.toml is not UTF-8".into()))?;
-    let mut section = String::new();
-    let out: Vec<String> = text
-        .lines()
-        .map(|line| {
-            let t = line.trim();
-            if t.starts_with('[') {
-                section = t.to_owned();
+/// The file name of `[policy] file` in `settings` (`policy.toml` by default).
+fn policy_name(settings: &str) -> Result<String, BackupError> {
+    let doc: toml_edit::DocumentMut = settings
+        .parse()
+        .map_err(|e| BackupError::Contents(format!("gateway.toml: {e}")))?;
+    let file = doc
+        .get("policy")
+        .and_then(|p| p.get("file"))
+        .and_then(|f| f.as_str())
+        .unwrap_or("policy.toml");
+    Ok(Path::new(file)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "policy.toml".into()))
+}
+
+/// The restored settings name the layout's directories and the policy beside them;
+/// their comments and every other value are kept.
+fn point_at(settings: &str, layout: &Layout) -> Result<String, BackupError> {
+    let mut doc: toml_edit::DocumentMut = settings
+        .parse()
+        .map_err(|e| BackupError::Contents(format!("gateway.toml: {e}")))?;
+    for (table, key, value) in [
+        ("gateway", "state_dir", layout.state_dir_setting()),
+        ("policy", "file", "policy.toml".to_owned()),
+        ("journal", "dir", layout.journal_dir_setting()),
+    ] {
+        let section = doc
+            .entry(table)
+            .or_insert_with(toml_edit::table)
+            .as_table_like_mut()
+            .ok_or_else(|| {
+                BackupError::Contents(format!("gateway.toml: [{table}] is not a table"))
+            })?;
+        match section.get_mut(key) {
+            // The value changes; its comments stay.
+            Some(item) if item.is_value() => {
+                let decor = item.as_value().map(|v| v.decor().clone());
+                *item = toml_edit::value(value);
+                if let (Some(decor), Some(v)) = (decor, item.as_value_mut()) {
+                    *v.decor_mut() = decor;
+                }
             }
-            if section == "[journal]" && (t.starts_with("dir ") || t.starts_with("dir=")) {
-                "dir = \"journal\"".to_owned()
-            } else {
-                line.to_owned()
+            _ => {
+                section.insert(key, toml_edit::value(value));
             }
-        })
-        .collect();
-    Ok((out.join("\n") + "\n").into_bytes())
+        }
+    }
+    Ok(doc.to_string())
 }
 
 fn derive(

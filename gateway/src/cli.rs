@@ -68,7 +68,7 @@ pub struct Cli {
 pub enum Command {
     /// Create a new gateway's state directory (CA, keys, settings, policy, registry).
     #[command(
-        after_help = "Example:\n  ztgw init --dir /etc/ztgw --name gw.example.gov.ma --endpoint gw.example.gov.ma:51820"
+        after_help = "Examples:\n  ztgw init --dir /etc/ztgw --state-dir /var/lib/ztgw --journal-dir /var/log/ztgw/journal \\\n      --owner ztgw --name gw.example.gov.ma --endpoint gw.example.gov.ma:51820\n  ztgw init --dir ./gw --name 127.0.0.1 --endpoint 127.0.0.1:51820"
     )]
     Init(InitArgs),
     /// Run the gateway (control plane and admin socket) in the foreground.
@@ -128,17 +128,16 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Restore a backup into a new state directory.
+    /// Restore a backup into new (or empty) directories, laid out as `ztgw init` lays them.
     #[command(
-        after_help = "Example:\n  ztgw restore --from ztgw-2027-04-06.zbak --dir /etc/ztgw --passphrase-file /root/backup.pass"
+        after_help = "Examples:\n  ztgw restore --from ztgw-2027-04-06.zbak --passphrase-file /root/backup.pass \\\n      --dir /etc/ztgw --state-dir /var/lib/ztgw --journal-dir /var/log/ztgw/journal --owner ztgw\n  ztgw restore --from ztgw-2027-04-06.zbak --dir ./restored"
     )]
     Restore {
         /// The archive written by `ztgw backup`.
         #[arg(long)]
         from: PathBuf,
-        /// The new state directory (must be new or empty).
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        layout: LayoutArgs,
         /// A file holding the passphrase; or ZTGW_BACKUP_PASSPHRASE.
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
@@ -175,9 +174,8 @@ pub enum AuditorCommand {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// The new state directory (created with mode 0700; must be new or empty).
-    #[arg(long)]
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     /// The gateway's DNS name or IP address; repeat for more. The first goes into invitations.
     #[arg(long = "name", required = true)]
     pub names: Vec<String>,
@@ -190,6 +188,28 @@ pub struct InitArgs {
     /// The control-plane address invitations carry (default: first name and listen port).
     #[arg(long)]
     pub control_advertise: Option<String>,
+}
+
+/// Where `ztgw init` and `ztgw restore` put a gateway's files.
+#[derive(Debug, Args)]
+pub struct LayoutArgs {
+    /// The directory for gateway.toml and policy.toml (must be new or empty). Without
+    /// --state-dir it holds the state too and is made 0700; with it, an existing
+    /// directory keeps its owner and mode.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The service's state (keys, registry, revocation list, admin socket), in a
+    /// directory of its own (new or empty), e.g. /var/lib/ztgw.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// The journal's directory (new or empty; default: journal/ in the state), e.g.
+    /// /var/log/ztgw/journal where the auditors' group can read it.
+    #[arg(long)]
+    pub journal_dir: Option<PathBuf>,
+    /// The account the service runs as: the state and the journal are given to it
+    /// (needs root). The configuration stays the caller's.
+    #[arg(long)]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -466,28 +486,28 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Restore {
             from,
-            dir,
+            layout: args,
             passphrase_file,
         } => {
             let passphrase = read_passphrase(passphrase_file.as_deref())?;
-            let s = crate::backup::restore(&from, &passphrase, &dir).map_err(|e| {
+            let layout = layout(&args)?;
+            let s = crate::backup::restore(&from, &passphrase, &layout).map_err(|e| {
                 let code = match e {
-                    crate::backup::BackupError::NotEmpty(_) => exit::REFUSED,
+                    crate::backup::BackupError::Layout(
+                        crate::layout::LayoutError::NotEmpty(_)
+                        | crate::layout::LayoutError::Invalid(_),
+                    ) => exit::REFUSED,
                     crate::backup::BackupError::Decrypt
                     | crate::backup::BackupError::NotABackup => exit::DAMAGED,
                     _ => exit::FAILURE,
                 };
                 Failure::new(code, e.to_string())
             })?;
-            println!(
-                "restored {} files ({} bytes) into {}",
-                s.files,
-                s.bytes,
-                dir.display()
-            );
+            println!("restored {} files ({} bytes):", s.files, s.bytes);
+            print_layout(&layout);
             println!(
                 "check it, then start it: ztgw --config {} journal verify",
-                dir.join("gateway.toml").display()
+                layout.settings().display()
             );
             Ok(())
         }
@@ -714,9 +734,10 @@ fn add_auditor(
 }
 
 fn init(args: &InitArgs) -> Result<(), Failure> {
+    let layout = layout(&args.layout)?;
     let report = crate::state::init(
         &crate::state::InitOptions {
-            dir: args.dir.clone(),
+            layout: layout.clone(),
             names: args.names.clone(),
             endpoint: args.endpoint.clone(),
             control_listen: args.control_listen,
@@ -727,21 +748,66 @@ fn init(args: &InitArgs) -> Result<(), Failure> {
     )
     .map_err(|e| {
         let code = match e {
-            crate::state::InitError::NotEmpty(_) | crate::state::InitError::Invalid(_) => {
-                exit::REFUSED
-            }
+            crate::state::InitError::Layout(
+                crate::layout::LayoutError::NotEmpty(_) | crate::layout::LayoutError::Invalid(_),
+            )
+            | crate::state::InitError::Invalid(_) => exit::REFUSED,
             _ => exit::FAILURE,
         };
         Failure::new(code, e.to_string())
     })?;
-    println!("Created the gateway state in {}", args.dir.display());
-    println!("  settings:            {}", report.settings.display());
-    println!("  CA fingerprint:      {}", report.ca_fingerprint);
+    println!("Created the gateway:");
+    print_layout(&layout);
+    println!("  CA fingerprint:       {}", report.ca_fingerprint);
     println!("  WireGuard public key: {}", report.wireguard_public_key);
     println!();
     println!("Next: review the policy, then start the gateway:");
-    println!("  ztgw --config {} serve", report.settings.display());
+    println!("  ztgw policy check {}", layout.policy().display());
+    if report.settings.as_path() == std::path::Path::new(DEFAULT_CONFIG) {
+        println!("  systemctl enable --now ztgw     # or: ztgw serve");
+    } else {
+        println!("  ztgw --config {} serve", report.settings.display());
+    }
     Ok(())
+}
+
+/// The layout `ztgw init` and `ztgw restore` are asked for, checked.
+fn layout(args: &LayoutArgs) -> Result<crate::layout::Layout, Failure> {
+    crate::layout::Layout::new(
+        &args.dir,
+        args.state_dir.as_deref(),
+        args.journal_dir.as_deref(),
+        args.owner.as_deref(),
+    )
+    .map_err(|e| {
+        let code = match e {
+            crate::layout::LayoutError::Io { .. } => exit::FAILURE,
+            _ => exit::USAGE,
+        };
+        Failure::new(code, e.to_string())
+    })
+}
+
+fn print_layout(layout: &crate::layout::Layout) {
+    let owner = layout
+        .owner
+        .as_ref()
+        .map(|o| format!(" (owned by {})", o.name))
+        .unwrap_or_default();
+    println!(
+        "  configuration:        {} (gateway.toml, policy.toml)",
+        layout.config_dir.display()
+    );
+    if layout.is_split() {
+        println!(
+            "  state:                {}{owner}",
+            layout.state_dir.display()
+        );
+    }
+    println!(
+        "  journal:              {}{owner}",
+        layout.journal_dir.display()
+    );
 }
 
 fn serve(config: &std::path::Path) -> Result<(), Failure> {

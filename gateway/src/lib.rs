@@ -27,6 +27,7 @@ pub mod dataplane;
 pub mod device_auth;
 pub mod enrolment;
 pub mod journal;
+pub mod layout;
 pub mod metrics;
 pub mod registry;
 pub mod report;

@@ -1,10 +1,11 @@
-//! `ztgw init`: a new gateway's state directory.
+//! `ztgw init`: a new gateway's configuration and state.
 //!
-//! It creates, in a directory of mode 0700 that must be new or empty: the CA key and
-//! certificate, the control plane's key and certificate, the WireGuard key pair,
-//! `gateway.toml` with every setting commented, an example policy, the registry and a
-//! first (empty) revocation list. Private keys are written 0600 from the start. It never
-//! overwrites anything.
+//! It creates, in directories that must be new or empty ([`Layout`]): `gateway.toml` with
+//! every setting commented and an example policy (the configuration); the CA key and
+//! certificate, the control plane's key and certificate, the WireGuard key pair, the
+//! registry, the journal's key and a first (empty) revocation list (the state); and the
+//! journal. Private keys are written 0600 from the start. It never overwrites anything.
+//! Given an owner, it hands the state and the journal to it last.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
@@ -18,6 +19,7 @@ use ztgw_pki::{CertificateAuthority, Existing, SerialNumber, write_private_file}
 
 use crate::clock::{Clock, Entropy, random};
 use crate::context::Context;
+use crate::layout::{Layout, LayoutError};
 use crate::registry::SqliteRegistry;
 
 /// The example policy `ztgw init` writes (also in `deploy/examples/policy.toml`).
@@ -31,7 +33,7 @@ const SERVER_VALIDITY: time::Duration = time::Duration::days(397);
 /// What `ztgw init` is told.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
-    pub dir: PathBuf,
+    pub layout: Layout,
     pub names: Vec<String>,
     /// WireGuard endpoint, `HOST:PORT`.
     pub endpoint: String,
@@ -51,8 +53,8 @@ pub struct InitReport {
 /// Why `ztgw init` stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
-    #[error("{0} is not empty: ztgw init never overwrites an existing state")]
-    NotEmpty(String),
+    #[error("{0}")]
+    Layout(#[from] LayoutError),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -72,7 +74,7 @@ pub enum InitError {
     Crl(#[from] crate::revocation::PublishError),
 }
 
-/// Creates a gateway's state in `opts.dir`.
+/// Creates a gateway's configuration and state where `opts.layout` says.
 pub fn init(
     opts: &InitOptions,
     clock: Arc<dyn Clock>,
@@ -82,8 +84,9 @@ pub fn init(
         .names
         .first()
         .ok_or_else(|| InitError::Invalid("give the gateway at least one --name".into()))?;
-    prepare_dir(&opts.dir)?;
-    let paths = StatePaths::new(&opts.dir);
+    let layout = &opts.layout;
+    layout.prepare()?;
+    let paths = StatePaths::new(&layout.state_dir);
     let now = clock.now();
 
     let (ca, ca_key) = CertificateAuthority::generate(
@@ -132,44 +135,29 @@ pub fn init(
         control_advertise: advertise,
         wireguard_endpoint: opts.endpoint.clone(),
         wireguard_port: endpoint_port,
+        state_dir: layout.state_dir_setting(),
+        journal_dir: layout.journal_dir_setting(),
     });
-    public(&paths.settings(), settings_text.as_bytes())?;
-    public(&paths.policy(), EXAMPLE_POLICY.as_bytes())?;
+    public(&layout.settings(), settings_text.as_bytes())?;
+    public(&layout.policy(), EXAMPLE_POLICY.as_bytes())?;
 
     // An empty file with mode 0600 first: SQLite keeps the mode, and gives it to the
     // WAL and shared-memory files it creates beside it.
     private(&paths.registry(), b"")?;
     SqliteRegistry::open(&paths.registry())?;
 
-    let settings = Settings::load(&paths.settings())
+    let settings = Settings::load(&layout.settings())
         .map_err(|e| InitError::Invalid(format!("the generated settings do not load: {e}")))?;
     let ctx = Context::open(settings, clock, entropy)?;
     ctx.publish_crl()?;
+    drop(ctx);
+    layout.hand_over()?;
 
     Ok(InitReport {
-        settings: paths.settings(),
+        settings: layout.settings(),
         ca_fingerprint: ztgw_pki::fingerprint_hex(ca.fingerprint()),
         wireguard_public_key: wg_public_text,
     })
-}
-
-fn prepare_dir(dir: &Path) -> Result<(), InitError> {
-    let io = |source| InitError::Io {
-        path: dir.display().to_string(),
-        source,
-    };
-    match std::fs::read_dir(dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(InitError::NotEmpty(dir.display().to_string()));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        Err(e) => return Err(io(e)),
-    }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
 }
 
 fn private(path: &Path, contents: &[u8]) -> Result<(), InitError> {
@@ -179,7 +167,7 @@ fn private(path: &Path, contents: &[u8]) -> Result<(), InitError> {
     })
 }
 
-/// A file without secrets: 0644, inside the 0700 state directory.
+/// A file without secrets: 0644 (its directory decides who reaches it).
 fn public(path: &Path, contents: &[u8]) -> Result<(), InitError> {
     private(path, contents)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|source| {

@@ -64,7 +64,7 @@ impl TestGateway {
         let port = free_port();
         init(
             &InitOptions {
-                dir: state.clone(),
+                layout: ztgw_gateway::layout::Layout::single(&state),
                 names: vec!["127.0.0.1".into(), "localhost".into()],
                 endpoint: "127.0.0.1:51820".into(),
                 control_listen: format!("127.0.0.1:{port}").parse().expect("addr"),

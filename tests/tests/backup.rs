@@ -1,5 +1,6 @@
-//! Back up a running gateway, restore it into a new directory: enrolled devices connect
-//! there, and the journal still verifies (G16).
+//! Back up a running gateway, restore it into new directories (configuration, state and
+//! journal apart, as the package lays them out): enrolled devices connect there, and the
+//! journal still verifies (G16).
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use ztgw_gateway::daemon::RunningGateway;
 use ztgw_gateway::journal::PublicKey;
 use ztgw_gateway::journal::query::{self, Filter};
 use ztgw_gateway::journal::verify::verify_dir;
+use ztgw_gateway::layout::{Layout, LayoutError};
 use ztgw_pki::wire::{DeviceView, RedactedString, path};
 use ztgw_pki::{Secret, tls};
 use ztgw_tests::{GatewayOptions, TestGateway, free_port};
@@ -78,7 +80,13 @@ async fn a_restored_gateway_admits_its_devices_and_its_journal_verifies() {
     gw.running.shutdown("test").await;
 
     // Wrong passphrase, damaged file, non-empty target: clear errors.
-    let target = tmp.path().join("restored");
+    let target = Layout::new(
+        &tmp.path().join("etc"),
+        Some(&tmp.path().join("lib")),
+        Some(&tmp.path().join("log/journal")),
+        None,
+    )
+    .expect("layout");
     let wrong = backup::restore(&file, &Secret::new("not the passphrase".into()), &target);
     assert!(matches!(wrong, Err(BackupError::Decrypt)), "{wrong:?}");
     let damaged = tmp.path().join("damaged.zbak");
@@ -99,26 +107,53 @@ async fn a_restored_gateway_admits_its_devices_and_its_journal_verifies() {
         Err(BackupError::Io { .. })
     ));
 
+    assert!(
+        !tmp.path().join("etc").exists(),
+        "nothing is written before the archive is read"
+    );
     let summary = backup::restore(&file, &Secret::new(PASS.into()), &target).expect("restore");
     assert!(summary.files >= 13, "{summary:?}");
     assert!(matches!(
         backup::restore(&file, &Secret::new(PASS.into()), &target),
-        Err(BackupError::NotEmpty(_))
+        Err(BackupError::Layout(LayoutError::NotEmpty(_)))
     ));
+    let names = |dir: &std::path::Path| {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(&target.config_dir),
+        ["gateway.toml", "policy.toml"],
+        "the configuration apart from the state"
+    );
+    let state = names(&target.state_dir);
+    for file in ["ca.key", "registry.db", "crl.pem", "journal.key"] {
+        assert!(state.contains(&file.to_owned()), "{file} in {state:?}");
+    }
+    assert!(!state.iter().any(|n| n.ends_with(".toml")), "{state:?}");
     let key_mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(target.join("ca.key"))
+        &std::fs::metadata(target.state_dir.join("ca.key"))
             .expect("ca.key")
             .permissions(),
     );
     assert_eq!(key_mode & 0o777, 0o600);
+    let settings = Settings::load(&target.settings()).expect("the restored settings load");
+    assert_eq!(settings.gateway.state_dir, target.state_dir);
+    assert_eq!(settings.journal.dir, target.journal_dir);
+    assert_eq!(settings.policy.file, target.policy());
 
     // The restored journal verifies and records the backup.
-    let journal_key =
-        PublicKey::parse(&std::fs::read_to_string(target.join("journal.pub")).expect("pub"))
-            .expect("key");
-    verify_dir(&target.join("journal"), Some(&journal_key), None)
+    let journal_key = PublicKey::parse(
+        &std::fs::read_to_string(target.state_dir.join("journal.pub")).expect("pub"),
+    )
+    .expect("key");
+    verify_dir(&target.journal_dir, Some(&journal_key), None)
         .expect("the restored journal verifies");
-    let kinds: Vec<String> = query::read(&target.join("journal"), &Filter::default())
+    let kinds: Vec<String> = query::read(&target.journal_dir, &Filter::default())
         .expect("read")
         .iter()
         .map(|r| r.event["type"].as_str().unwrap_or("").to_owned())
@@ -127,7 +162,7 @@ async fn a_restored_gateway_admits_its_devices_and_its_journal_verifies() {
     assert!(kinds.iter().any(|k| k == "device.enrolled"), "{kinds:?}");
 
     // Start the restored gateway on a new port; the device's certificate works there.
-    let config = target.join("gateway.toml");
+    let config = target.settings();
     let port = free_port();
     let text = std::fs::read_to_string(&config)
         .expect("settings")
@@ -164,4 +199,18 @@ async fn a_restored_gateway_admits_its_devices_and_its_journal_verifies() {
         .expect("the enrolled device connects to the restored gateway");
     assert_eq!(view.device_id, agent.device_id());
     restored.shutdown("test").await;
+
+    // The same archive into one directory (the layout of a gateway run by hand) opens too.
+    let single = Layout::single(&tmp.path().join("single"));
+    backup::restore(&file, &Secret::new(PASS.into()), &single).expect("restore");
+    let settings = Settings::load(&single.settings()).expect("settings");
+    assert_eq!(settings.journal.dir, single.journal_dir);
+    drop(
+        Context::open(
+            settings,
+            Arc::new(SystemClock),
+            Arc::new(SystemEntropy::new()),
+        )
+        .expect("the single-directory restore opens"),
+    );
 }

@@ -284,6 +284,100 @@ fn an_operator_and_an_employee_with_the_real_binaries() {
     assert_eq!(bad_config.status.code(), Some(3));
 }
 
+/// `ztgw init` with the configuration, the state and the journal apart (the packaged
+/// layout; the owner hand-over needs root and a service user, and is exercised by the
+/// package test): each file where it belongs, the commands work from the settings alone,
+/// and layouts that would let the service write its configuration are refused.
+#[test]
+fn init_keeps_the_configuration_apart_from_the_state() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (etc, lib, log) = (
+        tmp.path().join("etc"),
+        tmp.path().join("lib"),
+        tmp.path().join("log/journal"),
+    );
+    std::fs::create_dir(&etc).expect("mkdir");
+    std::fs::set_permissions(&etc, std::os::unix::fs::PermissionsExt::from_mode(0o750))
+        .expect("chmod");
+    let config = etc.join("gateway.toml");
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    let init = |state: &Path, journal: &Path| {
+        ztgw(
+            &config,
+            &[
+                "init",
+                "--dir",
+                &path(&etc),
+                "--state-dir",
+                &path(state),
+                "--journal-dir",
+                &path(journal),
+                "--name",
+                "127.0.0.1",
+                "--endpoint",
+                "127.0.0.1:51820",
+            ],
+        )
+    };
+    // The state inside the configuration would let the service write its settings.
+    let nested = init(&etc.join("state"), &log);
+    assert_eq!(nested.status.code(), Some(2), "{}", text(&nested.stderr));
+    assert!(
+        text(&nested.stderr).contains("must not contain"),
+        "{}",
+        text(&nested.stderr)
+    );
+    assert!(!etc.join("gateway.toml").exists(), "nothing written");
+
+    let out = ok(&init(&lib, &log));
+    assert!(
+        out.contains(&format!("state:                {}", lib.display())),
+        "{out}"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&etc)
+        .expect("etc")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["gateway.toml", "policy.toml"]);
+    for file in [
+        "ca.key",
+        "server.key",
+        "wireguard.key",
+        "registry.db",
+        "crl.pem",
+        "journal.key",
+    ] {
+        assert!(lib.join(file).exists(), "{file} in the state directory");
+    }
+    assert!(
+        !lib.join("journal").exists(),
+        "the journal is in its own directory"
+    );
+    assert!(std::fs::read_dir(&log).expect("journal").count() > 0);
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).expect("meta").permissions())
+            & 0o777
+    };
+    assert_eq!(
+        mode(&etc),
+        0o750,
+        "an existing configuration directory keeps its mode"
+    );
+    assert_eq!(mode(&lib), 0o700);
+    assert_eq!(mode(&lib.join("ca.key")), 0o600);
+    ok(&ztgw(
+        &config,
+        &["policy", "check", &path(&etc.join("policy.toml"))],
+    ));
+    ok(&ztgw(&config, &["device", "list"]));
+    let verify = ok(&ztgw(&config, &["journal", "verify"]));
+    assert!(verify.contains("journal intact"), "{verify}");
+    // A second init into the same directories never overwrites.
+    let again = init(&lib, &log);
+    assert_eq!(again.status.code(), Some(5), "{}", text(&again.stderr));
+}
+
 #[test]
 fn configuration_mistakes_name_file_line_and_column() {
     let tmp = tempfile::tempdir().expect("tempdir");

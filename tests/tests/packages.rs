@@ -109,6 +109,8 @@ fn the_gateway_package() {
         "addgroup --system auditors",
         "adduser --system",
         "make_dir /etc/ztgw 0750 root ztgw",
+        "make_dir /var/lib/ztgw 0750 ztgw ztgw",
+        "make_dir /var/log/ztgw 0750 ztgw auditors",
     ] {
         assert!(postinst.contains(needed), "postinst lacks {needed:?}");
     }
@@ -167,11 +169,14 @@ fn the_agent_package() {
 
 /// Installing, using and upgrading the packages on a copy-on-write view of this machine
 /// (an overlay over `/` in a private mount namespace, entered with `chroot`: nothing
-/// reaches the real system). As the operator's guide says: install, `ztgw init`, give
-/// the state to the service user, run the gateway as that user, enrol a device; then
-/// reinstall the same packages and a newer version of them. The gateway starts again,
-/// still knows the device, and can still write its registry (an upgrade once reset
-/// /etc/ztgw's owner and made the registry read-only). Needs root (CI is root).
+/// reaches the real system). As the operator's guide says: install, `ztgw init` with the
+/// packaged layout (configuration in /etc/ztgw, state in /var/lib/ztgw, journal in
+/// /var/log/ztgw/journal, given to the service user), run the gateway as that user, enrol
+/// a device; then reinstall the same packages and a newer version of them. The gateway
+/// starts again, still knows the device, and can still write its registry (an upgrade
+/// once reset /etc/ztgw's owner and made the registry read-only); no directory's owner
+/// or mode changed. The service cannot write its configuration; the auditors' group
+/// reads the journal. Needs root (CI is root).
 #[test]
 fn an_upgrade_keeps_the_state_and_the_service_can_still_write_it() {
     let (gw, agent) = (deb("ztgw"), deb("ztgw-agent"));
@@ -211,16 +216,19 @@ mount --bind /proc "$R/proc"; mount --bind /dev "$R/dev"; mount --bind /sys "$R/
 mount -t tmpfs tmpfs "$R/run"
 inside() { chroot "$R" "$@"; }
 as_admin() { inside env ZTGW_CONFIG=/etc/ztgw/gateway.toml "$@"; }
+as_service() { chroot "$R" setpriv --reuid=ztgw --regid=ztgw --init-groups "$@"; }
+dirs() { inside stat -c '%n %U:%G %a' /etc/ztgw /var/lib/ztgw /var/log/ztgw /var/log/ztgw/journal; }
+SOCKET="$R/var/lib/ztgw/admin.sock"
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 serve() {
     # A socket left by the previous run is not the sign of this one.
-    rm -f "$R/etc/ztgw/admin.sock"
+    rm -f "$SOCKET"
     # Not through a function: $! must be the gateway itself (chroot, setpriv and env
     # each exec the next).
     chroot "$R" setpriv --reuid=ztgw --regid=ztgw --init-groups \
         env ZTGW_CONFIG=/etc/ztgw/gateway.toml RUST_LOG=warn ztgw serve &
     for _ in $(seq 100); do
-        [ -S "$R/etc/ztgw/admin.sock" ] && return 0
+        [ -S "$SOCKET" ] && return 0
         sleep 0.2
     done
     echo "the gateway did not start" >&2; return 1
@@ -228,15 +236,29 @@ serve() {
 stop() { kill "$1" && wait "$1" || { echo "the gateway had stopped" >&2; return 1; }; }
 
 inside dpkg -i "$GW" "$AGENT" >/dev/null
-inside ztgw init --dir /etc/ztgw --name 127.0.0.1 --endpoint 127.0.0.1:51820 \
-    --control-listen "127.0.0.1:$PORT" >/dev/null
+inside ztgw init --dir /etc/ztgw --state-dir /var/lib/ztgw \
+    --journal-dir /var/log/ztgw/journal --owner ztgw \
+    --name 127.0.0.1 --endpoint 127.0.0.1:51820 --control-listen "127.0.0.1:$PORT" >/dev/null
 # No data plane here (it would need a TUN device in this machine's namespace); a free
 # metrics port.
 sed -i -e 's/^enabled = true/enabled = false/' \
     -e 's/^listen = "127.0.0.1:9469"/listen = "127.0.0.1:0"/' "$R/etc/ztgw/gateway.toml"
-inside chown -R ztgw:ztgw /etc/ztgw
-before=$(inside stat -c '%U:%G %a' /etc/ztgw)
+before=$(dirs)
+echo "$before"
 serve; pid=$!
+# The configuration is root's: the service reads it and cannot change it.
+inside stat -c '%n %U %a' /etc/ztgw/gateway.toml /etc/ztgw/policy.toml
+as_service cat /etc/ztgw/gateway.toml /etc/ztgw/policy.toml >/dev/null
+if as_service sh -c 'echo x >> /etc/ztgw/policy.toml' 2>/dev/null \
+    || as_service touch /etc/ztgw/new 2>/dev/null; then
+    echo "the service can write its configuration" >&2; exit 1
+fi
+inside stat -c '%n %U:%G %a' /var/lib/ztgw/ca.key /var/lib/ztgw/registry.db
+# An auditor (a member of the auditors' group, nothing else) verifies the journal.
+inside adduser --system --no-create-home --ingroup auditors aud >/dev/null 2>&1
+cp "$R/var/lib/ztgw/journal.pub" "$R/tmp/journal.pub"
+chroot "$R" setpriv --reuid=aud --regid=auditors --init-groups \
+    ztgw journal verify --dir /var/log/ztgw/journal --public-key /tmp/journal.pub
 inv=$(as_admin ztgw invite --employee e1 --role finance --approved-by head \
     --reference DEC-1 --json | grep -o '"invitation": *"[^"]*"' | cut -d'"' -f4)
 inside ztgw-agent --state-dir /var/lib/ztgw-agent enroll "$inv" --ownership administration \
@@ -245,8 +267,8 @@ stop "$pid"
 
 inside dpkg -i "$GW" "$AGENT" >/dev/null
 inside dpkg -i "$NEWER" >/dev/null
-after=$(inside stat -c '%U:%G %a' /etc/ztgw)
-[ "$before" = "$after" ] || { echo "the upgrade changed /etc/ztgw: $before -> $after" >&2; exit 1; }
+after=$(dirs)
+[ "$before" = "$after" ] || { echo "the upgrade changed a directory: $before -> $after" >&2; exit 1; }
 inside dpkg-query -W -f '${Version}\n' ztgw
 serve; pid=$!
 as_admin ztgw device list
@@ -286,4 +308,20 @@ stop "$pid"
     );
     assert!(said.contains("e1"), "the device is still known: {said}");
     assert!(said.contains("registry writable"), "{said}");
+    for line in [
+        "/etc/ztgw root:ztgw 750",
+        "/var/lib/ztgw ztgw:ztgw 750",
+        "/var/log/ztgw ztgw:auditors 750",
+        "/var/log/ztgw/journal ztgw:auditors 750",
+        "/etc/ztgw/gateway.toml root 644",
+        "/etc/ztgw/policy.toml root 644",
+        "/var/lib/ztgw/ca.key ztgw:ztgw 600",
+        "/var/lib/ztgw/registry.db ztgw:ztgw 600",
+    ] {
+        assert!(said.contains(line), "{line:?} in: {said}");
+    }
+    assert!(
+        said.contains("intact"),
+        "the auditor verified the journal: {said}"
+    );
 }

@@ -55,3 +55,39 @@ fn the_units_verify() {
         );
     }
 }
+
+/// The layout the package and `ztgw init` agree on: under `ProtectSystem=strict` the
+/// service may write its state (`/var/lib/ztgw`) and the journal's directory, never its
+/// configuration in `/etc`; the journal's directory is not one systemd re-owns on start
+/// (a `LogsDirectory` would be given to the service's group, away from the auditors).
+#[test]
+fn the_gateway_unit_writes_its_state_and_journal_only() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/systemd/ztgw.service"),
+    )
+    .expect("unit");
+    let settings: Vec<(&str, &str)> = unit
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let all = |key: &str| -> Vec<&str> {
+        settings
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    assert_eq!(all("ProtectSystem"), ["strict"]);
+    assert_eq!(all("StateDirectory"), ["ztgw"]);
+    assert_eq!(all("StateDirectoryMode"), ["0750"]);
+    assert_eq!(all("ReadWritePaths"), ["-/var/log/ztgw"]);
+    for managed in [
+        "LogsDirectory",
+        "ConfigurationDirectory",
+        "RuntimeDirectory",
+    ] {
+        assert!(all(managed).is_empty(), "{managed} in the gateway's unit");
+    }
+    assert_eq!(all("Environment"), ["ZTGW_CONFIG=/etc/ztgw/gateway.toml"]);
+}

@@ -203,10 +203,16 @@ fn verify(
         None => None,
     };
     let report = verify_dir(&dir, key.as_ref(), kept).map_err(damaged)?;
-    println!(
-        "journal intact: {} records ({} events, {} checkpoints) in {} segments, from record {}",
-        report.records, report.events, report.checkpoints, report.segments, report.first_seq
-    );
+    if report.records == 0 {
+        println!(
+            "journal intact: it holds no record yet (a new journal: the gateway's first start writes the first)"
+        );
+    } else {
+        println!(
+            "journal intact: {} records ({} events, {} checkpoints) in {} segments, from record {}",
+            report.records, report.events, report.checkpoints, report.segments, report.first_seq
+        );
+    }
     if let Some(cp) = &report.last_checkpoint {
         let when =
             OffsetDateTime::from_unix_timestamp_nanos(i128::from(cp.head.time_ms) * 1_000_000)

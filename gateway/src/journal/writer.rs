@@ -554,6 +554,17 @@ impl Writer {
         health: Arc<Health>,
     ) -> Result<Self, JournalError> {
         let io = |e: io::Error| JournalError::Io(e.to_string());
+        // Closed segments are the auditors' to read too, also after something took their
+        // group or mode away (a `chown -R` of the directory, a service manager re-owning
+        // a directory it manages).
+        for info in state.segments.iter().rev().skip(1) {
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(&info.file.path)
+                .map_err(io)?;
+            segment_access(&file, cfg.group).map_err(io)?;
+        }
         // Appends go to the last segment if it is still open, otherwise to a new one.
         let reopened_last = state.segments.last().map_or(0, |s| s.last_time_ms);
         let (current, file, len, started) = match state.segments.pop() {
