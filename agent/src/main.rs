@@ -84,8 +84,10 @@ enum Command {
         /// factor (otherwise the agent asks for it).
         #[arg(long)]
         second_factor: Option<String>,
-        /// Where the posture collector reads the system from (for tests; default /).
-        #[arg(long, default_value = "/", hide = true)]
+        /// Read the posture from a copy of a laptop's files mounted here instead of this
+        /// system (default /). Only files are read there: the firewall and endpoint
+        /// protection in force are asked of the running system only.
+        #[arg(long, default_value = "/")]
         posture_root: PathBuf,
     },
     /// End this device's session at the gateway and tear the tunnel down (G9).
@@ -105,10 +107,18 @@ enum Command {
     },
     /// Check this device against the posture your role requires, and say how to fix
     /// what fails.
+    #[command(
+        after_help = "Examples:\n  sudo ztgw-agent posture\n  ztgw-agent posture --posture-root /mnt/laptop-image --json"
+    )]
     Posture {
         /// The report and its evaluation as JSON.
         #[arg(long)]
         json: bool,
+        /// Check a copy of a laptop's files mounted here instead of this system (default
+        /// /): a security unit checking a captured image, or a test. Only files are read
+        /// there.
+        #[arg(long, default_value = "/")]
+        posture_root: PathBuf,
     },
 }
 
@@ -224,8 +234,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Posture { json } => {
-            let (profile, report, evaluation) = ztgw_agent::posture::preview(&state)
+        Command::Posture { json, posture_root } => {
+            let (profile, report, evaluation) = ztgw_agent::posture::preview(&state, posture_root)
                 .await
                 .map_err(|e| e.to_string())?;
             if json {
@@ -397,8 +407,7 @@ async fn run_connection(
     )
     .map_err(|e| format!("the gateway's end time: {e}"))?;
     let mut every = grant.recheck_secs.max(5);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| e.to_string())?;
+    let mut term = Terminate::new()?;
     // The gateway tells a watching agent at once when it ends the session.
     let ended = connect::until_ended(state, &grant.session, WATCH_RETRY);
     tokio::pin!(ended);
@@ -525,4 +534,32 @@ fn ask_code() -> Option<String> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).ok()?;
     Some(line.trim().to_owned())
+}
+
+/// SIGTERM on Unix (`systemctl stop`, `kill`); on Windows, where a service or a console
+/// is stopped through Ctrl-C/Ctrl-Break, nothing more than `ctrl_c` already hears.
+struct Terminate {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Terminate {
+    fn new() -> Result<Self, String> {
+        Ok(Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| e.to_string())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            self.signal.recv().await;
+        }
+        #[cfg(not(unix))]
+        {
+            std::future::pending::<()>().await;
+        }
+    }
 }

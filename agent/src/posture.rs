@@ -35,9 +35,12 @@ pub async fn profile_for(state: &AgentState) -> Result<(String, Profile), AgentE
 }
 
 /// Collects this device's report for `profile` (the nonce is the gateway's, or empty
-/// for a preview).
+/// for a preview) from the files under `root`; the system's own tools are asked what is
+/// in force only when `root` is this running system (`/`).
 pub fn collect_for(profile: &Profile, root: PathBuf, nonce: String) -> PostureReport {
+    let run_commands = root == std::path::Path::new("/");
     collect(&CollectOptions {
+        run_commands,
         root,
         nonce,
         now: jiff::Timestamp::now().to_string(),
@@ -55,9 +58,10 @@ pub fn collect_for(profile: &Profile, root: PathBuf, nonce: String) -> PostureRe
 /// The report and its preview evaluation.
 pub async fn preview(
     state: &AgentState,
+    root: PathBuf,
 ) -> Result<(String, PostureReport, Evaluation), AgentError> {
     let (name, profile) = profile_for(state).await?;
-    let report = collect_for(&profile, "/".into(), String::new());
+    let report = collect_for(&profile, root, String::new());
     let evaluation = evaluate(
         &report,
         &profile,

@@ -6,9 +6,10 @@ use std::cmp::Ordering;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::collect::dpkg;
 use crate::profile::Profile;
-use crate::report::{Fact, PostureReport, RemovableStorage};
+use crate::remedy::{Fix, remedy};
+use crate::report::{Fact, OsFamily, PostureReport, RemovableStorage};
+use crate::version;
 
 /// How far a device's clock may run ahead of the gateway's.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 120;
@@ -68,6 +69,8 @@ pub fn evaluate(
     freshness: Freshness<'_>,
 ) -> Evaluation {
     let mut c = Checks(Vec::new());
+    let family = report.os.value().map(|o| &o.family);
+    let fix = |f: Fix| remedy(family, f);
     if let Freshness::Require { nonce } = freshness {
         let same = !nonce.is_empty() && constant_time_eq(report.nonce.as_bytes(), nonce.as_bytes());
         c.pass_if(
@@ -96,12 +99,18 @@ pub fn evaluate(
         }
     }
     os(&mut c, report, profile);
-    updates(&mut c, report, profile, now);
-    antivirus(&mut c, report, profile, now);
+    updates(&mut c, report, profile, now, &fix);
+    antivirus(&mut c, report, profile, now, &fix);
     if profile.firewall_required {
         match &report.firewall {
-            Fact::Known { value, .. } => c.pass_if("posture.firewall", value.active, &format!("the firewall ({}) is active", value.product), &format!("the firewall ({}) is not active", value.product), "Turn the firewall on (for example: sudo ufw enable)."),
-            Fact::Unknown { reason } => c.unknown("posture.firewall", reason, "Install and enable a firewall (for example: sudo apt install ufw && sudo ufw enable)."),
+            Fact::Known { value, .. } => c.pass_if(
+                "posture.firewall",
+                value.active,
+                &format!("the firewall ({}) is active", value.product),
+                &format!("the firewall ({}) is not active", value.product),
+                &fix(Fix::Firewall),
+            ),
+            Fact::Unknown { reason } => c.unknown("posture.firewall", reason, &fix(Fix::Firewall)),
         }
     }
     if profile.disk_encryption_required {
@@ -117,14 +126,12 @@ pub fn evaluate(
                     clear.is_empty() && !value.is_empty(),
                     "the system and home volumes are encrypted",
                     &format!("not encrypted: {}", clear.join(", ")),
-                    "Encrypt the disk (LUKS, BitLocker or FileVault); ask the IT unit for help.",
+                    &fix(Fix::DiskEncryption),
                 );
             }
-            Fact::Unknown { reason } => c.unknown(
-                "posture.disk-encryption",
-                reason,
-                "Ask the IT unit to check the disk encryption.",
-            ),
+            Fact::Unknown { reason } => {
+                c.unknown("posture.disk-encryption", reason, &fix(Fix::DiskEncryption))
+            }
         }
     }
     if profile.screen_lock_required {
@@ -144,16 +151,13 @@ pub fn evaluate(
                             .idle_delay_secs
                             .map_or("unknown".into(), |d| format!("{d} s"))
                     ),
-                    &format!(
-                        "Turn on the automatic screen lock after at most {} minutes.",
-                        profile.max_idle_delay / 60
-                    ),
+                    &fix(Fix::ScreenLock(profile.max_idle_delay / 60)),
                 );
             }
             Fact::Unknown { reason } => c.unknown(
                 "posture.screen-lock",
                 reason,
-                "Turn on the automatic screen lock, set by the IT unit.",
+                &fix(Fix::ScreenLock(profile.max_idle_delay / 60)),
             ),
         }
     }
@@ -185,12 +189,15 @@ pub fn evaluate(
         match &report.wifi {
             Fact::Known { value, .. } => c.pass_if(
                 "posture.wifi",
-                !matches!(value, crate::report::WifiSecurity::Open | crate::report::WifiSecurity::Wep),
+                !matches!(
+                    value,
+                    crate::report::WifiSecurity::Open | crate::report::WifiSecurity::Wep
+                ),
                 "the network connection is protected",
                 "the device is on an open or WEP Wi-Fi network",
-                "Do not use open or unknown Wi-Fi: use a protected network (WPA2/WPA3) or a wired one.",
+                &fix(Fix::Wifi),
             ),
-            Fact::Unknown { reason } => c.unknown("posture.wifi", reason, "Use a protected (WPA2/WPA3) or wired network, managed by NetworkManager."),
+            Fact::Unknown { reason } => c.unknown("posture.wifi", reason, &fix(Fix::Wifi)),
         }
     }
     let compliant = c.0.iter().all(|x| x.outcome == Outcome::Pass);
@@ -254,10 +261,9 @@ fn os(c: &mut Checks, r: &PostureReport, p: &Profile) {
                     ),
                 ),
                 Some(a) => {
-                    let new_enough = a
-                        .min_version
-                        .as_deref()
-                        .is_none_or(|m| dpkg::compare(&value.version, m) != Ordering::Less);
+                    let new_enough = a.min_version.as_deref().is_none_or(|m| {
+                        version::compare(&value.family, &value.version, m) != Ordering::Less
+                    });
                     c.pass_if(
                         "posture.os",
                         new_enough,
@@ -280,7 +286,13 @@ fn os(c: &mut Checks, r: &PostureReport, p: &Profile) {
     }
 }
 
-fn updates(c: &mut Checks, r: &PostureReport, p: &Profile, now: Timestamp) {
+fn updates(
+    c: &mut Checks,
+    r: &PostureReport,
+    p: &Profile,
+    now: Timestamp,
+    fix: &dyn Fn(Fix) -> String,
+) {
     let Some(max) = p.max_days_since_update else {
         return;
     };
@@ -288,39 +300,47 @@ fn updates(c: &mut Checks, r: &PostureReport, p: &Profile, now: Timestamp) {
         Fact::Known { value, .. } => match value.parse::<Timestamp>() {
             Ok(t) => {
                 let days = (now.as_second() - t.as_second()) / 86_400;
-                c.pass_if("posture.updates", days <= i64::from(max), &format!("the system was updated {days} days ago"), &format!("the system was last updated {days} days ago (at most {max} accepted)"), "Install the system updates (for example: sudo apt update && sudo apt upgrade).");
+                c.pass_if(
+                    "posture.updates",
+                    days <= i64::from(max),
+                    &format!("the system was updated {days} days ago"),
+                    &format!(
+                        "the system was last updated {days} days ago (at most {max} accepted)"
+                    ),
+                    &fix(Fix::Updates),
+                );
             }
             Err(_) => c.unknown(
                 "posture.updates",
                 "the update time cannot be read",
-                "Install the system updates.",
+                &fix(Fix::Updates),
             ),
         },
-        Fact::Unknown { reason } => {
-            c.unknown("posture.updates", reason, "Install the system updates.")
-        }
+        Fact::Unknown { reason } => c.unknown("posture.updates", reason, &fix(Fix::Updates)),
     }
 }
 
-fn antivirus(c: &mut Checks, r: &PostureReport, p: &Profile, now: Timestamp) {
+fn antivirus(
+    c: &mut Checks,
+    r: &PostureReport,
+    p: &Profile,
+    now: Timestamp,
+    fix: &dyn Fn(Fix) -> String,
+) {
     if !p.antivirus_required {
         return;
     }
     let list = match &r.antivirus {
         Fact::Known { value, .. } => value,
         Fact::Unknown { reason } => {
-            return c.unknown(
-                "posture.antivirus",
-                reason,
-                "Install an antivirus (for example: sudo apt install clamav clamav-daemon).",
-            );
+            return c.unknown("posture.antivirus", reason, &fix(Fix::InstallAntivirus));
         }
     };
     let Some(av) = list.first() else {
         return c.fail(
             "posture.antivirus",
             "no antivirus was found",
-            "Install an antivirus (for example: sudo apt install clamav clamav-daemon).",
+            &fix(Fix::InstallAntivirus),
         );
     };
     if p.antivirus_running {
@@ -329,7 +349,7 @@ fn antivirus(c: &mut Checks, r: &PostureReport, p: &Profile, now: Timestamp) {
             list.iter().any(|a| a.running),
             &format!("{} is running", av.product),
             &format!("{} is installed but not running", av.product),
-            "Start the antivirus service (for example: sudo systemctl enable --now clamav-daemon).",
+            &fix(Fix::StartAntivirus),
         );
     }
     let newest = list
@@ -344,13 +364,13 @@ fn antivirus(c: &mut Checks, r: &PostureReport, p: &Profile, now: Timestamp) {
                 age <= p.max_signature_age as i64,
                 "the antivirus signatures are up to date",
                 &format!("the antivirus signatures are {} days old", age / 86_400),
-                "Update the antivirus signatures (for example: sudo freshclam).",
+                &fix(Fix::Signatures),
             );
         }
         None => c.unknown(
             "posture.antivirus-signatures",
             "the signatures' date is not known",
-            "Update the antivirus signatures (for example: sudo freshclam).",
+            &fix(Fix::Signatures),
         ),
     }
 }
@@ -361,18 +381,39 @@ fn browsers(c: &mut Checks, r: &PostureReport, p: &Profile) {
     }
     match &r.browsers {
         Fact::Known { value, .. } => {
+            // Browsers' versions are ordered as their system's packages are.
+            let family = r.os.value().map_or(OsFamily::Linux, |o| o.family.clone());
             let old: Vec<String> = value
                 .iter()
                 .filter_map(|b| {
                     let min = p.min_browser_versions.get(&b.name)?;
-                    (dpkg::compare(&b.version, min) == Ordering::Less)
+                    (version::compare(&family, &b.version, min) == Ordering::Less)
                         .then(|| format!("{} {} (needs {min})", b.name, b.version))
                 })
                 .collect();
+            // The sentence says what was looked at: an absent browser passes (there is
+            // nothing to be out of date), and says so.
+            let checked: Vec<String> = value
+                .iter()
+                .filter(|b| p.min_browser_versions.contains_key(&b.name))
+                .map(|b| format!("{} {}", b.name, b.version))
+                .collect();
+            let pass = if checked.is_empty() {
+                format!(
+                    "none of the browsers the profile names is installed ({})",
+                    p.min_browser_versions
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                format!("up to date: {}", checked.join(", "))
+            };
             c.pass_if(
                 "posture.browsers",
                 old.is_empty(),
-                "the browsers are up to date",
+                &pass,
                 &format!("outdated: {}", old.join(", ")),
                 "Update the browser.",
             );

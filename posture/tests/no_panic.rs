@@ -64,6 +64,6 @@ proptest! {
 
     #[test]
     fn arbitrary_versions_compare(a in "\\PC{0,30}", b in "\\PC{0,30}") {
-        let _ = ztgw_posture::collect::dpkg::compare(&a, &b);
+        let _ = ztgw_posture::linux::dpkg::compare(&a, &b);
     }
 }

@@ -3,6 +3,7 @@
 //! real binaries; network namespaces with the real WireGuard client ([`netns`]).
 
 pub mod lab;
+pub mod laptop;
 pub mod netns;
 pub mod site;
 

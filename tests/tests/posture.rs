@@ -14,7 +14,7 @@ async fn an_enrolled_agent_checks_this_machine_against_its_roles_profile() {
     assert!(profile.os.iter().any(|o| o.id == "debian"));
     assert_eq!(profile.max_report_age, 600);
 
-    let (_, report, evaluation) = preview(&agent.state()).await.expect("preview");
+    let (_, report, evaluation) = preview(&agent.state(), "/".into()).await.expect("preview");
     assert!(
         report.os.value().is_some(),
         "this machine has an os-release"
@@ -80,5 +80,84 @@ async fn a_replayed_posture_report_is_refused() {
         .map_err(ids)
         .expect_err("a replay is refused");
     assert!(second.iter().any(|i| i == "posture-replayed"), "{second:?}");
+    gw.running.shutdown("test").await;
+}
+
+/// The agent's `posture --posture-root` on a compliant Debian 12 GNOME laptop's files,
+/// against the profile a gateway serves with the policy `ztgw init` writes, unchanged
+/// (role finance, profile `standard`, every check on): compliant. The same laptop on an
+/// open Wi-Fi fails on `posture.wifi` alone, with a remedy the employee can follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compliant_laptop_passes_the_default_policy_and_open_wifi_alone_fails_it() {
+    let gw = TestGateway::start(GatewayOptions::default()).await;
+    let agent = gw.enrol("e9903").await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = ztgw_tests::laptop::compliant_debian(tmp.path());
+    let posture = |root: &std::path::Path| {
+        let out = std::process::Command::new(ztgw_tests::binary("ztgw-agent"))
+            .arg("--state-dir")
+            .arg(agent.dir.path().join("agent"))
+            .args(["posture", "--json", "--posture-root"])
+            .arg(root)
+            .output()
+            .expect("ztgw-agent posture");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+        });
+        (out.status.success(), v)
+    };
+    let failing = |v: &serde_json::Value| -> Vec<String> {
+        v["evaluation"]["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter(|c| c["outcome"] != "pass")
+            .map(|c| format!("{} {}: {}", c["id"], c["outcome"], c["sentence"]))
+            .collect()
+    };
+    let (ok, v) = posture(&root);
+    assert_eq!(v["profile"], "standard (role finance)");
+    assert!(
+        ok && v["evaluation"]["compliant"] == true,
+        "{:#?}",
+        failing(&v)
+    );
+    let checked: Vec<&str> = v["evaluation"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    for id in [
+        "posture.os",
+        "posture.updates",
+        "posture.antivirus-running",
+        "posture.antivirus-signatures",
+        "posture.firewall",
+        "posture.disk-encryption",
+        "posture.screen-lock",
+        "posture.browsers",
+        "posture.forbidden-software",
+        "posture.wifi",
+    ] {
+        assert!(checked.contains(&id), "{id} in {checked:?}");
+    }
+    assert_eq!(v["report"]["wifi"]["value"], "wpa2");
+
+    ztgw_tests::laptop::on_open_wifi(&root);
+    let (ok, v) = posture(&root);
+    assert!(!ok, "not compliant");
+    let failed = failing(&v);
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let wifi = v["evaluation"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["id"] == "posture.wifi")
+        .expect("wifi")
+        .clone();
+    assert_eq!(wifi["outcome"], "fail");
+    let fix = wifi["remediation"].as_str().unwrap_or_default();
+    assert!(fix.contains("WPA2") && !fix.contains("IT unit"), "{fix}");
     gw.running.shutdown("test").await;
 }

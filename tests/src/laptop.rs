@@ -1,0 +1,66 @@
+//! Laptops as files: a compliant Debian 12 GNOME laptop (`posture/tests/fixtures/
+//! debian12-gnome`), brought up to date (updated yesterday, antivirus signatures from
+//! yesterday), for the agent's `--posture-root`.
+
+use std::path::{Path, PathBuf};
+
+use jiff::{Timestamp, ToSpan as _};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../posture/tests/fixtures")
+}
+
+/// Copies `from` into `to`, recursively.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// The compliant Debian laptop, as it stands today, in `dir/laptop`: on WPA2 Wi-Fi
+/// through NetworkManager, LUKS, ufw enabled, ClamAV running with yesterday's
+/// signatures, updated yesterday, the screen lock after 5 minutes set by its user.
+pub fn compliant_debian(dir: &Path) -> PathBuf {
+    let root = dir.join("laptop");
+    copy_tree(&fixtures().join("debian12-gnome"), &root);
+    let yesterday = Timestamp::now() - 24.hours();
+    let civil = yesterday.to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    std::fs::write(
+        root.join("var/log/apt/history.log"),
+        format!(
+            "\nStart-Date: {d}  06:00:00\nCommandline: /usr/bin/unattended-upgrade\nEnd-Date: {d}  06:01:44\n",
+            d = civil.date()
+        ),
+    )
+    .expect("history.log");
+    // A ClamAV database header: `ClamAV-VDB:TIME:VERSION:SIGS:LEVEL:MD5:DSIG:BUILDER:STIME`.
+    let mut header = format!(
+        "ClamAV-VDB:{}:27470:2071134:90:0123456789abcdef0123456789abcdef:signature:raynman:{}",
+        civil.strftime("%d %b %Y %H-%M %z"),
+        yesterday.as_second()
+    )
+    .into_bytes();
+    header.resize(512, b' ');
+    std::fs::create_dir_all(root.join("var/lib/clamav")).expect("mkdir");
+    std::fs::write(root.join("var/lib/clamav/daily.cld"), header).expect("daily.cld");
+    root
+}
+
+/// Puts the laptop's Wi-Fi profile on an open network (no key management).
+pub fn on_open_wifi(root: &Path) {
+    let profile = root.join("etc/NetworkManager/system-connections/Ministere.nmconnection");
+    let text = std::fs::read_to_string(&profile).expect("profile");
+    let open: String = text
+        .lines()
+        .filter(|l| !l.starts_with("key-mgmt") && !l.starts_with("psk"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&profile, open).expect("write");
+}
