@@ -119,6 +119,10 @@ enum Command {
         /// there.
         #[arg(long, default_value = "/")]
         posture_root: PathBuf,
+        /// On Windows: save what each posture source says into DIR/windows-posture/,
+        /// for a security unit to check elsewhere with --posture-root DIR.
+        #[arg(long, value_name = "DIR")]
+        capture: Option<PathBuf>,
     },
 }
 
@@ -234,7 +238,29 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Posture { json, posture_root } => {
+        Command::Posture {
+            capture: Some(dir), ..
+        } => {
+            let (_, profile) = ztgw_agent::posture::profile_for(&state)
+                .await
+                .map_err(|e| e.to_string())?;
+            let done = ztgw_agent::posture::capture(&profile, &dir)?;
+            for (source, result) in done {
+                match result {
+                    Ok(()) => println!("  saved   {}", source.file()),
+                    Err(e) => println!("  missing {}: {e}", source.file()),
+                }
+            }
+            println!(
+                "Captured in {}; check it with: ztgw-agent posture --posture-root {}",
+                dir.join(ztgw_posture::windows::CAPTURE_DIR).display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Posture {
+            json, posture_root, ..
+        } => {
             let (profile, report, evaluation) = ztgw_agent::posture::preview(&state, posture_root)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -38,8 +38,12 @@ pub async fn profile_for(state: &AgentState) -> Result<(String, Profile), AgentE
 /// for a preview) from the files under `root`; the system's own tools are asked what is
 /// in force only when `root` is this running system (`/`).
 pub fn collect_for(profile: &Profile, root: PathBuf, nonce: String) -> PostureReport {
+    collect(&options_for(profile, root, nonce))
+}
+
+fn options_for(profile: &Profile, root: PathBuf, nonce: String) -> CollectOptions {
     let run_commands = root == std::path::Path::new("/");
-    collect(&CollectOptions {
+    CollectOptions {
         run_commands,
         root,
         nonce,
@@ -52,7 +56,23 @@ pub fn collect_for(profile: &Profile, root: PathBuf, nonce: String) -> PostureRe
             .map(|m| (m.name.clone(), m.path.clone()))
             .collect(),
         path: std::env::var("PATH").unwrap_or_default(),
-    })
+    }
+}
+
+/// Saves the running Windows' posture sources into `dir/windows-posture/`, with the
+/// profile's administration-data markers found here.
+pub fn capture(
+    profile: &Profile,
+    dir: &std::path::Path,
+) -> Result<ztgw_posture::windows::Captures, String> {
+    if !cfg!(windows) {
+        return Err(
+            "--capture reads a running Windows; on Linux, copy the laptop's files and check them with --posture-root".into(),
+        );
+    }
+    let options = options_for(profile, "/".into(), String::new());
+    ztgw_posture::windows::capture(&ztgw_posture::windows::Live, &options, dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 /// The report and its preview evaluation.

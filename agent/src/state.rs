@@ -1,7 +1,6 @@
 //! The agent's state directory: the device's keys (0600), its certificate, the pinned
 //! CA and what the gateway said at enrolment.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -35,10 +34,17 @@ impl AgentState {
     }
 
     /// The default directory: `ZTGW_AGENT_STATE`, else `/var/lib/ztgw-agent` for root,
-    /// else `$XDG_STATE_HOME/ztgw-agent` or `~/.local/state/ztgw-agent`.
+    /// else `$XDG_STATE_HOME/ztgw-agent` or `~/.local/state/ztgw-agent`; on Windows
+    /// `%ProgramData%\ztgw-agent` (the installer gives it to SYSTEM and Administrators).
     pub fn default_dir() -> PathBuf {
         if let Some(dir) = std::env::var_os("ZTGW_AGENT_STATE") {
             return dir.into();
+        }
+        if cfg!(windows) {
+            return std::env::var_os("ProgramData")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"))
+                .join("ztgw-agent");
         }
         if std::env::var("USER").as_deref() == Ok("root") {
             return "/var/lib/ztgw-agent".into();
@@ -82,11 +88,16 @@ impl AgentState {
         serde_json::from_str(&text).map_err(|e| state_err(&path, e))
     }
 
-    /// Creates the directory (0700) if needed.
+    /// Creates the directory (0700 on Unix) if needed.
     pub fn create_dir(&self) -> Result<(), AgentError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| state_err(&self.dir, e))?;
-        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| state_err(&self.dir, e))
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| state_err(&self.dir, e))?;
+        }
+        Ok(())
     }
 
     pub fn write_secret(

@@ -15,6 +15,9 @@ command -v systemd-analyze >/dev/null 2>&1 || need_packages+=(systemd)
 # The package upgrade test installs the gateway package (it depends on adduser) on an
 # overlay of this system.
 command -v adduser >/dev/null 2>&1 || need_packages+=(adduser)
+# The Windows agent: cross-linked with MinGW-w64, run under Wine (tests/windows_agent.rs).
+command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need_packages+=(gcc-mingw-w64-x86-64)
+[[ -x /usr/lib/wine/wine64 ]] || command -v wine64 >/dev/null 2>&1 || need_packages+=(wine64)
 # Schedules use the system's time-zone database (see docs/policy.md).
 [[ -e /usr/share/zoneinfo/Africa/Casablanca ]] || need_packages+=(tzdata)
 if ((${#need_packages[@]})); then
@@ -32,11 +35,16 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu ||
+    rustup target add x86_64-pc-windows-gnu
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The end-to-end tests run the real `ztgw` and `ztgw-agent` binaries, and check the
 # packages built here.
 cargo build --workspace --bins --locked
+# The agent for Windows 10/11, which the Wine test runs; its lints for that target too.
+cargo build -p ztgw-agent --target x86_64-pc-windows-gnu --locked
+cargo clippy -p ztgw-agent -p ztgw-posture --target x86_64-pc-windows-gnu --locked -- -D warnings
 bash deploy/scripts/package.sh
 cargo test --workspace --locked

@@ -1,11 +1,14 @@
 //! Secrets in memory and on disk.
 //!
 //! [`Secret`] keeps a value out of `Debug` output and zeroes it when dropped;
-//! [`write_private_file`] is the one place ztgw writes a secret to disk, always mode 0600.
+//! [`write_private_file`] is the one place ztgw writes a secret to disk: mode 0600 on
+//! Unix; on Windows the file takes its directory's access list, which the agent's
+//! installer restricts to SYSTEM and Administrators.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
+#[cfg(unix)]
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
@@ -42,7 +45,7 @@ pub enum Existing {
     Replace,
 }
 
-/// Writes `contents` to `path` with mode 0600 from the moment the file exists.
+/// Writes `contents` to `path` with mode 0600 from the moment the file exists (on Unix).
 pub fn write_private_file(path: &Path, contents: &[u8], existing: Existing) -> io::Result<()> {
     match existing {
         Existing::Refuse => write_new(path, contents),
@@ -66,6 +69,9 @@ pub fn write_private_file(path: &Path, contents: &[u8], existing: Existing) -> i
                 let _ = fs::remove_file(&tmp);
                 return Err(e);
             }
+            // A directory is opened and synced on Unix only (Windows opens no directory
+            // as a file, and its renames are durable once the call returns).
+            #[cfg(unix)]
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 fs::File::open(dir)?.sync_all()?;
             }
@@ -75,16 +81,16 @@ pub fn write_private_file(path: &Path, contents: &[u8], existing: Existing) -> i
 }
 
 fn write_new(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
     file.write_all(contents)?;
     file.sync_all()
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 

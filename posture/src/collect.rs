@@ -27,7 +27,16 @@ pub struct CollectOptions {
     pub run_commands: bool,
 }
 
-/// Collects a report of the system under `o.root`.
+/// Collects a report of the system under `o.root`: a Windows laptop's capture when the
+/// root holds one (`windows-posture/`), the running Windows on Windows, else the Linux
+/// files under the root.
 pub fn collect(o: &CollectOptions) -> PostureReport {
+    let captured = o.root.join(crate::windows::CAPTURE_DIR);
+    if captured.is_dir() {
+        return crate::windows::collect(o, &crate::windows::Captured(captured));
+    }
+    if cfg!(windows) && o.run_commands {
+        return crate::windows::collect(o, &crate::windows::Live);
+    }
     crate::linux::collect(o)
 }

@@ -64,3 +64,48 @@ pub fn on_open_wifi(root: &Path) {
         .collect();
     std::fs::write(&profile, open).expect("write");
 }
+
+/// A compliant Windows 11 laptop's capture (`posture/tests/fixtures/windows11`: what
+/// `ztgw-agent posture --capture` saves), brought up to date: its last update ten days
+/// ago, Defender's signatures from yesterday.
+pub fn compliant_windows(dir: &Path) -> PathBuf {
+    let root = dir.join("windows-laptop");
+    copy_tree(&fixtures().join("windows11"), &root);
+    let capture = root.join("windows-posture");
+    let edit = |file: &str, f: &dyn Fn(&mut serde_json::Value)| {
+        let path = capture.join(file);
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect(file)).expect(file);
+        f(&mut v);
+        std::fs::write(&path, v.to_string()).expect(file);
+    };
+    let ago = |hours: i64| {
+        (Timestamp::now() - hours.hours())
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .strftime("%Y-%m-%dT%H:%M:%S.0000000")
+            .to_string()
+    };
+    edit("hotfixes.json", &|v| {
+        if let Some(list) = v.as_array_mut() {
+            for h in list {
+                h["InstalledOn"] = ago(240).into();
+            }
+        }
+    });
+    edit("defender-status.json", &|v| {
+        v["AntivirusSignatureLastUpdated"] = format!("{}Z", ago(24)).into();
+    });
+    edit("antivirus-products.json", &|v| {
+        v["timestamp"] = jiff::fmt::rfc2822::to_string(
+            &(Timestamp::now() - 24.hours()).to_zoned_datetime(jiff::tz::TimeZone::UTC),
+        )
+        .expect("rfc2822")
+        .into();
+    });
+    root
+}
+
+/// Replaces one source of a Windows capture.
+pub fn windows_source(root: &Path, file: &str, text: &str) {
+    std::fs::write(root.join("windows-posture").join(file), text).expect(file);
+}

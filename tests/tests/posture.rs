@@ -161,3 +161,80 @@ async fn a_compliant_laptop_passes_the_default_policy_and_open_wifi_alone_fails_
     assert!(fix.contains("WPA2") && !fix.contains("IT unit"), "{fix}");
     gw.running.shutdown("test").await;
 }
+
+/// A Windows 11 laptop, through the agent's `--posture-root` on its capture, against the
+/// profile of the policy `ztgw init` writes: compliant. On an open Wi-Fi, or with
+/// BitLocker off, it fails on that check alone, with the Windows way to fix it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windows_laptop_is_checked_with_windows_remedies() {
+    let gw = TestGateway::start(GatewayOptions::default()).await;
+    let agent = gw.enrol("e9904").await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = ztgw_tests::laptop::compliant_windows(tmp.path());
+    let posture = || {
+        let out = std::process::Command::new(ztgw_tests::binary("ztgw-agent"))
+            .arg("--state-dir")
+            .arg(agent.dir.path().join("agent"))
+            .args(["posture", "--json", "--posture-root"])
+            .arg(&root)
+            .output()
+            .expect("ztgw-agent posture");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+        });
+        v
+    };
+    let not_passing = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v["evaluation"]["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter(|c| c["outcome"] != "pass")
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or("").to_owned(),
+                    c["remediation"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let v = posture();
+    assert_eq!(v["report"]["os"]["value"]["family"], "windows");
+    assert_eq!(v["report"]["os"]["value"]["version"], "10.0.22631.4460");
+    assert!(
+        v["evaluation"]["compliant"] == true,
+        "{:#?}",
+        not_passing(&v)
+    );
+
+    let open = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../posture/tests/fixtures/windows-raw/netsh-open-en.txt"),
+    )
+    .expect("fixture");
+    ztgw_tests::laptop::windows_source(&root, "netsh-wlan-interfaces.txt", &open);
+    let failed = not_passing(&posture());
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].0, "posture.wifi");
+    assert!(
+        failed[0].1.contains("Settings > Network & internet"),
+        "{}",
+        failed[0].1
+    );
+
+    ztgw_tests::laptop::windows_source(
+        &root,
+        "netsh-wlan-interfaces.txt",
+        "There is no wireless interface on the system.",
+    );
+    ztgw_tests::laptop::windows_source(
+        &root,
+        "bitlocker.json",
+        r#"{"DriveLetter": "C:", "ProtectionStatus": 0}"#,
+    );
+    let failed = not_passing(&posture());
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].0, "posture.disk-encryption");
+    assert!(failed[0].1.contains("BitLocker"), "{}", failed[0].1);
+    gw.running.shutdown("test").await;
+}

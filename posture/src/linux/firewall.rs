@@ -96,12 +96,12 @@ pub fn from_configuration(root: &Path) -> Fact<Firewall> {
 
 /// The running system's firewall.
 pub fn in_force() -> Fact<Firewall> {
-    if !super::run::is_root() {
+    if !crate::run::is_root() {
         return Fact::unknown(
             "reading the firewall rules in force needs root: run `sudo ztgw-agent posture` (the agent's service runs as root)",
         );
     }
-    match super::run::output("nft", &["-j", "list", "ruleset"]).and_then(|j| from_ruleset(&j)) {
+    match crate::run::output("nft", &["-j", "list", "ruleset"]).and_then(|j| from_ruleset(&j)) {
         Ok(fw) => Fact::known(fw, "the ruleset in force (nft -j list ruleset)"),
         Err(e) => Fact::unknown(format!("the ruleset in force cannot be read: {e}")),
     }

@@ -11,7 +11,6 @@ pub mod gvdb;
 pub mod mdatp;
 pub mod os_release;
 pub mod rpm;
-pub mod run;
 pub mod screen_lock;
 pub mod wifi;
 
@@ -141,7 +140,9 @@ fn antivirus(root: &Path, run_commands: bool) -> Fact<Vec<crate::report::Antivir
         if !run_commands {
             sources.push("Microsoft Defender for Endpoint is installed; its health is only read on the running system");
         } else {
-            match run::output(mdatp::MDATP, &["health"]).and_then(|t| mdatp::parse_health(&t)) {
+            match crate::run::output(mdatp::MDATP, &["health"])
+                .and_then(|t| mdatp::parse_health(&t))
+            {
                 Ok(av) => {
                     found.push(av);
                     sources.push("Microsoft Defender for Endpoint (mdatp health)");

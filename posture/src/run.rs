@@ -1,6 +1,6 @@
 //! The system's own tools, asked what is in force (`nft -j list ruleset`, `mdatp
-//! health`): found only in the system's directories (never through `PATH`), given no
-//! input, ended after a timeout, their output bounded.
+//! health`, PowerShell's queries on Windows): found only in the system's directories
+//! (never through `PATH`), given no input, ended after a timeout, their output bounded.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -12,16 +12,32 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// Most output read from a tool.
 pub const MAX_OUTPUT: usize = 4 << 20;
 
-const SYSTEM_DIRS: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+/// The system's directories: where its own tools are looked for.
+fn system_dirs() -> Vec<PathBuf> {
+    if cfg!(windows) {
+        let root = std::env::var_os("SystemRoot")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(r"C:\Windows"));
+        vec![
+            root.join("System32"),
+            root.join(r"System32\WindowsPowerShell\v1.0"),
+        ]
+    } else {
+        ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+            .iter()
+            .map(PathBuf::from)
+            .collect()
+    }
+}
 
 /// `program` in the system's directories, or at the absolute path given.
 pub fn find(program: &str) -> Option<PathBuf> {
-    if program.starts_with('/') {
+    if Path::new(program).is_absolute() {
         return Path::new(program).is_file().then(|| program.into());
     }
-    SYSTEM_DIRS
-        .iter()
-        .map(|d| Path::new(d).join(program))
+    system_dirs()
+        .into_iter()
+        .map(|d| d.join(program))
         .find(|p| p.is_file())
 }
 
@@ -35,6 +51,7 @@ pub fn output(program: &str, args: &[&str]) -> Result<String, String> {
         .stderr(Stdio::piped())
         .env_clear()
         .env("LC_ALL", "C")
+        .envs(std::env::var_os("SystemRoot").map(|r| ("SystemRoot", r)))
         .spawn()
         .map_err(|e| format!("{program} could not be started: {e}"))?;
     let mut stdout = child.stdout.take().ok_or("no output")?;
@@ -72,7 +89,7 @@ pub fn output(program: &str, args: &[&str]) -> Result<String, String> {
         let first = err.lines().next().unwrap_or("").trim();
         return Err(format!("{program} failed ({status}): {first}"));
     }
-    String::from_utf8(out).map_err(|_| format!("{program}'s output is not UTF-8"))
+    crate::windows::decode(&out).ok_or_else(|| format!("{program}'s output is not text"))
 }
 
 /// Whether this process runs as root (`/proc/self/status`).

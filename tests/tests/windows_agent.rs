@@ -1,0 +1,190 @@
+//! The Windows build of the agent (`ztgw-agent.exe`, built by the test script for
+//! x86_64-pc-windows-gnu) run under Wine: it starts, reports the posture of the Windows
+//! it runs on (Wine's: every fact known or unknown with its reason, no crash), and
+//! enrols against a test gateway on loopback — the TLS stack and the CA pinning of the
+//! Windows build — refusing a gateway whose CA is not the one the invitation pins.
+//!
+//! Wine 8 (Debian 12) lacks `bcryptprimitives.dll`, which Rust's standard library calls
+//! for randomness and every Windows 10/11 has: the test builds a stand-in
+//! (`deploy/windows/bcryptprimitives-wine.c`) beside the copy of the agent it runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ztgw_pki::invitation::Invitation;
+use ztgw_tests::{GatewayOptions, TestGateway};
+
+const WINE_TIMEOUT: &str = "240";
+
+fn windows_agent() -> PathBuf {
+    let target = ztgw_tests::binary("ztgw-agent")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .to_owned();
+    let exe = target.join("x86_64-pc-windows-gnu/debug/ztgw-agent.exe");
+    assert!(
+        exe.exists(),
+        "{} is missing: build it with `rustup target add x86_64-pc-windows-gnu && apt-get install gcc-mingw-w64-x86-64 && cargo build -p ztgw-agent --target x86_64-pc-windows-gnu` (deploy/scripts/test.sh does)",
+        exe.display()
+    );
+    exe
+}
+
+fn wine() -> PathBuf {
+    ["/usr/lib/wine/wine64", "/usr/bin/wine64", "/usr/bin/wine"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("Wine is missing: install it with `apt-get install wine64`")
+}
+
+/// A Wine prefix of this test's own, its server stopped when dropped (also on failure).
+struct Prefix(tempfile::TempDir);
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let _ = Command::new("wineserver")
+            .arg("-k")
+            .env("WINEPREFIX", self.0.path())
+            .status();
+    }
+}
+
+/// `Z:\...`: a Linux path as Wine's programs see it.
+fn windows_path(p: &Path) -> String {
+    format!("Z:{}", p.display()).replace('/', "\\")
+}
+
+fn run(prefix: &Prefix, exe: &Path, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg(WINE_TIMEOUT)
+        .arg(wine())
+        .arg(exe)
+        .args(args)
+        .env("WINEPREFIX", prefix.0.path())
+        .env("WINEDEBUG", "-all")
+        .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+        .output()
+        .expect("wine")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_windows_agent_runs_reports_and_enrols_under_wine() {
+    let work = tempfile::tempdir().expect("tempdir");
+    // The agent and Wine's missing DLL, side by side.
+    let exe = work.path().join("ztgw-agent.exe");
+    std::fs::copy(windows_agent(), &exe).expect("copy the agent");
+    let shim =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/windows/bcryptprimitives-wine.c");
+    let built = Command::new("x86_64-w64-mingw32-gcc")
+        .args(["-shared", "-O2", "-o"])
+        .arg(work.path().join("bcryptprimitives.dll"))
+        .arg(&shim)
+        .arg("-ladvapi32")
+        .status()
+        .expect("x86_64-w64-mingw32-gcc is missing: install it with `apt-get install gcc-mingw-w64-x86-64`");
+    assert!(
+        built.success(),
+        "building the bcryptprimitives stand-in failed"
+    );
+    let prefix = Prefix(tempfile::tempdir().expect("prefix"));
+
+    let out = run(&prefix, &exe, &["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ztgw-agent 0.1.0",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The posture of the Windows it runs on: Wine answers few of the queries, so most
+    // facts are unknown, each with its reason; the command ends normally.
+    let state = work.path().join("agent");
+    let state_arg = windows_path(&state);
+    let out = run(
+        &prefix,
+        &exe,
+        &["--state-dir", &state_arg, "posture", "--json"],
+    );
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    for (name, fact) in v["report"].as_object().expect("report") {
+        if let Some(status) = fact.get("status") {
+            match status.as_str() {
+                Some("known") => assert!(fact["source"].as_str().is_some_and(|s| !s.is_empty())),
+                Some("unknown") => assert!(
+                    fact["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                    "{name} is unknown without a reason"
+                ),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    // Enrolment against a gateway on loopback: TLS, the pinned CA, the keys written.
+    let gw = TestGateway::start(GatewayOptions::default()).await;
+    let invitation = gw.invite("e7701");
+    let out = run(
+        &prefix,
+        &exe,
+        &[
+            "--state-dir",
+            &state_arg,
+            "enroll",
+            &invitation,
+            "--ownership",
+            "administration",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(state.join("device.pem").exists() && state.join("enrolment.json").exists());
+    let devices = gw.ctx().registry.devices().expect("devices");
+    assert_eq!(
+        devices
+            .iter()
+            .filter(|d| d.employee.as_str() == "e7701")
+            .count(),
+        1,
+        "the gateway knows the device"
+    );
+
+    // An invitation whose pinned CA is not the one of the gateway it names: refused
+    // before anything is sent.
+    let other = TestGateway::start(GatewayOptions::default()).await;
+    let mut forged = Invitation::decode(&gw.invite("e7702")).expect("invitation");
+    forged.control_address = other.running.control_addr.to_string();
+    let forged = forged.encode().expect("encode");
+    let state2 = windows_path(&work.path().join("agent2"));
+    let out = run(
+        &prefix,
+        &exe,
+        &[
+            "--state-dir",
+            &state2,
+            "enroll",
+            &forged,
+            "--ownership",
+            "administration",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "a gateway with another CA was trusted"
+    );
+    let said = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        said.contains("fingerprint") || said.contains("pin") || said.contains("certificate"),
+        "{said}"
+    );
+    assert!(!work.path().join("agent2/device.pem").exists());
+    gw.running.shutdown("test").await;
+    other.running.shutdown("test").await;
+}
