@@ -109,3 +109,7 @@ pub fn compliant_windows(dir: &Path) -> PathBuf {
 pub fn windows_source(root: &Path, file: &str, text: &str) {
     std::fs::write(root.join("windows-posture").join(file), text).expect(file);
 }
+
+/// `netsh wlan show interfaces` of an English Windows on an open network.
+pub const NETSH_OPEN_WIFI: &str =
+    include_str!("../../posture/tests/fixtures/windows-raw/netsh-open-en.txt");

@@ -19,11 +19,16 @@ use crate::netns::{self, Netns, Proc, WgClient};
 pub const GATEWAY: &str = "192.0.2.1";
 
 /// A laptop's posture root (a directory the collector reads as `/`): a compliant one, or
-/// one with a forbidden tool.
+/// one with a forbidden tool (for the `lab` profile); the compliant Debian 12 GNOME
+/// laptop, or a Windows 11 laptop's capture, on WPA2 or on an open Wi-Fi (for the
+/// `standard` profile of the policy `ztgw init` writes, see [`standard_policy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Posture {
     Compliant,
     ForbiddenTool,
+    Debian,
+    Windows,
+    WindowsOpenWifi,
 }
 
 #[derive(Debug)]
@@ -247,8 +252,29 @@ impl Site {
         let totp_secret = String::from_utf8_lossy(&out.stdout)
             .lines()
             .find_map(|l| l.split("30 s): ").nth(1).map(str::to_owned));
-        let posture_root = self.dir.path().join(format!("root-{employee}"));
-        make_root(&posture_root, posture);
+        let posture_root = match posture {
+            Posture::Compliant | Posture::ForbiddenTool => {
+                let root = self.dir.path().join(format!("root-{employee}"));
+                make_root(&root, posture);
+                root
+            }
+            Posture::Debian => {
+                crate::laptop::compliant_debian(&self.dir.path().join(format!("root-{employee}")))
+            }
+            Posture::Windows | Posture::WindowsOpenWifi => {
+                let root = crate::laptop::compliant_windows(
+                    &self.dir.path().join(format!("root-{employee}")),
+                );
+                if posture == Posture::WindowsOpenWifi {
+                    crate::laptop::windows_source(
+                        &root,
+                        "netsh-wlan-interfaces.txt",
+                        crate::laptop::NETSH_OPEN_WIFI,
+                    );
+                }
+                root
+            }
+        };
         SiteLaptop {
             wg: WgClient::bare(&ns),
             ns,
@@ -397,6 +423,25 @@ schedule = "office"
 posture = "lab"
 "#
     )
+}
+
+/// The lab's resources and `schedule`, with the `standard` posture profile of the policy
+/// `ztgw init` writes (`deploy/examples/policy.toml`), unchanged, for both roles.
+pub fn standard_policy(schedule: &str) -> String {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/policy.toml"),
+    )
+    .expect("the example policy");
+    let start = example
+        .find("[posture.standard]")
+        .expect("[posture.standard]");
+    let end = example[start + 1..]
+        .find("\n[")
+        .map_or(example.len(), |i| start + 1 + i);
+    let standard = &example[start..end];
+    lab_policy(schedule)
+        .replace("posture = \"lab\"", "posture = \"standard\"")
+        .replace("[roles.finance]", &format!("{standard}\n[roles.finance]"))
 }
 
 /// A schedule open all day, every day, in UTC.
