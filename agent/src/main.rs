@@ -119,8 +119,9 @@ enum Command {
         /// there.
         #[arg(long, default_value = "/")]
         posture_root: PathBuf,
-        /// On Windows: save what each posture source says into DIR/windows-posture/,
-        /// for a security unit to check elsewhere with --posture-root DIR.
+        /// On Windows and macOS: save what each posture source says into
+        /// DIR/windows-posture/ (or macos-posture/), for a security unit to check
+        /// elsewhere with --posture-root DIR.
         #[arg(long, value_name = "DIR")]
         capture: Option<PathBuf>,
     },
@@ -247,13 +248,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             let done = ztgw_agent::posture::capture(&profile, &dir)?;
             for (source, result) in done {
                 match result {
-                    Ok(()) => println!("  saved   {}", source.file()),
-                    Err(e) => println!("  missing {}: {e}", source.file()),
+                    Ok(()) => println!("  saved   {source}"),
+                    Err(e) => println!("  missing {source}: {e}"),
                 }
             }
             println!(
                 "Captured in {}; check it with: ztgw-agent posture --posture-root {}",
-                dir.join(ztgw_posture::windows::CAPTURE_DIR).display(),
+                dir.display(),
                 dir.display()
             );
             Ok(())

@@ -59,20 +59,23 @@ fn options_for(profile: &Profile, root: PathBuf, nonce: String) -> CollectOption
     }
 }
 
-/// Saves the running Windows' posture sources into `dir/windows-posture/`, with the
-/// profile's administration-data markers found here.
+/// Saves the running Windows' or Mac's posture sources into `dir/windows-posture/` or
+/// `dir/macos-posture/`, with the profile's administration-data markers found here.
 pub fn capture(
     profile: &Profile,
     dir: &std::path::Path,
 ) -> Result<ztgw_posture::windows::Captures, String> {
-    if !cfg!(windows) {
-        return Err(
-            "--capture reads a running Windows; on Linux, copy the laptop's files and check them with --posture-root".into(),
-        );
-    }
     let options = options_for(profile, "/".into(), String::new());
-    ztgw_posture::windows::capture(&ztgw_posture::windows::Live, &options, dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))
+    let done = if cfg!(windows) {
+        ztgw_posture::windows::capture(&ztgw_posture::probe::Live, &options, dir)
+    } else if cfg!(target_os = "macos") {
+        ztgw_posture::macos::capture(&ztgw_posture::probe::Live, &options, dir)
+    } else {
+        return Err(
+            "--capture reads a running Windows or Mac; on Linux, copy the laptop's files and check them with --posture-root".into(),
+        );
+    };
+    done.map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 /// The report and its preview evaluation.

@@ -18,6 +18,8 @@ command -v adduser >/dev/null 2>&1 || need_packages+=(adduser)
 # The Windows agent: cross-linked with MinGW-w64, run under Wine (tests/windows_agent.rs).
 command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need_packages+=(gcc-mingw-w64-x86-64)
 [[ -x /usr/lib/wine/wine64 ]] || command -v wine64 >/dev/null 2>&1 || need_packages+=(wine64)
+# The macOS agent is type-checked with clang (ring's C for Apple targets).
+command -v clang >/dev/null 2>&1 || need_packages+=(clang)
 # Schedules use the system's time-zone database (see docs/policy.md).
 [[ -e /usr/share/zoneinfo/Africa/Casablanca ]] || need_packages+=(tzdata)
 if ((${#need_packages[@]})); then
@@ -35,8 +37,9 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
-rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu ||
-    rustup target add x86_64-pc-windows-gnu
+for target in x86_64-pc-windows-gnu aarch64-apple-darwin x86_64-apple-darwin; do
+    rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target"
+done
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -46,5 +49,14 @@ cargo build --workspace --bins --locked
 # The agent for Windows 10/11, which the Wine test runs; its lints for that target too.
 cargo build -p ztgw-agent --target x86_64-pc-windows-gnu --locked
 cargo clippy -p ztgw-agent -p ztgw-posture --target x86_64-pc-windows-gnu --locked -- -D warnings
+# The macOS agent type-checks (and lints) for both Apple architectures. Without Xcode's
+# SDK, ring's C is compiled freestanding with a stand-in for Apple's
+# TargetConditionals.h (deploy/macos/check-include); nothing is linked.
+for target in aarch64-apple-darwin x86_64-apple-darwin; do
+    var=${target//-/_}
+    env "CC_$var=clang" \
+        "CFLAGS_$var=-ffreestanding -nostdlibinc -DRING_CORE_NOSTDLIBINC -I$PWD/deploy/macos/check-include" \
+        cargo clippy -p ztgw-agent -p ztgw-posture --target "$target" --locked -- -D warnings
+done
 bash deploy/scripts/package.sh
 cargo test --workspace --locked

@@ -27,16 +27,23 @@ pub struct CollectOptions {
     pub run_commands: bool,
 }
 
-/// Collects a report of the system under `o.root`: a Windows laptop's capture when the
-/// root holds one (`windows-posture/`), the running Windows on Windows, else the Linux
-/// files under the root.
+/// Collects a report of the system under `o.root`: a Windows laptop's or a Mac's capture
+/// when the root holds one (`windows-posture/`, `macos-posture/`), the running system on
+/// Windows and macOS, else the Linux files under the root.
 pub fn collect(o: &CollectOptions) -> PostureReport {
-    let captured = o.root.join(crate::windows::CAPTURE_DIR);
-    if captured.is_dir() {
-        return crate::windows::collect(o, &crate::windows::Captured(captured));
+    let windows = o.root.join(crate::windows::CAPTURE_DIR);
+    if windows.is_dir() {
+        return crate::windows::collect(o, &crate::probe::Captured(windows));
+    }
+    let macos = o.root.join(crate::macos::CAPTURE_DIR);
+    if macos.is_dir() {
+        return crate::macos::collect(o, &crate::probe::Captured(macos));
     }
     if cfg!(windows) && o.run_commands {
-        return crate::windows::collect(o, &crate::windows::Live);
+        return crate::windows::collect(o, &crate::probe::Live);
+    }
+    if cfg!(target_os = "macos") && o.run_commands {
+        return crate::macos::collect(o, &crate::probe::Live);
     }
     crate::linux::collect(o)
 }

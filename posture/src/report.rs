@@ -128,6 +128,22 @@ pub enum WifiSecurity {
     Enterprise,
 }
 
+impl WifiSecurity {
+    /// How well the network protects the device: higher is better; a wired (or offline)
+    /// device is not on a Wi-Fi at all, which is best.
+    pub fn strength(&self) -> u8 {
+        match self {
+            Self::Open => 0,
+            Self::Wep => 1,
+            Self::Wpa => 2,
+            Self::Wpa2 => 3,
+            Self::Wpa3 => 4,
+            Self::Enterprise => 5,
+            Self::None => 6,
+        }
+    }
+}
+
 /// A device's posture report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -89,7 +89,7 @@ pub fn output(program: &str, args: &[&str]) -> Result<String, String> {
         let first = err.lines().next().unwrap_or("").trim();
         return Err(format!("{program} failed ({status}): {first}"));
     }
-    crate::windows::decode(&out).ok_or_else(|| format!("{program}'s output is not text"))
+    crate::probe::decode(&out).ok_or_else(|| format!("{program}'s output is not text"))
 }
 
 /// Whether this process runs as root (`/proc/self/status`).

@@ -113,3 +113,35 @@ pub fn windows_source(root: &Path, file: &str, text: &str) {
 /// `netsh wlan show interfaces` of an English Windows on an open network.
 pub const NETSH_OPEN_WIFI: &str =
     include_str!("../../posture/tests/fixtures/windows-raw/netsh-open-en.txt");
+
+/// A compliant Mac's capture (`posture/tests/fixtures/macos14`), brought up to date: the
+/// system updated ten days ago, XProtect's data yesterday.
+pub fn compliant_macos(dir: &Path) -> PathBuf {
+    let root = dir.join("mac");
+    copy_tree(&fixtures().join("macos14"), &root);
+    let history = root.join("macos-posture/softwareupdate-history.txt");
+    let date = |hours: i64| {
+        (Timestamp::now() - hours.hours())
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .strftime("%m/%d/%Y, %H:%M:%S")
+            .to_string()
+    };
+    let text: String = std::fs::read_to_string(&history)
+        .expect("history")
+        .lines()
+        .map(|l| {
+            // The date is the line's last 20 characters (`11/27/2026, 02:11:04`).
+            let trimmed = l.trim_end();
+            let Some(at) = trimmed.len().checked_sub(20) else {
+                return format!("{l}\n");
+            };
+            if !trimmed[at..].contains('/') {
+                return format!("{l}\n");
+            }
+            let hours = if trimmed.starts_with("XProtect") { 24 } else { 240 };
+            format!("{}{}\n", &trimmed[..at], date(hours))
+        })
+        .collect();
+    std::fs::write(&history, text).expect("history");
+    root
+}

@@ -238,3 +238,49 @@ async fn a_windows_laptop_is_checked_with_windows_remedies() {
     assert!(failed[0].1.contains("BitLocker"), "{}", failed[0].1);
     gw.running.shutdown("test").await;
 }
+
+/// A Mac's capture (macOS 14, FileVault, the application firewall, XProtect, a screen
+/// lock after 5 minutes, WPA2) passes the profile of the policy `ztgw init` writes; with
+/// FileVault off it fails on that alone, told the macOS way to fix it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mac_is_checked_with_macos_remedies() {
+    let gw = TestGateway::start(GatewayOptions::default()).await;
+    let agent = gw.enrol("e9905").await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = ztgw_tests::laptop::compliant_macos(tmp.path());
+    let posture = || {
+        let out = std::process::Command::new(ztgw_tests::binary("ztgw-agent"))
+            .arg("--state-dir")
+            .arg(agent.dir.path().join("agent"))
+            .args(["posture", "--json", "--posture-root"])
+            .arg(&root)
+            .output()
+            .expect("ztgw-agent posture");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+        });
+        v["evaluation"]["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter(|c| c["outcome"] != "pass")
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or("").to_owned(),
+                    c["remediation"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(posture(), Vec::<(String, String)>::new());
+    std::fs::write(
+        root.join("macos-posture/fdesetup-status.txt"),
+        "FileVault is Off.\n",
+    )
+    .expect("write");
+    let failed = posture();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].0, "posture.disk-encryption");
+    assert!(failed[0].1.contains("FileVault"), "{}", failed[0].1);
+    gw.running.shutdown("test").await;
+}

@@ -105,7 +105,7 @@ pub fn security(root: &Path) -> Fact<WifiSecurity> {
             _ => WifiSecurity::None,
         };
         worst = Some(match worst {
-            Some(w) if rank(&w) <= rank(&level) => w,
+            Some(w) if w.strength() <= level.strength() => w,
             _ => level,
         });
     }
@@ -114,19 +114,6 @@ pub fn security(root: &Path) -> Fact<WifiSecurity> {
         None => Fact::unknown(
             "the active connection's profile was not found (or cannot be read: run the agent as root)",
         ),
-    }
-}
-
-/// Lower is weaker.
-fn rank(w: &WifiSecurity) -> u8 {
-    match w {
-        WifiSecurity::Open => 0,
-        WifiSecurity::Wep => 1,
-        WifiSecurity::Wpa => 2,
-        WifiSecurity::Wpa2 => 3,
-        WifiSecurity::Wpa3 => 4,
-        WifiSecurity::Enterprise => 5,
-        WifiSecurity::None => 6,
     }
 }
 

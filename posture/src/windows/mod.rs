@@ -7,18 +7,15 @@
 
 pub mod parse;
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use crate::collect::CollectOptions;
+use crate::probe::fact;
+pub use crate::probe::{Captured, Captures, Live, Probe, decode};
 use crate::report::{Fact, PostureReport, SCHEMA_VERSION};
 
 /// The directory, under a posture root, that holds a Windows laptop's capture.
 pub const CAPTURE_DIR: &str = "windows-posture";
-/// The markers found on the laptop when it was captured (a JSON list of their names).
-pub const MARKERS_FILE: &str = "data-markers.json";
-/// Largest raw output read from one source.
-pub const MAX_SOURCE_BYTES: usize = 4 << 20;
 
 /// Where a fact comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +31,15 @@ pub enum Source {
     Software,
     RemovableStorage,
     Wifi,
+}
+
+impl crate::probe::Source for Source {
+    fn file(self) -> &'static str {
+        Source::file(self)
+    }
+    fn command(self) -> (&'static str, Vec<&'static str>) {
+        Source::command(self)
+    }
 }
 
 impl Source {
@@ -112,109 +118,8 @@ impl Source {
     }
 }
 
-/// Gives a source's raw output.
-pub trait Probe {
-    fn get(&self, source: Source) -> Result<String, String>;
-    /// What the facts' sources say they came from.
-    fn origin(&self) -> String;
-    /// The capture directory, when the probe reads one.
-    fn captured_dir(&self) -> Option<&Path> {
-        None
-    }
-}
-
-/// A capture directory.
-#[derive(Debug, Clone)]
-pub struct Captured(pub PathBuf);
-
-impl Probe for Captured {
-    fn get(&self, source: Source) -> Result<String, String> {
-        read_bounded(&self.0.join(source.file()))
-    }
-    fn origin(&self) -> String {
-        format!("captured in {}", self.0.display())
-    }
-    fn captured_dir(&self) -> Option<&Path> {
-        Some(&self.0)
-    }
-}
-
-/// The running Windows.
-#[derive(Debug, Clone, Copy)]
-pub struct Live;
-
-impl Probe for Live {
-    fn get(&self, source: Source) -> Result<String, String> {
-        let (program, args) = source.command();
-        crate::run::output(program, &args)
-    }
-    fn origin(&self) -> String {
-        "this Windows".into()
-    }
-}
-
-fn read_bounded(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_SOURCE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() > MAX_SOURCE_BYTES {
-        return Err(format!(
-            "{} is larger than {MAX_SOURCE_BYTES} bytes",
-            path.display()
-        ));
-    }
-    decode(&bytes).ok_or_else(|| format!("{} is not text", path.display()))
-}
-
-/// UTF-8, or the UTF-16LE (with its byte-order mark) Windows PowerShell writes with `>`.
-pub fn decode(bytes: &[u8]) -> Option<String> {
-    if let Some(rest) = bytes.strip_prefix(&[0xff, 0xfe]) {
-        let units: Vec<u16> = rest
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .collect();
-        return String::from_utf16(&units).ok();
-    }
-    let bytes = bytes.strip_prefix(&[0xef, 0xbb, 0xbf]).unwrap_or(bytes);
-    String::from_utf8(bytes.to_vec()).ok()
-}
-
-/// What a capture did with each source: saved it, or why not.
-pub type Captures = Vec<(Source, Result<(), String>)>;
-
-/// Writes every source's raw output into `dir/windows-posture/` (what `--capture` does),
-/// with the administration-data markers of `o` found on this laptop.
-pub fn capture(probe: &dyn Probe, o: &CollectOptions, dir: &Path) -> std::io::Result<Captures> {
-    let out = dir.join(CAPTURE_DIR);
-    std::fs::create_dir_all(&out)?;
-    if let Fact::Known { value, .. } = data_markers(o, None) {
-        std::fs::write(
-            out.join(MARKERS_FILE),
-            serde_json::to_vec(&value).map_err(std::io::Error::other)?,
-        )?;
-    }
-    let mut done = Vec::new();
-    for s in Source::ALL {
-        let r = match probe.get(s) {
-            Ok(text) => std::fs::write(out.join(s.file()), text).map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        done.push((s, r));
-    }
-    Ok(done)
-}
-
-fn fact<T>(probe: &dyn Probe, s: Source, f: impl FnOnce(&str) -> Result<T, String>) -> Fact<T> {
-    match probe.get(s).and_then(|t| f(&t)) {
-        Ok(v) => Fact::known(v, format!("{} ({})", s.file(), probe.origin())),
-        Err(e) => Fact::unknown(format!("{}: {e}", s.file())),
-    }
-}
-
 /// Collects a Windows laptop's report through `probe`.
-pub fn collect(o: &CollectOptions, probe: &dyn Probe) -> PostureReport {
+pub fn collect(o: &CollectOptions, probe: &dyn Probe<Source>) -> PostureReport {
     let software = fact(probe, Source::Software, parse::software);
     let mut antivirus = fact(probe, Source::Antivirus, parse::antivirus);
     // Defender's own status gives its signature date, which Security Center does not.
@@ -231,7 +136,7 @@ pub fn collect(o: &CollectOptions, probe: &dyn Probe) -> PostureReport {
         // Forbidden tools are found among installed programs; on the running Windows,
         // also as executables on PATH.
         Fact::Known { .. } => Fact::known(
-            tools_on_path(o),
+            crate::probe::tools_on_path(o, ".exe"),
             if o.run_commands {
                 "PATH"
             } else {
@@ -265,44 +170,29 @@ pub fn collect(o: &CollectOptions, probe: &dyn Probe) -> PostureReport {
     }
 }
 
-fn tools_on_path(o: &CollectOptions) -> Vec<String> {
-    if !o.run_commands {
-        return Vec::new();
-    }
-    let mut found: Vec<String> = o
-        .watch_tools
-        .iter()
-        .filter(|tool| {
-            !tool.contains(['/', '\\'])
-                && std::env::split_paths(&o.path).any(|d| d.join(format!("{tool}.exe")).is_file())
-        })
-        .cloned()
-        .collect();
-    found.sort();
-    found.dedup();
-    found
+/// Saves every source's raw output into `dir/windows-posture/` (what `--capture` does),
+/// with the administration-data markers of `o` found on this laptop.
+pub fn capture(
+    probe: &dyn Probe<Source>,
+    o: &CollectOptions,
+    dir: &Path,
+) -> std::io::Result<Captures> {
+    crate::probe::capture(
+        probe,
+        &Source::ALL,
+        &data_markers(o, None),
+        &dir.join(CAPTURE_DIR),
+    )
 }
 
-/// The profile's markers in each user's profile directory (`C:\Users\*`) on the running
-/// Windows, or those its capture found.
+/// The profile's markers in each user's folder (`C:\Users\*`) on the running Windows,
+/// or those its capture found.
 fn data_markers(o: &CollectOptions, captured: Option<&Path>) -> Fact<Vec<String>> {
     if o.markers.is_empty() {
         return Fact::known(Vec::new(), "no marker to look for");
     }
     if let Some(dir) = captured {
-        let file = dir.join(MARKERS_FILE);
-        return match read_bounded(&file).and_then(|t| {
-            serde_json::from_str::<Vec<String>>(&t).map_err(|e| format!("{MARKERS_FILE}: {e}"))
-        }) {
-            Ok(found) => {
-                let found: Vec<String> = found
-                    .into_iter()
-                    .filter(|n| o.markers.iter().any(|(m, _)| m == n))
-                    .collect();
-                Fact::known(found, format!("{MARKERS_FILE} ({})", dir.display()))
-            }
-            Err(e) => Fact::unknown(format!("the capture has no marker scan: {e}")),
-        };
+        return crate::probe::captured_markers(dir, &o.markers);
     }
     if !o.run_commands {
         return Fact::unknown(
@@ -320,15 +210,10 @@ fn data_markers(o: &CollectOptions, captured: Option<&Path>) -> Fact<Vec<String>
                 .collect()
         })
         .unwrap_or_default();
-    let mut found: Vec<String> = o
-        .markers
-        .iter()
-        .filter(|(_, rel)| homes.iter().any(|h| h.join(rel).exists()))
-        .map(|(name, _)| name.clone())
-        .collect();
-    found.sort();
-    found.dedup();
-    Fact::known(found, "the profile's marker paths in each user's folder")
+    Fact::known(
+        crate::probe::markers_in(&homes, &o.markers),
+        "the profile's marker paths in each user's folder",
+    )
 }
 
 #[cfg(test)]

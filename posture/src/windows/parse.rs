@@ -397,7 +397,10 @@ pub fn wifi(text: &str) -> Result<WifiSecurity, String> {
                     }
                     other => return Err(format!("an authentication netsh calls {other:?}")),
                 };
-                if worst.as_ref().is_none_or(|w| rank(&level) < rank(w)) {
+                if worst
+                    .as_ref()
+                    .is_none_or(|w| level.strength() < w.strength())
+                {
                     worst = Some(level);
                 }
             }
@@ -408,16 +411,4 @@ pub fn wifi(text: &str) -> Result<WifiSecurity, String> {
         return Err("netsh's output lists no interface".into());
     }
     Ok(worst.unwrap_or(WifiSecurity::None))
-}
-
-fn rank(w: &WifiSecurity) -> u8 {
-    match w {
-        WifiSecurity::Open => 0,
-        WifiSecurity::Wep => 1,
-        WifiSecurity::Wpa => 2,
-        WifiSecurity::Wpa2 => 3,
-        WifiSecurity::Wpa3 => 4,
-        WifiSecurity::Enterprise => 5,
-        WifiSecurity::None => 6,
-    }
 }

@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 
 use super::parse::*;
 use super::{Captured, Probe, Source, decode};
+
+fn get_from(c: &Captured, s: Source) -> Result<String, String> {
+    Probe::<Source>::get(c, s)
+}
 use crate::report::{RemovableStorage, WifiSecurity};
 
 fn fixtures() -> PathBuf {
@@ -21,7 +25,7 @@ fn raw(name: &str) -> String {
 }
 
 fn get(s: Source) -> String {
-    capture().get(s).expect("fixture")
+    get_from(&capture(), s).expect("fixture")
 }
 
 #[test]
