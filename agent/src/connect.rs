@@ -38,6 +38,18 @@ pub enum Target {
     Interface(String),
     /// A wg-quick configuration file (mode 0600).
     ConfigFile(PathBuf),
+    /// WireGuard for Windows: the configuration written to this file (its name is the
+    /// tunnel's) and installed as a tunnel service for the session's life.
+    WindowsService(PathBuf),
+}
+
+/// WireGuard for Windows' command (`%ProgramFiles%\WireGuard\wireguard.exe`).
+pub fn wireguard_windows() -> PathBuf {
+    std::env::var_os("ProgramFiles")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(r"C:\Program Files"))
+        .join("WireGuard")
+        .join("wireguard.exe")
 }
 
 fn session_path(state: &AgentState) -> PathBuf {
@@ -291,6 +303,44 @@ pub fn configure(
     match target {
         Target::Interface(iface) => configure_interface(state, iface, grant),
         Target::ConfigFile(file) => write_config(state, file, grant),
+        Target::WindowsService(file) => {
+            write_config(state, file, grant)?;
+            let exe = wireguard_windows();
+            // A tunnel left by an earlier session is replaced.
+            quietly(
+                Command::new(&exe)
+                    .arg("/uninstalltunnelservice")
+                    .arg(tunnel_name(file)),
+            );
+            run(Command::new(&exe).arg("/installtunnelservice").arg(file)).map_err(|e| {
+                AgentError::Local(format!(
+                    "{e}: install WireGuard for Windows (https://www.wireguard.com/install/) and run the agent as an administrator"
+                ))
+            })
+        }
+    }
+}
+
+/// The tunnel WireGuard for Windows names after the configuration file.
+fn tunnel_name(file: &Path) -> String {
+    file.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ztgw".into())
+}
+
+/// Takes down a session's tunnel, whatever carried it.
+pub fn teardown_target(target: &Target, tunnel_address: &str) {
+    match target {
+        Target::Interface(i) => teardown(i, tunnel_address),
+        Target::ConfigFile(f) => teardown_config(f),
+        Target::WindowsService(f) => {
+            quietly(
+                Command::new(wireguard_windows())
+                    .arg("/uninstalltunnelservice")
+                    .arg(tunnel_name(f)),
+            );
+            let _ = std::fs::remove_file(f);
+        }
     }
 }
 

@@ -66,20 +66,24 @@ enum Command {
     /// Connect: admission (certificate, schedule, posture), then the WireGuard tunnel,
     /// kept until you stop it (Ctrl-C) or the session ends.
     #[command(
-        after_help = "Examples:\n  ztgw-agent connect --wg-interface wg0\n  ztgw-agent connect --write-config /etc/wireguard/ztgw.conf"
+        after_help = "Examples:\n  ztgw-agent connect --wg-interface wg0\n  ztgw-agent connect --write-config /etc/wireguard/ztgw.conf\n  ztgw-agent connect --tunnel-service        (Windows, as an administrator)"
     )]
     Connect {
         /// An existing WireGuard interface (wireguard-go or kernel) to configure with
         /// `wg` and `ip`.
         #[arg(
             long,
-            conflicts_with = "write_config",
-            required_unless_present = "write_config"
+            conflicts_with_all = ["write_config", "tunnel_service"],
+            required_unless_present_any = ["write_config", "tunnel_service"]
         )]
         wg_interface: Option<String>,
         /// Write a wg-quick configuration file (0600) instead, and keep re-checking.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "tunnel_service")]
         write_config: Option<PathBuf>,
+        /// On Windows: hand the session to WireGuard for Windows as a tunnel service
+        /// (`ztgw`), removed when the session ends. Run as an administrator.
+        #[arg(long)]
+        tunnel_service: bool,
         /// The code from your authenticator app, when your role requires a second
         /// factor (otherwise the agent asks for it).
         #[arg(long)]
@@ -301,14 +305,18 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Connect {
             wg_interface,
             write_config,
+            tunnel_service,
             second_factor,
             posture_root,
         } => {
-            let target = match (wg_interface, write_config) {
-                (Some(i), _) => connect::Target::Interface(i),
-                (None, Some(f)) => connect::Target::ConfigFile(f),
-                (None, None) => {
-                    return Err("give --wg-interface NAME or --write-config FILE".into());
+            let target = match (wg_interface, write_config, tunnel_service) {
+                (Some(i), _, _) => connect::Target::Interface(i),
+                (None, Some(f), _) => connect::Target::ConfigFile(f),
+                (None, None, true) => connect::Target::WindowsService(state.dir.join("ztgw.conf")),
+                (None, None, false) => {
+                    return Err(
+                        "give --wg-interface NAME, --write-config FILE or (on Windows) --tunnel-service".into(),
+                    );
                 }
             };
             run_connection(&state, &target, &posture_root, second_factor).await
@@ -401,7 +409,7 @@ async fn run_connection(
     connect::configure(state, target, &grant).map_err(|e| e.to_string())?;
     let iface = match target {
         connect::Target::Interface(i) => Some(i.clone()),
-        connect::Target::ConfigFile(_) => None,
+        connect::Target::ConfigFile(_) | connect::Target::WindowsService(_) => None,
     };
     connect::remember(
         state,
@@ -422,11 +430,18 @@ async fn run_connection(
         "Reachable through the tunnel: {}.",
         grant.allowed_ips.join(", ")
     );
-    if let connect::Target::ConfigFile(f) = target {
-        println!(
-            "WireGuard configuration written to {}; bring it up with wg-quick.",
+    match target {
+        connect::Target::ConfigFile(f) => println!(
+            "WireGuard configuration written to {}; bring it up with wg-quick (or import it in the WireGuard app).",
             f.display()
-        );
+        ),
+        connect::Target::WindowsService(f) => println!(
+            "WireGuard for Windows runs the tunnel {} for this session.",
+            f.file_stem()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default()
+        ),
+        connect::Target::Interface(_) => {}
     }
     let ends_at = time::OffsetDateTime::parse(
         &grant.ends_at,
@@ -509,14 +524,14 @@ async fn run_connection(
             connect::disconnect(state)
                 .await
                 .map_err(|e| e.to_string())?;
+            // The tunnel's keys are of no use once the session ended: a wg-quick file or
+            // a Windows tunnel service goes with it (an interface was taken down above).
+            connect::teardown_target(target, &grant.tunnel_address);
             println!("Disconnected.");
             Ok(())
         }
         Stop::Ended(why) => {
-            match target {
-                connect::Target::Interface(i) => connect::teardown(i, &grant.tunnel_address),
-                connect::Target::ConfigFile(f) => connect::teardown_config(f),
-            }
+            connect::teardown_target(target, &grant.tunnel_address);
             connect::forget(state);
             Err(format!("The session ended: {why}"))
         }

@@ -18,6 +18,7 @@ command -v adduser >/dev/null 2>&1 || need_packages+=(adduser)
 # The Windows agent: cross-linked with MinGW-w64, run under Wine (tests/windows_agent.rs).
 command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need_packages+=(gcc-mingw-w64-x86-64)
 [[ -x /usr/lib/wine/wine64 ]] || command -v wine64 >/dev/null 2>&1 || need_packages+=(wine64)
+command -v makensis >/dev/null 2>&1 || need_packages+=(nsis)
 # The macOS agent is type-checked with clang (ring's C for Apple targets).
 command -v clang >/dev/null 2>&1 || need_packages+=(clang)
 # Schedules use the system's time-zone database (see docs/policy.md).

@@ -138,7 +138,11 @@ pub fn compliant_macos(dir: &Path) -> PathBuf {
             if !trimmed[at..].contains('/') {
                 return format!("{l}\n");
             }
-            let hours = if trimmed.starts_with("XProtect") { 24 } else { 240 };
+            let hours = if trimmed.starts_with("XProtect") {
+                24
+            } else {
+                240
+            };
             format!("{}{}\n", &trimmed[..at], date(hours))
         })
         .collect();

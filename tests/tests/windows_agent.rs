@@ -4,6 +4,9 @@
 //! enrols against a test gateway on loopback — the TLS stack and the CA pinning of the
 //! Windows build — refusing a gateway whose CA is not the one the invitation pins.
 //!
+//! The installer `deploy/scripts/package.sh` builds (NSIS) installs the agent silently,
+//! registers it with Windows, and its uninstaller removes it and keeps the device's keys.
+//!
 //! Wine 8 (Debian 12) lacks `bcryptprimitives.dll`, which Rust's standard library calls
 //! for randomness and every Windows 10/11 has: the test builds a stand-in
 //! (`deploy/windows/bcryptprimitives-wine.c`) beside the copy of the agent it runs.
@@ -69,25 +72,32 @@ fn run(prefix: &Prefix, exe: &Path, args: &[&str]) -> Output {
         .expect("wine")
 }
 
+/// Builds Wine's missing `bcryptprimitives.dll` into `dir`.
+fn bcrypt_stand_in(dir: &Path) {
+    let shim =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/windows/bcryptprimitives-wine.c");
+    let built = Command::new("x86_64-w64-mingw32-gcc")
+        .args(["-shared", "-O2", "-o"])
+        .arg(dir.join("bcryptprimitives.dll"))
+        .arg(&shim)
+        .arg("-ladvapi32")
+        .status()
+        .expect(
+            "x86_64-w64-mingw32-gcc is missing: install it with `apt-get install gcc-mingw-w64-x86-64`",
+        );
+    assert!(
+        built.success(),
+        "building the bcryptprimitives stand-in failed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_windows_agent_runs_reports_and_enrols_under_wine() {
     let work = tempfile::tempdir().expect("tempdir");
     // The agent and Wine's missing DLL, side by side.
     let exe = work.path().join("ztgw-agent.exe");
     std::fs::copy(windows_agent(), &exe).expect("copy the agent");
-    let shim =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/windows/bcryptprimitives-wine.c");
-    let built = Command::new("x86_64-w64-mingw32-gcc")
-        .args(["-shared", "-O2", "-o"])
-        .arg(work.path().join("bcryptprimitives.dll"))
-        .arg(&shim)
-        .arg("-ladvapi32")
-        .status()
-        .expect("x86_64-w64-mingw32-gcc is missing: install it with `apt-get install gcc-mingw-w64-x86-64`");
-    assert!(
-        built.success(),
-        "building the bcryptprimitives stand-in failed"
-    );
+    bcrypt_stand_in(work.path());
     let prefix = Prefix(tempfile::tempdir().expect("prefix"));
 
     let out = run(&prefix, &exe, &["--version"]);
@@ -187,4 +197,78 @@ async fn the_windows_agent_runs_reports_and_enrols_under_wine() {
     assert!(!work.path().join("agent2/device.pem").exists());
     gw.running.shutdown("test").await;
     other.running.shutdown("test").await;
+}
+
+/// The installer from `deploy/scripts/package.sh`, run silently (`/S`) in a Wine prefix
+/// of its own: the agent and the employees' guide land in `Program Files\ztgw`, the state
+/// directory in `ProgramData`, Windows lists the agent among installed programs, the
+/// installed agent runs; the uninstaller removes the program and keeps the keys.
+#[test]
+fn the_installer_installs_and_uninstalls_the_agent() {
+    let windows = ztgw_tests::binary("ztgw-agent")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .join("windows");
+    let setup = std::fs::read_dir(&windows)
+        .ok()
+        .and_then(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with("-setup.exe"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no installer in {}: build it with `bash deploy/scripts/package.sh` (it needs nsis and the x86_64-pc-windows-gnu target)",
+                windows.display()
+            )
+        });
+    let prefix = Prefix(tempfile::tempdir().expect("prefix"));
+    let out = run(&prefix, &setup, &["/S"]);
+    assert!(out.status.success(), "{out:?}");
+    let drive = prefix.0.path().join("drive_c");
+    let installed = drive.join("Program Files/ztgw");
+    for file in [
+        "ztgw-agent.exe",
+        "employees.md",
+        "posture.md",
+        "uninstall.exe",
+    ] {
+        assert!(installed.join(file).exists(), "{file} installed");
+    }
+    assert!(
+        drive.join("ProgramData/ztgw-agent").is_dir(),
+        "the state directory"
+    );
+    let listed = |registry: &str| registry.contains(r"Uninstall\\ztgw-agent]");
+    let registry = std::fs::read_to_string(prefix.0.path().join("system.reg")).expect("registry");
+    assert!(
+        listed(&registry) && registry.contains(r#""DisplayVersion"="0.1.0""#),
+        "Windows lists the agent among installed programs"
+    );
+    bcrypt_stand_in(&installed);
+    let out = run(&prefix, &installed.join("ztgw-agent.exe"), &["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ztgw-agent 0.1.0"
+    );
+
+    // A key the agent would have written: the uninstaller leaves it.
+    std::fs::write(drive.join("ProgramData/ztgw-agent/device.key"), "kept").expect("key");
+    let out = run(
+        &prefix,
+        &installed.join("uninstall.exe"),
+        &["/S", r"_?=C:\Program Files\ztgw"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !installed.join("ztgw-agent.exe").exists(),
+        "the agent is removed"
+    );
+    assert!(
+        drive.join("ProgramData/ztgw-agent/device.key").exists(),
+        "the keys stay"
+    );
+    let registry = std::fs::read_to_string(prefix.0.path().join("system.reg")).expect("registry");
+    assert!(!listed(&registry), "no longer listed");
 }
