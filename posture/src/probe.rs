@@ -64,16 +64,19 @@ impl<S: Source> Probe<S> for Live {
 
 /// A file's text, at most [`MAX_SOURCE_BYTES`].
 pub fn read_bounded(path: &Path) -> Result<String, String> {
+    read_at_most(path, MAX_SOURCE_BYTES)
+}
+
+/// A file's text, at most `max` bytes: a larger file is an error (it is not read into
+/// memory whole), as is one that is not text.
+pub fn read_at_most(path: &Path, max: usize) -> Result<String, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut bytes = Vec::new();
-    file.take(MAX_SOURCE_BYTES as u64 + 1)
+    file.take(max as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() > MAX_SOURCE_BYTES {
-        return Err(format!(
-            "{} is larger than {MAX_SOURCE_BYTES} bytes",
-            path.display()
-        ));
+    if bytes.len() > max {
+        return Err(format!("{} is larger than {max} bytes", path.display()));
     }
     decode(&bytes).ok_or_else(|| format!("{} is not text", path.display()))
 }

@@ -61,7 +61,7 @@ fn product_of(items: &[Value]) -> &'static str {
 /// The configuration a copied root would load at boot (ufw's `ENABLED=yes`, or an
 /// enabled nftables service whose rules drop or reject).
 pub fn from_configuration(root: &Path) -> Fact<Firewall> {
-    let read = |rel: &str| std::fs::read_to_string(root.join(rel)).ok();
+    let read = |rel: &str| super::text(&root.join(rel));
     const WHY: &str = "(configuration: the ruleset in force is read on the running system only)";
     if let Some(conf) = read("etc/ufw/ufw.conf") {
         let active = conf

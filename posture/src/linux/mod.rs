@@ -42,13 +42,18 @@ const BROWSER_PACKAGES: &[(&str, &str)] = &[
 /// Collects a Linux device's report.
 pub fn collect(o: &CollectOptions) -> PostureReport {
     let root = &o.root;
-    let software: Fact<Vec<Package>> =
-        match (read(root, "var/lib/dpkg/status"), rpm::installed(root)) {
-            (Some(status), _) => Fact::known(dpkg::installed(&status), "/var/lib/dpkg/status"),
-            (None, Some(Ok(pkgs))) => Fact::known(pkgs, "/var/lib/rpm/rpmdb.sqlite"),
-            (None, Some(Err(e))) => Fact::unknown(format!("the rpm database cannot be read: {e}")),
-            (None, None) => Fact::unknown("neither a dpkg nor an rpm (sqlite) database was found"),
-        };
+    let software: Fact<Vec<Package>> = match (
+        crate::probe::read_at_most(&root.join("var/lib/dpkg/status"), MAX_DPKG_STATUS),
+        rpm::installed(root),
+    ) {
+        (Ok(status), _) => Fact::known(dpkg::installed(&status), "/var/lib/dpkg/status"),
+        (Err(e), _) if root.join("var/lib/dpkg/status").exists() => {
+            Fact::unknown(format!("the dpkg database cannot be read: {e}"))
+        }
+        (Err(_), Some(Ok(pkgs))) => Fact::known(pkgs, "/var/lib/rpm/rpmdb.sqlite"),
+        (Err(_), Some(Err(e))) => Fact::unknown(format!("the rpm database cannot be read: {e}")),
+        (Err(_), None) => Fact::unknown("neither a dpkg nor an rpm (sqlite) database was found"),
+    };
     PostureReport {
         schema_version: SCHEMA_VERSION,
         collected_at: o.now.clone(),
@@ -77,8 +82,19 @@ pub fn collect(o: &CollectOptions) -> PostureReport {
 }
 
 fn read(root: &Path, rel: &str) -> Option<String> {
-    std::fs::read_to_string(root.join(rel)).ok()
+    text(&root.join(rel))
 }
+
+/// A small file's text (configuration, state, `/proc` and `/sys` entries): at most
+/// [`crate::probe::MAX_SOURCE_BYTES`]; a larger one reads as absent, so a 100 MB file
+/// where a small one belongs makes its fact unknown instead of filling memory.
+pub fn text(path: &Path) -> Option<String> {
+    crate::probe::read_bounded(path).ok()
+}
+
+/// The dpkg database: large on a desktop (a few MiB for 3,000 packages), bounded all
+/// the same.
+const MAX_DPKG_STATUS: usize = 64 << 20;
 
 fn os(root: &Path) -> Fact<OsInfo> {
     let Some(rel) = OsRelease::read(root) else {
@@ -174,8 +190,7 @@ fn process_running(root: &Path, names: &[&str]) -> bool {
         e.file_name()
             .to_str()
             .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-            && std::fs::read_to_string(e.path().join("comm"))
-                .is_ok_and(|c| names.contains(&c.trim()))
+            && text(&e.path().join("comm")).is_some_and(|c| names.contains(&c.trim()))
     })
 }
 
@@ -225,10 +240,8 @@ fn dm_crypt(root: &Path, device: &str) -> Option<bool> {
     let blocks = std::fs::read_dir(root.join("sys/block")).ok()?;
     for b in blocks.filter_map(|e| e.ok()) {
         let dir = b.path().join("dm");
-        if std::fs::read_to_string(dir.join("name")).is_ok_and(|n| n.trim() == name) {
-            return Some(
-                std::fs::read_to_string(dir.join("uuid")).is_ok_and(|u| u.starts_with("CRYPT-")),
-            );
+        if text(&dir.join("name")).is_some_and(|n| n.trim() == name) {
+            return Some(text(&dir.join("uuid")).is_some_and(|u| u.starts_with("CRYPT-")));
         }
     }
     Some(false)
@@ -271,7 +284,7 @@ fn removable_storage(root: &Path) -> Fact<RemovableStorage> {
         );
     };
     let blocked = files.filter_map(|e| e.ok()).any(|f| {
-        std::fs::read_to_string(f.path()).is_ok_and(|t| {
+        text(&f.path()).is_some_and(|t| {
             t.lines().any(|l| {
                 let w: Vec<&str> = l.split_whitespace().collect();
                 matches!(
@@ -462,6 +475,35 @@ mod tests {
         let av = rep.antivirus.value().expect("antivirus");
         assert!(av[0].running && av[0].signatures_version.is_none());
         assert!(rep.wifi.value().is_none(), "unknown, with its reason");
+    }
+
+    /// A 100 MB file where a small one belongs is not read into memory: its fact is
+    /// unknown, with the reason.
+    #[test]
+    fn huge_files_make_facts_unknown() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let r = t.path();
+        for rel in [
+            "var/lib/dpkg/status",
+            "proc/mounts",
+            "etc/ufw/ufw.conf",
+            "etc/passwd",
+        ] {
+            let p = r.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::File::create(&p)
+                .and_then(|f| f.set_len(100 << 20))
+                .expect("a sparse 100 MB file");
+        }
+        let rep = collect(&options(r));
+        assert!(
+            matches!(&rep.software, Fact::Unknown { reason } if reason.contains("larger than")),
+            "{:?}",
+            rep.software
+        );
+        assert!(rep.volumes.value().is_none(), "{:?}", rep.volumes);
+        assert!(rep.firewall.value().is_none(), "{:?}", rep.firewall);
+        assert!(rep.screen_lock.value().is_none(), "{:?}", rep.screen_lock);
     }
 
     #[test]

@@ -68,11 +68,7 @@ pub fn read_hostname(root: &Path) -> Option<String> {
 }
 
 fn read_bounded(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    if bytes.len() > MAX_FILE_LEN {
-        return None;
-    }
-    String::from_utf8(bytes).ok()
+    crate::probe::read_at_most(path, MAX_FILE_LEN).ok()
 }
 
 fn unquote(v: &str) -> String {

@@ -78,7 +78,7 @@ pub fn screen_lock(root: &Path) -> Fact<ScreenLock> {
 
 /// The logged-in users, or every account with a home under /home.
 fn users(root: &Path) -> Vec<(String, PathBuf)> {
-    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    let passwd = super::text(&root.join("etc/passwd")).unwrap_or_default();
     let accounts: Vec<(String, u32, PathBuf)> = passwd
         .lines()
         .filter_map(|l| {
@@ -93,7 +93,7 @@ fn users(root: &Path) -> Vec<(String, PathBuf)> {
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .take(MAX_USERS)
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .filter_map(|e| super::text(&e.path()))
                 .filter(|t| t.lines().any(|l| l == "CLASS=user"))
                 .filter_map(|t| {
                     t.lines()
@@ -159,7 +159,7 @@ fn gnome_system(root: &Path) -> GnomeSystem {
             });
         }
         for lock in files(&db.path().join("locks")) {
-            if let Ok(text) = std::fs::read_to_string(lock) {
+            if let Some(text) = super::text(&lock) {
                 s.locked.extend(
                     text.lines()
                         .map(str::trim)
@@ -206,8 +206,7 @@ fn gnome_user(root: &Path, home: &Path, system: &GnomeSystem) -> Result<ScreenLo
 
 /// `<key name="NAME" …><default>VALUE</default>` in the schema's XML.
 fn schema_default(root: &Path, schema: &str, key: &str) -> Option<String> {
-    let text =
-        std::fs::read_to_string(root.join(SCHEMAS).join(format!("{schema}.gschema.xml"))).ok()?;
+    let text = super::text(&root.join(SCHEMAS).join(format!("{schema}.gschema.xml")))?;
     let at = text.find(&format!("<key name=\"{key}\""))?;
     let rest = &text[at..];
     let start = rest.find("<default>")? + "<default>".len();
@@ -218,7 +217,7 @@ fn schema_default(root: &Path, schema: &str, key: &str) -> Option<String> {
 /// KDE's screen locker: `[Daemon] Autolock` (true) and `Timeout` in minutes (5).
 fn kde_user(file: &Path) -> ScreenLock {
     let (mut autolock, mut minutes) = (true, 5u32);
-    if let Ok(text) = std::fs::read_to_string(file) {
+    if let Some(text) = super::text(file) {
         let mut section = String::new();
         for line in text.lines().map(str::trim) {
             if line.starts_with('[') {
@@ -257,7 +256,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 
 /// A dconf keyfile's `[dir] key=value` lines, as full keys.
 fn keyfile(file: &Path, each: &mut dyn FnMut(String, &str)) {
-    let Ok(text) = std::fs::read_to_string(file) else {
+    let Some(text) = super::text(file) else {
         return;
     };
     let mut section = String::new();

@@ -23,10 +23,10 @@ pub fn security(root: &Path) -> Fact<WifiSecurity> {
     if let Ok(ifaces) = std::fs::read_dir(&sys) {
         for i in ifaces.filter_map(|e| e.ok()).take(1024) {
             let p = i.path();
-            let up = std::fs::read_to_string(p.join("operstate"))
-                .is_ok_and(|s| matches!(s.trim(), "up" | "dormant"));
+            let up = super::text(&p.join("operstate"))
+                .is_some_and(|s| matches!(s.trim(), "up" | "dormant"));
             if p.join("wireless").exists() && up {
-                let index = std::fs::read_to_string(p.join("ifindex")).unwrap_or_default();
+                let index = super::text(&p.join("ifindex")).unwrap_or_default();
                 wireless_up.push((
                     i.file_name().to_string_lossy().into_owned(),
                     index.trim().to_owned(),
@@ -56,7 +56,7 @@ pub fn security(root: &Path) -> Fact<WifiSecurity> {
                 .any(|(_, index)| e.file_name().to_str() == Some(index.as_str()))
     });
     let active: Vec<String> = devices
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|e| super::text(&e.path()))
         .filter_map(|t| {
             t.lines()
                 .find_map(|l| l.trim().strip_prefix("connection-uuid="))
@@ -73,7 +73,7 @@ pub fn security(root: &Path) -> Fact<WifiSecurity> {
         .collect();
     let mut worst: Option<WifiSecurity> = None;
     for p in profiles {
-        let Ok(text) = std::fs::read_to_string(&p) else {
+        let Some(text) = super::text(&p) else {
             continue;
         };
         let (mut uuid, mut kind, mut key_mgmt) = (None, None, None);
