@@ -368,12 +368,16 @@ async fn run(cli: Cli) -> Result<(), String> {
                 println!("status       {}", view.status.as_str());
                 println!(
                     "certificate  {} valid until {}",
-                    view.certificate_serial, view.certificate_not_after
+                    view.certificate_serial,
+                    rfc3339(view.certificate_not_after)
                 );
                 match connect::session(&state).map_err(|e| e.to_string())? {
                     Some(s) => println!(
                         "session      {} (role {}, tunnel {}, until {})",
-                        s.session, s.role, s.tunnel_address, s.ends_at
+                        s.session,
+                        s.role,
+                        s.tunnel_address,
+                        for_people(&s.ends_at)
                     ),
                     None => println!("session      none"),
                 }
@@ -384,8 +388,22 @@ async fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
+    for_people(
+        &t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| t.to_string()),
+    )
+}
+
+/// A time for the employee: RFC 3339 in this laptop's time zone
+/// (`2027-04-06T10:00:00+01:00`), whatever offset it came with (the gateway sends UTC).
+fn for_people(rfc3339: &str) -> String {
+    match rfc3339.parse::<jiff::Timestamp>() {
+        Ok(t) => t
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string(),
+        Err(_) => rfc3339.to_owned(),
+    }
 }
 
 /// How soon a watch is tried again when the gateway could not be reached.
@@ -424,7 +442,10 @@ async fn run_connection(
     .map_err(|e| e.to_string())?;
     println!(
         "Connected: session {}, role {}, tunnel address {}, until {}.",
-        grant.session, grant.role, grant.tunnel_address, grant.ends_at
+        grant.session,
+        grant.role,
+        grant.tunnel_address,
+        for_people(&grant.ends_at)
     );
     println!(
         "Reachable through the tunnel: {}.",

@@ -115,6 +115,8 @@ pub struct TestCase {
     pub employee: Option<String>,
     pub destination: Destination,
     pub at: Timestamp,
+    /// `at` as the policy writes it (with its offset), to show it back.
+    pub at_text: String,
     pub expect: Expect,
     /// The resource expected to allow it.
     pub rule: Option<String>,

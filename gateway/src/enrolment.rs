@@ -363,8 +363,11 @@ fn validity(ctx: &Context) -> time::Duration {
         .unwrap_or(time::Duration::days(30))
 }
 
-/// RFC 3339 for messages; falls back to the debug form, which is still readable.
+/// RFC 3339 in UTC (`2027-04-06T09:00:00Z`), as every time in the API, the journal and
+/// the command line's JSON is written, whatever offset `t` carries; falls back to the
+/// debug form, which is still readable.
 pub fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| format!("{t}"))
 }

@@ -33,6 +33,7 @@ use crate::dataplane::accounting::Report;
 use crate::dataplane::peers::{PeerSpec, PresharedKey};
 use crate::dataplane::shell::{DataPlane, PeerInfo};
 use crate::device_auth::AuthenticatedDevice;
+use crate::enrolment::rfc3339;
 use crate::journal::Event;
 use crate::session::admission::{self, Applicant, Facts, Failure, to_jiff};
 use crate::session::lifecycle::{
@@ -993,9 +994,4 @@ fn allowed_ips(active: &ActivePolicy, role: &str) -> Vec<String> {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -511,6 +511,29 @@ fn the_security_units_policy_tools() {
     );
     let out = ok(&ztgw(nowhere, &["policy", "diff", example_s, example_s]));
     assert_eq!(out.trim(), "no change in access");
+    // Dates in words: a holiday added and one taken out.
+    let holidays = tmp.path().join("holidays.toml");
+    std::fs::write(
+        &holidays,
+        text_in.replace(
+            "except = [\"2027-01-01\", \"2027-01-11\", \"2027-05-01\"]",
+            "except = [\"2027-01-01\", \"2027-05-01\", \"2027-12-31\"]",
+        ),
+    )
+    .expect("write");
+    let out = ok(&ztgw(
+        nowhere,
+        &[
+            "policy",
+            "diff",
+            example_s,
+            holidays.to_str().expect("path"),
+        ],
+    ));
+    assert_eq!(
+        out.trim(),
+        "schedule office-hours changes: no telework on 2027-12-31; telework again on 2027-01-11 (affects roles finance, quarantine)"
+    );
 
     // The change breaks a test: `policy test` shows why, and fails.
     let out = ztgw(
@@ -529,6 +552,12 @@ fn the_security_units_policy_tools() {
         stdout.contains("why:      role hr may reach resource finance-db"),
         "{stdout}"
     );
+    // Each case's instant as the policy writes it, offset included.
+    assert!(
+        stdout.contains(" at 2027-04-06T10:00:00+01:00: expected"),
+        "{stdout}"
+    );
+    assert_eq!(text(&out.stderr).trim(), "ztgw: 1 policy test(s) failed");
 
     let broken = tmp.path().join("broken.toml");
     std::fs::write(

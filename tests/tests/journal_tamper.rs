@@ -186,14 +186,31 @@ fn truncation_is_found_mid_record_before_a_signature_and_against_a_kept_checkpoi
         .iter()
         .rev()
         .find(|x| x.3 == Kind::Checkpoint);
-    match previous_checkpoint {
-        Some((off, n, _, _)) => std::fs::write(&last.path, &bytes[..off + n]).expect("write"),
-        None => std::fs::remove_file(&last.path).expect("remove the last segment"),
-    }
+    // The damage is reported where the journal now ends: that segment's last byte.
+    let (end_segment, end_offset) = match previous_checkpoint {
+        Some((off, n, _, _)) => {
+            std::fs::write(&last.path, &bytes[..off + n]).expect("write");
+            (last.name(), (off + n) as u64)
+        }
+        None => {
+            std::fs::remove_file(&last.path).expect("remove the last segment");
+            let before = &segs[segs.len() - 2];
+            (
+                before.name(),
+                std::fs::metadata(&before.path).expect("meta").len(),
+            )
+        }
+    };
     verify_dir(&f.dir, Some(&f.public), None).expect("a clean cut at a checkpoint verifies alone");
     let d = verify_dir(&f.dir, Some(&f.public), Some(kept))
         .expect_err("the kept checkpoint catches it");
     assert!(d.what.contains("truncated"), "{d}");
+    assert_eq!(
+        (d.place.segment.as_str(), d.place.offset),
+        (end_segment.as_str(), end_offset),
+        "{d}"
+    );
+    assert!(end_offset > 0);
 }
 
 #[test]

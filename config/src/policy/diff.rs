@@ -198,16 +198,40 @@ fn schedule_change(before: &Schedule, after: &Schedule) -> Vec<String> {
     if hours(before) != hours(after) {
         parts.push(format!("hours {} → {}", hours(before), hours(after)));
     }
-    let mut dated = Vec::new();
+    // Dates in words, not signed: `+2027-12-31` reads like a year with a sign.
     let except = |s: &Schedule| s.except.iter().map(|e| e.to_string()).collect::<Vec<_>>();
-    set_change(
-        &mut dated,
-        "no telework on",
+    date_change(
+        &mut parts,
+        ("no telework on", "telework again on"),
         &except(before),
         &except(after),
     );
     let also = |s: &Schedule| s.also.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-    set_change(&mut dated, "telework added on", &also(before), &also(after));
-    parts.extend(dated);
+    date_change(
+        &mut parts,
+        ("telework added on", "no more telework on"),
+        &also(before),
+        &also(after),
+    );
     parts
+}
+
+/// Dates added to a list (`added`) and taken out of it (`removed`), each in words.
+fn date_change(
+    parts: &mut Vec<String>,
+    (added, removed): (&str, &str),
+    before: &[String],
+    after: &[String],
+) {
+    let a: BTreeSet<&String> = before.iter().collect();
+    let b: BTreeSet<&String> = after.iter().collect();
+    let join = |d: Vec<&&String>| d.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let new: Vec<&&String> = b.difference(&a).collect();
+    if !new.is_empty() {
+        parts.push(format!("{added} {}", join(new)));
+    }
+    let gone: Vec<&&String> = a.difference(&b).collect();
+    if !gone.is_empty() {
+        parts.push(format!("{removed} {}", join(gone)));
+    }
 }

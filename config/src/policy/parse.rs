@@ -120,7 +120,7 @@ struct RawTest {
     role: Named,
     employee: Option<Named>,
     destination: Destination,
-    at: jiff::Timestamp,
+    at: (jiff::Timestamp, String),
     expect: Expect,
     rule: Option<Named>,
 }
@@ -587,7 +587,8 @@ impl<'t> Walker<'t> {
                 role: t.role.name,
                 employee: t.employee.map(|e| e.name),
                 destination: t.destination,
-                at: t.at,
+                at: t.at.0,
+                at_text: t.at.1,
                 expect: t.expect,
                 rule: t.rule.map(|r| r.name),
             });
@@ -897,7 +898,8 @@ impl<'t> Walker<'t> {
         }
     }
 
-    fn instant(&mut self, v: &Spanned<DeValue<'_>>) -> Option<jiff::Timestamp> {
+    /// An instant with its offset, and the instant as written (shown back as written).
+    fn instant(&mut self, v: &Spanned<DeValue<'_>>) -> Option<(jiff::Timestamp, String)> {
         let s = match v.get_ref() {
             DeValue::Datetime(d) => d.to_string(),
             DeValue::String(s) => s.to_string(),
@@ -907,7 +909,7 @@ impl<'t> Walker<'t> {
             }
         };
         match s.parse::<jiff::Timestamp>() {
-            Ok(t) => Some(t),
+            Ok(t) => Some((t, s)),
             Err(_) => {
                 self.error(
                     v.span(),

@@ -9,6 +9,7 @@ use ztgw_pki::{EmployeeId, Existing, write_private_file};
 
 use super::{AdminError, AdminErrorCode, AdminResponse, check_text, done};
 use crate::context::Context;
+use crate::enrolment::rfc3339;
 use crate::journal::Event;
 
 /// The longest override: an emergency, not a second schedule.
@@ -127,9 +128,4 @@ pub fn until_for(
         .filter(|o| o.target == e || o.target == r)
         .map(|o| o.until)
         .max()
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -113,7 +113,7 @@ pub fn test(file: &Path) -> Result<(), Failure> {
             file.display(),
             c.line,
             c.destination,
-            c.at
+            c.at_text
         );
         if !r.passed {
             for line in r.actual.render(&checked.policy).lines() {

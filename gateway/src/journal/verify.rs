@@ -511,6 +511,8 @@ pub fn verify_dir_until(
     if segments.is_empty() {
         return Err(top("there is no journal segment here".into()));
     }
+    // Where the journal ends: what a truncation is reported at.
+    let mut end_at = (segments.last().map(|s| s.name()).unwrap_or_default(), 0u64);
     for (i, seg) in segments.iter().enumerate() {
         if walk.purged(seg) {
             continue;
@@ -527,10 +529,11 @@ pub fn verify_dir_until(
             break;
         }
         walk.segment(seg, &bytes, key, |_| {})?;
+        end_at = (seg.name(), bytes.len() as u64);
     }
     let end = Place {
-        segment: segments.last().map(|s| s.name()).unwrap_or_default(),
-        offset: 0,
+        segment: end_at.0,
+        offset: end_at.1,
         seq: Some(walk.next_seq),
     };
     if walk.unsigned > 0 {
