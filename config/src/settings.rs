@@ -29,6 +29,9 @@ pub struct Settings {
     pub journal: JournalSection,
     pub metrics: MetricsSection,
     pub incidents: IncidentsSection,
+    /// `[directory]`: the directory (Active Directory, LDAP) that decides who may
+    /// telework, when there is one.
+    pub directory: Option<DirectorySection>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -188,6 +191,68 @@ pub struct JournalSection {
     pub free_space_warning: u64,
 }
 
+/// Which directory server: Active Directory resolves nested groups itself (its in-chain
+/// matching rule); other LDAP servers' groups are walked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirectoryKind {
+    ActiveDirectory,
+    Ldap,
+}
+
+/// `[directory]`: where employees and their telework groups are kept (G1, G3).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySection {
+    pub kind: DirectoryKind,
+    /// Tried in order: `ldaps://HOST[:PORT]`, or `ldap://HOST[:PORT]` always upgraded with
+    /// StartTLS (never plain).
+    pub urls: Vec<String>,
+    /// The CA that signs the directory servers' certificates (PEM), relative to this
+    /// file's directory.
+    pub ca_file: PathBuf,
+    /// The account the gateway binds as, and the file (0600) holding its password,
+    /// relative to this file's directory.
+    pub bind_dn: String,
+    pub bind_password_file: PathBuf,
+    /// Where employees are searched, and which entries are employees.
+    pub base_dn: String,
+    #[serde(default = "defaults::directory_user_filter")]
+    pub user_filter: String,
+    /// The attribute holding the employee id (`sAMAccountName`, `employeeID`, `uid`).
+    pub id_attribute: String,
+    /// The entries whose account is disabled (Active Directory's `userAccountControl` bit
+    /// 2 by default; an attribute of your choice elsewhere, e.g. `(employeeType=disabled)`).
+    #[serde(default)]
+    pub disabled_filter: Option<String>,
+    /// How often the gateway reads the directory.
+    #[serde(default = "defaults::directory_sync_interval")]
+    pub sync_interval: HumanDuration,
+    /// How long one connection, bind or search may take.
+    #[serde(default = "defaults::directory_timeout")]
+    pub timeout: HumanDuration,
+    /// A sync that would end the telework of more than this share (percent) of the
+    /// employees with telework is refused (a directory answering nothing revokes no one).
+    #[serde(default = "defaults::directory_max_revoke_percent")]
+    pub max_revoke_percent: u8,
+    /// Role → the directory group (DN) whose members, directly or through nested groups,
+    /// telework with that role.
+    pub roles: std::collections::BTreeMap<String, String>,
+}
+
+impl DirectorySection {
+    /// The filter matching disabled accounts, the kind's default when not set.
+    pub fn disabled_filter(&self) -> Option<&str> {
+        match (&self.disabled_filter, self.kind) {
+            (Some(f), _) => Some(f.as_str()),
+            (None, DirectoryKind::ActiveDirectory) => {
+                Some("(userAccountControl:1.2.840.113556.1.4.803:=2)")
+            }
+            (None, DirectoryKind::Ldap) => None,
+        }
+    }
+}
+
 /// `[incidents]`: who is told when an incident is reported (G13).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -226,6 +291,8 @@ struct RawSettings {
     metrics: Option<MetricsSection>,
     #[serde(default)]
     incidents: Option<IncidentsSection>,
+    #[serde(default)]
+    directory: Option<DirectorySection>,
 }
 
 impl Settings {
@@ -253,6 +320,7 @@ impl Settings {
                 listen: defaults::metrics_listen(),
             }),
             incidents: raw.incidents.unwrap_or_default(),
+            directory: raw.directory,
         };
         // The policy is configuration, beside these settings; the admin socket and the
         // journal are the service's, in its state directory.
@@ -261,6 +329,10 @@ impl Settings {
         s.admin.socket = state.join(&s.admin.socket);
         s.policy.file = base.join(&s.policy.file);
         s.journal.dir = state.join(&s.journal.dir);
+        if let Some(d) = &mut s.directory {
+            d.ca_file = base.join(&d.ca_file);
+            d.bind_password_file = base.join(&d.bind_password_file);
+        }
         s.check(text)?;
         Ok(s)
     }
@@ -354,6 +426,9 @@ impl Settings {
                 "control.max_request_bytes must be at least 4096".into(),
             ));
         }
+        if let Some(d) = &self.directory {
+            check_directory(d, &at)?;
+        }
         Ok(())
     }
 
@@ -410,6 +485,113 @@ impl StatePaths {
     pub fn journal_public(&self) -> PathBuf {
         self.dir.join("journal.pub")
     }
+}
+
+fn check_directory(
+    d: &DirectorySection,
+    at: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if d.urls.is_empty() {
+        return Err(at(
+            "urls",
+            "directory.urls must list at least one server".into(),
+        ));
+    }
+    for url in &d.urls {
+        let rest = url
+            .strip_prefix("ldaps://")
+            .or_else(|| url.strip_prefix("ldap://"));
+        let host = rest.map(|r| r.trim_end_matches('/'));
+        if !host.is_some_and(|h| !h.is_empty() && !h.contains(['/', ' ', '?'])) {
+            return Err(at(
+                url,
+                format!(
+                    "directory.urls: {url:?} must be ldaps://HOST[:PORT] or ldap://HOST[:PORT] (upgraded with StartTLS)"
+                ),
+            ));
+        }
+    }
+    for (key, value) in [
+        ("bind_dn", &d.bind_dn),
+        ("base_dn", &d.base_dn),
+        ("id_attribute", &d.id_attribute),
+    ] {
+        if value.trim().is_empty() || value.chars().any(char::is_control) {
+            return Err(at(
+                key,
+                format!("directory.{key} must be set, without control characters"),
+            ));
+        }
+    }
+    if !d
+        .id_attribute
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(at(
+            "id_attribute",
+            format!(
+                "directory.id_attribute {:?} is not an attribute name",
+                d.id_attribute
+            ),
+        ));
+    }
+    for (key, filter) in [
+        ("user_filter", Some(d.user_filter.as_str())),
+        ("disabled_filter", d.disabled_filter.as_deref()),
+    ] {
+        if let Some(f) = filter
+            && !balanced_filter(f)
+        {
+            return Err(at(
+                key,
+                format!(
+                    "directory.{key} {f:?} is not an LDAP filter (it must be in parentheses, balanced)"
+                ),
+            ));
+        }
+    }
+    if d.roles.is_empty() {
+        return Err(at(
+            "[directory.roles]",
+            "[directory.roles] must map at least one role to a directory group".into(),
+        ));
+    }
+    if !(1..=100).contains(&d.max_revoke_percent) {
+        return Err(at(
+            "max_revoke_percent",
+            "directory.max_revoke_percent must be between 1 and 100".into(),
+        ));
+    }
+    if d.sync_interval.get() < std::time::Duration::from_secs(30) {
+        return Err(at(
+            "sync_interval",
+            "directory.sync_interval must be at least 30s".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A filter written in parentheses, with the parentheses balanced.
+fn balanced_filter(f: &str) -> bool {
+    let f = f.trim();
+    if !f.starts_with('(') || !f.ends_with(')') {
+        return false;
+    }
+    let mut depth = 0i32;
+    for c in f.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    depth == 0
 }
 
 fn is_host_port(s: &str) -> bool {
@@ -536,6 +718,18 @@ mod defaults {
     }
     pub fn retention() -> HumanDuration {
         HumanDuration::from_secs(365 * 86_400)
+    }
+    pub fn directory_user_filter() -> String {
+        "(objectClass=person)".into()
+    }
+    pub fn directory_sync_interval() -> HumanDuration {
+        HumanDuration::from_secs(300)
+    }
+    pub fn directory_timeout() -> HumanDuration {
+        HumanDuration::from_secs(10)
+    }
+    pub fn directory_max_revoke_percent() -> u8 {
+        10
     }
     pub fn auditors_group() -> String {
         "auditors".into()
@@ -783,6 +977,76 @@ mod tests {
         // The policy is configuration: beside the settings, not in the state.
         assert_eq!(s.policy.file, Path::new("/etc/ztgw/policy.toml"));
         assert_eq!(s.journal.dir, Path::new("/var/log/ztgw/journal"));
+    }
+
+    const DIRECTORY: &str = r#"
+[directory]
+kind = "active-directory"
+urls = ["ldaps://dc1.min.gov.ma", "ldap://dc2.min.gov.ma:389"]
+ca_file = "directory-ca.pem"
+bind_dn = "CN=svc-ztgw,OU=Services,DC=min,DC=gov,DC=ma"
+bind_password_file = "directory.pass"
+base_dn = "DC=min,DC=gov,DC=ma"
+user_filter = "(&(objectClass=user)(objectCategory=person))"
+id_attribute = "sAMAccountName"
+
+[directory.roles]
+finance = "CN=Telework-Finance,OU=Groups,DC=min,DC=gov,DC=ma"
+"#;
+
+    #[test]
+    fn a_directory_section() {
+        let path = Path::new("/etc/ztgw/gateway.toml");
+        let s = Settings::parse(path, &(template(&values()) + DIRECTORY)).expect("parses");
+        let d = s.directory.expect("directory");
+        assert_eq!(d.kind, DirectoryKind::ActiveDirectory);
+        assert_eq!(d.ca_file, Path::new("/etc/ztgw/directory-ca.pem"));
+        assert_eq!(d.bind_password_file, Path::new("/etc/ztgw/directory.pass"));
+        assert_eq!(
+            d.disabled_filter(),
+            Some("(userAccountControl:1.2.840.113556.1.4.803:=2)"),
+            "Active Directory's disabled bit by default"
+        );
+        assert_eq!(d.max_revoke_percent, 10);
+        assert_eq!(d.roles.len(), 1);
+    }
+
+    #[test]
+    fn directory_mistakes_point_at_their_place() {
+        let path = Path::new("gw.toml");
+        let base = template(&values()) + DIRECTORY;
+        for (from, to, said) in [
+            (
+                "ldap://dc2.min.gov.ma:389",
+                "http://dc2.min.gov.ma",
+                "must be ldaps://",
+            ),
+            (
+                "(&(objectClass=user)(objectCategory=person))",
+                "objectClass=user",
+                "is not an LDAP filter",
+            ),
+            (
+                "id_attribute = \"sAMAccountName\"",
+                "id_attribute = \"sAM AccountName\"",
+                "is not an attribute name",
+            ),
+            (
+                "finance = \"CN=Telework-Finance,OU=Groups,DC=min,DC=gov,DC=ma\"",
+                "",
+                "at least one role",
+            ),
+            (
+                "kind = \"active-directory\"",
+                "kind = \"novell\"",
+                "unknown variant",
+            ),
+        ] {
+            let text = base.replace(from, to);
+            let e = Settings::parse(path, &text).expect_err(said).to_string();
+            assert!(e.contains(said), "{e}");
+            assert!(e.starts_with("gw.toml:"), "with its place: {e}");
+        }
     }
 
     #[test]

@@ -21,6 +21,9 @@ command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need_packages+=(gcc-mingw-w
 command -v makensis >/dev/null 2>&1 || need_packages+=(nsis)
 # The macOS agent is type-checked with clang (ring's C for Apple targets).
 command -v clang >/dev/null 2>&1 || need_packages+=(clang)
+# A real OpenLDAP for the directory tests (tests/directory.rs).
+command -v slapd >/dev/null 2>&1 || [[ -x /usr/sbin/slapd ]] || need_packages+=(slapd)
+command -v ldapmodify >/dev/null 2>&1 || need_packages+=(ldap-utils)
 # Schedules use the system's time-zone database (see docs/policy.md).
 [[ -e /usr/share/zoneinfo/Africa/Casablanca ]] || need_packages+=(tzdata)
 if ((${#need_packages[@]})); then
@@ -29,6 +32,8 @@ if ((${#need_packages[@]})); then
         exit 1
     fi
     echo "test.sh: installing ${need_packages[*]}"
+    # slapd is only run by the tests, with a configuration of their own.
+    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}" >/dev/null
 fi

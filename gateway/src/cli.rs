@@ -1,5 +1,6 @@
 //! The `ztgw` command line: definitions, dispatch, output and exit codes.
 
+mod directory;
 pub mod docs;
 mod journal;
 mod policy;
@@ -96,6 +97,9 @@ pub enum Command {
     /// The access policy: check, test, explain, diff, reload (G2, G4, G18).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The directory (Active Directory, LDAP): what it would change of telework.
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
     /// The audit journal: verify, query, export, checkpoint (G10).
     #[command(subcommand)]
     Journal(journal::JournalCommand),
@@ -512,6 +516,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Journal(cmd) => journal::run(&cli.config, cmd),
+        Command::Directory(cmd) => directory::run(&cli.config, cmd),
         Command::Report(cmd) => report::run(&cli.config, cmd),
         Command::Auditor(AuditorCommand::Revoke { name, note }) => show(
             admin(

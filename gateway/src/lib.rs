@@ -25,6 +25,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod device_auth;
+pub mod directory;
 pub mod enrolment;
 pub mod journal;
 pub mod layout;

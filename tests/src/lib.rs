@@ -6,6 +6,7 @@ pub mod lab;
 pub mod laptop;
 pub mod netns;
 pub mod site;
+pub mod slapd;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,0 +1,390 @@
+//! Reading the directory: connect to the first server that answers (LDAPS, or LDAP
+//! upgraded with StartTLS, the server's certificate checked against the configured CA),
+//! bind as the gateway's account, and find who is in which telework group.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::asn1::{PL, StructureTag};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope};
+use ztgw_config::settings::{DirectoryKind, DirectorySection};
+use ztgw_pki::EmployeeId;
+
+use super::{DirectoryError, DirectoryView, Person};
+
+/// Most entries one search may return, and most groups walked.
+pub const MAX_ENTRIES: usize = 100_000;
+/// How deep nested groups are followed on servers without an in-chain rule.
+pub const MAX_DEPTH: usize = 16;
+/// Largest password file read.
+const MAX_PASSWORD_BYTES: u64 = 4096;
+
+/// Active Directory's "in chain" matching rule: membership through nested groups.
+const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
+
+/// A value put into a filter, escaped (RFC 4515): `*`, `(`, `)`, `\` and NUL cannot
+/// change the filter.
+pub fn escape(value: &str) -> String {
+    ldap3::ldap_escape(value).into_owned()
+}
+
+/// Reads the directory's view of telework; of `known` (the employees the gateway knows),
+/// those who are in the directory but in no telework group are told apart from those
+/// the directory no longer has.
+pub async fn read(
+    d: &DirectorySection,
+    known: &[EmployeeId],
+) -> Result<DirectoryView, DirectoryError> {
+    let password = password(d)?;
+    let tls = Arc::new(tls_config(d)?);
+    let timeout = d.timeout.get();
+    let mut failures = Vec::new();
+    for url in &d.urls {
+        match tokio::time::timeout(timeout, connect(url, tls.clone(), timeout)).await {
+            Ok(Ok(mut ldap)) => {
+                match tokio::time::timeout(timeout, ldap.simple_bind(&d.bind_dn, &password))
+                    .await
+                    .map_err(|_| DirectoryError::Unreachable(format!("{url}: the bind timed out")))?
+                    .and_then(|r| r.success())
+                {
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(DirectoryError::Bind(format!(
+                            "{url}: binding as {} was refused: {e}",
+                            d.bind_dn
+                        )));
+                    }
+                }
+                let view = view(d, &mut ldap, url, known).await;
+                let _ = ldap.unbind().await;
+                return view;
+            }
+            Ok(Err(e)) => failures.push(format!("{url}: {e}")),
+            Err(_) => failures.push(format!("{url}: no answer within {timeout:?}")),
+        }
+    }
+    Err(DirectoryError::Unreachable(failures.join("; ")))
+}
+
+async fn connect(
+    url: &str,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<Ldap, String> {
+    let settings = LdapConnSettings::new()
+        .set_conn_timeout(timeout)
+        .set_config(tls)
+        .set_starttls(url.starts_with("ldap://"));
+    let (conn, ldap) = LdapConnAsync::with_settings(settings, url)
+        .await
+        .map_err(|e| describe(&e))?;
+    ldap3::drive!(conn);
+    Ok(ldap)
+}
+
+/// Connection errors in words (a certificate the CA did not sign says so).
+fn describe(e: &ldap3::LdapError) -> String {
+    let text = e.to_string();
+    if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+        format!("the server's certificate is not signed by the configured ca_file ({text})")
+    } else {
+        text
+    }
+}
+
+fn password(d: &DirectorySection) -> Result<String, DirectoryError> {
+    let path = &d.bind_password_file;
+    let bad = |m: String| DirectoryError::Config(format!("{}: {m}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(bad(
+                "the bind password file must be readable by its owner only (chmod 0600)".into(),
+            ));
+        }
+    }
+    if meta.len() > MAX_PASSWORD_BYTES {
+        return Err(bad("too large for a password file".into()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let pw = text.trim_end_matches(['\n', '\r']).to_owned();
+    if pw.is_empty() {
+        return Err(bad("the bind password file is empty".into()));
+    }
+    Ok(pw)
+}
+
+fn tls_config(d: &DirectorySection) -> Result<rustls::ClientConfig, DirectoryError> {
+    let path = &d.ca_file;
+    let bad = |m: String| DirectoryError::Config(format!("{}: {m}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        let cert: rustls_pki_types::CertificateDer<'static> =
+            cert.map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("holds no certificate".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// One search, its entries parsed without trusting the server's encoding.
+async fn search(
+    ldap: &mut Ldap,
+    timeout: Duration,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: &[&str],
+) -> Result<Vec<(String, HashMap<String, Vec<String>>)>, DirectoryError> {
+    let result = ldap
+        .with_timeout(timeout)
+        .search(base, scope, filter, attrs.to_vec())
+        .await
+        .map_err(|e| DirectoryError::Search(format!("{filter} under {base}: {e}")))?;
+    let (entries, res) = (result.0, result.1);
+    // "No such object" for a base search of a DN that does not exist: no entry.
+    if res.rc != 0 && res.rc != 32 {
+        return Err(DirectoryError::Search(format!(
+            "{filter} under {base}: {} (code {})",
+            res.text, res.rc
+        )));
+    }
+    if entries.len() > MAX_ENTRIES {
+        return Err(DirectoryError::Search(format!(
+            "{filter} under {base} returned more than {MAX_ENTRIES} entries"
+        )));
+    }
+    Ok(entries.into_iter().filter_map(entry).collect())
+}
+
+/// A search result entry (`[APPLICATION 4] { dn, [ { type, { value… } } … ] }`), or
+/// nothing when the server sent something else (a referral) or something malformed.
+fn entry(re: ResultEntry) -> Option<(String, HashMap<String, Vec<String>>)> {
+    let tag: StructureTag = re.0;
+    if tag.id != 4 {
+        return None;
+    }
+    let mut parts = match tag.payload {
+        PL::C(parts) => parts.into_iter(),
+        PL::P(_) => return None,
+    };
+    let dn = String::from_utf8(parts.next()?.expect_primitive()?).ok()?;
+    let mut attrs = HashMap::new();
+    for a in parts.next()?.expect_constructed()? {
+        let mut a = a.expect_constructed()?.into_iter();
+        let name = String::from_utf8(a.next()?.expect_primitive()?).ok()?;
+        let values = a
+            .next()?
+            .expect_constructed()?
+            .into_iter()
+            .filter_map(|v| String::from_utf8(v.expect_primitive()?).ok())
+            .collect();
+        attrs.insert(name.to_ascii_lowercase(), values);
+    }
+    Some((dn, attrs))
+}
+
+async fn view(
+    d: &DirectorySection,
+    ldap: &mut Ldap,
+    url: &str,
+    known: &[EmployeeId],
+) -> Result<DirectoryView, DirectoryError> {
+    let timeout = d.timeout.get();
+    let id_attr = d.id_attribute.to_ascii_lowercase();
+    let mut people: BTreeMap<EmployeeId, Person> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for (role, group) in &d.roles {
+        let members = match d.kind {
+            DirectoryKind::ActiveDirectory => {
+                let filter = format!(
+                    "(&{}(memberOf:{IN_CHAIN}:={}))",
+                    d.user_filter,
+                    escape(group)
+                );
+                search(
+                    ldap,
+                    timeout,
+                    &d.base_dn,
+                    Scope::Subtree,
+                    &filter,
+                    &[&d.id_attribute],
+                )
+                .await?
+            }
+            DirectoryKind::Ldap => walk(d, ldap, group).await?,
+        };
+        for (dn, attrs) in members {
+            let Some(id) = attrs.get(&id_attr).and_then(|v| v.first()) else {
+                skipped.push(format!("{dn}: no {}", d.id_attribute));
+                continue;
+            };
+            match EmployeeId::new(id) {
+                Ok(id) => {
+                    people
+                        .entry(id.clone())
+                        .or_insert_with(|| Person {
+                            dn: dn.clone(),
+                            employee: id,
+                            disabled: false,
+                            roles: BTreeSet::new(),
+                        })
+                        .roles
+                        .insert(role.clone());
+                }
+                Err(e) => skipped.push(format!(
+                    "{dn}: {} {id:?} is not an employee id: {e}",
+                    d.id_attribute
+                )),
+            }
+        }
+    }
+    if let Some(disabled) = d.disabled_filter() {
+        let filter = format!("(&{}{disabled})", d.user_filter);
+        for (_, attrs) in search(
+            ldap,
+            timeout,
+            &d.base_dn,
+            Scope::Subtree,
+            &filter,
+            &[&d.id_attribute],
+        )
+        .await?
+        {
+            if let Some(p) = attrs
+                .get(&id_attr)
+                .and_then(|v| v.first())
+                .and_then(|id| EmployeeId::new(id).ok())
+                .and_then(|id| people.get_mut(&id))
+            {
+                p.disabled = true;
+            }
+        }
+    }
+    let mut outside_groups = BTreeSet::new();
+    for id in known.iter().filter(|id| !people.contains_key(*id)) {
+        if exists(d, ldap, id).await? {
+            outside_groups.insert(id.clone());
+        }
+    }
+    Ok(DirectoryView {
+        server: url.to_owned(),
+        people,
+        outside_groups,
+        skipped,
+    })
+}
+
+/// The people in `group` and, through its `member` values, in the groups nested in it
+/// (bounded in depth and entries; a group met twice is walked once).
+async fn walk(
+    d: &DirectorySection,
+    ldap: &mut Ldap,
+    group: &str,
+) -> Result<Vec<(String, HashMap<String, Vec<String>>)>, DirectoryError> {
+    let timeout = d.timeout.get();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut people = Vec::new();
+    let mut level = vec![group.to_owned()];
+    for _ in 0..MAX_DEPTH {
+        let mut next = Vec::new();
+        for dn in level {
+            if !seen.insert(dn.to_ascii_lowercase()) || seen.len() > MAX_ENTRIES {
+                continue;
+            }
+            // A person?
+            let person = search(
+                ldap,
+                timeout,
+                &dn,
+                Scope::Base,
+                &d.user_filter,
+                &[&d.id_attribute],
+            )
+            .await?;
+            if let Some(p) = person.into_iter().next() {
+                people.push(p);
+                continue;
+            }
+            // A group: its members.
+            for (_, attrs) in search(
+                ldap,
+                timeout,
+                &dn,
+                Scope::Base,
+                "(objectClass=*)",
+                &["member", "uniqueMember"],
+            )
+            .await?
+            {
+                for key in ["member", "uniquemember"] {
+                    next.extend(attrs.get(key).into_iter().flatten().cloned());
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    Ok(people)
+}
+
+/// Whether `id` exists in the directory at all (an employee in no telework group, as
+/// opposed to one deleted).
+async fn exists(
+    d: &DirectorySection,
+    ldap: &mut Ldap,
+    id: &EmployeeId,
+) -> Result<bool, DirectoryError> {
+    let filter = format!(
+        "(&{}({}={}))",
+        d.user_filter,
+        d.id_attribute,
+        escape(id.as_str())
+    );
+    Ok(!search(
+        ldap,
+        d.timeout.get(),
+        &d.base_dn,
+        Scope::Subtree,
+        &filter,
+        &[&d.id_attribute],
+    )
+    .await?
+    .is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_cannot_change_a_filter() {
+        // RFC 4515's examples, and every character that matters.
+        assert_eq!(
+            escape("Parens R Us (for all your parenthetical needs)"),
+            "Parens R Us \\28for all your parenthetical needs\\29"
+        );
+        assert_eq!(escape("*"), "\\2a");
+        assert_eq!(escape("C:\\MyFile"), "C:\\5cMyFile");
+        assert_eq!(escape("a\0b"), "a\\00b");
+        assert_eq!(escape("e1029"), "e1029");
+        let hostile = "x)(uid=*))(|(uid=*";
+        let f = format!("(uid={})", escape(hostile));
+        assert_eq!(f.matches('(').count(), 1, "{f}");
+        assert_eq!(f.matches(')').count(), 1, "{f}");
+    }
+}

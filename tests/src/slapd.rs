@@ -1,0 +1,186 @@
+//! A real OpenLDAP server (Debian's `slapd`) for the directory tests: started on
+//! loopback with a directory of its own (StartTLS with a certificate from a CA made for
+//! the test), loaded with `slapadd`, changed with `ldapmodify`, killed when dropped
+//! (also on failure).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ztgw_pki::{CertificateAuthority, SerialNumber};
+
+pub const SUFFIX: &str = "dc=min,dc=gov,dc=ma";
+pub const ROOT_DN: &str = "cn=admin,dc=min,dc=gov,dc=ma";
+const ROOT_PW: &str = "root-secret-for-tests";
+pub const SERVICE_DN: &str = "cn=svc-ztgw,ou=services,dc=min,dc=gov,dc=ma";
+pub const SERVICE_PW: &str = "svc-secret-for-tests";
+
+#[derive(Debug)]
+pub struct Slapd {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    /// The CA that signed the server's certificate (PEM file).
+    pub ca: PathBuf,
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn require(program: &str, package: &str) {
+    let found = ["/usr/sbin", "/usr/bin", "/sbin"]
+        .iter()
+        .any(|d| Path::new(d).join(program).exists());
+    assert!(
+        found,
+        "{program} is missing: install it with `apt-get install {package}` (deploy/scripts/test.sh does)"
+    );
+}
+
+impl Slapd {
+    /// Starts slapd with the base entries (`ou=people`, `ou=groups`, `ou=services` and the
+    /// gateway's service account) and `ldif` after them.
+    pub fn start(ldif: &str) -> Self {
+        require("slapd", "slapd");
+        require("slapadd", "slapd");
+        require("ldapmodify", "ldap-utils");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        // The server's certificate, from a CA of the test's own.
+        let now = time::OffsetDateTime::now_utc();
+        let (ca, _) = CertificateAuthority::generate(
+            "directory-test",
+            SerialNumber::from_random([7; 16]),
+            now - time::Duration::hours(1),
+            time::Duration::days(2),
+        )
+        .expect("CA");
+        let (server, key) = ca
+            .issue_server(
+                &["127.0.0.1".into(), "localhost".into()],
+                SerialNumber::from_random([8; 16]),
+                now - time::Duration::hours(1),
+                now + time::Duration::days(1),
+            )
+            .expect("server certificate");
+        std::fs::write(d.join("ca.pem"), ca.cert_pem()).expect("ca");
+        std::fs::write(d.join("server.pem"), &server.pem).expect("cert");
+        std::fs::write(d.join("server.key"), key.expose()).expect("key");
+        std::fs::create_dir(d.join("db")).expect("db");
+        let conf = format!(
+            "include /etc/ldap/schema/core.schema\n\
+             include /etc/ldap/schema/cosine.schema\n\
+             include /etc/ldap/schema/inetorgperson.schema\n\
+             modulepath /usr/lib/ldap\n\
+             moduleload back_mdb\n\
+             pidfile {d}/slapd.pid\n\
+             TLSCACertificateFile {d}/ca.pem\n\
+             TLSCertificateFile {d}/server.pem\n\
+             TLSCertificateKeyFile {d}/server.key\n\
+             database mdb\n\
+             maxsize 16777216\n\
+             suffix \"{SUFFIX}\"\n\
+             rootdn \"{ROOT_DN}\"\n\
+             rootpw {ROOT_PW}\n\
+             directory {d}/db\n\
+             access to attrs=userPassword by anonymous auth by * none\n\
+             access to * by dn.exact=\"{SERVICE_DN}\" read by * none\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("slapd.conf"), conf).expect("slapd.conf");
+        let base = format!(
+            "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: min\no: Ministere\n\n\
+             dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
+             dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n\
+             dn: ou=services,{SUFFIX}\nobjectClass: organizationalUnit\nou: services\n\n\
+             dn: {SERVICE_DN}\nobjectClass: person\ncn: svc-ztgw\nsn: service\nuserPassword: {SERVICE_PW}\n\n\
+             {ldif}"
+        );
+        std::fs::write(d.join("data.ldif"), base).expect("ldif");
+        let out = Command::new("slapadd")
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .arg("-l")
+            .arg(d.join("data.ldif"))
+            .output()
+            .expect("slapadd");
+        assert!(
+            out.status.success(),
+            "slapadd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = crate::free_port();
+        let mut s = Self {
+            child: None,
+            dir,
+            port,
+            ca: PathBuf::new(),
+        };
+        s.ca = s.dir.path().join("ca.pem");
+        s.run();
+        s
+    }
+
+    fn run(&mut self) {
+        let d = self.dir.path();
+        let child = Command::new("slapd")
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .arg("-h")
+            .arg(format!("ldap://127.0.0.1:{}/", self.port))
+            // In the foreground (no fork), quiet.
+            .args(["-d", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("slapd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "slapd did not start in 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `ldap://127.0.0.1:PORT` (the gateway upgrades it with StartTLS).
+    pub fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// Applies an LDIF change (`changetype: modify|delete|add`) as the directory's
+    /// administrator, over StartTLS.
+    pub fn modify(&self, ldif: &str) {
+        let mut child = Command::new("ldapmodify")
+            .args(["-x", "-ZZ", "-H", &self.url(), "-D", ROOT_DN, "-w", ROOT_PW])
+            .env("LDAPTLS_CACERT", &self.ca)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ldapmodify");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(ldif.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("ldapmodify");
+        assert!(
+            out.status.success(),
+            "ldapmodify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the server (the directory becomes unreachable).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

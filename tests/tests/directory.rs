@@ -1,0 +1,219 @@
+//! The directory decides who may telework (#17, first part): against a real OpenLDAP
+//! (`slapd`, StartTLS with its own CA), `ztgw directory sync --dry-run` shows whose
+//! telework would end (disabled, deleted, in no telework group) and which devices would
+//! change role, with roles taken from groups nested in the telework groups; wrong
+//! passwords, wrong CAs, loose password files and a stopped directory give clear
+//! errors; nothing is changed.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::{Command, Output};
+
+use ztgw_tests::slapd::{SERVICE_DN, SERVICE_PW, SUFFIX, Slapd};
+use ztgw_tests::{GatewayOptions, TestGateway};
+
+fn people() -> String {
+    let person = |uid: &str, name: &str, extra: &str| {
+        format!(
+            "dn: uid={uid},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {name}\nsn: {name}\n{extra}\n"
+        )
+    };
+    let group = |cn: &str, members: &[&str]| {
+        let mut g =
+            format!("dn: cn={cn},ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: {cn}\n");
+        for m in members {
+            g.push_str(&format!("member: {m}\n"));
+        }
+        g + "\n"
+    };
+    let uid = |u: &str| format!("uid={u},ou=people,{SUFFIX}");
+    let cn = |c: &str| format!("cn={c},ou=groups,{SUFFIX}");
+    [
+        person("e1001", "Amina", ""),
+        person("e1002", "Karim", ""),
+        person("e1003", "Sara", "employeeType: disabled\n"),
+        person("e1005", "Youssef", ""),
+        person("bad(id)*", "Hostile", ""),
+        // Amina is in Telework-Finance through a nested group.
+        group("Budget-Team", &[&uid("e1001")]),
+        group("Telework-Finance", &[&cn("Budget-Team"), &uid("e1003")]),
+        group("Telework-HR", &[&uid("e1002"), &uid("bad(id)*")]),
+        // A cycle of groups is walked once.
+        group("Loop-A", &[&cn("Loop-B"), &uid("e1005")]),
+        group("Loop-B", &[&cn("Loop-A")]),
+    ]
+    .concat()
+}
+
+fn directory_section(
+    slapd: &Slapd,
+    password_file: &std::path::Path,
+    ca: &std::path::Path,
+) -> String {
+    format!(
+        r#"
+[directory]
+kind = "ldap"
+urls = ["{url}"]
+ca_file = "{ca}"
+bind_dn = "{SERVICE_DN}"
+bind_password_file = "{pw}"
+base_dn = "ou=people,{SUFFIX}"
+user_filter = "(objectClass=inetOrgPerson)"
+id_attribute = "uid"
+disabled_filter = "(employeeType=disabled)"
+timeout = "3s"
+
+[directory.roles]
+finance = "cn=Telework-Finance,ou=groups,{SUFFIX}"
+hr = "cn=Telework-HR,ou=groups,{SUFFIX}"
+"#,
+        url = slapd.url(),
+        ca = ca.display(),
+        pw = password_file.display(),
+    )
+}
+
+fn sync(gw: &TestGateway, args: &[&str]) -> Output {
+    Command::new(ztgw_tests::binary("ztgw"))
+        .env("ZTGW_CONFIG", gw.config_path())
+        .args(["directory", "sync"])
+        .args(args)
+        .output()
+        .expect("ztgw directory sync")
+}
+
+fn set_directory(gw: &TestGateway, section: &str) {
+    let path = gw.config_path();
+    let text = std::fs::read_to_string(&path).expect("settings");
+    let text = match text.find("\n[directory]") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    };
+    std::fs::write(&path, text + section).expect("settings");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drift_between_the_directory_and_the_gateway() {
+    let mut slapd = Slapd::start(&people());
+    let gw = TestGateway::start(GatewayOptions::default()).await;
+    for e in ["e1001", "e1002", "e1003", "e1004", "e1005"] {
+        gw.enrol(e).await; // all with role finance
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pw = tmp.path().join("directory.pass");
+    std::fs::write(&pw, format!("{SERVICE_PW}\n")).expect("password");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    set_directory(&gw, &directory_section(&slapd, &pw, &slapd.ca));
+
+    let out = sync(&gw, &["--dry-run", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let drift: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(drift["employees"], 5);
+    assert_eq!(
+        drift["end"],
+        serde_json::json!([
+            { "employee": "e1003", "why": "disabled" },
+            { "employee": "e1004", "why": "deleted" },
+            { "employee": "e1005", "why": "no-telework-group" }
+        ]),
+        "{drift:#}"
+    );
+    let changes = drift["role_changes"].as_array().expect("changes");
+    assert_eq!(changes.len(), 1, "{drift:#}");
+    assert_eq!(
+        (
+            changes[0]["employee"].as_str(),
+            changes[0]["from"].as_str(),
+            changes[0]["to"].as_str()
+        ),
+        (Some("e1002"), Some("finance"), Some("hr"))
+    );
+    assert_eq!(drift["over_threshold"], true, "3 of 5 is over 10%");
+    let skipped = drift["skipped"].as_array().expect("skipped");
+    assert!(
+        skipped.iter().any(|s| s
+            .as_str()
+            .is_some_and(|s| s.contains("bad(id)*") && s.contains("not an employee id"))),
+        "{skipped:?}"
+    );
+
+    // The same in words.
+    let out = sync(&gw, &["--dry-run"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("would end the telework of e1003: disabled in the directory"),
+        "{said}"
+    );
+    assert!(
+        said.contains("would change the role of e1002's device"),
+        "{said}"
+    );
+    assert!(said.contains("a sync would be refused"), "{said}");
+
+    // The directory changes: Sara is enabled again, Karim joins finance (and leaves hr).
+    slapd.modify(&format!(
+        "dn: uid=e1003,ou=people,{SUFFIX}\nchangetype: modify\ndelete: employeeType\n\n\
+         dn: cn=Telework-HR,ou=groups,{SUFFIX}\nchangetype: modify\ndelete: member\nmember: uid=e1002,ou=people,{SUFFIX}\n\n\
+         dn: cn=Telework-Finance,ou=groups,{SUFFIX}\nchangetype: modify\nadd: member\nmember: uid=e1002,ou=people,{SUFFIX}\n"
+    ));
+    let out = sync(&gw, &["--dry-run", "--json"]);
+    let drift: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        drift["end"],
+        serde_json::json!([
+            { "employee": "e1004", "why": "deleted" },
+            { "employee": "e1005", "why": "no-telework-group" }
+        ]),
+        "{drift:#}"
+    );
+    assert_eq!(drift["role_changes"], serde_json::json!([]));
+
+    // Nothing was changed: every device still in service.
+    let devices = gw.ctx().registry.devices().expect("devices");
+    assert!(
+        devices
+            .iter()
+            .all(|d| d.status == ztgw_pki::wire::DeviceStatus::Active)
+    );
+
+    // Mistakes and failures, each said plainly.
+    std::fs::write(&pw, "not the password\n").expect("password");
+    let out = sync(&gw, &["--dry-run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("binding as") && err.contains("was refused"),
+        "{err}"
+    );
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = sync(&gw, &["--dry-run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod 0600"), "{err}");
+    std::fs::write(&pw, format!("{SERVICE_PW}\n")).expect("password");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // Another CA than the one that signed the server's certificate.
+    set_directory(
+        &gw,
+        &directory_section(&slapd, &pw, &gw.state_dir().join("ca.pem")),
+    );
+    let out = sync(&gw, &["--dry-run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not signed by the configured ca_file"),
+        "{err}"
+    );
+    set_directory(&gw, &directory_section(&slapd, &pw, &slapd.ca));
+    // Without --dry-run: not available yet, and said so.
+    let out = sync(&gw, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    // The directory stopped.
+    slapd.stop();
+    let out = sync(&gw, &["--dry-run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no directory server answered"), "{err}");
+    gw.running.shutdown("test").await;
+}
