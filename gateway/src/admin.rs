@@ -125,6 +125,12 @@ pub enum AdminRequest {
         destination: String,
         passphrase: RedactedString,
     },
+    /// Read the directory now and apply what it changes (`force`: even past the share
+    /// of employees a sync may end). Carried out by the running gateway's directory
+    /// sync, or by the command itself when no gateway runs.
+    DirectorySync {
+        force: bool,
+    },
 }
 
 /// Why a device is revoked (`ztgw device revoke --reason`).
@@ -171,6 +177,10 @@ pub enum EmployeeRevokeReason {
     Departed,
     Incident,
     Other,
+    /// The directory no longer places the employee in a telework group, or disabled or
+    /// deleted the account (set by the directory sync only).
+    #[value(skip)]
+    Directory,
 }
 
 impl EmployeeRevokeReason {
@@ -178,6 +188,7 @@ impl EmployeeRevokeReason {
         match self {
             Self::Ended => "ended",
             Self::EmployeeRequest => "employee-request",
+            Self::Directory => "directory",
             Self::Departed => "departed",
             Self::Incident => "incident",
             Self::Other => "other",
@@ -219,6 +230,7 @@ pub enum AdminResponse {
         #[serde(skip)]
         archive: Archive,
     },
+    DirectorySync(crate::directory::sync::SyncReport),
 }
 
 /// An encrypted backup's bytes (its `Debug` shows only the length).
@@ -595,6 +607,10 @@ fn act(
             publish(ctx)?;
             Ok(done(format!("auditor {name} revoked"), vec![]))
         }
+        AdminRequest::DirectorySync { .. } => Err(AdminError::new(
+            AdminErrorCode::Invalid,
+            "the directory sync runs in the gateway's directory task or in `ztgw directory sync`, not as an action",
+        )),
         AdminRequest::Backup {
             destination,
             passphrase,

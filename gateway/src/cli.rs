@@ -516,7 +516,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Journal(cmd) => journal::run(&cli.config, cmd),
-        Command::Directory(cmd) => directory::run(&cli.config, cmd),
+        Command::Directory(cmd) => directory::run(&cli.config, &operator, cmd),
         Command::Report(cmd) => report::run(&cli.config, cmd),
         Command::Auditor(AuditorCommand::Revoke { name, note }) => show(
             admin(
@@ -973,6 +973,7 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
             }
         }
         AdminResponse::Done { message, .. } => println!("{message}"),
+        AdminResponse::DirectorySync(report) => directory::print_report(&report),
         AdminResponse::Backup { files, bytes, .. } => {
             println!("a backup of {files} files ({bytes} bytes, encrypted)")
         }

@@ -48,6 +48,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub entropy: Arc<dyn Entropy>,
     pub journal: Journal,
+    /// How the directory has been answering (when there is one).
+    pub directory_health: crate::directory::sync::SyncHealth,
     crl_hooks: Mutex<Vec<CrlHook>>,
 }
 
@@ -97,6 +99,7 @@ impl Context {
             clock,
             entropy,
             journal,
+            directory_health: Default::default(),
             crl_hooks: Mutex::new(Vec::new()),
         })
     }

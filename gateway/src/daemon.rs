@@ -227,6 +227,34 @@ impl RunningGateway {
                 }
             });
         }
+        if let Some(d) = &ctx.settings.directory {
+            // The directory, read and applied every sync_interval (the first right away).
+            let ctx = ctx.clone();
+            let sessions = sessions.clone();
+            let every = d.sync_interval.get();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    match crate::directory::sync::sync_once(
+                        &ctx,
+                        Some(&sessions),
+                        false,
+                        crate::directory::sync::OPERATOR,
+                    )
+                    .await
+                    {
+                        Ok(r) if !r.ended.is_empty() => {
+                            tracing::info!(ended = ?r.ended, "the directory ended telework")
+                        }
+                        Ok(_) => {}
+                        // Journaled and counted by the sync; the last view stands.
+                        Err(e) => tracing::warn!(error = %e, "directory sync failed"),
+                    }
+                }
+            });
+        }
         let policy = ctx.policy.current();
         let started = crate::registry::ActionRecord {
             at: ctx.clock.now(),

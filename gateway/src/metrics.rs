@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub crl_seconds_left: Option<i64>,
     pub policy_rules: u64,
     pub policy_sha256: String,
+    /// Directory syncs failed in a row, when there is a directory.
+    pub directory_failed_syncs: Option<u64>,
     pub sessions: u64,
     pub admissions_granted: u64,
     pub admissions_refused: u64,
@@ -99,6 +101,11 @@ pub fn snapshot(
             .map(|(_, next)| (next - now).whole_seconds()),
         policy_rules: policy.compiled.rule_count() as u64,
         policy_sha256: policy.sha256.clone(),
+        directory_failed_syncs: ctx.settings.directory.as_ref().map(|_| {
+            ctx.directory_health
+                .failures
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }),
         sessions: sessions.count() as u64,
         admissions_granted: sessions.granted(),
         admissions_refused: sessions.refused(),
@@ -284,6 +291,14 @@ pub fn render(s: &Snapshot) -> String {
             &drops,
         );
     }
+    if let Some(n) = s.directory_failed_syncs {
+        metric(
+            "directory_failed_syncs",
+            "gauge",
+            "Directory syncs that failed in a row (0 once one succeeds).",
+            &[("", n as f64)],
+        );
+    }
     let info = format!("{{sha256=\"{}\"}}", s.policy_sha256);
     metric(
         "policy_rules",
@@ -294,13 +309,25 @@ pub fn render(s: &Snapshot) -> String {
     o
 }
 
-/// Whether the gateway can do its job: the journal accepts appends and a CRL is in force.
+/// Failed directory syncs in a row after which `/health` says so: the gateway still
+/// works on its last view of the directory, which is growing old.
+pub const DIRECTORY_FAILURES_UNHEALTHY: u64 = 3;
+
+/// Whether the gateway can do its job: the journal accepts appends, a CRL is in force,
+/// and the directory (when there is one) answers.
 pub fn health(s: &Snapshot) -> Result<(), String> {
     if !s.journal_healthy {
         return Err("the audit journal cannot be written".into());
     }
     if s.crl_seconds_left.is_none_or(|v| v <= 0) {
         return Err("no usable revocation list".into());
+    }
+    if let Some(n) = s.directory_failed_syncs
+        && n >= DIRECTORY_FAILURES_UNHEALTHY
+    {
+        return Err(format!(
+            "the directory has not answered {n} syncs in a row (departures are not seen)"
+        ));
     }
     Ok(())
 }
@@ -385,6 +412,7 @@ mod tests {
             journal_healthy: true,
             crl_seconds_left: Some(3600),
             policy_sha256: "ab".into(),
+            directory_failed_syncs: None,
             policy_rules: 7,
             ..Snapshot::default()
         };

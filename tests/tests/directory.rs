@@ -1,9 +1,11 @@
-//! The directory decides who may telework (#17, first part): against a real OpenLDAP
-//! (`slapd`, StartTLS with its own CA), `ztgw directory sync --dry-run` shows whose
-//! telework would end (disabled, deleted, in no telework group) and which devices would
-//! change role, with roles taken from groups nested in the telework groups; wrong
-//! passwords, wrong CAs, loose password files and a stopped directory give clear
-//! errors; nothing is changed.
+//! The directory decides who may telework (#17): against a real OpenLDAP (`slapd`,
+//! StartTLS with its own CA). `ztgw directory sync --dry-run` shows whose telework would
+//! end (disabled, deleted, in no telework group) and which devices would change role,
+//! with roles taken from groups nested in the telework groups, and changes nothing;
+//! `ztgw directory sync` (through the running gateway) ends that telework as `ztgw
+//! employee revoke` does, refuses to end too many at once unless forced, and a stopped
+//! directory changes nothing, is journaled once and makes `/health` say so. Wrong
+//! passwords, wrong CAs and loose password files give clear errors.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Output};
@@ -49,6 +51,15 @@ fn directory_section(
     password_file: &std::path::Path,
     ca: &std::path::Path,
 ) -> String {
+    directory_section_with(slapd, password_file, ca, "")
+}
+
+fn directory_section_with(
+    slapd: &Slapd,
+    password_file: &std::path::Path,
+    ca: &std::path::Path,
+    more: &str,
+) -> String {
     format!(
         r#"
 [directory]
@@ -62,6 +73,7 @@ user_filter = "(objectClass=inetOrgPerson)"
 id_attribute = "uid"
 disabled_filter = "(employeeType=disabled)"
 timeout = "3s"
+{more}
 
 [directory.roles]
 finance = "cn=Telework-Finance,ou=groups,{SUFFIX}"
@@ -207,13 +219,158 @@ async fn the_drift_between_the_directory_and_the_gateway() {
         "{err}"
     );
     set_directory(&gw, &directory_section(&slapd, &pw, &slapd.ca));
-    // Without --dry-run: not available yet, and said so.
-    let out = sync(&gw, &[]);
-    assert_eq!(out.status.code(), Some(2));
     // The directory stopped.
     slapd.stop();
     let out = sync(&gw, &["--dry-run"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no directory server answered"), "{err}");
+    gw.running.shutdown("test").await;
+}
+
+fn password_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let pw = dir.join("directory.pass");
+    std::fs::write(&pw, format!("{SERVICE_PW}\n")).expect("password");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    pw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_ends_telework_refuses_mass_revocation_and_survives_a_stopped_directory() {
+    // Seven more in Telework-Finance, so that three departures are 3 of 11.
+    let mut ldif = people();
+    let finance = format!(
+        "dn: cn=Telework-Finance,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: Telework-Finance\n"
+    );
+    for n in 1006..=1012 {
+        ldif.push_str(&format!(
+            "dn: uid=e{n},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: e{n}\ncn: P{n}\nsn: P{n}\n\n"
+        ));
+        ldif = ldif.replace(
+            &finance,
+            &format!("{finance}member: uid=e{n},ou=people,{SUFFIX}\n"),
+        );
+    }
+    let mut slapd = Slapd::start(&ldif);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pw = password_file(tmp.path());
+    let section = directory_section_with(
+        &slapd,
+        &pw,
+        &slapd.ca,
+        "sync_interval = \"1h\"\nmax_revoke_percent = 40",
+    );
+    let gw = TestGateway::start(GatewayOptions {
+        replace: vec![("\n[metrics]".into(), format!("{section}\n[metrics]"))],
+        // Twelve enrolments from this one address.
+        enrolment_burst: Some(20),
+        ..GatewayOptions::default()
+    })
+    .await;
+    for n in 1001..=1012 {
+        gw.enrol(&format!("e{n}")).await;
+    }
+    let status = |e: &str| {
+        gw.ctx()
+            .registry
+            .devices()
+            .expect("devices")
+            .into_iter()
+            .find(|d| d.employee.as_str() == e)
+            .map(|d| d.status)
+    };
+    use ztgw_pki::wire::DeviceStatus::{Active, Revoked};
+
+    // Through the running gateway: e1003 (disabled), e1004 (gone), e1005 (no group).
+    let out = sync(&gw, &["--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        report["ended"],
+        serde_json::json!(["e1003", "e1004", "e1005"]),
+        "{report:#}"
+    );
+    assert_eq!(report["refused"], false);
+    assert_eq!(status("e1003"), Some(Revoked));
+    assert_eq!(status("e1001"), Some(Active));
+    let revoked = gw.journal("employee.revoked");
+    assert_eq!(revoked.len(), 3, "{revoked:?}");
+    assert!(
+        revoked.iter().all(|r| r["reason"] == "directory"),
+        "{revoked:?}"
+    );
+    let synced = gw.journal("directory.synced");
+    assert_eq!(synced.len(), 1, "{synced:?}");
+    assert_eq!(synced[0]["ended"][0]["employee"], "e1003");
+    assert!(
+        synced[0]["role_drift"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("finance -> hr")),
+        "the role change is recorded: {synced:?}"
+    );
+    // A second sync finds nothing more to end.
+    let out = sync(&gw, &["--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["ended"], serde_json::json!([]));
+
+    // Five of the remaining nine leave the group at once: refused, nothing changed.
+    let mut change = String::new();
+    for n in 1006..=1010 {
+        change.push_str(&format!(
+            "dn: cn=Telework-Finance,ou=groups,{SUFFIX}\nchangetype: modify\ndelete: member\nmember: uid=e{n},ou=people,{SUFFIX}\n\n"
+        ));
+    }
+    slapd.modify(&change);
+    let out = sync(&gw, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    assert_eq!(status("e1006"), Some(Active));
+    assert_eq!(gw.journal("directory.sync_refused").len(), 1);
+    // Forced by hand, once checked.
+    let out = sync(&gw, &["--force", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["ended"].as_array().map(Vec::len), Some(5));
+    assert_eq!(status("e1006"), Some(Revoked));
+
+    // The directory stops: nothing is revoked, the failure is journaled once, and after
+    // three failed syncs /health says so.
+    slapd.stop();
+    for _ in 0..3 {
+        let out = sync(&gw, &[]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no directory server answered"), "{err}");
+    }
+    assert_eq!(gw.journal("directory.unreachable").len(), 1);
+    assert_eq!(status("e1001"), Some(Active));
+    let addr = gw.running.metrics_addr;
+    let (code, body) = tokio::task::spawn_blocking(move || ztgw_tests::http_get(addr, "/health"))
+        .await
+        .expect("health");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("the directory has not answered 3 syncs"),
+        "{body}"
+    );
+    let (_, metrics) = tokio::task::spawn_blocking(move || ztgw_tests::http_get(addr, "/metrics"))
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("ztgw_directory_failed_syncs 3"),
+        "{metrics}"
+    );
     gw.running.shutdown("test").await;
 }

@@ -1,40 +1,16 @@
 //! Prometheus metrics and the health check of a running gateway, scraped over HTTP.
 
-use std::io::{Read as _, Write as _};
-
 use ztgw_tests::{GatewayOptions, TestGateway};
-
-fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read");
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_are_scraped() {
     let gw = TestGateway::start(GatewayOptions::default()).await;
     gw.enrol("e8801").await;
     let addr = gw.running.metrics_addr;
-    let (status, body) = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
-        .await
-        .expect("scrape");
+    let (status, body) =
+        tokio::task::spawn_blocking(move || ztgw_tests::http_get(addr, "/metrics"))
+            .await
+            .expect("scrape");
     assert_eq!(status, 200);
     for line in [
         "ztgw_devices{status=\"active\"} 1",
@@ -58,19 +34,19 @@ async fn metrics_and_health_are_scraped() {
         .and_then(|v| v.parse().ok())
         .expect("crl");
     assert!(crl > 3600.0, "{crl}");
-    let (status, body) = tokio::task::spawn_blocking(move || get(addr, "/health"))
+    let (status, body) = tokio::task::spawn_blocking(move || ztgw_tests::http_get(addr, "/health"))
         .await
         .expect("health");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 
     // Without a usable revocation list the gateway says it is unhealthy.
     std::fs::write(gw.state_dir().join("crl.pem"), "damaged").expect("write");
-    let (status, body) = tokio::task::spawn_blocking(move || get(addr, "/health"))
+    let (status, body) = tokio::task::spawn_blocking(move || ztgw_tests::http_get(addr, "/health"))
         .await
         .expect("health");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("revocation list"), "{body}");
-    let (status, _) = tokio::task::spawn_blocking(move || get(addr, "/nothing"))
+    let (status, _) = tokio::task::spawn_blocking(move || ztgw_tests::http_get(addr, "/nothing"))
         .await
         .expect("404");
     assert_eq!(status, 404);

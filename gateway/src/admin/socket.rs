@@ -145,6 +145,20 @@ async fn serve_one(
         }
     }
     let reply = match serde_json::from_str::<AdminEnvelope>(&line) {
+        // The directory sync reads the directory (network I/O): run here, not blocking.
+        Ok(AdminEnvelope {
+            operator,
+            request: crate::admin::AdminRequest::DirectorySync { force },
+        }) => {
+            let operator = format!("{operator} (uid {uid})");
+            match crate::directory::sync::sync_once(&ctx, Some(&sessions), force, &operator).await {
+                Ok(report) => SocketReply::Ok(crate::admin::AdminResponse::DirectorySync(report)),
+                Err(e) => SocketReply::Error(AdminError {
+                    code: AdminErrorCode::Internal,
+                    message: e.to_string(),
+                }),
+            }
+        }
         Ok(envelope) => {
             let operator = format!("{} (uid {uid})", envelope.operator);
             let ctx = ctx.clone();

@@ -1,6 +1,7 @@
-//! `ztgw directory sync --dry-run`: what the directory would change of telework — whose
-//! telework would end (disabled, deleted, in no telework group) and which devices would
-//! change role — read from the directory and the registry, changing nothing.
+//! `ztgw directory sync`: read the directory and apply it now (through the running
+//! gateway, whose directory task does the same every `sync_interval`, or by itself when
+//! no gateway runs); `--dry-run` only says what would change — whose telework would end
+//! (disabled, deleted, in no telework group) and which devices would change role.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +10,9 @@ use clap::Subcommand;
 use ztgw_config::Settings;
 
 use super::{Failure, exit};
+use crate::admin::socket::{self, CallError};
+use crate::admin::{AdminEnvelope, AdminRequest, AdminResponse};
+use crate::directory::sync::SyncReport;
 use crate::directory::{self, Drift};
 use crate::registry::{Registry as _, SqliteRegistry};
 
@@ -19,32 +23,144 @@ pub enum DirectoryCommand {
         after_help = "Example:\n  ztgw directory sync --dry-run\n\nExit codes: 0 no change, 1 the directory would change telework (or could not be read), 3 no [directory] in the settings."
     )]
     Sync {
-        /// Show what would change, and change nothing (applying is not available yet).
-        #[arg(long)]
+        /// Show what would change, and change nothing.
+        #[arg(long, conflicts_with = "force")]
         dry_run: bool,
-        /// The drift as JSON.
+        /// Apply even if it ends the telework of more than `max_revoke_percent` of the
+        /// employees (check the directory first).
+        #[arg(long)]
+        force: bool,
+        /// The result as JSON.
         #[arg(long)]
         json: bool,
     },
 }
 
-pub fn run(config: &Path, cmd: DirectoryCommand) -> Result<(), Failure> {
-    let DirectoryCommand::Sync { dry_run, json } = cmd;
-    if !dry_run {
-        return Err(Failure::new(
-            exit::USAGE,
-            "only `ztgw directory sync --dry-run` is available: the gateway does not apply the directory's changes yet",
-        ));
+pub fn run(config: &Path, operator: &str, cmd: DirectoryCommand) -> Result<(), Failure> {
+    let DirectoryCommand::Sync {
+        dry_run,
+        force,
+        json,
+    } = cmd;
+    if dry_run {
+        return dry(config, json);
     }
     let settings = Settings::load(config).map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?;
-    let Some(d) = settings.directory.clone() else {
+    if settings.directory.is_none() {
+        return Err(not_configured(&settings));
+    }
+    let envelope = AdminEnvelope {
+        operator: operator.to_owned(),
+        request: AdminRequest::DirectorySync { force },
+    };
+    let report = match socket::call(&settings.admin.socket, &envelope) {
+        Ok(Ok(AdminResponse::DirectorySync(report))) => report,
+        Ok(Ok(_)) => {
+            return Err(Failure::new(
+                exit::FAILURE,
+                "the gateway answered something else",
+            ));
+        }
+        Ok(Err(e)) => return Err(Failure::new(exit::INTERNAL, e.message)),
+        Err(CallError::NotRunning) => {
+            // No gateway runs: no session is live; the command applies it itself.
+            let ctx = Arc::new(super::open(config)?);
+            let runtime = runtime()?;
+            runtime
+                .block_on(directory::sync::sync_once(
+                    &ctx,
+                    None,
+                    force,
+                    &format!("{operator} (offline)"),
+                ))
+                .map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?
+        }
+        Err(e) => return Err(Failure::new(exit::FAILURE, e.to_string())),
+    };
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        println!("{text}");
+    } else {
+        print_report(&report);
+    }
+    if report.refused {
         return Err(Failure::new(
-            exit::CONFIG,
+            exit::REFUSED,
             format!(
-                "{} has no [directory] section (docs/security-units.md shows one)",
-                settings.file.display()
+                "refused: it would end the telework of {} of {} employees; check the directory, then run `ztgw directory sync --force`",
+                report.drift.end.len(),
+                report.drift.employees
             ),
         ));
+    }
+    if !report.failed.is_empty() {
+        return Err(Failure::new(
+            exit::INTERNAL,
+            format!("{} revocation(s) failed", report.failed.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::FAILURE, format!("cannot start the runtime: {e}")))
+}
+
+fn not_configured(settings: &Settings) -> Failure {
+    Failure::new(
+        exit::CONFIG,
+        format!(
+            "{} has no [directory] section (docs/security-units.md shows one)",
+            settings.file.display()
+        ),
+    )
+}
+
+/// What a sync did, in words.
+pub fn print_report(report: &SyncReport) {
+    let d = &report.drift;
+    println!(
+        "directory {}: {} employees with telework at this gateway",
+        d.server, d.employees
+    );
+    if report.refused {
+        for e in &d.end {
+            println!(
+                "would end the telework of {} ({}): refused with the rest",
+                e.employee,
+                e.why.sentence()
+            );
+        }
+        return;
+    }
+    for e in &d.end {
+        if report.ended.iter().any(|x| x == e.employee.as_str()) {
+            println!("ended the telework of {}: {}", e.employee, e.why.sentence());
+        }
+    }
+    for f in &report.failed {
+        println!("failed: {f}");
+    }
+    for c in &d.role_changes {
+        println!(
+            "role change not applied yet: {}'s device {}: {} → {} (re-invite with the new role)",
+            c.employee, c.device, c.from, c.to
+        );
+    }
+    if d.end.is_empty() && d.role_changes.is_empty() {
+        println!("no change");
+    }
+}
+
+/// `--dry-run`: the drift, from the directory and the registry, changing nothing.
+fn dry(config: &Path, json: bool) -> Result<(), Failure> {
+    let settings = Settings::load(config).map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?;
+    let Some(d) = settings.directory.clone() else {
+        return Err(not_configured(&settings));
     };
     // The registry is read only; a running gateway may keep writing it meanwhile.
     let registry = SqliteRegistry::open(&settings.state().registry())
@@ -53,10 +169,7 @@ pub fn run(config: &Path, cmd: DirectoryCommand) -> Result<(), Failure> {
         .devices()
         .map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?;
     let known: Vec<_> = directory::teleworkers(&devices).into_keys().collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(exit::FAILURE, format!("cannot start the runtime: {e}")))?;
+    let runtime = runtime()?;
     let d = Arc::new(d);
     let view = runtime
         .block_on(directory::client::read(&d, &known))

@@ -1,14 +1,15 @@
 //! The directory (Active Directory, LDAP) decides who may telework (G1, G3): who is in
 //! which telework group, whose account is disabled, who is gone. [`client::read`] reads
 //! it; [`drift`] compares it with what the gateway knows and says what would change.
-//! Applying the drift (revocations, role changes) on a schedule is issue #17's next
-//! step; `ztgw directory sync --dry-run` shows it.
+//! [`sync`] applies it: on a schedule in the running gateway, or by hand with `ztgw
+//! directory sync`.
 
 pub mod client;
+pub mod sync;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ztgw_pki::EmployeeId;
 
 use ztgw_pki::wire::DeviceStatus;
@@ -51,7 +52,7 @@ pub struct DirectoryView {
 }
 
 /// Why an employee's telework would end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EndWhy {
     /// The account is disabled.
@@ -73,14 +74,14 @@ impl EndWhy {
 }
 
 /// An employee whose telework the directory ends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ending {
     pub employee: EmployeeId,
     pub why: EndWhy,
 }
 
 /// A device whose role the directory changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleChange {
     pub employee: EmployeeId,
     pub device: String,
@@ -89,7 +90,7 @@ pub struct RoleChange {
 }
 
 /// What the directory would change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
     pub server: String,
     /// Employees with telework (a device in service) the gateway knows.
@@ -218,7 +219,11 @@ mod tests {
             device(1, "e1", "hr", DeviceStatus::Active),
             device(2, "e2", "finance", DeviceStatus::Revoked),
         ];
-        let d = drift(&view(vec![person("e1", &["finance", "hr"], false)]), &devices, 10);
+        let d = drift(
+            &view(vec![person("e1", &["finance", "hr"], false)]),
+            &devices,
+            10,
+        );
         assert!(d.role_changes.is_empty(), "hr is still one of e1's roles");
         assert!(d.end.is_empty(), "e2 has no telework left to end");
         assert_eq!(d.employees, 1);

@@ -263,6 +263,28 @@ pub enum Event {
         reason: String,
         refused: u64,
     },
+    /// The directory was read and applied: whose telework it ended and why, and the role
+    /// changes it asks for (not applied yet).
+    #[serde(rename = "directory.synced")]
+    DirectorySynced {
+        server: String,
+        employees: u64,
+        ended: Vec<EmployeeEnding>,
+        role_drift: Vec<String>,
+        /// Run by hand with `--force` past the share a sync may end.
+        forced: bool,
+    },
+    /// A sync refused: it would have ended the telework of too many employees.
+    #[serde(rename = "directory.sync_refused")]
+    DirectorySyncRefused {
+        server: String,
+        would_end: u64,
+        employees: u64,
+        max_revoke_percent: u8,
+    },
+    /// The directory could not be read (first failure of a streak); nothing changed.
+    #[serde(rename = "directory.unreachable")]
+    DirectoryUnreachable { error: String },
     /// Segments past retention were deleted; the signed purge record lets the rest verify.
     #[serde(rename = "journal.purged")]
     JournalPurged {
@@ -270,6 +292,13 @@ pub enum Event {
         first_seq_kept: u64,
         older_than: String,
     },
+}
+
+/// An employee whose telework the directory ended, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmployeeEnding {
+    pub employee: String,
+    pub why: String,
 }
 
 impl Event {
@@ -311,6 +340,9 @@ impl Event {
             Self::JournalTruncated { .. } => "journal.truncated",
             Self::JournalPurged { .. } => "journal.purged",
             Self::JournalResumed { .. } => "journal.resumed",
+            Self::DirectorySynced { .. } => "directory.synced",
+            Self::DirectorySyncRefused { .. } => "directory.sync_refused",
+            Self::DirectoryUnreachable { .. } => "directory.unreachable",
         }
     }
 }
