@@ -100,7 +100,14 @@ pub async fn sync_once(
     let sessions = sessions.cloned();
     let operator = operator.to_owned();
     let report = tokio::task::spawn_blocking(move || {
-        apply(&ctx, sessions.as_deref(), drift, force, &operator, recovered)
+        apply(
+            &ctx,
+            sessions.as_deref(),
+            drift,
+            force,
+            &operator,
+            recovered,
+        )
     })
     .await
     .map_err(|e| SyncError::Task(e.to_string()))?;
