@@ -83,6 +83,38 @@ async fn a_replayed_posture_report_is_refused() {
     gw.running.shutdown("test").await;
 }
 
+/// `ztgw-agent posture --json --posture-root ROOT` for the agent enrolled in `agent`:
+/// whether it exited 0, and its JSON (the profile, the report and the evaluation).
+fn agent_posture(agent: &ztgw_tests::TestAgent, root: &std::path::Path) -> (bool, serde_json::Value) {
+    let out = std::process::Command::new(ztgw_tests::binary("ztgw-agent"))
+        .arg("--state-dir")
+        .arg(agent.dir.path().join("agent"))
+        .args(["posture", "--json", "--posture-root"])
+        .arg(root)
+        .output()
+        .expect("ztgw-agent posture");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    (out.status.success(), v)
+}
+
+/// The checks that did not pass: their ids and remedies.
+fn not_passing(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["evaluation"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["outcome"] != "pass")
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or("").to_owned(),
+                c["remediation"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// The agent's `posture --posture-root` on a compliant Debian 12 GNOME laptop's files,
 /// against the profile a gateway serves with the policy `ztgw init` writes, unchanged
 /// (role finance, profile `standard`, every check on): compliant. The same laptop on an
@@ -93,34 +125,12 @@ async fn a_compliant_laptop_passes_the_default_policy_and_open_wifi_alone_fails_
     let agent = gw.enrol("e9903").await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = ztgw_tests::laptop::compliant_debian(tmp.path());
-    let posture = |root: &std::path::Path| {
-        let out = std::process::Command::new(ztgw_tests::binary("ztgw-agent"))
-            .arg("--state-dir")
-            .arg(agent.dir.path().join("agent"))
-            .args(["posture", "--json", "--posture-root"])
-            .arg(root)
-            .output()
-            .expect("ztgw-agent posture");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
-        });
-        (out.status.success(), v)
-    };
-    let failing = |v: &serde_json::Value| -> Vec<String> {
-        v["evaluation"]["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .filter(|c| c["outcome"] != "pass")
-            .map(|c| format!("{} {}: {}", c["id"], c["outcome"], c["sentence"]))
-            .collect()
-    };
-    let (ok, v) = posture(&root);
+    let (ok, v) = agent_posture(&agent, &root);
     assert_eq!(v["profile"], "standard (role finance)");
     assert!(
         ok && v["evaluation"]["compliant"] == true,
         "{:#?}",
-        failing(&v)
+        not_passing(&v)
     );
     let checked: Vec<&str> = v["evaluation"]["checks"]
         .as_array()
@@ -145,10 +155,11 @@ async fn a_compliant_laptop_passes_the_default_policy_and_open_wifi_alone_fails_
     assert_eq!(v["report"]["wifi"]["value"], "wpa2");
 
     ztgw_tests::laptop::on_open_wifi(&root);
-    let (ok, v) = posture(&root);
+    let (ok, v) = agent_posture(&agent, &root);
     assert!(!ok, "not compliant");
-    let failed = failing(&v);
+    let failed = not_passing(&v);
     assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].0, "posture.wifi");
     let wifi = v["evaluation"]["checks"]
         .as_array()
         .expect("checks")
@@ -157,7 +168,7 @@ async fn a_compliant_laptop_passes_the_default_policy_and_open_wifi_alone_fails_
         .expect("wifi")
         .clone();
     assert_eq!(wifi["outcome"], "fail");
-    let fix = wifi["remediation"].as_str().unwrap_or_default();
+    let fix = &failed[0].1;
     assert!(fix.contains("WPA2") && !fix.contains("IT unit"), "{fix}");
     gw.running.shutdown("test").await;
 }
@@ -171,34 +182,7 @@ async fn a_windows_laptop_is_checked_with_windows_remedies() {
     let agent = gw.enrol("e9904").await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = ztgw_tests::laptop::compliant_windows(tmp.path());
-    let posture = || {
-        let out = std::process::Command::new(ztgw_tests::binary("ztgw-agent"))
-            .arg("--state-dir")
-            .arg(agent.dir.path().join("agent"))
-            .args(["posture", "--json", "--posture-root"])
-            .arg(&root)
-            .output()
-            .expect("ztgw-agent posture");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
-        });
-        v
-    };
-    let not_passing = |v: &serde_json::Value| -> Vec<(String, String)> {
-        v["evaluation"]["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .filter(|c| c["outcome"] != "pass")
-            .map(|c| {
-                (
-                    c["id"].as_str().unwrap_or("").to_owned(),
-                    c["remediation"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect()
-    };
-    let v = posture();
+    let (_, v) = agent_posture(&agent, &root);
     assert_eq!(v["report"]["os"]["value"]["family"], "windows");
     assert_eq!(v["report"]["os"]["value"]["version"], "10.0.22631.4460");
     assert!(
@@ -213,7 +197,7 @@ async fn a_windows_laptop_is_checked_with_windows_remedies() {
     )
     .expect("fixture");
     ztgw_tests::laptop::windows_source(&root, "netsh-wlan-interfaces.txt", &open);
-    let failed = not_passing(&posture());
+    let failed = not_passing(&agent_posture(&agent, &root).1);
     assert_eq!(failed.len(), 1, "{failed:#?}");
     assert_eq!(failed[0].0, "posture.wifi");
     assert!(
@@ -232,7 +216,7 @@ async fn a_windows_laptop_is_checked_with_windows_remedies() {
         "bitlocker.json",
         r#"{"DriveLetter": "C:", "ProtectionStatus": 0}"#,
     );
-    let failed = not_passing(&posture());
+    let failed = not_passing(&agent_posture(&agent, &root).1);
     assert_eq!(failed.len(), 1, "{failed:#?}");
     assert_eq!(failed[0].0, "posture.disk-encryption");
     assert!(failed[0].1.contains("BitLocker"), "{}", failed[0].1);
@@ -248,37 +232,13 @@ async fn a_mac_is_checked_with_macos_remedies() {
     let agent = gw.enrol("e9905").await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = ztgw_tests::laptop::compliant_macos(tmp.path());
-    let posture = || {
-        let out = std::process::Command::new(ztgw_tests::binary("ztgw-agent"))
-            .arg("--state-dir")
-            .arg(agent.dir.path().join("agent"))
-            .args(["posture", "--json", "--posture-root"])
-            .arg(&root)
-            .output()
-            .expect("ztgw-agent posture");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
-        });
-        v["evaluation"]["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .filter(|c| c["outcome"] != "pass")
-            .map(|c| {
-                (
-                    c["id"].as_str().unwrap_or("").to_owned(),
-                    c["remediation"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(posture(), Vec::<(String, String)>::new());
+    assert_eq!(not_passing(&agent_posture(&agent, &root).1), Vec::<(String, String)>::new());
     std::fs::write(
         root.join("macos-posture/fdesetup-status.txt"),
         "FileVault is Off.\n",
     )
     .expect("write");
-    let failed = posture();
+    let failed = not_passing(&agent_posture(&agent, &root).1);
     assert_eq!(failed.len(), 1, "{failed:#?}");
     assert_eq!(failed[0].0, "posture.disk-encryption");
     assert!(failed[0].1.contains("FileVault"), "{}", failed[0].1);
