@@ -615,3 +615,28 @@ fn completions_and_manual_pages_come_from_the_command_definitions() {
         tmp.path().join("ztgw.1").exists() && tmp.path().join("ztgw-journal-verify.1").exists()
     );
 }
+
+/// `policy explain` on a schedule open at all times says so (a window "from one week to
+/// the next" described the bound of the computation, not the schedule).
+#[test]
+fn explain_says_when_a_schedule_is_always_open() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("policy.toml");
+    std::fs::write(&file, ztgw_tests::site::lab_policy(ztgw_tests::site::ALWAYS)).expect("write");
+    let out = ok(&ztgw(
+        &tmp.path().join("no-gateway.toml"),
+        &[
+            "policy",
+            "explain",
+            file.to_str().expect("path"),
+            "--role",
+            "finance",
+            "--to",
+            "10.20.1.5:5432/tcp",
+        ],
+    ));
+    assert!(
+        out.contains("schedule: office (UTC): open at all times (every day, all day)"),
+        "{out}"
+    );
+}

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use jiff::Timestamp;
 
 use super::compile::{CompiledPolicy, Decision, DenyReason};
-use super::{Destination, Policy, Window};
+use super::{Destination, Policy, Schedule, Window};
 
 /// Whether the schedule allows telework at the instant asked about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +95,11 @@ impl Explanation {
             let local = |t: Timestamp| s.map(|s| s.local(t)).unwrap_or_else(|| t.to_string());
             let zone = s.map(|s| s.timezone_name.as_str()).unwrap_or("?");
             let state = match state {
+                // A window of an always-open schedule is only as long as the merge of
+                // days is bounded: say what it means.
+                ScheduleState::Open(_) if s.is_some_and(Schedule::always_open) => {
+                    "open at all times (every day, all day)".into()
+                }
                 ScheduleState::Open(w) => {
                     format!("open, window {} until {}", local(w.start), local(w.end))
                 }

@@ -197,6 +197,13 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// Open at every instant: every day, all day, no date excepted.
+    pub fn always_open(&self) -> bool {
+        self.days.len() == 7
+            && self.except.is_empty()
+            && self.hours.first().is_some_and(|r| r.start == 0 && r.end == DAY_MINUTES)
+    }
+
     /// The merged, sorted local ranges open on `date`.
     pub fn ranges_on(&self, date: Date) -> Vec<TimeRange> {
         let mut ranges = Vec::new();
@@ -450,6 +457,7 @@ mod tests {
             except: vec![],
             also: vec![],
         };
+        assert!(!s.always_open(), "two days a week");
         let w = s.window_at(ts("2027-03-01T12:00:00Z")).expect("open");
         assert_eq!(w.start, ts("2027-03-01T00:00:00Z"));
         assert_eq!(w.end, ts("2027-03-03T00:00:00Z"));
