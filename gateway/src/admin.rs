@@ -47,7 +47,9 @@ pub struct AdminEnvelope {
 pub enum AdminRequest {
     Invite {
         employee: EmployeeId,
-        role: String,
+        /// With a `[directory]`, taken from it when absent.
+        #[serde(default)]
+        role: Option<String>,
         schedule: Option<String>,
         approved_by: String,
         reference: String,
@@ -403,7 +405,12 @@ fn act(
             now,
             operator,
             employee,
-            role,
+            role.as_deref().ok_or_else(|| {
+                AdminError::new(
+                    AdminErrorCode::Invalid,
+                    "give the role (--role): without a [directory] it is not known",
+                )
+            })?,
             schedule.as_deref(),
             approved_by,
             reference,

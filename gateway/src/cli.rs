@@ -221,9 +221,10 @@ pub struct InviteArgs {
     /// The employee's identifier in the administration (letters, digits, '-', '_', '.').
     #[arg(long)]
     pub employee: EmployeeId,
-    /// A role defined in the policy.
+    /// A role defined in the policy. With a `[directory]`, it must be one the directory
+    /// gives the employee, and is taken from it when omitted.
     #[arg(long)]
-    pub role: String,
+    pub role: Option<String>,
     /// Who in the administration approved this telework.
     #[arg(long)]
     pub approved_by: String,
@@ -852,13 +853,24 @@ fn admin(
         Ok(answer) => answer.map_err(Failure::from),
         Err(CallError::NotRunning) => {
             let ctx = open(config)?;
+            // An invitation the directory must confirm is checked there first.
+            let request = if settings.directory.is_some() {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Failure::new(exit::FAILURE, format!("cannot start the runtime: {e}")))?
+                    .block_on(crate::directory::vet(&settings, envelope.request.clone()))
+                    .map_err(Failure::from)?
+            } else {
+                envelope.request.clone()
+            };
             let operator = format!(
                 "{operator} (uid {}, offline)",
                 crate::accounts::current_uid().unwrap_or(u32::MAX)
             );
             // No gateway runs, so no session is live: the changes of access need no one
             // to apply them.
-            crate::admin::handle(&ctx, &operator, &envelope.request)
+            crate::admin::handle(&ctx, &operator, &request)
                 .result
                 .map_err(Failure::from)
         }

@@ -180,7 +180,7 @@ impl TestGateway {
     pub fn invite_as(&self, employee: &str, role: &str) -> String {
         match self.admin(AdminRequest::Invite {
             employee: EmployeeId::new(employee).expect("employee id"),
-            role: role.into(),
+            role: Some(role.into()),
             schedule: None,
             approved_by: "Head of IT".into(),
             reference: "DEC-2026-114".into(),

@@ -374,3 +374,63 @@ async fn a_sync_ends_telework_refuses_mass_revocation_and_survives_a_stopped_dir
     );
     gw.running.shutdown("test").await;
 }
+
+/// With a directory, an invitation is only for someone it places in a telework group,
+/// with an enabled account, and for a role it gives them (taken from it when `--role` is
+/// omitted); a directory that cannot be read refuses invitations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_are_confirmed_by_the_directory() {
+    let mut slapd = Slapd::start(&people());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pw = password_file(tmp.path());
+    let section = directory_section_with(&slapd, &pw, &slapd.ca, "sync_interval = \"1h\"");
+    let gw = TestGateway::start(GatewayOptions {
+        replace: vec![("\n[metrics]".into(), format!("{section}\n[metrics]"))],
+        ..GatewayOptions::default()
+    })
+    .await;
+    let invite = |employee: &str, role: Option<&str>| {
+        let mut c = Command::new(ztgw_tests::binary("ztgw"));
+        c.env("ZTGW_CONFIG", gw.config_path()).args([
+            "invite",
+            "--employee",
+            employee,
+            "--approved-by",
+            "Head of IT",
+            "--reference",
+            "DEC-1",
+            "--json",
+        ]);
+        if let Some(r) = role {
+            c.args(["--role", r]);
+        }
+        c.output().expect("ztgw invite")
+    };
+    let err = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    // The role from the directory (through a nested group).
+    let out = invite("e1001", None);
+    assert!(out.status.success(), "{}", err(&out));
+    let issued: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(issued["role"], "finance", "{issued}");
+    // A role the directory gives: accepted; another: refused, saying which.
+    assert!(invite("e1002", Some("hr")).status.success());
+    let out = invite("e1002", Some("finance"));
+    assert_eq!(out.status.code(), Some(5));
+    assert!(err(&out).contains("places e1002 in hr, not finance"), "{}", err(&out));
+    for (who, said) in [
+        ("e1003", "disabled in the directory"),
+        ("e1004", "not in the directory"),
+        ("e1005", "in no telework group"),
+    ] {
+        let out = invite(who, Some("finance"));
+        assert_eq!(out.status.code(), Some(5), "{who}: {}", err(&out));
+        assert!(err(&out).contains(said), "{who}: {}", err(&out));
+    }
+    // The directory stopped: no invitation it cannot confirm.
+    slapd.stop();
+    let out = invite("e1001", Some("finance"));
+    assert!(!out.status.success());
+    assert!(err(&out).contains("cannot be confirmed"), "{}", err(&out));
+    assert_eq!(gw.journal("invitation.created").len(), 2);
+    gw.running.shutdown("test").await;
+}

@@ -406,7 +406,7 @@ async fn ending_an_employees_telework_revokes_every_device() {
     let refused = gw
         .admin(AdminRequest::Invite {
             employee: EmployeeId::new("e6001").expect("id"),
-            role: "finance".into(),
+            role: Some("finance".into()),
             schedule: None,
             approved_by: "Head of IT".into(),
             reference: "DEC-2".into(),

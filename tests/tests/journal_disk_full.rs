@@ -26,7 +26,7 @@ async fn a_full_disk_makes_the_gateway_fail_closed() {
     for i in 0..5_000 {
         let answer = gw.admin(AdminRequest::Invite {
             employee: EmployeeId::new(format!("f{i}")).expect("id"),
-            role: "finance".into(),
+            role: Some("finance".into()),
             schedule: None,
             approved_by: "Head of IT".into(),
             reference: "DEC-F".into(),
@@ -55,7 +55,7 @@ async fn a_full_disk_makes_the_gateway_fail_closed() {
     let err = gw
         .admin(AdminRequest::Invite {
             employee: EmployeeId::new("e5003").expect("id"),
-            role: "finance".into(),
+            role: Some("finance".into()),
             schedule: None,
             approved_by: "Head of IT".into(),
             reference: "DEC-G".into(),

@@ -258,7 +258,7 @@ async fn unknown_roles_and_schedules_are_refused_at_invitation() {
         let err = gw
             .admin(AdminRequest::Invite {
                 employee: EmployeeId::new("e9301").expect("id"),
-                role: role.into(),
+                role: Some(role.into()),
                 schedule: schedule.map(str::to_owned),
                 approved_by: "Head of IT".into(),
                 reference: "DEC-1".into(),
@@ -271,7 +271,7 @@ async fn unknown_roles_and_schedules_are_refused_at_invitation() {
     let err = gw
         .admin(AdminRequest::Invite {
             employee: EmployeeId::new("e9301").expect("id"),
-            role: "finance".into(),
+            role: Some("finance".into()),
             schedule: None,
             approved_by: " ".into(),
             reference: "DEC-1".into(),

@@ -12,7 +12,7 @@ fn invite_as(
 ) -> Result<AdminResponse, ztgw_gateway::admin::AdminError> {
     gw.admin(AdminRequest::Invite {
         employee: EmployeeId::new("e8001").expect("id"),
-        role: role.into(),
+        role: Some(role.into()),
         schedule: None,
         approved_by: "Head of IT".into(),
         reference: "DEC-9".into(),

@@ -161,24 +161,30 @@ async fn serve_one(
         }
         Ok(envelope) => {
             let operator = format!("{} (uid {uid})", envelope.operator);
-            let ctx = ctx.clone();
-            match tokio::task::spawn_blocking(move || {
-                crate::admin::sessions::handle(&ctx, &sessions, &operator, &envelope.request)
-                    .unwrap_or_else(|| {
-                        let outcome = handle(&ctx, &operator, &envelope.request);
-                        // Sessions end before the command answers.
-                        sessions.apply_all(&outcome.access);
-                        outcome.result
+            // An invitation the directory must confirm is checked there first.
+            match crate::directory::vet(&ctx.settings, envelope.request).await {
+                Err(e) => SocketReply::Error(e),
+                Ok(request) => {
+                    let ctx = ctx.clone();
+                    match tokio::task::spawn_blocking(move || {
+                        crate::admin::sessions::handle(&ctx, &sessions, &operator, &request)
+                            .unwrap_or_else(|| {
+                                let outcome = handle(&ctx, &operator, &request);
+                                // Sessions end before the command answers.
+                                sessions.apply_all(&outcome.access);
+                                outcome.result
+                            })
                     })
-            })
-            .await
-            {
-                Ok(Ok(response)) => SocketReply::Ok(response),
-                Ok(Err(e)) => SocketReply::Error(e),
-                Err(e) => SocketReply::Error(AdminError {
-                    code: AdminErrorCode::Internal,
-                    message: format!("the action failed: {e}"),
-                }),
+                    .await
+                    {
+                        Ok(Ok(response)) => SocketReply::Ok(response),
+                        Ok(Err(e)) => SocketReply::Error(e),
+                        Err(e) => SocketReply::Error(AdminError {
+                            code: AdminErrorCode::Internal,
+                            message: format!("the action failed: {e}"),
+                        }),
+                    }
+                }
             }
         }
         Err(e) => SocketReply::Error(AdminError {

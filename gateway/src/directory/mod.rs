@@ -14,6 +14,7 @@ use ztgw_pki::EmployeeId;
 
 use ztgw_pki::wire::DeviceStatus;
 
+use crate::admin::{AdminError, AdminErrorCode, AdminRequest};
 use crate::registry::DeviceRecord;
 
 /// Why the directory could not be read.
@@ -101,6 +102,74 @@ pub struct Drift {
     pub skipped: Vec<String>,
     /// Whether ending that many is over the configured share (a sync would be refused).
     pub over_threshold: bool,
+}
+
+/// With a `[directory]`, an invitation is only for an employee the directory places in a
+/// telework group, with an enabled account, and for a role the directory gives them
+/// (taken from it when the request names none). A directory that cannot be read refuses
+/// the invitation. Other requests, and every request without a directory, pass as they
+/// are.
+pub async fn vet(
+    settings: &ztgw_config::Settings,
+    request: AdminRequest,
+) -> Result<AdminRequest, AdminError> {
+    let (Some(d), AdminRequest::Invite {
+        employee,
+        role,
+        schedule,
+        approved_by,
+        reference,
+        valid_for_secs,
+    }) = (&settings.directory, &request)
+    else {
+        return Ok(request);
+    };
+    let refuse = |m: String| AdminError::new(AdminErrorCode::Invalid, m);
+    let view = client::read(d, std::slice::from_ref(employee))
+        .await
+        .map_err(|e| {
+            AdminError::new(
+                AdminErrorCode::Internal,
+                format!("the directory could not be read, so {employee} cannot be confirmed: {e}"),
+            )
+        })?;
+    let Some(person) = view.people.get(employee) else {
+        return Err(refuse(if view.outside_groups.contains(employee) {
+            format!("{employee} is in no telework group of the directory")
+        } else {
+            format!("{employee} is not in the directory")
+        }));
+    };
+    if person.disabled {
+        return Err(refuse(format!(
+            "{employee}'s account is disabled in the directory"
+        )));
+    }
+    let roles: Vec<&str> = person.roles.iter().map(String::as_str).collect();
+    let role = match (role.as_deref(), roles.as_slice()) {
+        (Some(r), _) if roles.contains(&r) => r.to_owned(),
+        (Some(r), _) => {
+            return Err(refuse(format!(
+                "the directory places {employee} in {}, not {r}",
+                roles.join(", ")
+            )));
+        }
+        (None, [only]) => (*only).to_owned(),
+        (None, _) => {
+            return Err(refuse(format!(
+                "the directory places {employee} in several telework groups ({}): give --role",
+                roles.join(", ")
+            )));
+        }
+    };
+    Ok(AdminRequest::Invite {
+        employee: employee.clone(),
+        role: Some(role),
+        schedule: schedule.clone(),
+        approved_by: approved_by.clone(),
+        reference: reference.clone(),
+        valid_for_secs: *valid_for_secs,
+    })
 }
 
 /// The employees with a device in service (pending approval or active), and their
