@@ -236,11 +236,26 @@ fn password_file(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_ends_telework_refuses_mass_revocation_and_survives_a_stopped_directory() {
-    // Seven more in Telework-Finance, so that three departures are 3 of 11.
-    let mut ldif = people();
+    // At enrolment everyone is allowed (the directory confirms each invitation): Karim,
+    // Sara, e1004 and Youssef in finance too, Sara enabled; seven more in finance, so
+    // that the three departures below are 3 of 12.
+    let uid = |n: &str| format!("uid={n},ou=people,{SUFFIX}");
     let finance = format!(
         "dn: cn=Telework-Finance,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: Telework-Finance\n"
     );
+    let mut ldif = people().replace("employeeType: disabled\n", "").replace(
+        &finance,
+        &format!(
+            "{finance}member: {}\nmember: {}\nmember: {}\n",
+            uid("e1002"),
+            uid("e1004"),
+            uid("e1005")
+        ),
+    );
+    ldif.push_str(&format!(
+        "dn: {}\nobjectClass: inetOrgPerson\nuid: e1004\ncn: Nadia\nsn: Nadia\n\n",
+        uid("e1004")
+    ));
     for n in 1006..=1012 {
         ldif.push_str(&format!(
             "dn: uid=e{n},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: e{n}\ncn: P{n}\nsn: P{n}\n\n"
@@ -269,6 +284,19 @@ async fn a_sync_ends_telework_refuses_mass_revocation_and_survives_a_stopped_dir
     for n in 1001..=1012 {
         gw.enrol(&format!("e{n}")).await;
     }
+    // Then the directory changes: Karim moves to hr, Sara is disabled, e1004 is deleted,
+    // Youssef leaves every telework group.
+    slapd.modify(&format!(
+        "dn: {sara}\nchangetype: modify\nadd: employeeType\nemployeeType: disabled\n\n\
+         dn: cn=Telework-Finance,ou=groups,{SUFFIX}\nchangetype: modify\n\
+         delete: member\nmember: {karim}\n-\ndelete: member\nmember: {e1004}\n-\n\
+         delete: member\nmember: {youssef}\n\n\
+         dn: {e1004}\nchangetype: delete\n",
+        sara = uid("e1003"),
+        karim = uid("e1002"),
+        e1004 = uid("e1004"),
+        youssef = uid("e1005"),
+    ));
     let status = |e: &str| {
         gw.ctx()
             .registry
@@ -416,7 +444,11 @@ async fn invitations_are_confirmed_by_the_directory() {
     assert!(invite("e1002", Some("hr")).status.success());
     let out = invite("e1002", Some("finance"));
     assert_eq!(out.status.code(), Some(5));
-    assert!(err(&out).contains("places e1002 in hr, not finance"), "{}", err(&out));
+    assert!(
+        err(&out).contains("places e1002 in hr, not finance"),
+        "{}",
+        err(&out)
+    );
     for (who, said) in [
         ("e1003", "disabled in the directory"),
         ("e1004", "not in the directory"),
