@@ -858,7 +858,9 @@ fn admin(
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| Failure::new(exit::FAILURE, format!("cannot start the runtime: {e}")))?
+                    .map_err(|e| {
+                        Failure::new(exit::FAILURE, format!("cannot start the runtime: {e}"))
+                    })?
                     .block_on(crate::directory::vet(&settings, envelope.request.clone()))
                     .map_err(Failure::from)?
             } else {

@@ -622,7 +622,11 @@ fn completions_and_manual_pages_come_from_the_command_definitions() {
 fn explain_says_when_a_schedule_is_always_open() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = tmp.path().join("policy.toml");
-    std::fs::write(&file, ztgw_tests::site::lab_policy(ztgw_tests::site::ALWAYS)).expect("write");
+    std::fs::write(
+        &file,
+        ztgw_tests::site::lab_policy(ztgw_tests::site::ALWAYS),
+    )
+    .expect("write");
     let out = ok(&ztgw(
         &tmp.path().join("no-gateway.toml"),
         &[

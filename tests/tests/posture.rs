@@ -85,7 +85,10 @@ async fn a_replayed_posture_report_is_refused() {
 
 /// `ztgw-agent posture --json --posture-root ROOT` for the agent enrolled in `agent`:
 /// whether it exited 0, and its JSON (the profile, the report and the evaluation).
-fn agent_posture(agent: &ztgw_tests::TestAgent, root: &std::path::Path) -> (bool, serde_json::Value) {
+fn agent_posture(
+    agent: &ztgw_tests::TestAgent,
+    root: &std::path::Path,
+) -> (bool, serde_json::Value) {
     let out = std::process::Command::new(ztgw_tests::binary("ztgw-agent"))
         .arg("--state-dir")
         .arg(agent.dir.path().join("agent"))
@@ -232,7 +235,10 @@ async fn a_mac_is_checked_with_macos_remedies() {
     let agent = gw.enrol("e9905").await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = ztgw_tests::laptop::compliant_macos(tmp.path());
-    assert_eq!(not_passing(&agent_posture(&agent, &root).1), Vec::<(String, String)>::new());
+    assert_eq!(
+        not_passing(&agent_posture(&agent, &root).1),
+        Vec::<(String, String)>::new()
+    );
     std::fs::write(
         root.join("macos-posture/fdesetup-status.txt"),
         "FileVault is Off.\n",

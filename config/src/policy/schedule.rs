@@ -201,7 +201,10 @@ impl Schedule {
     pub fn always_open(&self) -> bool {
         self.days.len() == 7
             && self.except.is_empty()
-            && self.hours.first().is_some_and(|r| r.start == 0 && r.end == DAY_MINUTES)
+            && self
+                .hours
+                .first()
+                .is_some_and(|r| r.start == 0 && r.end == DAY_MINUTES)
     }
 
     /// The merged, sorted local ranges open on `date`.

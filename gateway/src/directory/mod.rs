@@ -113,14 +113,17 @@ pub async fn vet(
     settings: &ztgw_config::Settings,
     request: AdminRequest,
 ) -> Result<AdminRequest, AdminError> {
-    let (Some(d), AdminRequest::Invite {
-        employee,
-        role,
-        schedule,
-        approved_by,
-        reference,
-        valid_for_secs,
-    }) = (&settings.directory, &request)
+    let (
+        Some(d),
+        AdminRequest::Invite {
+            employee,
+            role,
+            schedule,
+            approved_by,
+            reference,
+            valid_for_secs,
+        },
+    ) = (&settings.directory, &request)
     else {
         return Ok(request);
     };
