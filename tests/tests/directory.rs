@@ -219,6 +219,31 @@ async fn the_drift_between_the_directory_and_the_gateway() {
         "{err}"
     );
     set_directory(&gw, &directory_section(&slapd, &pw, &slapd.ca));
+    // Servers are tried in order: one that accepts and never answers is passed over
+    // after the timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let silent_url = format!("ldap://{}", silent.local_addr().expect("addr"));
+    let held = std::thread::spawn(move || {
+        // Accept one connection and hold it, saying nothing, until the test ends.
+        silent.accept().map(|(c, _)| {
+            std::thread::sleep(std::time::Duration::from_secs(6));
+            drop(c);
+        })
+    });
+    set_directory(
+        &gw,
+        &directory_section(&slapd, &pw, &slapd.ca).replace(
+            &format!("urls = [\"{}\"]", slapd.url()),
+            &format!("urls = [\"{silent_url}\", \"{}\"]", slapd.url()),
+        ),
+    );
+    let out = sync(&gw, &["--dry-run", "--json"]);
+    let drift: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    assert_eq!(drift["server"], slapd.url(), "the second server answered");
+    let _ = held.join();
+    set_directory(&gw, &directory_section(&slapd, &pw, &slapd.ca));
     // The directory stopped.
     slapd.stop();
     let out = sync(&gw, &["--dry-run"]);

@@ -43,17 +43,22 @@ pub async fn read(
     for url in &d.urls {
         match tokio::time::timeout(timeout, connect(url, tls.clone(), timeout)).await {
             Ok(Ok(mut ldap)) => {
-                match tokio::time::timeout(timeout, ldap.simple_bind(&d.bind_dn, &password))
+                match tokio::time::timeout(timeout, ldap.simple_bind(&d.bind_dn, password.expose()))
                     .await
-                    .map_err(|_| DirectoryError::Unreachable(format!("{url}: the bind timed out")))?
-                    .and_then(|r| r.success())
                 {
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(DirectoryError::Bind(format!(
-                            "{url}: binding as {} was refused: {e}",
-                            d.bind_dn
-                        )));
+                    // A server too slow to answer: the next one is tried.
+                    Err(_) => {
+                        failures.push(format!("{url}: the bind timed out"));
+                        continue;
+                    }
+                    Ok(answer) => {
+                        // A refused bind is not tried elsewhere: the password is wrong.
+                        if let Err(e) = answer.and_then(|r| r.success()) {
+                            return Err(DirectoryError::Bind(format!(
+                                "{url}: binding as {} was refused: {e}",
+                                d.bind_dn
+                            )));
+                        }
                     }
                 }
                 let view = view(d, &mut ldap, url, known).await;
@@ -93,7 +98,7 @@ fn describe(e: &ldap3::LdapError) -> String {
     }
 }
 
-fn password(d: &DirectorySection) -> Result<String, DirectoryError> {
+fn password(d: &DirectorySection) -> Result<ztgw_pki::Secret<String>, DirectoryError> {
     let path = &d.bind_password_file;
     let bad = |m: String| DirectoryError::Config(format!("{}: {m}", path.display()));
     let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
@@ -109,12 +114,13 @@ fn password(d: &DirectorySection) -> Result<String, DirectoryError> {
     if meta.len() > MAX_PASSWORD_BYTES {
         return Err(bad("too large for a password file".into()));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?);
     let pw = text.trim_end_matches(['\n', '\r']).to_owned();
     if pw.is_empty() {
         return Err(bad("the bind password file is empty".into()));
     }
-    Ok(pw)
+    Ok(ztgw_pki::Secret::new(pw))
 }
 
 fn tls_config(d: &DirectorySection) -> Result<rustls::ClientConfig, DirectoryError> {
