@@ -1,7 +1,7 @@
 //! A real OpenLDAP server (Debian's `slapd`) for the directory tests: started on
-//! loopback with a directory of its own (StartTLS with a certificate from a CA made for
-//! the test), loaded with `slapadd`, changed with `ldapmodify`, killed when dropped
-//! (also on failure).
+//! loopback (this machine's, or a network namespace's) with a directory of its own
+//! (StartTLS with a certificate from a CA made for the test), loaded with `slapadd`,
+//! changed with `ldapmodify`, killed when dropped (also on failure).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,8 @@ pub const SERVICE_PW: &str = "svc-secret-for-tests";
 #[derive(Debug)]
 pub struct Slapd {
     child: Option<Child>,
+    /// The namespace it runs in, when not this machine's.
+    ns: Option<String>,
     pub dir: tempfile::TempDir,
     pub port: u16,
     /// The CA that signed the server's certificate (PEM file).
@@ -45,6 +47,14 @@ impl Slapd {
     /// Starts slapd with the base entries (`ou=people`, `ou=groups`, `ou=services` and the
     /// gateway's service account) and `ldif` after them.
     pub fn start(ldif: &str) -> Self {
+        let mut s = Self::prepare(ldif);
+        s.run(None);
+        s
+    }
+
+    /// Everything but starting the server: its certificates, configuration and data (so
+    /// that settings can name its CA and port before it runs).
+    pub fn prepare(ldif: &str) -> Self {
         require("slapd", "slapd");
         require("slapadd", "slapd");
         require("ldapmodify", "ldap-utils");
@@ -116,18 +126,33 @@ impl Slapd {
         let port = crate::free_port();
         let mut s = Self {
             child: None,
+            ns: None,
             dir,
             port,
             ca: PathBuf::new(),
         };
         s.ca = s.dir.path().join("ca.pem");
-        s.run();
         s
     }
 
-    fn run(&mut self) {
+    /// `program` on this machine or in the server's namespace.
+    fn command(&self, program: &str) -> Command {
+        match &self.ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, program]);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// Starts the server, in `ns` when given (its loopback), and waits until it accepts.
+    pub fn run(&mut self, ns: Option<&crate::netns::Netns>) {
+        self.ns = ns.map(|n| n.name.clone());
         let d = self.dir.path();
-        let child = Command::new("slapd")
+        let child = self
+            .command("slapd")
             .arg("-f")
             .arg(d.join("slapd.conf"))
             .arg("-h")
@@ -140,7 +165,14 @@ impl Slapd {
             .expect("slapd");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{}", self.port);
+        while !self
+            .command("bash")
+            .args(["-c", &probe])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
             assert!(Instant::now() < deadline, "slapd did not start in 20 s");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -154,7 +186,8 @@ impl Slapd {
     /// Applies an LDIF change (`changetype: modify|delete|add`) as the directory's
     /// administrator, over StartTLS.
     pub fn modify(&self, ldif: &str) {
-        let mut child = Command::new("ldapmodify")
+        let mut child = self
+            .command("ldapmodify")
             .args(["-x", "-ZZ", "-H", &self.url(), "-D", ROOT_DN, "-w", ROOT_PW])
             .env("LDAPTLS_CACERT", &self.ca)
             .stdin(Stdio::piped())
