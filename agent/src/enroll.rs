@@ -96,15 +96,28 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, AgentError> {
     let wg_secret = x25519_dalek::StaticSecret::from(wg_secret);
     let wg_public = WgPublicKey::from_bytes(x25519_dalek::PublicKey::from(&wg_secret).to_bytes());
 
+    // Windows and macOS keep no /etc/hostname or os-release (and under Wine, `/` is the
+    // Linux host's): their own names.
+    let (system_hostname, system_os) = if cfg!(windows) {
+        (
+            std::env::var("COMPUTERNAME").ok(),
+            Some("Windows".to_owned()),
+        )
+    } else if cfg!(target_os = "macos") {
+        (None, Some("macOS".to_owned()))
+    } else {
+        (
+            ztgw_posture::read_hostname(&opts.root),
+            ztgw_posture::OsRelease::read(&opts.root).map(|o| o.describe()),
+        )
+    };
     let description = DeviceDescription {
         hostname: opts
             .hostname
             .clone()
-            .or_else(|| ztgw_posture::read_hostname(&opts.root))
+            .or(system_hostname)
             .unwrap_or_else(|| "unknown".into()),
-        os: ztgw_posture::OsRelease::read(&opts.root)
-            .map(|o| o.describe())
-            .unwrap_or_else(|| "unknown".into()),
+        os: system_os.unwrap_or_else(|| "unknown".into()),
         ownership: opts.ownership,
     };
     let request = EnrolRequest {

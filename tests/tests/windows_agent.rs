@@ -157,14 +157,14 @@ async fn the_windows_agent_runs_reports_and_enrols_under_wine() {
     );
     assert!(state.join("device.pem").exists() && state.join("enrolment.json").exists());
     let devices = gw.ctx().registry.devices().expect("devices");
-    assert_eq!(
-        devices
-            .iter()
-            .filter(|d| d.employee.as_str() == "e7701")
-            .count(),
-        1,
-        "the gateway knows the device"
-    );
+    let enrolled: Vec<_> = devices
+        .iter()
+        .filter(|d| d.employee.as_str() == "e7701")
+        .collect();
+    assert_eq!(enrolled.len(), 1, "the gateway knows the device");
+    // Named after the computer, and known as Windows (no /etc/hostname or os-release).
+    assert_ne!(enrolled[0].hostname, "unknown");
+    assert_eq!(enrolled[0].os, "Windows");
 
     // An invitation whose pinned CA is not the one of the gateway it names: refused
     // before anything is sent.
