@@ -178,6 +178,43 @@ impl Slapd {
         }
     }
 
+    /// A `[directory]` section for this server: employees under `ou=people` by `uid`,
+    /// disabled by `employeeType=disabled`, `roles` (`(role, group cn)`), the gateway
+    /// trusting `ca` and binding as the service account with the password in
+    /// `password_file`; `more` is added as it is.
+    pub fn settings_section(
+        &self,
+        password_file: &Path,
+        ca: &Path,
+        roles: &[(&str, &str)],
+        more: &str,
+    ) -> String {
+        let roles: String = roles
+            .iter()
+            .map(|(role, cn)| format!("{role} = \"cn={cn},ou=groups,{SUFFIX}\"\n"))
+            .collect();
+        format!(
+            "\n[directory]\nkind = \"ldap\"\nurls = [\"{url}\"]\nca_file = \"{ca}\"\n\
+             bind_dn = \"{SERVICE_DN}\"\nbind_password_file = \"{pw}\"\n\
+             base_dn = \"ou=people,{SUFFIX}\"\nuser_filter = \"(objectClass=inetOrgPerson)\"\n\
+             id_attribute = \"uid\"\ndisabled_filter = \"(employeeType=disabled)\"\n\
+             {more}\n\n[directory.roles]\n{roles}",
+            url = self.url(),
+            ca = ca.display(),
+            pw = password_file.display(),
+        )
+    }
+
+    /// The service account's password in a file of its own (0600) in this server's
+    /// directory.
+    pub fn password_file(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let pw = self.dir.path().join("directory.pass");
+        std::fs::write(&pw, format!("{SERVICE_PW}\n")).expect("password");
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        pw
+    }
+
     /// `ldap://127.0.0.1:PORT` (the gateway upgrades it with StartTLS).
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)

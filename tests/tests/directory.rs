@@ -10,7 +10,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Output};
 
-use ztgw_tests::slapd::{SERVICE_DN, SERVICE_PW, SUFFIX, Slapd};
+use ztgw_tests::slapd::{SERVICE_PW, SUFFIX, Slapd};
 use ztgw_tests::{GatewayOptions, TestGateway};
 
 fn people() -> String {
@@ -60,28 +60,11 @@ fn directory_section_with(
     ca: &std::path::Path,
     more: &str,
 ) -> String {
-    format!(
-        r#"
-[directory]
-kind = "ldap"
-urls = ["{url}"]
-ca_file = "{ca}"
-bind_dn = "{SERVICE_DN}"
-bind_password_file = "{pw}"
-base_dn = "ou=people,{SUFFIX}"
-user_filter = "(objectClass=inetOrgPerson)"
-id_attribute = "uid"
-disabled_filter = "(employeeType=disabled)"
-timeout = "3s"
-{more}
-
-[directory.roles]
-finance = "cn=Telework-Finance,ou=groups,{SUFFIX}"
-hr = "cn=Telework-HR,ou=groups,{SUFFIX}"
-"#,
-        url = slapd.url(),
-        ca = ca.display(),
-        pw = password_file.display(),
+    slapd.settings_section(
+        password_file,
+        ca,
+        &[("finance", "Telework-Finance"), ("hr", "Telework-HR")],
+        &format!("timeout = \"3s\"\n{more}"),
     )
 }
 
@@ -111,10 +94,7 @@ async fn the_drift_between_the_directory_and_the_gateway() {
     for e in ["e1001", "e1002", "e1003", "e1004", "e1005"] {
         gw.enrol(e).await; // all with role finance
     }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let pw = tmp.path().join("directory.pass");
-    std::fs::write(&pw, format!("{SERVICE_PW}\n")).expect("password");
-    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let pw = slapd.password_file();
     set_directory(&gw, &directory_section(&slapd, &pw, &slapd.ca));
 
     let out = sync(&gw, &["--dry-run", "--json"]);
@@ -252,13 +232,6 @@ async fn the_drift_between_the_directory_and_the_gateway() {
     gw.running.shutdown("test").await;
 }
 
-fn password_file(dir: &std::path::Path) -> std::path::PathBuf {
-    let pw = dir.join("directory.pass");
-    std::fs::write(&pw, format!("{SERVICE_PW}\n")).expect("password");
-    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    pw
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_ends_telework_refuses_mass_revocation_and_survives_a_stopped_directory() {
     // At enrolment everyone is allowed (the directory confirms each invitation): Karim,
@@ -291,8 +264,7 @@ async fn a_sync_ends_telework_refuses_mass_revocation_and_survives_a_stopped_dir
         );
     }
     let mut slapd = Slapd::start(&ldif);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let pw = password_file(tmp.path());
+    let pw = slapd.password_file();
     let section = directory_section_with(
         &slapd,
         &pw,
@@ -434,8 +406,7 @@ async fn a_sync_ends_telework_refuses_mass_revocation_and_survives_a_stopped_dir
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitations_are_confirmed_by_the_directory() {
     let mut slapd = Slapd::start(&people());
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let pw = password_file(tmp.path());
+    let pw = slapd.password_file();
     let section = directory_section_with(&slapd, &pw, &slapd.ca, "sync_interval = \"1h\"");
     let gw = TestGateway::start(GatewayOptions {
         replace: vec![("\n[metrics]".into(), format!("{section}\n[metrics]"))],

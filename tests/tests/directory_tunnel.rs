@@ -3,10 +3,8 @@
 //! directory (a real slapd, in the gateway's namespace); `ztgw directory sync` then cuts
 //! the tunnel before it returns, and the session ends as a revocation does.
 
-use std::os::unix::fs::PermissionsExt as _;
-
 use ztgw_tests::site::{ALWAYS, Posture, Site, lab_policy};
-use ztgw_tests::slapd::{SERVICE_DN, SERVICE_PW, SUFFIX, Slapd};
+use ztgw_tests::slapd::{SUFFIX, Slapd};
 
 #[test]
 fn disabling_an_employee_in_the_directory_cuts_their_tunnel_at_the_next_sync() {
@@ -17,30 +15,12 @@ fn disabling_an_employee_in_the_directory_cuts_their_tunnel_at_the_next_sync() {
         uid("e5501"),
         uid("e5501")
     ));
-    let pw = slapd.dir.path().join("directory.pass");
-    std::fs::write(&pw, format!("{SERVICE_PW}\n")).expect("password");
-    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let section = format!(
-        r#"
-[directory]
-kind = "ldap"
-urls = ["{url}"]
-ca_file = "{ca}"
-bind_dn = "{SERVICE_DN}"
-bind_password_file = "{pw}"
-base_dn = "ou=people,{SUFFIX}"
-user_filter = "(objectClass=inetOrgPerson)"
-id_attribute = "uid"
-disabled_filter = "(employeeType=disabled)"
-sync_interval = "1h"
-max_revoke_percent = 100
-
-[directory.roles]
-finance = "cn=Telework-Finance,ou=groups,{SUFFIX}"
-"#,
-        url = slapd.url(),
-        ca = slapd.ca.display(),
-        pw = pw.display(),
+    let pw = slapd.password_file();
+    let section = slapd.settings_section(
+        &pw,
+        &slapd.ca,
+        &[("finance", "Telework-Finance")],
+        "sync_interval = \"1h\"\nmax_revoke_percent = 100",
     );
     let mut site = Site::new_with(&lab_policy(ALWAYS), |settings| settings + &section);
     // The directory on the gateway's own loopback.
