@@ -136,8 +136,46 @@ pub fn capture<S: Source>(
     Ok(done)
 }
 
+/// The profile's administration-data markers: those a capture found (`captured`), or
+/// those present in a folder under `users` (`/Users`, `C:\Users`) on the running
+/// system; unknown on a copied root without a capture.
+pub fn data_markers(
+    o: &crate::collect::CollectOptions,
+    captured: Option<&Path>,
+    users: &Path,
+) -> Fact<Vec<String>> {
+    if o.markers.is_empty() {
+        return Fact::known(Vec::new(), "no marker to look for");
+    }
+    if let Some(dir) = captured {
+        return captured_markers(dir, &o.markers);
+    }
+    if !o.run_commands {
+        return Fact::unknown(
+            "administration-data markers are looked for on the running laptop only",
+        );
+    }
+    let homes: Vec<PathBuf> = std::fs::read_dir(users)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .take(1000)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found: Vec<String> = o
+        .markers
+        .iter()
+        .filter(|(_, rel)| homes.iter().any(|h| h.join(rel).exists()))
+        .map(|(name, _)| name.clone())
+        .collect();
+    found.sort();
+    found.dedup();
+    Fact::known(found, "the profile's marker paths in each user's folder")
+}
+
 /// The markers a capture found, among those the profile asks about.
-pub fn captured_markers(dir: &Path, markers: &[(String, String)]) -> Fact<Vec<String>> {
+fn captured_markers(dir: &Path, markers: &[(String, String)]) -> Fact<Vec<String>> {
     let file = dir.join(MARKERS_FILE);
     match read_bounded(&file).and_then(|t| {
         serde_json::from_str::<Vec<String>>(&t).map_err(|e| format!("{MARKERS_FILE}: {e}"))
@@ -151,18 +189,6 @@ pub fn captured_markers(dir: &Path, markers: &[(String, String)]) -> Fact<Vec<St
         ),
         Err(e) => Fact::unknown(format!("the capture has no marker scan: {e}")),
     }
-}
-
-/// Which of `markers` exist in one of `homes` (user folders).
-pub fn markers_in(homes: &[PathBuf], markers: &[(String, String)]) -> Vec<String> {
-    let mut found: Vec<String> = markers
-        .iter()
-        .filter(|(_, rel)| homes.iter().any(|h| h.join(rel).exists()))
-        .map(|(name, _)| name.clone())
-        .collect();
-    found.sort();
-    found.dedup();
-    found
 }
 
 /// The profile's forbidden tools found as executables on the running system's PATH

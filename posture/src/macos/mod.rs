@@ -5,7 +5,7 @@
 
 pub mod parse;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::collect::CollectOptions;
 use crate::probe::fact;
@@ -112,7 +112,7 @@ pub fn collect(o: &CollectOptions, probe: &dyn Probe<Source>) -> PostureReport {
             "macOS has no system-wide USB storage policy to read (a configuration profile sets one)",
         ),
         wifi: fact(probe, Source::Wifi, parse::wifi),
-        data_markers: data_markers(o, probe.captured_dir()),
+        data_markers: crate::probe::data_markers(o, probe.captured_dir(), Path::new("/Users")),
     }
 }
 
@@ -125,32 +125,8 @@ pub fn capture(
     crate::probe::capture(
         probe,
         &Source::ALL,
-        &data_markers(o, None),
+        &crate::probe::data_markers(o, None, Path::new("/Users")),
         &dir.join(CAPTURE_DIR),
-    )
-}
-
-fn data_markers(o: &CollectOptions, captured: Option<&Path>) -> Fact<Vec<String>> {
-    if o.markers.is_empty() {
-        return Fact::known(Vec::new(), "no marker to look for");
-    }
-    if let Some(dir) = captured {
-        return crate::probe::captured_markers(dir, &o.markers);
-    }
-    if !o.run_commands {
-        return Fact::unknown("administration-data markers are looked for on the running Mac only");
-    }
-    let homes: Vec<PathBuf> = std::fs::read_dir("/Users")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .take(1000)
-                .collect()
-        })
-        .unwrap_or_default();
-    Fact::known(
-        crate::probe::markers_in(&homes, &o.markers),
-        "the profile's marker paths in each user's folder",
     )
 }
 

@@ -166,7 +166,7 @@ pub fn collect(o: &CollectOptions, probe: &dyn Probe<Source>) -> PostureReport {
         tools_on_path,
         removable_storage: fact(probe, Source::RemovableStorage, parse::removable_storage),
         wifi: fact(probe, Source::Wifi, parse::wifi),
-        data_markers: data_markers(o, probe.captured_dir()),
+        data_markers: crate::probe::data_markers(o, probe.captured_dir(), &users_folder()),
     }
 }
 
@@ -180,40 +180,16 @@ pub fn capture(
     crate::probe::capture(
         probe,
         &Source::ALL,
-        &data_markers(o, None),
+        &crate::probe::data_markers(o, None, &users_folder()),
         &dir.join(CAPTURE_DIR),
     )
 }
 
-/// The profile's markers in each user's folder (`C:\Users\*`) on the running Windows,
-/// or those its capture found.
-fn data_markers(o: &CollectOptions, captured: Option<&Path>) -> Fact<Vec<String>> {
-    if o.markers.is_empty() {
-        return Fact::known(Vec::new(), "no marker to look for");
-    }
-    if let Some(dir) = captured {
-        return crate::probe::captured_markers(dir, &o.markers);
-    }
-    if !o.run_commands {
-        return Fact::unknown(
-            "administration-data markers are looked for on the running laptop only",
-        );
-    }
-    let users = std::env::var_os("SystemDrive")
+/// The folder that holds the users' folders (`C:\Users`).
+fn users_folder() -> PathBuf {
+    std::env::var_os("SystemDrive")
         .map(|d| PathBuf::from(format!("{}\\Users", d.to_string_lossy())))
-        .unwrap_or_else(|| PathBuf::from(r"C:\Users"));
-    let homes: Vec<PathBuf> = std::fs::read_dir(&users)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .take(1000)
-                .collect()
-        })
-        .unwrap_or_default();
-    Fact::known(
-        crate::probe::markers_in(&homes, &o.markers),
-        "the profile's marker paths in each user's folder",
-    )
+        .unwrap_or_else(|| PathBuf::from(r"C:\Users"))
 }
 
 #[cfg(test)]
