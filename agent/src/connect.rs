@@ -208,19 +208,48 @@ pub async fn watch(state: &AgentState, session: &str) -> Result<WatchView, Agent
         .await
 }
 
-/// Watches `session` until the gateway ends it or refuses this device; returns why, in a
-/// sentence. A gateway that cannot be reached is asked again every `retry`.
-pub async fn until_ended(state: &AgentState, session: &str, retry: std::time::Duration) -> String {
+/// Why a session ended, as the agent learnt it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// The gateway's reason, as the journal names it (`role-changed: hr`), when it said.
+    pub reason: Option<String>,
+    /// In a sentence, for the employee.
+    pub sentence: String,
+}
+
+impl Ended {
+    pub fn said(sentence: String) -> Self {
+        Self {
+            reason: None,
+            sentence,
+        }
+    }
+
+    /// The gateway ended it because the device's role changed: to be admitted again at
+    /// once, under the new role.
+    pub fn role_changed(&self) -> bool {
+        self.reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("role-changed"))
+    }
+}
+
+/// Watches `session` until the gateway ends it or refuses this device; returns why. A
+/// gateway that cannot be reached is asked again every `retry`.
+pub async fn until_ended(state: &AgentState, session: &str, retry: std::time::Duration) -> Ended {
     loop {
         match watch(state, session).await {
             Ok(v) if v.live => {}
             Ok(v) => {
                 return match v.reason {
-                    Some(r) => format!("the gateway ended it ({})", explain_end(&r)),
-                    None => "the gateway no longer knows it".to_owned(),
+                    Some(r) => Ended {
+                        sentence: format!("the gateway ended it ({})", explain_end(&r)),
+                        reason: Some(r),
+                    },
+                    None => Ended::said("the gateway no longer knows it".to_owned()),
                 };
             }
-            Err(e) if e.is_final() => return e.to_string(),
+            Err(e) if e.is_final() => return Ended::said(e.to_string()),
             Err(_) => tokio::time::sleep(retry).await,
         }
     }
@@ -241,6 +270,7 @@ pub fn explain_end(reason: &str) -> String {
         "disconnected" => "it was disconnected",
         "replaced" => "a new connection of this device replaced it",
         "policy" => "the access policy changed",
+        "role-changed" => "this device's role changed",
         "operator" => "the security unit ended it",
         "gateway-stopped" => "the gateway stopped",
         _ => return reason.to_owned(),

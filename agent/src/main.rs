@@ -319,7 +319,27 @@ async fn run(cli: Cli) -> Result<(), String> {
                     );
                 }
             };
-            run_connection(&state, &target, &posture_root, second_factor).await
+            let mut second_factor = second_factor;
+            let mut readmitted: Vec<std::time::Instant> = Vec::new();
+            loop {
+                match run_connection(&state, &target, &posture_root, second_factor.take()).await? {
+                    Next::Done => break Ok(()),
+                    Next::Readmit(why) => {
+                        // A role that keeps changing (two sources of roles fighting) is
+                        // not followed for ever.
+                        let now = std::time::Instant::now();
+                        readmitted.retain(|t| now.duration_since(*t) < READMIT_WINDOW);
+                        if readmitted.len() >= MAX_READMISSIONS {
+                            break Err(format!(
+                                "The session ended: {why}; this device's role changed {MAX_READMISSIONS} times within {} s, so the agent stops here: run `ztgw-agent connect` again, and tell your security unit if it happens again.",
+                                READMIT_WINDOW.as_secs()
+                            ));
+                        }
+                        readmitted.push(now);
+                        println!("The session ended: {why}. Connecting again under the new role.");
+                    }
+                }
+            }
         }
         Command::ReportIncident { kind, note } => {
             let _: serde_json::Value = ztgw_agent::renew::device_client(&state)
@@ -412,13 +432,25 @@ const WATCH_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 /// ended.
 const GATEWAY_WORD: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// Re-admissions after a role change allowed within [`READMIT_WINDOW`].
+const MAX_READMISSIONS: usize = 3;
+const READMIT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What to do once a session is over.
+enum Next {
+    /// The employee disconnected.
+    Done,
+    /// The gateway changed the device's role: admitted again at once (why, in words).
+    Readmit(String),
+}
+
 /// Admission, the tunnel, re-checks on time; returns when the session ends.
 async fn run_connection(
     state: &AgentState,
     target: &connect::Target,
     posture_root: &std::path::Path,
     mut second_factor: Option<String>,
-) -> Result<(), String> {
+) -> Result<Next, String> {
     let grant = connect::admit(state, posture_root, || {
         second_factor.take().or_else(ask_code)
     })
@@ -491,7 +523,9 @@ async fn run_connection(
             let why = tokio::time::timeout(GATEWAY_WORD, &mut ended)
                 .await
                 .unwrap_or_else(|_| {
-                    "the session reached its end (telework window or maximum length)".into()
+                    connect::Ended::said(
+                        "the session reached its end (telework window or maximum length)".into(),
+                    )
                 });
             break Stop::Ended(why);
         }
@@ -531,10 +565,10 @@ async fn run_connection(
             Err(e) if e.code() == Some("session_unknown") => {
                 let why = tokio::time::timeout(GATEWAY_WORD, &mut ended)
                     .await
-                    .unwrap_or_else(|_| e.to_string());
+                    .unwrap_or_else(|_| connect::Ended::said(e.to_string()));
                 break Stop::Ended(why);
             }
-            Err(e) if e.is_final() => break Stop::Ended(e.to_string()),
+            Err(e) if e.is_final() => break Stop::Ended(connect::Ended::said(e.to_string())),
             // The gateway could not be reached this time: try again at the next interval
             // (the gateway ends the session if re-checks stay missing).
             Err(e) => eprintln!("{e}"),
@@ -549,19 +583,23 @@ async fn run_connection(
             // a Windows tunnel service goes with it (an interface was taken down above).
             connect::teardown_target(target, &grant.tunnel_address);
             println!("Disconnected.");
-            Ok(())
+            Ok(Next::Done)
         }
         Stop::Ended(why) => {
             connect::teardown_target(target, &grant.tunnel_address);
             connect::forget(state);
-            Err(format!("The session ended: {why}"))
+            if why.role_changed() {
+                Ok(Next::Readmit(why.sentence))
+            } else {
+                Err(format!("The session ended: {}", why.sentence))
+            }
         }
     }
 }
 
 enum Stop {
     Employee,
-    Ended(String),
+    Ended(connect::Ended),
 }
 
 /// Shows the second factor's secret once: a QR code for an authenticator app, and the

@@ -68,6 +68,13 @@ pub enum AdminRequest {
         reason: RevokeReason,
         note: Option<String>,
     },
+    /// Gives a device another role (one the policy in force defines). Its live session
+    /// ends at once, to be admitted again under the new role.
+    DeviceSetRole {
+        device: DeviceId,
+        role: String,
+        note: Option<String>,
+    },
     /// Lifts a second-factor lockout (and clears the count of wrong codes).
     DeviceUnlock {
         device: DeviceId,
@@ -452,6 +459,74 @@ fn act(
                 ctx.registry.approve_device(device, &change, &action)
             })?;
             Ok(done(format!("device {device} approved"), vec![]))
+        }
+        AdminRequest::DeviceSetRole { device, role, note } => {
+            check_note(note)?;
+            let record = find_device(ctx, device)?;
+            if !matches!(record.status, DeviceStatus::Pending | DeviceStatus::Active) {
+                return Err(AdminError::new(
+                    AdminErrorCode::Conflict,
+                    format!(
+                        "device {device} is {}: only a device in service has a role",
+                        record.status.as_str()
+                    ),
+                ));
+            }
+            if &record.role == role {
+                return Err(AdminError::new(
+                    AdminErrorCode::Conflict,
+                    format!("device {device} already has role {role}"),
+                ));
+            }
+            let active = ctx.policy.current();
+            if !active.policy.has_role(role) {
+                let known: Vec<&str> = active.policy.roles.keys().map(String::as_str).collect();
+                return Err(AdminError::new(
+                    AdminErrorCode::Invalid,
+                    format!(
+                        "role {role:?} is not defined in the policy (roles: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            let detail = format!(
+                "from={} to={role} note={}",
+                record.role,
+                note.as_deref().unwrap_or("")
+            );
+            let action = action(
+                now,
+                operator,
+                "device.role_changed",
+                device.as_str(),
+                &detail,
+            );
+            // It takes the old role's access away: applied even if the journal fails.
+            let seq = journal_reducing_access(
+                ctx,
+                Event::DeviceRoleChanged {
+                    device: device.to_string(),
+                    employee: record.employee.to_string(),
+                    from: record.role.clone(),
+                    to: role.clone(),
+                    operator: operator.to_owned(),
+                    note: note.clone(),
+                },
+            )?;
+            apply(ctx, seq, || {
+                ctx.registry.set_device_role(device, role, &action)
+            })?;
+            access.push(AccessChange::Revoked(
+                Revoked::Role(device.clone(), role.clone()),
+                EndReason::RoleChanged(role.clone()),
+            ));
+            Ok(done(
+                format!(
+                    "device {device}: role {} -> {role} (a live session ends, to be admitted again under {role})",
+                    record.role
+                ),
+                vec![],
+            ))
         }
         AdminRequest::DeviceUnlock { device, note } => {
             check_note(note)?;

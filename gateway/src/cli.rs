@@ -359,6 +359,21 @@ pub enum DeviceCommand {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Give a device another role of the policy in force. Its live session ends at once
+    /// and the agent is admitted again under the new role. With a [directory], the
+    /// directory's groups decide roles: its next sync sets them back.
+    #[command(
+        after_help = "Example:\n  ztgw device set-role dev-3k9x… hr --note 'moved to HR, ticket 4411'"
+    )]
+    SetRole {
+        /// The device's identifier, as `ztgw device list` shows it.
+        id: DeviceId,
+        /// The new role (a role of the policy in force).
+        role: String,
+        /// A free-text note kept with the action in the registry and the journal.
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Lift a second-factor lockout (after too many wrong codes) before it ends by itself.
     Unlock {
         /// The device's identifier, as `ztgw device list` shows it.
@@ -599,6 +614,14 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 DeviceCommand::Decommission { id, note } => {
                     (AdminRequest::DeviceDecommission { device: id, note }, false)
                 }
+                DeviceCommand::SetRole { id, role, note } => (
+                    AdminRequest::DeviceSetRole {
+                        device: id,
+                        role,
+                        note,
+                    },
+                    false,
+                ),
                 DeviceCommand::Unlock { id, note } => {
                     (AdminRequest::DeviceUnlock { device: id, note }, false)
                 }

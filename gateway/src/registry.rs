@@ -195,6 +195,13 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
         change: &StatusChange,
         action: &ActionRecord,
     ) -> Result<(), RegistryError>;
+    /// Gives a device in service (pending or active) another role, for its next sessions.
+    fn set_device_role(
+        &self,
+        id: &DeviceId,
+        role: &str,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError>;
     /// Takes a device out of service and revokes its certificates with `reason`.
     fn end_device(
         &self,

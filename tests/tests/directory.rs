@@ -331,11 +331,27 @@ async fn a_sync_ends_telework_refuses_mass_revocation_and_survives_a_stopped_dir
     assert_eq!(synced.len(), 1, "{synced:?}");
     assert_eq!(synced[0]["ended"][0]["employee"], "e1003");
     assert!(
-        synced[0]["role_drift"][0]
+        synced[0]["roles_changed"][0]
             .as_str()
             .is_some_and(|r| r.contains("finance -> hr")),
         "the role change is recorded: {synced:?}"
     );
+    // Karim's device has hr now, recorded as the directory's doing.
+    let karim = gw
+        .ctx()
+        .registry
+        .devices()
+        .expect("devices")
+        .into_iter()
+        .find(|d| d.employee.as_str() == "e1002")
+        .expect("karim's device");
+    assert_eq!(karim.role, "hr");
+    let changed = gw.journal("device.role_changed");
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0]["device"], karim.id.as_str());
+    // Run by hand: the operator is who ran it; the note says it is the directory's.
+    assert_eq!(changed[0]["note"], "the directory places e1002 in hr");
+    assert_eq!(report["roles_changed"].as_array().map(Vec::len), Some(1));
     // A second sync finds nothing more to end.
     let out = sync(&gw, &["--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");

@@ -146,10 +146,13 @@ pub fn print_report(report: &SyncReport) {
         println!("failed: {f}");
     }
     for c in &d.role_changes {
-        println!(
-            "role change not applied yet: {}'s device {}: {} → {} (re-invite with the new role)",
-            c.employee, c.device, c.from, c.to
-        );
+        let key = format!("{} {} {} -> {}", c.employee, c.device, c.from, c.to);
+        if report.roles_changed.contains(&key) {
+            println!(
+                "changed the role of {}'s device {}: {} → {} (a live session is admitted again under it)",
+                c.employee, c.device, c.from, c.to
+            );
+        }
     }
     if d.end.is_empty() && d.role_changes.is_empty() {
         println!("no change");

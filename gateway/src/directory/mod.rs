@@ -10,7 +10,7 @@ pub mod sync;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use ztgw_pki::EmployeeId;
+use ztgw_pki::{DeviceId, EmployeeId};
 
 use ztgw_pki::wire::DeviceStatus;
 
@@ -85,7 +85,7 @@ pub struct Ending {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleChange {
     pub employee: EmployeeId,
-    pub device: String,
+    pub device: DeviceId,
     pub from: String,
     pub to: String,
 }
@@ -219,7 +219,7 @@ pub fn drift(view: &DirectoryView, devices: &[DeviceRecord], max_revoke_percent:
             {
                 role_changes.push(RoleChange {
                     employee: employee.clone(),
-                    device: d.id.to_string(),
+                    device: d.id.clone(),
                     from: d.role.clone(),
                     to: to.clone(),
                 });
@@ -241,7 +241,7 @@ pub fn drift(view: &DirectoryView, devices: &[DeviceRecord], max_revoke_percent:
 #[cfg(test)]
 mod tests {
     use ztgw_pki::wire::Ownership;
-    use ztgw_pki::{DeviceId, InvitationId, WgPublicKey};
+    use ztgw_pki::{InvitationId, WgPublicKey};
 
     use super::*;
 

@@ -5,7 +5,9 @@
 //! directory that cannot be read changes nothing (the last view stands, the failure is
 //! journaled and counted); a sync that would end the telework of more than the
 //! configured share of employees is refused and journaled unless forced by hand.
-//! Role changes are reported and journaled, not applied yet.
+//! A device whose employee the directory places in another role's group gets that role
+//! (as `ztgw device set-role` gives it): its live session ends and the agent is admitted
+//! again under the new role, with that role's resources, schedule and posture profile.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -29,8 +31,6 @@ pub struct SyncHealth {
     pub failures: AtomicU64,
     /// When the last sync succeeded (Unix seconds; 0: never).
     pub last_success: AtomicI64,
-    /// The role changes last journaled (journaled again only when they change).
-    last_role_drift: std::sync::Mutex<Vec<String>>,
 }
 
 /// What one sync did.
@@ -39,6 +39,9 @@ pub struct SyncReport {
     pub drift: Drift,
     /// The employees whose telework this sync ended.
     pub ended: Vec<String>,
+    /// The devices whose role this sync changed (`employee device from -> to`).
+    #[serde(default)]
+    pub roles_changed: Vec<String>,
     /// Refused: it would have ended too many (nothing was changed).
     pub refused: bool,
     /// Revocations that failed, and why (the next sync tries again).
@@ -120,8 +123,8 @@ pub async fn sync_once(
 }
 
 /// Applies `drift`. The journal gets `directory.synced` when the sync ended someone's
-/// telework, when the role changes it reports are new, or when the directory answers
-/// again after failing — not for every sync that finds nothing new.
+/// telework or changed a role, or when the directory answers again after failing — not
+/// for every sync that finds nothing new.
 fn apply(
     ctx: &Context,
     sessions: Option<&SessionService>,
@@ -152,6 +155,7 @@ fn apply(
         return SyncReport {
             drift,
             ended: Vec::new(),
+            roles_changed: Vec::new(),
             refused: true,
             failed: Vec::new(),
         };
@@ -183,27 +187,33 @@ fn apply(
             Err(err) => failed.push(format!("{}: {}", e.employee, err.message)),
         }
     }
-    let role_drift: Vec<String> = drift
-        .role_changes
-        .iter()
-        .map(|c| format!("{} {} {} -> {}", c.employee, c.device, c.from, c.to))
-        .collect();
-    let new_roles = ctx
-        .directory_health
-        .last_role_drift
-        .lock()
-        .map(|mut last| {
-            let changed = *last != role_drift;
-            last.clone_from(&role_drift);
-            changed
-        })
-        .unwrap_or(true);
-    if (!journaled.is_empty() || new_roles || recovered)
+    let mut roles_changed = Vec::new();
+    for c in &drift.role_changes {
+        let request = AdminRequest::DeviceSetRole {
+            device: c.device.clone(),
+            role: c.to.clone(),
+            note: Some(format!("the directory places {} in {}", c.employee, c.to)),
+        };
+        let outcome = crate::admin::handle(ctx, operator, &request);
+        if let Some(s) = sessions {
+            s.apply_all(&outcome.access);
+        }
+        match outcome.result {
+            Ok(_) => roles_changed.push(format!(
+                "{} {} {} -> {}",
+                c.employee, c.device, c.from, c.to
+            )),
+            // Changed or ended meanwhile: the next sync sees where it stands.
+            Err(err) if err.code == AdminErrorCode::Conflict => {}
+            Err(err) => failed.push(format!("{} {}: {}", c.employee, c.device, err.message)),
+        }
+    }
+    if (!journaled.is_empty() || !roles_changed.is_empty() || recovered)
         && let Err(e) = ctx.journal(&Event::DirectorySynced {
             server: drift.server.clone(),
             employees: drift.employees as u64,
             ended: journaled,
-            role_drift,
+            roles_changed: roles_changed.clone(),
             forced: force && drift.over_threshold,
         })
     {
@@ -212,6 +222,7 @@ fn apply(
     SyncReport {
         drift,
         ended,
+        roles_changed,
         refused: false,
         failed,
     }

@@ -47,6 +47,17 @@ pub enum Event {
         operator: String,
         note: Option<String>,
     },
+    /// A device's role changed (by hand, or by the directory): its next sessions have
+    /// the new role; its live session ended to be admitted again under it.
+    #[serde(rename = "device.role_changed")]
+    DeviceRoleChanged {
+        device: String,
+        employee: String,
+        from: String,
+        to: String,
+        operator: String,
+        note: Option<String>,
+    },
     #[serde(rename = "device.revoked")]
     DeviceRevoked {
         device: String,
@@ -263,14 +274,14 @@ pub enum Event {
         reason: String,
         refused: u64,
     },
-    /// The directory was read and applied: whose telework it ended and why, and the role
-    /// changes it asks for (not applied yet).
+    /// The directory was read and applied: whose telework it ended and why, and whose
+    /// device's role it changed (`employee device from -> to`).
     #[serde(rename = "directory.synced")]
     DirectorySynced {
         server: String,
         employees: u64,
         ended: Vec<EmployeeEnding>,
-        role_drift: Vec<String>,
+        roles_changed: Vec<String>,
         /// Run by hand with `--force` past the share a sync may end.
         forced: bool,
     },
@@ -311,6 +322,7 @@ impl Event {
             Self::DeviceEnrolled { .. } => "device.enrolled",
             Self::EnrolmentRefused { .. } => "enrolment.refused",
             Self::DeviceApproved { .. } => "device.approved",
+            Self::DeviceRoleChanged { .. } => "device.role_changed",
             Self::DeviceRevoked { .. } => "device.revoked",
             Self::DeviceDecommissioned { .. } => "device.decommissioned",
             Self::CertificateRenewed { .. } => "certificate.renewed",

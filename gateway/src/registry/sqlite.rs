@@ -449,6 +449,27 @@ impl Registry for SqliteRegistry {
         })
     }
 
+    fn set_device_role(
+        &self,
+        id: &DeviceId,
+        role: &str,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError> {
+        self.in_transaction(|tx| {
+            let updated = tx
+                .execute(
+                    "UPDATE devices SET role = ?1
+                     WHERE id = ?2 AND status IN ('pending', 'active')",
+                    params![role, id.as_str()],
+                )
+                .map_err(storage)?;
+            if updated == 0 {
+                return Err(RegistryError::NotFound(format!("device in service {id}")));
+            }
+            insert_action(tx, action)
+        })
+    }
+
     fn end_device(
         &self,
         id: &DeviceId,

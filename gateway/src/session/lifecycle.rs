@@ -83,6 +83,9 @@ pub enum EndReason {
     Replaced,
     /// A policy reload no longer allows it (the reason says why).
     Policy(String),
+    /// The device's role changed (to this one): admitted again, it gets the new role's
+    /// resources, schedule, posture profile and second factor.
+    RoleChanged(String),
     Operator(String),
     Shutdown,
     /// The session could not be set up (its peer was refused by the data plane).
@@ -107,6 +110,7 @@ impl EndReason {
             Self::SecondFactor => "second-factor-failed".into(),
             Self::Replaced => "replaced".into(),
             Self::Policy(why) => format!("policy: {why}"),
+            Self::RoleChanged(to) => format!("role-changed: {to}"),
             Self::Operator(why) => format!("operator: {why}"),
             Self::Shutdown => "gateway-stopped".into(),
             Self::SetupFailed(why) => format!("setup-failed: {why}"),
@@ -171,6 +175,9 @@ pub enum Factor {
 pub enum Revoked {
     Device(DeviceId),
     Employee(EmployeeId),
+    /// The device's role changed to this one: its sessions admitted with another role
+    /// end (to be admitted again under the new role).
+    Role(DeviceId, String),
 }
 
 impl Revoked {
@@ -178,6 +185,7 @@ impl Revoked {
         match self {
             Self::Device(d) => &s.device == d,
             Self::Employee(e) => &s.employee == e,
+            Self::Role(d, role) => &s.device == d && &s.admitted_role != role,
         }
     }
 }

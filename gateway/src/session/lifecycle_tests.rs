@@ -259,6 +259,30 @@ fn a_revocation_during_an_admission_dooms_it() {
 }
 
 #[test]
+fn a_role_change_ends_the_sessions_of_the_old_role_not_an_admission_under_the_new_one() {
+    let mut t = table();
+    admit(&mut t, "s1", "dev-a", &day(), T0);
+    admit(&mut t, "s2", "dev-b", &day(), T0);
+    // dev-a's re-admission under hr is already under way when the change is applied.
+    let hr = Terms {
+        role: "hr".into(),
+        ..day()
+    };
+    begin(&mut t, "s3", "dev-a", &hr, T0).expect("begin");
+    let change = Revoked::Role("dev-a".parse().expect("device"), "hr".into());
+    let reason = EndReason::RoleChanged("hr".into());
+    assert_eq!(reason.as_string(), "role-changed: hr");
+    let ended = t.revoke(&change, &reason);
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0].0.id, "s1");
+    assert!(t.get("s2").is_some(), "another device keeps its session");
+    assert!(
+        matches!(t.commit("s3", None), Commit::Live(s) if s.role == "hr"),
+        "the admission under the new role is not doomed"
+    );
+}
+
+#[test]
 fn a_policy_reload_can_bring_the_end_forward() {
     let mut t = table();
     admit(

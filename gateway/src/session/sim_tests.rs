@@ -317,7 +317,7 @@ impl Sim {
         let dev = device(d);
         let emp = self.w.employee_of(&dev);
         let pending = self.unapplied.iter().any(|(who, _)| match who {
-            Revoked::Device(x) => x == &dev,
+            Revoked::Device(x) | Revoked::Role(x, _) => x == &dev,
             Revoked::Employee(x) => x == &emp,
         });
         if !pending {
@@ -443,7 +443,7 @@ impl Sim {
                 Some(_) => {}
             }
             let being_revoked = self.unapplied.iter().any(|(who, _)| match who {
-                Revoked::Device(d) => d == &s.device,
+                Revoked::Device(d) | Revoked::Role(d, _) => d == &s.device,
                 Revoked::Employee(e) => e == &s.employee,
             });
             if !being_revoked && !self.w.in_service(&s.device) {
