@@ -24,6 +24,9 @@ pub struct EnrollOptions {
     pub hostname: Option<String>,
     /// Where `/etc/os-release` and `/etc/hostname` are read (`/` on a real device).
     pub root: PathBuf,
+    /// The employee's directory password, for a gateway that requires a directory login
+    /// at enrolment (sent only to the gateway the invitation pins).
+    pub directory_password: Option<RedactedString>,
 }
 
 /// The second factor's secret, to show the employee once (never stored on the device:
@@ -128,6 +131,7 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, AgentError> {
         csr_pem,
         wireguard_public_key: wg_public,
         device: description,
+        directory_password: opts.directory_password.clone(),
     };
     let config = tls::pinned_client_config(invitation.ca_fingerprint)
         .map_err(|e| AgentError::Local(e.to_string()))?;

@@ -39,6 +39,12 @@ enum Command {
         /// The name to register instead of the system's hostname.
         #[arg(long)]
         hostname: Option<String>,
+        /// Prove who you are with your directory (Windows domain) password, when your
+        /// security unit requires it: asked on the terminal without echo, or read as one
+        /// line from standard input when that is not a terminal. Sent only to the gateway
+        /// the invitation names, never stored.
+        #[arg(long)]
+        directory_login: bool,
     },
     /// Renew this device's certificate (new key) before it expires.
     Renew {
@@ -201,13 +207,20 @@ async fn run(cli: Cli) -> Result<(), String> {
             invitation,
             ownership,
             hostname,
+            directory_login,
         } => {
+            let directory_password = if directory_login {
+                Some(directory_password()?)
+            } else {
+                None
+            };
             let enrolled = enroll(&EnrollOptions {
                 invitation,
                 state_dir: dir.clone(),
                 ownership,
                 hostname,
                 root: "/".into(),
+                directory_password,
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -622,6 +635,29 @@ fn show_second_factor(sf: &ztgw_agent::enroll::SecondFactorSetup) {
         "Or type this secret (TOTP, 6 digits, 30 s): {}",
         sf.secret.expose()
     );
+}
+
+/// The employee's directory password: asked on the terminal without echo, or one line of
+/// standard input when that is not a terminal (a script).
+fn directory_password() -> Result<ztgw_pki::wire::RedactedString, String> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Your directory password (it is not shown): ")
+            .map_err(|e| format!("could not read the password: {e}"))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("could not read the password from standard input: {e}"))?;
+        let password = line.trim_end_matches(['\n', '\r']).to_owned();
+        zeroize::Zeroize::zeroize(&mut line);
+        password
+    };
+    if password.is_empty() {
+        return Err("no directory password given".into());
+    }
+    Ok(ztgw_pki::wire::RedactedString::new(password))
 }
 
 /// Asks the employee for the code on the terminal (none when there is no terminal).

@@ -235,6 +235,10 @@ pub struct DirectorySection {
     /// employees with telework is refused (a directory answering nothing revokes no one).
     #[serde(default = "defaults::directory_max_revoke_percent")]
     pub max_revoke_percent: u8,
+    /// At enrolment, besides the invitation, the employee proves who they are with their
+    /// directory password (checked by a bind as the invitation's employee).
+    #[serde(default)]
+    pub require_directory_login: bool,
     /// Role → the directory group (DN) whose members, directly or through nested groups,
     /// telework with that role.
     pub roles: std::collections::BTreeMap<String, String>,

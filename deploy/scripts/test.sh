@@ -24,6 +24,10 @@ command -v clang >/dev/null 2>&1 || need_packages+=(clang)
 # A real OpenLDAP for the directory tests (tests/directory.rs).
 command -v slapd >/dev/null 2>&1 || [[ -x /usr/sbin/slapd ]] || need_packages+=(slapd)
 command -v ldapmodify >/dev/null 2>&1 || need_packages+=(ldap-utils)
+# A real Active Directory (Samba) for the directory tests (tests/directory_ad.rs): the DC,
+# and the schema files `samba-tool domain provision` reads.
+[[ -x /usr/sbin/samba ]] || need_packages+=(samba-ad-dc)
+[[ -d /usr/share/samba/setup/ad-schema ]] || need_packages+=(samba-ad-provision)
 # Schedules use the system's time-zone database (see docs/policy.md).
 [[ -e /usr/share/zoneinfo/Africa/Casablanca ]] || need_packages+=(tzdata)
 if ((${#need_packages[@]})); then

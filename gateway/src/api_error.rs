@@ -23,6 +23,12 @@ pub enum Reason {
     InvitationExpired,
     EmployeeRevoked,
     RoleUnknown,
+    /// The gateway requires a directory login at enrolment and none was given.
+    DirectoryLoginRequired,
+    /// The directory refused the employee's password (or does not know them).
+    DirectoryLoginFailed,
+    /// The directory could not be asked: try again later.
+    DirectoryUnavailable,
     DeviceDescriptionInvalid,
     CsrTooLarge,
     CsrMalformed,
@@ -69,6 +75,9 @@ impl Reason {
             Self::InvitationExpired => "invitation_expired",
             Self::EmployeeRevoked => "employee_revoked",
             Self::RoleUnknown => "role_unknown",
+            Self::DirectoryLoginRequired => "directory_login_required",
+            Self::DirectoryLoginFailed => "directory_login_failed",
+            Self::DirectoryUnavailable => "directory_unavailable",
             Self::DeviceDescriptionInvalid => "device_description_invalid",
             Self::CsrTooLarge => "csr_too_large",
             Self::CsrMalformed => "csr_malformed",
@@ -108,10 +117,11 @@ impl Reason {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Self::CertificateRequired => StatusCode::UNAUTHORIZED,
+            Self::CertificateRequired | Self::DirectoryLoginRequired => StatusCode::UNAUTHORIZED,
             Self::InvitationUnknown
             | Self::InvitationExpired
             | Self::EmployeeRevoked
+            | Self::DirectoryLoginFailed
             | Self::CertificateIdentityInvalid
             | Self::CertificateUnknown
             | Self::CertificateRevoked
@@ -127,9 +137,10 @@ impl Reason {
             | Self::RoleUnknown
             | Self::WireguardKeyInUse
             | Self::AdmissionInProgress => StatusCode::CONFLICT,
-            Self::JournalUnavailable | Self::SessionsUnavailable | Self::Busy => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::JournalUnavailable
+            | Self::SessionsUnavailable
+            | Self::Busy
+            | Self::DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -248,6 +259,9 @@ mod tests {
             InvitationExpired,
             EmployeeRevoked,
             RoleUnknown,
+            DirectoryLoginRequired,
+            DirectoryLoginFailed,
+            DirectoryUnavailable,
             DeviceDescriptionInvalid,
             CsrTooLarge,
             CsrMalformed,

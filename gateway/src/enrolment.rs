@@ -17,18 +17,17 @@ use crate::api_error::{ApiError, Reason};
 use crate::clock::random;
 use crate::context::Context;
 use crate::device_auth::AuthenticatedDevice;
+use crate::directory::client::LoginProof;
 use crate::journal::Event;
 use crate::registry::{
-    ActionRecord, CertificateRecord, DeviceRecord, Enrolment, RegistryError, StatusChange,
+    ActionRecord, CertificateRecord, DeviceRecord, Enrolment, InvitationRecord, RegistryError,
+    StatusChange,
 };
 
-/// Redeems an invitation for a device certificate. A refusal changes nothing; the control
-/// plane counts it for the journal (see [`crate::control::refusals`]).
-pub fn enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiError> {
+/// The invitation `req` redeems, if it may be: known, its secret right, unused, not
+/// expired. Looked at before anything else is (a directory login is only tried for one).
+pub fn invitation(ctx: &Context, req: &EnrolRequest) -> Result<InvitationRecord, ApiError> {
     let now = ctx.clock.now();
-    req.device
-        .check()
-        .map_err(|m| ApiError::new(Reason::DeviceDescriptionInvalid, m))?;
     let secret: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(req.invitation_secret.expose())
         .ok()
@@ -62,6 +61,40 @@ pub fn enrol(ctx: &Context, req: &EnrolRequest) -> Result<EnrolResponse, ApiErro
         return Err(ApiError::new(
             Reason::InvitationExpired,
             format!("this invitation expired at {}", rfc3339(inv.expires_at)),
+        ));
+    }
+    Ok(inv)
+}
+
+/// Whether enrolment requires the employee's directory password.
+pub fn directory_login_required(ctx: &Context) -> bool {
+    ctx.settings
+        .directory
+        .as_ref()
+        .is_some_and(|d| d.require_directory_login)
+}
+
+/// Redeems an invitation for a device certificate. With `require_directory_login`,
+/// `login` must prove that the invitation's employee bound to the directory. A refusal
+/// changes nothing; the control plane counts it for the journal (see
+/// [`crate::control::refusals`]).
+pub fn enrol(
+    ctx: &Context,
+    req: &EnrolRequest,
+    login: Option<&LoginProof>,
+) -> Result<EnrolResponse, ApiError> {
+    let now = ctx.clock.now();
+    req.device
+        .check()
+        .map_err(|m| ApiError::new(Reason::DeviceDescriptionInvalid, m))?;
+    let inv = invitation(ctx, req)?;
+    if directory_login_required(ctx) && login.is_none_or(|p| p.employee != inv.employee) {
+        return Err(ApiError::new(
+            Reason::DirectoryLoginRequired,
+            format!(
+                "this gateway requires {} to log in with their directory password at enrolment",
+                inv.employee
+            ),
         ));
     }
     let employee = ctx.registry.employee(&inv.employee)?;

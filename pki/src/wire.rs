@@ -105,6 +105,11 @@ pub struct EnrolRequest {
     pub csr_pem: String,
     pub wireguard_public_key: WgPublicKey,
     pub device: DeviceDescription,
+    /// The employee's directory password, when the gateway requires a directory login
+    /// at enrolment (sent only over the TLS channel pinned to the gateway's CA; checked
+    /// by a bind, never stored or logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_password: Option<RedactedString>,
 }
 
 /// The device's state in the registry.

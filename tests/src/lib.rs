@@ -259,6 +259,14 @@ pub struct TestAgent {
 
 impl TestAgent {
     pub async fn enrol(invitation: &str) -> Result<Self, ztgw_agent::AgentError> {
+        Self::enrol_with_password(invitation, None).await
+    }
+
+    /// Enrols giving `password` as the employee's directory password.
+    pub async fn enrol_with_password(
+        invitation: &str,
+        password: Option<&str>,
+    ) -> Result<Self, ztgw_agent::AgentError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let enrolled = enroll(&EnrollOptions {
             invitation: invitation.to_owned(),
@@ -266,6 +274,7 @@ impl TestAgent {
             ownership: Ownership::Personal,
             hostname: Some("pc-test".into()),
             root: "/".into(),
+            directory_password: password.map(|p| ztgw_pki::wire::RedactedString::new(p.into())),
         })
         .await?;
         Ok(Self {

@@ -5,7 +5,8 @@
 //! `ztgw directory sync` (through the running gateway) ends that telework as `ztgw
 //! employee revoke` does, refuses to end too many at once unless forced, and a stopped
 //! directory changes nothing, is journaled once and makes `/health` say so. Wrong
-//! passwords, wrong CAs and loose password files give clear errors.
+//! passwords, wrong CAs and loose password files give clear errors. With
+//! `require_directory_login`, enrolment takes the invited employee's own password only.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Output};
@@ -30,8 +31,8 @@ fn people() -> String {
     let uid = |u: &str| format!("uid={u},ou=people,{SUFFIX}");
     let cn = |c: &str| format!("cn={c},ou=groups,{SUFFIX}");
     [
-        person("e1001", "Amina", ""),
-        person("e1002", "Karim", ""),
+        person("e1001", "Amina", "userPassword: amina-directory-pw\n"),
+        person("e1002", "Karim", "userPassword: karim-directory-pw\n"),
         person("e1003", "Sara", "employeeType: disabled\n"),
         person("e1005", "Youssef", ""),
         person("bad(id)*", "Hostile", ""),
@@ -476,5 +477,58 @@ async fn invitations_are_confirmed_by_the_directory() {
     assert!(!out.status.success());
     assert!(err(&out).contains("cannot be confirmed"), "{}", err(&out));
     assert_eq!(gw.journal("invitation.created").len(), 2);
+    gw.running.shutdown("test").await;
+}
+
+/// `require_directory_login = true`: enrolment needs, besides the invitation, the invited
+/// employee's own directory password (checked by a bind as their entry). No password, a
+/// wrong one, an empty one (LDAP's unauthenticated bind) and another employee's right
+/// one are refused and leave the invitation usable; a directory that cannot be asked
+/// says so; the right password enrols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_takes_the_invited_employees_directory_password() {
+    let mut slapd = Slapd::start(&people());
+    let pw = slapd.password_file();
+    let section = directory_section_with(
+        &slapd,
+        &pw,
+        &slapd.ca,
+        "sync_interval = \"1h\"\nrequire_directory_login = true",
+    );
+    let gw = TestGateway::start(GatewayOptions {
+        replace: vec![("\n[metrics]".into(), format!("{section}\n[metrics]"))],
+        enrolment_burst: Some(20),
+        ..GatewayOptions::default()
+    })
+    .await;
+    let invitation = gw.invite("e1001");
+    let refused = |r: Result<ztgw_tests::TestAgent, ztgw_agent::AgentError>| match r {
+        Ok(_) => panic!("enrolled"),
+        Err(e) => (e.code().map(str::to_owned), e.to_string()),
+    };
+    let (code, said) = refused(ztgw_tests::TestAgent::enrol(&invitation).await);
+    assert_eq!(code.as_deref(), Some("directory_login_required"), "{said}");
+    assert!(said.contains("--directory-login"), "{said}");
+    for wrong in ["not-her-password", "", "karim-directory-pw"] {
+        let (code, said) =
+            refused(ztgw_tests::TestAgent::enrol_with_password(&invitation, Some(wrong)).await);
+        assert_eq!(
+            code.as_deref(),
+            Some("directory_login_failed"),
+            "{wrong:?}: {said}"
+        );
+    }
+    // The directory stopped: said as such, and the invitation is still good.
+    slapd.stop();
+    let (code, said) = refused(
+        ztgw_tests::TestAgent::enrol_with_password(&invitation, Some("amina-directory-pw")).await,
+    );
+    assert_eq!(code.as_deref(), Some("directory_unavailable"), "{said}");
+    slapd.run(None);
+    let agent = ztgw_tests::TestAgent::enrol_with_password(&invitation, Some("amina-directory-pw"))
+        .await
+        .expect("the right password enrols");
+    assert_eq!(agent.record.employee_id.as_str(), "e1001");
+    assert_eq!(gw.journal("device.enrolled").len(), 1);
     gw.running.shutdown("test").await;
 }

@@ -18,6 +18,7 @@ use super::limits::SourceLimits;
 use crate::api_error::{ApiError, Reason};
 use crate::context::Context;
 use crate::device_auth::{Presented, authenticate, authenticate_auditor};
+use crate::directory::client::{LoginError, LoginProof};
 use crate::enrolment;
 use crate::sessions::SessionService;
 
@@ -159,8 +160,11 @@ async fn dispatch(
                 .await
                 .map_err(|e| refused(e, None))?;
             let invitation = body.invitation_id.to_string();
+            let login = directory_login(&ctx, &body)
+                .await
+                .map_err(|e| refused(e, Some(&invitation)))?;
             let work = ctx.clone();
-            let answer = blocking(move || enrolment::enrol(&work, &body))
+            let answer = blocking(move || enrolment::enrol(&work, &body, login.as_ref()))
                 .await
                 .map_err(|e| refused(e, Some(&invitation)))?;
             json(StatusCode::OK, &answer)
@@ -295,6 +299,48 @@ fn too_many_admissions() -> ApiError {
         Reason::RateLimited,
         "too many admission attempts from this address; wait a little",
     )
+}
+
+/// With `require_directory_login`, the employee's password is checked by a bind as the
+/// invitation's employee — only for an invitation that may be redeemed, so that nobody
+/// without one can try passwords against the directory. `None` when not required.
+async fn directory_login(
+    ctx: &Arc<Context>,
+    body: &EnrolRequest,
+) -> Result<Option<LoginProof>, ApiError> {
+    let Some(d) = ctx
+        .settings
+        .directory
+        .clone()
+        .filter(|d| d.require_directory_login)
+    else {
+        return Ok(None);
+    };
+    let Some(password) = body.directory_password.clone() else {
+        return Err(ApiError::new(
+            Reason::DirectoryLoginRequired,
+            "this gateway requires your directory password at enrolment (ztgw-agent enroll --directory-login)",
+        ));
+    };
+    let work = ctx.clone();
+    let check = body.clone();
+    let employee = blocking(move || enrolment::invitation(&work, &check))
+        .await?
+        .employee;
+    match crate::directory::client::login(&d, &employee, password.expose()).await {
+        Ok(proof) => Ok(Some(proof)),
+        Err(LoginError::Refused(e)) => Err(ApiError::new(
+            Reason::DirectoryLoginFailed,
+            format!("the directory did not accept this password for {e}"),
+        )),
+        Err(LoginError::Directory(e)) => {
+            tracing::error!(error = %e, "a directory login at enrolment could not be checked");
+            Err(ApiError::new(
+                Reason::DirectoryUnavailable,
+                "the directory could not check the password now; try again later",
+            ))
+        }
+    }
 }
 
 fn posture_profile(

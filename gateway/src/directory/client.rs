@@ -36,6 +36,15 @@ pub async fn read(
     d: &DirectorySection,
     known: &[EmployeeId],
 ) -> Result<DirectoryView, DirectoryError> {
+    let (mut ldap, url) = open(d).await?;
+    let view = view(d, &mut ldap, &url, known).await;
+    let _ = ldap.unbind().await;
+    view
+}
+
+/// A connection to the first server that answers, bound as the gateway's account, and
+/// that server's URL.
+async fn open(d: &DirectorySection) -> Result<(Ldap, String), DirectoryError> {
     let password = password(d)?;
     let tls = Arc::new(tls_config(d)?);
     let timeout = d.timeout.get();
@@ -61,15 +70,103 @@ pub async fn read(
                         }
                     }
                 }
-                let view = view(d, &mut ldap, url, known).await;
-                let _ = ldap.unbind().await;
-                return view;
+                return Ok((ldap, url.clone()));
             }
             Ok(Err(e)) => failures.push(format!("{url}: {e}")),
             Err(_) => failures.push(format!("{url}: no answer within {timeout:?}")),
         }
     }
     Err(DirectoryError::Unreachable(failures.join("; ")))
+}
+
+/// The employee proved who they are with their directory password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginProof {
+    /// The employee whose account bound.
+    pub employee: EmployeeId,
+}
+
+/// Why a directory login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The password, the account or its state: the employee's to fix (said without
+    /// telling which, so that the answer does not reveal accounts).
+    #[error("the directory did not accept this password for {0}")]
+    Refused(EmployeeId),
+    /// The directory could not be asked.
+    #[error("{0}")]
+    Directory(#[from] DirectoryError),
+}
+
+/// Checks `password` for `employee` by binding as their entry (found by the gateway's
+/// account with `id_attribute`; exactly one enabled entry), on the first server that
+/// answers. An empty password is refused before any bind (LDAP would take it as an
+/// anonymous bind). The password is not kept.
+pub async fn login(
+    d: &DirectorySection,
+    employee: &EmployeeId,
+    password: &str,
+) -> Result<LoginProof, LoginError> {
+    if password.is_empty() {
+        return Err(LoginError::Refused(employee.clone()));
+    }
+    let (mut ldap, _) = open(d).await?;
+    let result = bind_as(d, &mut ldap, employee, password).await;
+    let _ = ldap.unbind().await;
+    result
+}
+
+async fn bind_as(
+    d: &DirectorySection,
+    ldap: &mut Ldap,
+    employee: &EmployeeId,
+    password: &str,
+) -> Result<LoginProof, LoginError> {
+    let timeout = d.timeout.get();
+    let id = format!("({}={})", d.id_attribute, escape(employee.as_str()));
+    let found = search(
+        ldap,
+        timeout,
+        &d.base_dn,
+        Scope::Subtree,
+        &format!("(&{}{id})", d.user_filter),
+        &["1.1"],
+    )
+    .await?;
+    let [(dn, _)] = found.as_slice() else {
+        return Err(LoginError::Refused(employee.clone()));
+    };
+    if let Some(disabled) = d.disabled_filter() {
+        let off = search(
+            ldap,
+            timeout,
+            &d.base_dn,
+            Scope::Subtree,
+            &format!("(&{}{id}{disabled})", d.user_filter),
+            &["1.1"],
+        )
+        .await?;
+        if !off.is_empty() {
+            return Err(LoginError::Refused(employee.clone()));
+        }
+    }
+    match tokio::time::timeout(timeout, ldap.simple_bind(dn, password)).await {
+        Err(_) => Err(LoginError::Directory(DirectoryError::Unreachable(
+            "the directory did not answer the employee's bind in time".into(),
+        ))),
+        // 49: invalid credentials (a wrong password, or an account that may not log in).
+        Ok(Ok(r)) if r.rc == 49 => Err(LoginError::Refused(employee.clone())),
+        Ok(Ok(r)) if r.rc == 0 => Ok(LoginProof {
+            employee: employee.clone(),
+        }),
+        Ok(Ok(r)) => Err(LoginError::Directory(DirectoryError::Bind(format!(
+            "binding as the employee's entry: {} (code {})",
+            r.text, r.rc
+        )))),
+        Ok(Err(e)) => Err(LoginError::Directory(DirectoryError::Bind(format!(
+            "binding as the employee's entry: {e}"
+        )))),
+    }
 }
 
 async fn connect(

@@ -98,6 +98,7 @@ fn inner(args: &[String]) {
                 ownership: ztgw_pki::wire::Ownership::Administration,
                 hostname: Some(format!("bench-{i}")),
                 root: "/".into(),
+                directory_password: None,
             })
             .await
             .expect("enrol");

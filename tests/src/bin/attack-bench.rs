@@ -225,6 +225,7 @@ async fn journey(
         ownership: ztgw_pki::wire::Ownership::Administration,
         hostname: Some(format!("bench-{i}")),
         root: "/".into(),
+        directory_password: None,
     })
     .await;
     if let Err(e) = enrolled {
