@@ -231,19 +231,43 @@ impl Site {
     /// A laptop invited for `employee` in `role`, enrolled with the agent, with a
     /// wireguard-go interface waiting to be configured.
     pub fn laptop(&mut self, employee: &str, role: &str, posture: Posture) -> SiteLaptop {
-        let ns = self.host("zl");
         let invitation = self.invitation(employee, role);
+        self.enrol(employee, &invitation, posture, &[], None)
+            .unwrap_or_else(|e| panic!("enroll: {e}"))
+    }
+
+    /// A laptop enrolled with `invitation`, `ztgw-agent enroll` given `args` more and
+    /// `stdin` (a directory password); what it said on failure.
+    pub fn enrol(
+        &mut self,
+        employee: &str,
+        invitation: &str,
+        posture: Posture,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<SiteLaptop, String> {
+        let ns = self.host("zl");
         let state = self.dir.path().join(format!("agent-{employee}"));
-        let out = agent(
-            &ns,
-            &state,
-            &["enroll", &invitation, "--ownership", "administration"],
-        );
-        assert!(
-            out.status.success(),
-            "enroll: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut cmd = ns.command(crate::binary("ztgw-agent"));
+        cmd.arg("--state-dir")
+            .arg(&state)
+            .args(["enroll", invitation, "--ownership", "administration"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run ztgw-agent");
+        {
+            use std::io::Write as _;
+            let mut input = child.stdin.take().expect("stdin");
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes()).expect("stdin");
+            }
+        }
+        let out = child.wait_with_output().expect("ztgw-agent enroll");
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
         let device = String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .find(|w| w.starts_with("dev-"))
@@ -275,7 +299,7 @@ impl Site {
                 root
             }
         };
-        SiteLaptop {
+        Ok(SiteLaptop {
             wg: WgClient::bare(&ns),
             ns,
             state,
@@ -283,7 +307,7 @@ impl Site {
             device,
             employee: employee.to_owned(),
             totp_secret,
-        }
+        })
     }
 }
 
