@@ -90,8 +90,7 @@ fn active_directory_decides_roles_logins_and_the_end_of_telework() {
     // Enrolment takes Karim's own directory password, and only that.
     let refused = site
         .enrol("karim", &karim_invitation, Posture::Compliant, &[], None)
-        .err()
-        .expect("refused without a password");
+        .expect_err("refused without a password");
     assert!(refused.contains("--directory-login"), "{refused}");
     for wrong in ["Wrong-Passw0rd!1", SARA] {
         let refused = site
@@ -102,8 +101,7 @@ fn active_directory_decides_roles_logins_and_the_end_of_telework() {
                 &["--directory-login"],
                 Some(&format!("{wrong}\n")),
             )
-            .err()
-            .expect("refused with a wrong password");
+            .expect_err("refused with a wrong password");
         assert!(
             refused.contains("The directory did not accept this password"),
             "{refused}"
