@@ -36,10 +36,29 @@ pub async fn read(
     d: &DirectorySection,
     known: &[EmployeeId],
 ) -> Result<DirectoryView, DirectoryError> {
-    let (mut ldap, url) = open(d).await?;
-    let view = view(d, &mut ldap, &url, known).await;
-    let _ = ldap.unbind().await;
-    view
+    let d = d.clone();
+    let known = known.to_vec();
+    contained(async move {
+        let (mut ldap, url) = open(&d).await?;
+        let view = view(&d, &mut ldap, &url, &known).await;
+        let _ = ldap.unbind().await;
+        view
+    })
+    .await?
+}
+
+/// Runs one exchange with the directory in a task of its own: ldap3 panics on some
+/// malformed answers, and a hostile or broken server must not stop the task that asked
+/// (the directory sync, an enrolment). Such a panic is an error like any other.
+async fn contained<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, DirectoryError> {
+    tokio::spawn(work).await.map_err(|e| {
+        tracing::error!(error = %e, "the directory's answer could not be read");
+        DirectoryError::Search(
+            "the directory sent an answer that could not be read (see the gateway's log)".into(),
+        )
+    })
 }
 
 /// A connection to the first server that answers, bound as the gateway's account, and
@@ -110,10 +129,16 @@ pub async fn login(
     if password.is_empty() {
         return Err(LoginError::Refused(employee.clone()));
     }
-    let (mut ldap, _) = open(d).await?;
-    let result = bind_as(d, &mut ldap, employee, password).await;
-    let _ = ldap.unbind().await;
-    result
+    let d = d.clone();
+    let employee = employee.clone();
+    let password = zeroize::Zeroizing::new(password.to_owned());
+    contained(async move {
+        let (mut ldap, _) = open(&d).await?;
+        let result = bind_as(&d, &mut ldap, &employee, &password).await;
+        let _ = ldap.unbind().await;
+        result
+    })
+    .await?
 }
 
 async fn bind_as(
@@ -473,6 +498,118 @@ async fn exists(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A directory server that speaks TLS with a certificate of `ca` and answers every
+    /// request with `answer(message id)`.
+    async fn fake_server(dir: &std::path::Path, answer: fn(&[u8]) -> Vec<u8>) -> DirectorySection {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let now = time::OffsetDateTime::now_utc();
+        let (ca, _) = ztgw_pki::CertificateAuthority::generate(
+            "fake-directory",
+            ztgw_pki::SerialNumber::from_random([1; 16]),
+            now - time::Duration::hours(1),
+            time::Duration::days(1),
+        )
+        .expect("CA");
+        let (cert, key) = ca
+            .issue_server(
+                &["127.0.0.1".into()],
+                ztgw_pki::SerialNumber::from_random([2; 16]),
+                now - time::Duration::hours(1),
+                now + time::Duration::hours(2),
+            )
+            .expect("server certificate");
+        std::fs::write(dir.join("ca.pem"), ca.cert_pem()).expect("ca");
+        let pw = dir.join("pass");
+        std::fs::write(&pw, "secret\n").expect("password");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        use rustls_pki_types::pem::PemObject as _;
+        let chain = vec![
+            rustls_pki_types::CertificateDer::from_pem_slice(cert.pem.as_bytes()).expect("cert"),
+        ];
+        let key =
+            rustls_pki_types::PrivateKeyDer::from_pem_slice(key.expose().as_bytes()).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    while let Ok(n) = tls.read(&mut buf).await {
+                        if n == 0 || tls.write_all(&answer(&buf[..n])).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        DirectorySection {
+            kind: DirectoryKind::Ldap,
+            urls: vec![format!("ldaps://127.0.0.1:{port}")],
+            ca_file: dir.join("ca.pem"),
+            bind_dn: "cn=svc".into(),
+            bind_password_file: pw,
+            base_dn: "dc=test".into(),
+            user_filter: "(objectClass=person)".into(),
+            id_attribute: "uid".into(),
+            disabled_filter: None,
+            sync_interval: ztgw_config::HumanDuration::parse("5m").expect("interval"),
+            timeout: ztgw_config::HumanDuration::parse("3s").expect("timeout"),
+            max_revoke_percent: 10,
+            require_directory_login: false,
+            roles: [("finance".to_owned(), "cn=finance,dc=test".to_owned())].into(),
+        }
+    }
+
+    /// The message id of an LDAP request (`SEQUENCE { INTEGER id, … }`), as sent.
+    fn message_id(request: &[u8]) -> &[u8] {
+        let at = match request.get(1) {
+            Some(l) if *l >= 0x80 => 2 + usize::from(l & 0x7f),
+            _ => 2,
+        };
+        let len = request.get(at + 1).map_or(0, |l| usize::from(*l));
+        request.get(at + 2..at + 2 + len).unwrap_or(&[1])
+    }
+
+    #[tokio::test]
+    async fn a_malformed_answer_is_an_error_not_a_panic() {
+        // A bind response whose result is an empty sequence: ldap3 panics reading it
+        // (result.rs, "element"), in the task that asked.
+        fn empty_result(request: &[u8]) -> Vec<u8> {
+            let id = message_id(request);
+            let mut m = vec![0x30, (id.len() + 4) as u8, 0x02, id.len() as u8];
+            m.extend_from_slice(id);
+            m.extend_from_slice(&[0x61, 0x00]);
+            m
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = fake_server(dir.path(), empty_result).await;
+        let e = read(&d, &[]).await.expect_err("a malformed answer");
+        assert!(e.to_string().contains("could not be read"), "{e}");
+        let employee = EmployeeId::new("e1").expect("id");
+        let e = login(&d, &employee, "pw")
+            .await
+            .expect_err("a malformed answer");
+        assert!(e.to_string().contains("could not be read"), "{e}");
+    }
 
     #[test]
     fn values_cannot_change_a_filter() {
