@@ -241,64 +241,117 @@ impl From<crate::clock::EntropyError> for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use super::Reason::*;
     use super::*;
+
+    const ALL: &[Reason] = &[
+        RequestMalformed,
+        RequestTooLarge,
+        NotFound,
+        MethodNotAllowed,
+        RateLimited,
+        Timeout,
+        InvitationMalformed,
+        InvitationUnknown,
+        InvitationUsed,
+        InvitationExpired,
+        EmployeeRevoked,
+        RoleUnknown,
+        DirectoryLoginRequired,
+        DirectoryLoginFailed,
+        DirectoryUnavailable,
+        DeviceDescriptionInvalid,
+        CsrTooLarge,
+        CsrMalformed,
+        CsrSignatureInvalid,
+        CsrUnsupported,
+        WireguardKeyInUse,
+        CertificateRequired,
+        CertificateIdentityInvalid,
+        CertificateUnknown,
+        CertificateRevoked,
+        DeviceUnknown,
+        DevicePending,
+        DeviceRevoked,
+        DeviceDecommissioned,
+        WireguardKeyMismatch,
+        WrongCertificateKind,
+        JournalUnavailable,
+        AdmissionRefused,
+        SessionUnknown,
+        AdmissionInProgress,
+        SessionsUnavailable,
+        Busy,
+        Internal,
+    ];
 
     #[test]
     fn every_refusal_is_a_client_error_and_codes_are_unique() {
-        use Reason::*;
-        let all = [
-            RequestMalformed,
-            RequestTooLarge,
-            NotFound,
-            MethodNotAllowed,
-            RateLimited,
-            Timeout,
-            InvitationMalformed,
-            InvitationUnknown,
-            InvitationUsed,
-            InvitationExpired,
-            EmployeeRevoked,
-            RoleUnknown,
-            DirectoryLoginRequired,
-            DirectoryLoginFailed,
-            DirectoryUnavailable,
-            DeviceDescriptionInvalid,
-            CsrTooLarge,
-            CsrMalformed,
-            CsrSignatureInvalid,
-            CsrUnsupported,
-            WireguardKeyInUse,
-            CertificateRequired,
-            CertificateIdentityInvalid,
-            CertificateUnknown,
-            CertificateRevoked,
-            DeviceUnknown,
-            DevicePending,
-            DeviceRevoked,
-            DeviceDecommissioned,
-            WireguardKeyMismatch,
-            WrongCertificateKind,
-            JournalUnavailable,
-            AdmissionRefused,
-            SessionUnknown,
-            AdmissionInProgress,
-            SessionsUnavailable,
-            Busy,
-            Internal,
-        ];
+        let all = ALL;
         let mut codes: Vec<&str> = all.iter().map(|r| r.code()).collect();
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), all.len());
-        for r in all {
+        for &r in all {
             assert_eq!(
                 r.status().is_client_error(),
                 !matches!(
                     r,
-                    Internal | JournalUnavailable | SessionsUnavailable | Busy
+                    Internal
+                        | JournalUnavailable
+                        | SessionsUnavailable
+                        | Busy
+                        | DirectoryUnavailable
                 ),
                 "{r:?}"
             );
         }
+    }
+
+    /// docs/api.md names every endpoint and every error code, with the status the
+    /// gateway answers it with.
+    #[test]
+    fn the_api_document_names_every_endpoint_and_error() {
+        use ztgw_pki::wire::path;
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md"))
+            .expect("docs/api.md");
+        let endpoints = [
+            ("POST", path::ENROL),
+            ("POST", path::RENEW),
+            ("GET", path::DEVICE),
+            ("GET", path::POSTURE_PROFILE),
+            ("POST", path::SESSION_NONCE),
+            ("POST", path::SESSION),
+            ("POST", path::SESSION_RECHECK),
+            ("POST", path::SESSION_END),
+            ("POST", path::SESSION_WATCH),
+            ("POST", path::INCIDENT),
+            ("GET", path::AUDIT_EVENTS),
+            ("GET", path::AUDIT_VERIFY),
+            ("GET", path::AUDIT_CHECKPOINT),
+        ];
+        for (method, p) in endpoints {
+            let heading = format!("### `{method} {p}`");
+            assert!(doc.contains(&heading), "docs/api.md lacks {heading}");
+        }
+        assert_eq!(
+            doc.matches("\n### `").count(),
+            endpoints.len(),
+            "docs/api.md documents an endpoint the gateway does not serve"
+        );
+        for &r in ALL {
+            let row = format!("| `{}` | {} |", r.code(), r.status().as_u16());
+            assert!(doc.contains(&row), "docs/api.md lacks the row {row}");
+        }
+        assert_eq!(
+            doc.lines()
+                .filter(|l| l.starts_with("| `")
+                    && l.split('|')
+                        .nth(2)
+                        .is_some_and(|s| s.trim().parse::<u16>().is_ok()))
+                .count(),
+            ALL.len(),
+            "docs/api.md lists an error code the gateway does not answer"
+        );
     }
 }
