@@ -51,6 +51,8 @@ const FLOWS_EVERY: time::Duration = time::Duration::minutes(1);
 const RECENTLY_ENDED: usize = 4_096;
 /// Watches of one device's sessions at once; more are refused (an agent needs one).
 pub const MAX_WATCHES_PER_DEVICE: usize = 4;
+/// How long a watch that saw a session leave the table waits for its end's record.
+const END_RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The session layer of a running gateway.
 pub struct SessionService {
@@ -450,6 +452,20 @@ impl SessionService {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let view = self.session_state(device, id);
+            if !view.live && view.reason.is_none() {
+                // Taken out of the table but its end not recorded yet (the peer being
+                // removed, the end journaled): the record, with its reason, is notified
+                // within moments. A session the gateway does not know at all is said so
+                // after that short wait.
+                let until = tokio::time::Instant::now() + END_RECORD_WAIT;
+                loop {
+                    let late = tokio::time::timeout_at(until, changes.changed()).await;
+                    let view = self.session_state(device, id);
+                    if view.reason.is_some() || view.live || !matches!(late, Ok(Ok(()))) {
+                        return view;
+                    }
+                }
+            }
             if !view.live {
                 return view;
             }
