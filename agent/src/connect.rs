@@ -130,6 +130,18 @@ pub fn check_grant(g: &SessionGrant) -> Result<(), AgentError> {
         d.parse::<std::net::IpAddr>()
             .map_err(|_| bad("DNS server"))?;
     }
+    // Domains go into resolver settings and wg-quick lines: only what a domain can be.
+    for d in &g.dns_domains {
+        match ztgw_config::policy::parse_domain(d) {
+            Ok(canonical) if &canonical == d => {}
+            _ => return Err(bad("DNS domain")),
+        }
+    }
+    if g.dns.is_empty() != g.dns_domains.is_empty() {
+        return Err(bad(
+            "DNS setting (resolvers without domains, or the reverse)",
+        ));
+    }
     Ok(())
 }
 
@@ -324,15 +336,30 @@ pub fn forget(state: &AgentState) {
     let _ = std::fs::remove_file(session_path(state));
 }
 
-/// Configures the tunnel as granted.
+/// The tunnel address with its host prefix (`/32` for IPv4, `/128` for IPv6).
+pub fn host_address(addr: &str) -> String {
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(_)) => format!("{addr}/128"),
+        _ => format!("{addr}/32"),
+    }
+}
+
+/// Configures the tunnel as granted. Returns what the employee should know that did not
+/// stop the tunnel (internal names that could not be set up).
 pub fn configure(
     state: &AgentState,
     target: &Target,
     grant: &SessionGrant,
-) -> Result<(), AgentError> {
+) -> Result<Vec<String>, AgentError> {
     match target {
-        Target::Interface(iface) => configure_interface(state, iface, grant),
-        Target::ConfigFile(file) => write_config(state, file, grant),
+        Target::Interface(iface) => {
+            configure_interface(state, iface, grant)?;
+            Ok(crate::dns::apply_linux(iface, grant)
+                .err()
+                .into_iter()
+                .collect())
+        }
+        Target::ConfigFile(file) => write_config(state, file, grant).map(|()| Vec::new()),
         Target::WindowsService(file) => {
             write_config(state, file, grant)?;
             let exe = wireguard_windows();
@@ -346,7 +373,8 @@ pub fn configure(
                 AgentError::Local(format!(
                     "{e}: install WireGuard for Windows (https://www.wireguard.com/install/) and run the agent as an administrator"
                 ))
-            })
+            })?;
+            Ok(crate::dns::apply_windows(grant).err().into_iter().collect())
         }
     }
 }
@@ -364,6 +392,7 @@ pub fn teardown_target(target: &Target, tunnel_address: &str) {
         Target::Interface(i) => teardown(i, tunnel_address),
         Target::ConfigFile(f) => teardown_config(f),
         Target::WindowsService(f) => {
+            crate::dns::revert_windows();
             quietly(
                 Command::new(wireguard_windows())
                     .arg("/uninstalltunnelservice")
@@ -406,7 +435,7 @@ fn configure_interface(
         run(Command::new("ip").args([
             "address",
             "replace",
-            &format!("{}/32", grant.tunnel_address),
+            &host_address(&grant.tunnel_address),
             "dev",
             iface,
         ]))?;
@@ -439,10 +468,11 @@ pub fn reroute(iface: &str, gateway_key: &str, allowed: &[String]) -> Result<(),
 /// Removes the session's address (and with it its routes) and the gateway peer. Quiet:
 /// what is already gone (another `disconnect` took it down) is not an error.
 pub fn teardown(iface: &str, tunnel_address: &str) {
+    crate::dns::revert_linux(iface);
     quietly(Command::new("ip").args([
         "address",
         "del",
-        &format!("{tunnel_address}/32"),
+        &host_address(tunnel_address),
         "dev",
         iface,
     ]));
@@ -473,14 +503,15 @@ fn write_config(state: &AgentState, file: &Path, grant: &SessionGrant) -> Result
     let key = state.wireguard_private()?;
     let text = zeroize::Zeroizing::new(format!(
         "# ztgw session {session}, role {role}, until {ends}\n\
-         [Interface]\nPrivateKey = {key}\nAddress = {addr}/32\n\n\
+         [Interface]\nPrivateKey = {key}\nAddress = {addr}\n{dns}\n\
          [Peer]\nPublicKey = {gw}\nPresharedKey = {psk}\nEndpoint = {endpoint}\n\
          AllowedIPs = {allowed}\nPersistentKeepalive = {keepalive}\n",
         session = grant.session,
         role = grant.role,
         ends = grant.ends_at,
         key = base64::engine::general_purpose::STANDARD.encode(key.expose()),
-        addr = grant.tunnel_address,
+        addr = host_address(&grant.tunnel_address),
+        dns = crate::dns::wg_quick_lines(grant),
         gw = grant.gateway_public_key,
         psk = grant.preshared_key.expose(),
         endpoint = grant.endpoint,
@@ -526,6 +557,7 @@ mod tests {
                 "10.20.0.53".into(),
             ],
             dns: vec!["10.20.0.53".into()],
+            dns_domains: vec!["finances.gov.ma".into()],
             keepalive_secs: 25,
             ends_at: "2026-11-30T18:00:00Z".into(),
             recheck_secs: 300,
@@ -581,6 +613,19 @@ mod tests {
                 "dns",
                 Box::new(|g| g.dns = vec!["1.1.1.1\nPostUp = id".into()]),
             ),
+            (
+                "dns domain",
+                Box::new(|g| g.dns_domains = vec!["gov.ma; rm -rf /".into()]),
+            ),
+            (
+                "dns domain",
+                Box::new(|g| g.dns_domains = vec!["gov.ma\nPostUp = id".into()]),
+            ),
+            (
+                "dns domain",
+                Box::new(|g| g.dns_domains = vec!["~.".into()]),
+            ),
+            ("dns domain", Box::new(|g| g.dns_domains = vec![])),
         ];
         for (what, edit) in cases {
             let mut g = grant();

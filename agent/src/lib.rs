@@ -5,12 +5,14 @@
 //! - [`client`]: HTTPS to the control plane, pinned CA at enrolment, mTLS after.
 //! - [`enroll`], [`renew`]: the two certificate operations.
 //! - [`connect`]: admission, the WireGuard client's configuration, re-checks, the end.
+//! - [`dns`]: the session's split DNS (systemd-resolved, wg-quick, Windows NRPT).
 //! - [`error`]: every failure as a sentence that tells the employee what to do.
 //!
 //! The device's private keys are generated here and never leave the device.
 
 pub mod client;
 pub mod connect;
+pub mod dns;
 pub mod enroll;
 pub mod error;
 pub mod posture;

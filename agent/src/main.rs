@@ -469,7 +469,9 @@ async fn run_connection(
     })
     .await
     .map_err(|e| e.to_string())?;
-    connect::configure(state, target, &grant).map_err(|e| e.to_string())?;
+    for note in connect::configure(state, target, &grant).map_err(|e| e.to_string())? {
+        eprintln!("Note: {note}.");
+    }
     let iface = match target {
         connect::Target::Interface(i) => Some(i.clone()),
         connect::Target::ConfigFile(_) | connect::Target::WindowsService(_) => None,

@@ -81,6 +81,7 @@ fn policy(rng: &mut Rng) -> Policy {
                     quarantine: None,
                     second_factor: None,
                     description: None,
+                    dns: Default::default(),
                 },
             )
         })
@@ -93,6 +94,7 @@ fn policy(rng: &mut Rng) -> Policy {
         roles,
         employees: BTreeMap::new(),
         tests: vec![],
+        dns: None,
     }
 }
 

@@ -28,6 +28,7 @@ use crate::duration::HumanDuration;
 use crate::location::{ConfigError, Diagnostic, read_config_file};
 pub use compile::{CompiledPolicy, Decision, DenyReason, RoleId, RuleId, RuleLabel};
 pub use network::Network;
+pub use parse::parse_domain;
 pub use schedule::{Schedule, Window};
 pub use service::{Proto, Service};
 
@@ -47,6 +48,33 @@ pub struct Policy {
     pub roles: BTreeMap<String, Role>,
     pub employees: BTreeMap<String, EmployeeRule>,
     pub tests: Vec<TestCase>,
+    /// `[dns]`: the internal resolvers every role gets unless it says otherwise.
+    pub dns: Option<Dns>,
+}
+
+/// Internal name resolution: the resolvers, and the only domains sent to them (every
+/// other name resolves as the laptop's own resolver says).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    pub servers: Vec<IpAddr>,
+    /// Lower case, without a leading or trailing dot.
+    pub domains: Vec<String>,
+}
+
+impl std::fmt::Display for Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let servers: Vec<String> = self.servers.iter().map(IpAddr::to_string).collect();
+        write!(f, "{} for {}", servers.join(", "), self.domains.join(", "))
+    }
+}
+
+/// A role's `dns`: the policy's `[dns]`, none (`dns = false`), or its own.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RoleDns {
+    #[default]
+    Inherit,
+    Off,
+    Own(Dns),
 }
 
 /// `[settings]`.
@@ -91,6 +119,8 @@ pub struct Role {
     /// within a session (G8).
     pub second_factor: Option<HumanDuration>,
     pub description: Option<String>,
+    /// Internal name resolution for the role's sessions.
+    pub dns: RoleDns,
 }
 
 /// `[employees.ID]`: what differs for one employee.
@@ -191,6 +221,15 @@ impl Policy {
 
     pub fn has_role(&self, name: &str) -> bool {
         self.roles.contains_key(name)
+    }
+
+    /// The internal resolvers `role`'s sessions get, if any.
+    pub fn dns_for(&self, role: &str) -> Option<&Dns> {
+        match &self.roles.get(role)?.dns {
+            RoleDns::Inherit => self.dns.as_ref(),
+            RoleDns::Off => None,
+            RoleDns::Own(d) => Some(d),
+        }
     }
 
     pub fn has_schedule(&self, name: &str) -> bool {

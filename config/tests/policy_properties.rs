@@ -91,6 +91,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                             quarantine: None,
                             second_factor: None,
                             description: None,
+                            dns: Default::default(),
                         },
                     )
                 })
@@ -103,6 +104,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                 roles,
                 employees: BTreeMap::new(),
                 tests: vec![],
+                dns: None,
             }
         })
     })

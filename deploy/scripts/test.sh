@@ -28,6 +28,8 @@ command -v ldapmodify >/dev/null 2>&1 || need_packages+=(ldap-utils)
 # and the schema files `samba-tool domain provision` reads.
 [[ -x /usr/sbin/samba ]] || need_packages+=(samba-ad-dc)
 [[ -d /usr/share/samba/setup/ad-schema ]] || need_packages+=(samba-ad-provision)
+# A real resolver for the internal-names test (tests/dns.rs).
+command -v dnsmasq >/dev/null 2>&1 || [[ -x /usr/sbin/dnsmasq ]] || need_packages+=(dnsmasq-base)
 # Schedules use the system's time-zone database (see docs/policy.md).
 [[ -e /usr/share/zoneinfo/Africa/Casablanca ]] || need_packages+=(tzdata)
 if ((${#need_packages[@]})); then

@@ -282,7 +282,16 @@ impl SessionService {
                 base64::engine::general_purpose::STANDARD.encode(psk),
             ),
             allowed_ips: allowed_ips(&active, &terms.role),
-            dns: Vec::new(),
+            dns: active
+                .policy
+                .dns_for(&terms.role)
+                .map(|d| d.servers.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            dns_domains: active
+                .policy
+                .dns_for(&terms.role)
+                .map(|d| d.domains.clone())
+                .unwrap_or_default(),
             keepalive_secs: KEEPALIVE_SECS,
             ends_at: rfc3339(session.ends_at),
             recheck_secs: terms.recheck_every.whole_seconds().unsigned_abs(),

@@ -258,7 +258,11 @@ pub struct SessionGrant {
     pub preshared_key: RedactedString,
     /// The role's networks: what the client routes through the tunnel.
     pub allowed_ips: Vec<String>,
+    /// The role's internal resolvers (always reachable through the tunnel)…
     pub dns: Vec<String>,
+    /// …and the only domains to resolve through them.
+    #[serde(default)]
+    pub dns_domains: Vec<String>,
     pub keepalive_secs: u16,
     /// RFC 3339.
     pub ends_at: String,

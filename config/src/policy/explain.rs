@@ -112,6 +112,19 @@ impl Explanation {
             };
             let _ = writeln!(out, "schedule: {name} ({zone}): {state}");
         }
+        if policy.has_role(&self.role) {
+            match policy.dns_for(&self.role) {
+                Some(d) => {
+                    let _ = writeln!(out, "dns:      {d}");
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "dns:      none (the laptop's own resolver for every name)"
+                    );
+                }
+            }
+        }
         let _ = writeln!(out, "why:      {}", self.reason);
         out
     }

@@ -13,8 +13,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::schedule::{Addition, DateRange, Schedule, TimeRange, parse_weekday};
 use super::{
-    Checked, DEFAULT_TIMEZONE, Destination, EmployeeRule, Expect, Network, Policy, PolicySettings,
-    Resource, Role, Service, TestCase,
+    Checked, DEFAULT_TIMEZONE, Destination, Dns, EmployeeRule, Expect, Network, Policy,
+    PolicySettings, Proto, Resource, Role, RoleDns, Service, TestCase,
 };
 use crate::duration::HumanDuration;
 use crate::location::{ConfigError, Diagnostic, Location};
@@ -100,6 +100,8 @@ struct RawPolicy {
     roles: Vec<(Named, RawRole)>,
     employees: Vec<(Named, Option<Named>)>,
     tests: Vec<RawTest>,
+    /// `[dns]`, and where it is written.
+    dns: Option<(Dns, Span)>,
     /// Entries that are defined but wrong: their errors are already reported, so
     /// references to them are not reported again.
     broken: BTreeSet<(&'static str, String)>,
@@ -112,6 +114,8 @@ struct RawRole {
     quarantine: Option<Named>,
     second_factor: Option<HumanDuration>,
     description: Option<String>,
+    /// The role's `dns`, and where it is written.
+    dns: (RoleDns, Option<Span>),
 }
 
 struct RawTest {
@@ -175,6 +179,13 @@ impl<'t> Walker<'t> {
                     }
                 }),
                 "posture" => self.each(value, "posture", |_, name, _| raw.posture.push(name)),
+                "dns" => {
+                    if let Some(t) = self.table(value, "dns")
+                        && let Some(d) = self.dns(t, "dns", value.span())
+                    {
+                        raw.dns = Some((d, span));
+                    }
+                }
                 "roles" => self.each(value, "roles", |w, name, t| {
                     let before = w.errors.len();
                     match w.role(&name, t) {
@@ -379,6 +390,7 @@ impl<'t> Walker<'t> {
                 "quarantine",
                 "second_factor",
                 "description",
+                "dns",
             ],
             &section,
         );
@@ -401,6 +413,22 @@ impl<'t> Walker<'t> {
         let second_factor = t
             .get("second_factor")
             .and_then(|v| self.duration(v, "second_factor"));
+        let dns = match t.get("dns") {
+            None => (RoleDns::Inherit, None),
+            Some(v) => {
+                let own = match v.get_ref() {
+                    DeValue::Boolean(false) => Some(RoleDns::Off),
+                    DeValue::Table(d) => self
+                        .dns(d, &format!("{section}.dns"), v.span())
+                        .map(RoleDns::Own),
+                    _ => {
+                        self.error(v.span(), "dns must be false (no internal resolver for this role) or { servers = [...], domains = [...] }");
+                        None
+                    }
+                };
+                (own?, Some(v.span()))
+            }
+        };
         Some(RawRole {
             resources,
             schedule: schedule?,
@@ -408,6 +436,26 @@ impl<'t> Walker<'t> {
             quarantine,
             second_factor,
             description,
+            dns,
+        })
+    }
+
+    /// `servers = [...]` and `domains = [...]`, both required.
+    fn dns(&mut self, t: &DeTable<'_>, section: &str, span: Span) -> Option<Dns> {
+        self.keys(t, &["servers", "domains"], section);
+        let owner = Named {
+            name: section.to_owned(),
+            span,
+        };
+        let servers = self.required_list(t, "servers", section, &owner, |s| {
+            s.parse::<std::net::IpAddr>().map_err(|_| {
+                format!("{s:?} is not an IP address (a resolver, e.g. \"10.20.0.53\")")
+            })
+        });
+        let domains = self.required_list(t, "domains", section, &owner, parse_domain);
+        Some(Dns {
+            servers: servers?,
+            domains: domains?,
         })
     }
 
@@ -542,8 +590,50 @@ impl<'t> Walker<'t> {
                     quarantine: role.quarantine.as_ref().map(|q| q.name.clone()),
                     second_factor: role.second_factor,
                     description: role.description.clone(),
+                    dns: role.dns.0.clone(),
                 },
             );
+            // A role's resolvers must be among what the role may reach.
+            let (dns, at) = match &role.dns {
+                (RoleDns::Own(d), Some(at)) => (Some(d), at.clone()),
+                // Pointed at the role: that is where it is fixed.
+                (RoleDns::Inherit, _) => match &raw.dns {
+                    Some((d, _)) => (Some(d), name.span.clone()),
+                    None => (None, 0..0),
+                },
+                _ => (None, 0..0),
+            };
+            for server in dns.map(|d| d.servers.as_slice()).unwrap_or_default() {
+                let reaches = |proto: Proto| {
+                    role.resources.iter().any(|r| {
+                        resources.get(&r.name).is_some_and(|res| {
+                            res.hosts.iter().any(|h| h.contains(*server))
+                                && res.services.iter().any(|s| s.matches(proto, 53))
+                        })
+                    })
+                };
+                let missing: Vec<&str> = [(Proto::Udp, "udp/53"), (Proto::Tcp, "tcp/53")]
+                    .into_iter()
+                    .filter(|(p, _)| !reaches(*p))
+                    .map(|(_, l)| l)
+                    .collect();
+                if !missing.is_empty() {
+                    let inherited = if matches!(role.dns.0, RoleDns::Inherit) {
+                        " (from [dns])"
+                    } else {
+                        ""
+                    };
+                    self.error(
+                        at.clone(),
+                        format!(
+                            "role {:?} gets the resolver {server}{inherited} but may not reach it on {m}: give the role a resource that opens {server} on {m}, or write dns = false in [roles.{}]",
+                            name.name,
+                            name.name,
+                            m = missing.join(" and "),
+                        ),
+                    );
+                }
+            }
         }
         let mut employees = BTreeMap::new();
         for (id, schedule) in &raw.employees {
@@ -657,6 +747,7 @@ impl<'t> Walker<'t> {
             roles,
             employees,
             tests,
+            dns: raw.dns.map(|(d, _)| d),
         })
     }
 
@@ -923,6 +1014,7 @@ impl<'t> Walker<'t> {
 
 const SECTIONS: &[&str] = &[
     "settings",
+    "dns",
     "resources",
     "schedules",
     "posture",
@@ -990,4 +1082,36 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
         );
     }
     Ok(())
+}
+
+/// A DNS domain the internal resolvers answer for: letters, digits and hyphens in labels
+/// of 1 to 63 characters, at most 253 in all; written without a leading or trailing dot,
+/// kept in lower case.
+pub fn parse_domain(s: &str) -> Result<String, String> {
+    let d = s.to_ascii_lowercase();
+    let bad = |why: &str| {
+        Err(format!(
+            "{s:?} is not a domain ({why}), e.g. \"finances.gov.ma\""
+        ))
+    };
+    if d.is_empty() || d.len() > 253 {
+        return bad("1 to 253 characters");
+    }
+    if d.starts_with('.') || d.ends_with('.') {
+        return bad("no leading or trailing dot");
+    }
+    for label in d.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return bad("each label 1 to 63 characters");
+        }
+        if !label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
+            return bad("letters, digits and inner hyphens only");
+        }
+    }
+    Ok(d)
 }

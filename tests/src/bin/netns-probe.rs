@@ -78,6 +78,24 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        // `dns SERVER:53 --name NAME [--type a|aaaa]`: prints the addresses answered.
+        "dns" => {
+            let name = opt(&opts, "name")?;
+            let aaaa = opts.get("type") == Some(&"aaaa");
+            let sock = bind(&opts, target)?;
+            sock.set_read_timeout(Some(timeout))?;
+            sock.send_to(&dns_query(name, aaaa), target)?;
+            let mut buf = [0u8; 1500];
+            let (n, _) = sock.recv_from(&mut buf)?;
+            let addrs = dns_answers(&buf[..n], aaaa)?;
+            if addrs.is_empty() {
+                bail!("no address for {name}");
+            }
+            for a in addrs {
+                println!("{a}");
+            }
+            Ok(())
+        }
         "udp-send" => {
             let sock = bind(&opts, target)?;
             for _ in 0..num("count", 1)? {
@@ -439,6 +457,7 @@ fn configure(state_dir: &str, opts: &HashMap<&str, &str>) -> anyhow::Result<()> 
         &ztgw_agent::connect::Target::Interface(opt(opts, "iface")?.to_owned()),
         grant,
     )
+    .map(drop)
     .map_err(|e| anyhow!("{e}"))
 }
 
@@ -690,4 +709,66 @@ mod attack {
         );
         Ok(())
     }
+}
+
+/// A DNS query (id 0x5a7e, recursion desired) for `name`, type A or AAAA.
+fn dns_query(name: &str, aaaa: bool) -> Vec<u8> {
+    let mut q = vec![0x5a, 0x7e, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&[0, if aaaa { 28 } else { 1 }, 0, 1]);
+    q
+}
+
+/// The addresses of an answer to [`dns_query`].
+fn dns_answers(m: &[u8], aaaa: bool) -> anyhow::Result<Vec<std::net::IpAddr>> {
+    let u16_at = |i: usize| -> anyhow::Result<u16> {
+        Ok(u16::from_be_bytes([
+            *m.get(i).context("short")?,
+            *m.get(i + 1).context("short")?,
+        ]))
+    };
+    if u16_at(0)? != 0x5a7e {
+        bail!("not our answer");
+    }
+    let rcode = u16_at(2)? & 0xf;
+    if rcode != 0 {
+        bail!("the resolver answered rcode {rcode}");
+    }
+    let answers = u16_at(6)?;
+    // Skip the question: its name, type and class.
+    let skip_name = |mut i: usize| -> anyhow::Result<usize> {
+        loop {
+            let len = *m.get(i).context("short")?;
+            if len & 0xc0 == 0xc0 {
+                return Ok(i + 2);
+            }
+            if len == 0 {
+                return Ok(i + 1);
+            }
+            i += 1 + usize::from(len);
+        }
+    };
+    let mut i = skip_name(12)? + 4;
+    let mut out = Vec::new();
+    for _ in 0..answers {
+        i = skip_name(i)?;
+        let kind = u16_at(i)?;
+        let len = usize::from(u16_at(i + 8)?);
+        let data = m.get(i + 10..i + 10 + len).context("short")?;
+        match (kind, aaaa, data.len()) {
+            (1, false, 4) => out.push(std::net::IpAddr::from([data[0], data[1], data[2], data[3]])),
+            (28, true, 16) => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(data);
+                out.push(std::net::IpAddr::from(a));
+            }
+            _ => {}
+        }
+        i += 10 + len;
+    }
+    Ok(out)
 }
