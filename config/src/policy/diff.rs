@@ -45,6 +45,17 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<String> {
                         before.posture, role.posture
                     ));
                 }
+                let (was_dns, now_dns) = (old.dns_for(name), new.dns_for(name));
+                if was_dns != now_dns {
+                    let say = |d: Option<&super::Dns>| {
+                        d.map_or("none (the laptop's resolver)".to_owned(), |d| d.to_string())
+                    };
+                    out.push(format!(
+                        "role {name} changes internal resolvers: {} → {}",
+                        say(was_dns),
+                        say(now_dns)
+                    ));
+                }
                 if before.quarantine != role.quarantine {
                     out.push(format!(
                         "role {name} changes quarantine: {} → {}",
@@ -233,5 +244,49 @@ fn date_change(
     let gone: Vec<&&String> = a.difference(&b).collect();
     if !gone.is_empty() {
         parts.push(format!("{removed} {}", join(gone)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn policy(dns: &str, hr_dns: &str) -> Policy {
+        let text = format!(
+            "{dns}\n[resources.dns]\nhosts = [\"10.20.0.53\", \"10.30.0.53\"]\nports = [\"udp/53\", \"tcp/53\"]\n\
+             [schedules.s]\ndays = [\"mon\"]\nhours = [\"08:00-17:00\"]\n[posture.p]\n\
+             [roles.finance]\nresources = [\"dns\"]\nschedule = \"s\"\nposture = \"p\"\n\
+             [roles.hr]\nresources = [\"dns\"]\nschedule = \"s\"\nposture = \"p\"\n{hr_dns}\n"
+        );
+        Policy::parse(Path::new("p.toml"), &text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .policy
+    }
+
+    #[test]
+    fn a_change_of_internal_resolvers_is_said_per_role() {
+        let global = "[dns]\nservers = [\"10.20.0.53\"]\ndomains = [\"finances.gov.ma\"]";
+        let before = policy(global, "");
+        assert_eq!(diff(&before, &before), Vec::<String>::new());
+        let after = policy(
+            global,
+            "dns = { servers = [\"10.30.0.53\"], domains = [\"hr.finances.gov.ma\"] }",
+        );
+        assert_eq!(
+            diff(&before, &after),
+            vec![
+                "role hr changes internal resolvers: 10.20.0.53 for finances.gov.ma → 10.30.0.53 for hr.finances.gov.ma"
+            ]
+        );
+        let none = policy("", "");
+        assert_eq!(
+            diff(&before, &none),
+            vec![
+                "role finance changes internal resolvers: 10.20.0.53 for finances.gov.ma → none (the laptop's resolver)",
+                "role hr changes internal resolvers: 10.20.0.53 for finances.gov.ma → none (the laptop's resolver)",
+            ]
+        );
     }
 }
