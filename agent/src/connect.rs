@@ -27,6 +27,9 @@ pub struct SessionRecord {
     pub session: String,
     pub role: String,
     pub tunnel_address: String,
+    /// Dual stack: the IPv6 tunnel address.
+    #[serde(default)]
+    pub tunnel_address6: Option<String>,
     pub ends_at: String,
     pub interface: Option<String>,
 }
@@ -125,6 +128,10 @@ pub fn check_grant(g: &SessionGrant) -> Result<(), AgentError> {
     g.tunnel_address
         .parse::<std::net::IpAddr>()
         .map_err(|_| bad("tunnel address"))?;
+    if let Some(a6) = &g.tunnel_address6 {
+        a6.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| bad("IPv6 tunnel address"))?;
+    }
     check_networks(&g.allowed_ips).map_err(|_| bad("list of networks"))?;
     for d in &g.dns {
         d.parse::<std::net::IpAddr>()
@@ -310,7 +317,11 @@ pub async fn disconnect(state: &AgentState) -> Result<Option<SessionRecord>, Age
         Err(e) => return Err(e),
     }
     if let Some(iface) = &record.interface {
-        teardown(iface, &record.tunnel_address);
+        teardown(
+            iface,
+            &record.tunnel_address,
+            record.tunnel_address6.as_deref(),
+        );
     }
     forget(state);
     Ok(Some(record))
@@ -387,9 +398,9 @@ fn tunnel_name(file: &Path) -> String {
 }
 
 /// Takes down a session's tunnel, whatever carried it.
-pub fn teardown_target(target: &Target, tunnel_address: &str) {
+pub fn teardown_target(target: &Target, tunnel_address: &str, tunnel_address6: Option<&str>) {
     match target {
-        Target::Interface(i) => teardown(i, tunnel_address),
+        Target::Interface(i) => teardown(i, tunnel_address, tunnel_address6),
         Target::ConfigFile(f) => teardown_config(f),
         Target::WindowsService(f) => {
             crate::dns::revert_windows();
@@ -432,13 +443,15 @@ fn configure_interface(
             .args(["endpoint", &grant.endpoint])
             .args(["allowed-ips", &grant.allowed_ips.join(",")])
             .args(["persistent-keepalive", &grant.keepalive_secs.to_string()]))?;
-        run(Command::new("ip").args([
-            "address",
-            "replace",
-            &host_address(&grant.tunnel_address),
-            "dev",
-            iface,
-        ]))?;
+        for addr in std::iter::once(&grant.tunnel_address).chain(&grant.tunnel_address6) {
+            run(Command::new("ip").args([
+                "address",
+                "replace",
+                &host_address(addr),
+                "dev",
+                iface,
+            ]))?;
+        }
         run(Command::new("ip").args(["link", "set", iface, "up"]))?;
         for net in &grant.allowed_ips {
             run(Command::new("ip").args(["route", "replace", net, "dev", iface]))?;
@@ -467,15 +480,11 @@ pub fn reroute(iface: &str, gateway_key: &str, allowed: &[String]) -> Result<(),
 
 /// Removes the session's address (and with it its routes) and the gateway peer. Quiet:
 /// what is already gone (another `disconnect` took it down) is not an error.
-pub fn teardown(iface: &str, tunnel_address: &str) {
+pub fn teardown(iface: &str, tunnel_address: &str, tunnel_address6: Option<&str>) {
     crate::dns::revert_linux(iface);
-    quietly(Command::new("ip").args([
-        "address",
-        "del",
-        &host_address(tunnel_address),
-        "dev",
-        iface,
-    ]));
+    for addr in std::iter::once(tunnel_address).chain(tunnel_address6) {
+        quietly(Command::new("ip").args(["address", "del", &host_address(addr), "dev", iface]));
+    }
     if let Ok(out) = Command::new("wg").args(["show", iface, "peers"]).output() {
         for peer in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             quietly(Command::new("wg").args(["set", iface, "peer", peer, "remove"]));
@@ -510,7 +519,11 @@ fn write_config(state: &AgentState, file: &Path, grant: &SessionGrant) -> Result
         role = grant.role,
         ends = grant.ends_at,
         key = base64::engine::general_purpose::STANDARD.encode(key.expose()),
-        addr = host_address(&grant.tunnel_address),
+        addr = std::iter::once(&grant.tunnel_address)
+            .chain(&grant.tunnel_address6)
+            .map(|a| host_address(a))
+            .collect::<Vec<_>>()
+            .join(", "),
         dns = crate::dns::wg_quick_lines(grant),
         gw = grant.gateway_public_key,
         psk = grant.preshared_key.expose(),
@@ -548,6 +561,7 @@ mod tests {
             gateway_public_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
             endpoint: "gw.example.gov.ma:51820".into(),
             tunnel_address: "100.64.0.2".into(),
+            tunnel_address6: Some("fd00:64::2".into()),
             preshared_key: RedactedString::new(
                 "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".into(),
             ),
@@ -600,6 +614,10 @@ mod tests {
             (
                 "address",
                 Box::new(|g| g.tunnel_address = "100.64.0.2/32\nDNS=1".into()),
+            ),
+            (
+                "address",
+                Box::new(|g| g.tunnel_address6 = Some("100.64.0.3".into())),
             ),
             (
                 "networks",

@@ -171,6 +171,7 @@ mod tests {
             gateway_public_key: String::new(),
             endpoint: "gw:51820".into(),
             tunnel_address: "100.64.0.2".into(),
+            tunnel_address6: None,
             preshared_key: RedactedString::new(String::new()),
             allowed_ips: vec!["10.20.0.53/32".into()],
             dns: dns.iter().map(|s| (*s).to_owned()).collect(),

@@ -365,7 +365,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             if let Ok(Some(s)) = connect::session(&state) {
                 if let Some(i) = &s.interface {
-                    connect::teardown(i, &s.tunnel_address);
+                    connect::teardown(i, &s.tunnel_address, s.tunnel_address6.as_deref());
                 }
                 connect::forget(&state);
             }
@@ -482,6 +482,7 @@ async fn run_connection(
             session: grant.session.clone(),
             role: grant.role.clone(),
             tunnel_address: grant.tunnel_address.clone(),
+            tunnel_address6: grant.tunnel_address6.clone(),
             ends_at: grant.ends_at.clone(),
             interface: iface.clone(),
         },
@@ -596,12 +597,20 @@ async fn run_connection(
                 .map_err(|e| e.to_string())?;
             // The tunnel's keys are of no use once the session ended: a wg-quick file or
             // a Windows tunnel service goes with it (an interface was taken down above).
-            connect::teardown_target(target, &grant.tunnel_address);
+            connect::teardown_target(
+                target,
+                &grant.tunnel_address,
+                grant.tunnel_address6.as_deref(),
+            );
             println!("Disconnected.");
             Ok(Next::Done)
         }
         Stop::Ended(why) => {
-            connect::teardown_target(target, &grant.tunnel_address);
+            connect::teardown_target(
+                target,
+                &grant.tunnel_address,
+                grant.tunnel_address6.as_deref(),
+            );
             connect::forget(state);
             if why.role_changed() {
                 Ok(Next::Readmit(why.sentence))

@@ -127,10 +127,12 @@ pub struct WireguardSection {
     /// The TUN interface of the data plane.
     #[serde(default = "defaults::wg_interface")]
     pub interface: String,
-    /// Laptops' tunnel addresses come from this network; the gateway takes its first
-    /// address.
-    #[serde(default = "defaults::tunnel_network")]
-    pub tunnel_network: String,
+    /// Laptops' tunnel addresses come from this network, or from one IPv4 and one IPv6
+    /// network (`["100.64.0.0/16", "fd00:64::/64"]`: each session gets one address of
+    /// each); the gateway takes the first address of each. See
+    /// [`WireguardSection::tunnel_networks`].
+    #[serde(default = "defaults::tunnel_network", deserialize_with = "one_or_many")]
+    pub tunnel_network: Vec<String>,
     #[serde(default = "defaults::wg_mtu")]
     pub mtu: u16,
     /// Worker pairs (UDP socket + TUN queue); 0 means one per core.
@@ -242,6 +244,65 @@ pub struct DirectorySection {
     /// Role → the directory group (DN) whose members, directly or through nested groups,
     /// telework with that role.
     pub roles: std::collections::BTreeMap<String, String>,
+}
+
+/// A string, or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl WireguardSection {
+    /// The tunnel networks: the primary one (IPv4 when there is one) and, for dual
+    /// stack, the IPv6 one. A session's IPv6 address is the IPv6 network's address at
+    /// the same offset as its primary address, so the IPv6 network must be at least as
+    /// large.
+    pub fn tunnel_networks(
+        &self,
+    ) -> Result<(crate::policy::Network, Option<crate::policy::Network>), String> {
+        use crate::policy::Network;
+        let mut v4 = None;
+        let mut v6 = None;
+        for text in &self.tunnel_network {
+            let n = Network::parse(text)?;
+            let slot = match n {
+                Network::V4 { prefix, .. } if prefix > 30 => {
+                    return Err(format!("{text} is too small (at most a /30 for IPv4)"));
+                }
+                Network::V6 { prefix, .. } if prefix > 126 => {
+                    return Err(format!("{text} is too small (at most a /126 for IPv6)"));
+                }
+                Network::V4 { .. } => &mut v4,
+                Network::V6 { .. } => &mut v6,
+            };
+            if slot.replace(n).is_some() {
+                return Err("give at most one IPv4 and one IPv6 network".into());
+            }
+        }
+        match (v4, v6) {
+            (None, None) => Err("give one network, or one IPv4 and one IPv6 network".into()),
+            (Some(a), None) | (None, Some(a)) => Ok((a, None)),
+            (Some(a), Some(b)) => {
+                if 128 - u32::from(b.prefix()) < 32 - u32::from(a.prefix()) {
+                    return Err(format!(
+                        "the IPv6 network (/{}) must hold as many addresses as the IPv4 one (/{}): use at most a /{}",
+                        b.prefix(),
+                        a.prefix(),
+                        96 + u32::from(a.prefix())
+                    ));
+                }
+                Ok((a, Some(b)))
+            }
+        }
+    }
 }
 
 impl DirectorySection {
@@ -364,20 +425,11 @@ impl Settings {
                 "wireguard.endpoint must be HOST:PORT".into(),
             ));
         }
-        match crate::policy::Network::parse(&self.wireguard.tunnel_network) {
-            Ok(n) if n.prefix() <= 30 || matches!(n, crate::policy::Network::V6 { .. }) => {}
-            Ok(_) => {
-                return Err(at(
-                    "tunnel_network",
-                    "wireguard.tunnel_network is too small (at most a /30 for IPv4)".into(),
-                ));
-            }
-            Err(e) => {
-                return Err(at(
-                    "tunnel_network",
-                    format!("wireguard.tunnel_network: {e}"),
-                ));
-            }
+        if let Err(e) = self.wireguard.tunnel_networks() {
+            return Err(at(
+                "tunnel_network",
+                format!("wireguard.tunnel_network: {e}"),
+            ));
         }
         if !(1280..=9000).contains(&self.wireguard.mtu) {
             return Err(at(
@@ -681,8 +733,8 @@ mod defaults {
     pub fn wg_interface() -> String {
         "ztgw0".into()
     }
-    pub fn tunnel_network() -> String {
-        "100.64.0.0/16".into()
+    pub fn tunnel_network() -> Vec<String> {
+        vec!["100.64.0.0/16".into()]
     }
     pub fn wg_mtu() -> u16 {
         1420
@@ -871,7 +923,8 @@ listen_port = {port}
 # enrolment only).
 enabled = true
 # The TUN interface, and the network laptops' tunnel addresses come from (the gateway
-# takes its first address).
+# takes its first address). For IPv6 inside as well, give one IPv4 and one IPv6 network:
+# tunnel_network = ["100.64.0.0/16", "fd00:64::/64"] (each session gets one of each).
 interface = "ztgw0"
 tunnel_network = "100.64.0.0/16"
 mtu = 1420
@@ -1049,6 +1102,43 @@ finance = "CN=Telework-Finance,OU=Groups,DC=min,DC=gov,DC=ma"
             let text = base.replace(from, to);
             let e = Settings::parse(path, &text).expect_err(said).to_string();
             assert!(e.contains(said), "{e}");
+            assert!(e.starts_with("gw.toml:"), "with its place: {e}");
+        }
+    }
+
+    #[test]
+    fn one_tunnel_network_or_one_of_each_family() {
+        use crate::policy::Network;
+        let path = Path::new("gw.toml");
+        let with = |value: &str| {
+            template(&values()).replace(
+                "tunnel_network = \"100.64.0.0/16\"",
+                &format!("tunnel_network = {value}"),
+            )
+        };
+        let s = Settings::parse(path, &with("[\"100.64.0.0/16\", \"fd00:64::/64\"]"))
+            .expect("dual stack");
+        let (v4, v6) = s.wireguard.tunnel_networks().expect("networks");
+        assert_eq!(v4, Network::parse("100.64.0.0/16").expect("v4"));
+        assert_eq!(v6, Some(Network::parse("fd00:64::/64").expect("v6")));
+        let s = Settings::parse(path, &with("\"fd00:64::/64\"")).expect("IPv6 only");
+        assert_eq!(s.wireguard.tunnel_networks().expect("v6").1, None);
+        for (value, said) in [
+            (
+                "[\"100.64.0.0/16\", \"10.64.0.0/16\"]",
+                "at most one IPv4 and one IPv6",
+            ),
+            ("[]", "give one network"),
+            (
+                "[\"100.64.0.0/16\", \"fd00:64::/120\"]",
+                "use at most a /112",
+            ),
+            ("\"100.64.0.0/31\"", "too small"),
+        ] {
+            let e = Settings::parse(path, &with(value))
+                .expect_err(said)
+                .to_string();
+            assert!(e.contains(said), "{value}: {e}");
             assert!(e.starts_with("gw.toml:"), "with its place: {e}");
         }
     }

@@ -109,8 +109,11 @@ impl SessionService {
     /// unavailable).
     pub fn new(ctx: Arc<Context>, dataplane: Option<DataPlane>) -> Arc<Self> {
         // (Checked when the settings were read; the fallback is never used.)
-        let pool = ztgw_config::policy::Network::parse(&ctx.settings.wireguard.tunnel_network)
-            .map(Pool::new)
+        let pool = ctx
+            .settings
+            .wireguard
+            .tunnel_networks()
+            .map(|(primary, v6)| Pool::dual(primary, v6))
             .unwrap_or_else(|_| {
                 Pool::new(ztgw_config::policy::Network::V4 {
                     addr: 0,
@@ -278,6 +281,7 @@ impl SessionService {
             gateway_public_key: base64::engine::general_purpose::STANDARD.encode(dp.public_key()),
             endpoint: self.ctx.settings.wireguard.endpoint.clone(),
             tunnel_address: session.tunnel_addr.to_string(),
+            tunnel_address6: session.tunnel_addr6.map(|a| a.to_string()),
             preshared_key: RedactedString::new(
                 base64::engine::general_purpose::STANDARD.encode(psk),
             ),
@@ -907,6 +911,7 @@ impl Effects for SessionService {
             public_key: keys.public_key,
             preshared_key: keys.preshared_key.clone(),
             tunnel_addr: s.tunnel_addr,
+            tunnel_addr6: s.tunnel_addr6,
             role: s.role.clone(),
             keepalive: None,
         })

@@ -255,6 +255,9 @@ pub struct SessionGrant {
     pub endpoint: String,
     /// The laptop's tunnel address (a host address).
     pub tunnel_address: String,
+    /// Dual stack: the laptop's IPv6 tunnel address as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_address6: Option<String>,
     pub preshared_key: RedactedString,
     /// The role's networks: what the client routes through the tunnel.
     pub allowed_ips: Vec<String>,

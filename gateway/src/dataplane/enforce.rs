@@ -1,6 +1,7 @@
 //! The decision for each packet of a session.
 //!
-//! From the laptop (decrypted): the inner source must be the session's tunnel address;
+//! From the laptop (decrypted): the inner source must be the session's tunnel address
+//! (either of them, in dual stack);
 //! the destination must not be another laptop; ICMP only as echo requests; the compiled
 //! policy for the session's role must allow it; then its flow is tracked. Towards the
 //! laptop: only on a flow the laptop opened, or an ICMP error (unreachable, packet too
@@ -19,7 +20,16 @@ use super::packet::{self, PacketError};
 pub struct Session {
     pub id: SessionId,
     pub tunnel_addr: IpAddr,
+    /// Dual stack: the session's IPv6 address.
+    pub tunnel_addr6: Option<IpAddr>,
     pub role: RoleId,
+}
+
+impl Session {
+    /// Whether `addr` is one of the session's own addresses.
+    fn owns(&self, addr: IpAddr) -> bool {
+        addr == self.tunnel_addr || Some(addr) == self.tunnel_addr6
+    }
 }
 
 /// Why a packet is dropped (counted by reason).
@@ -69,7 +79,7 @@ pub fn from_laptop(
     now_ms: u64,
 ) -> Result<RuleId, Drop> {
     let h = packet::parse(pkt).map_err(parse_drop)?;
-    if h.src != s.tunnel_addr {
+    if !s.owns(h.src) {
         return Err(Drop::Spoofed);
     }
     if is_tunnel_addr(h.dst) {
@@ -116,7 +126,7 @@ pub fn to_laptop_parsed(
     ct: &mut Conntrack,
     now_ms: u64,
 ) -> Result<(), Drop> {
-    if h.dst != s.tunnel_addr {
+    if !s.owns(h.dst) {
         return Err(Drop::NotAFlow);
     }
     // An error about a packet the laptop sent on one of its flows (from the remote host
@@ -128,7 +138,7 @@ pub fn to_laptop_parsed(
     } = h.transport
     {
         let q = quoted.ok_or(Drop::NotAFlow)?;
-        if q.src != s.tunnel_addr {
+        if !s.owns(q.src) {
             return Err(Drop::NotAFlow);
         }
         let key = FlowKey {
@@ -183,11 +193,13 @@ mod tests {
         let finance = Session {
             id: 1,
             tunnel_addr: A.into(),
+            tunnel_addr6: None,
             role: policy.role("finance").expect("role"),
         };
         let hr = Session {
             id: 2,
             tunnel_addr: B.into(),
+            tunnel_addr6: None,
             role: policy.role("hr").expect("role"),
         };
         let mut ct = Conntrack::new(1024);
@@ -261,11 +273,57 @@ mod tests {
     }
 
     #[test]
+    fn in_dual_stack_either_address_is_the_sessions_and_no_other() {
+        use std::net::Ipv6Addr;
+        let policy = policy();
+        let a6 = Ipv6Addr::new(0xfd00, 0x64, 0, 0, 0, 0, 0, 2);
+        let other6 = Ipv6Addr::new(0xfd00, 0x64, 0, 0, 0, 0, 0, 3);
+        let db6 = Ipv6Addr::new(0xfd00, 0x20, 1, 0, 0, 0, 0, 5);
+        let finance = Session {
+            id: 1,
+            tunnel_addr: A.into(),
+            tunnel_addr6: Some(a6.into()),
+            role: policy.role("finance").expect("role"),
+        };
+        let in_pools = |ip: IpAddr| {
+            in_pool(ip) || matches!(ip, IpAddr::V6(v) if v.segments()[..2] == [0xfd00, 0x64])
+        };
+        let mut ct = Conntrack::new(1024);
+        // Both families from the session's own addresses, by the role's rules.
+        let syn4 = build::tcp4(A, 40000, DB, 5432, 0x02);
+        assert!(from_laptop(&finance, &syn4, &policy, &mut ct, in_pools, 0).is_ok());
+        let syn6 = build::tcp6(a6, 40001, db6, 5432, 0x02);
+        assert!(from_laptop(&finance, &syn6, &policy, &mut ct, in_pools, 0).is_ok());
+        // The answer comes back to the IPv6 address, on the flow it opened.
+        let synack = build::tcp6(db6, 5432, a6, 40001, 0x12);
+        assert_eq!(to_laptop(&finance, &synack, &mut ct, 1), Ok(()));
+        // Another IPv6 source is spoofed, even inside the tunnel network.
+        let spoofed = build::tcp6(other6, 40002, db6, 5432, 0x02);
+        assert_eq!(
+            from_laptop(&finance, &spoofed, &policy, &mut ct, in_pools, 2),
+            Err(Drop::Spoofed)
+        );
+        // Another laptop's IPv6 address is not reachable either.
+        let to_laptop6 = build::tcp6(a6, 40003, other6, 5432, 0x02);
+        assert_eq!(
+            from_laptop(&finance, &to_laptop6, &policy, &mut ct, in_pools, 3),
+            Err(Drop::ToAnotherLaptop)
+        );
+        // Not allowed by the role: IPv6 is decided like IPv4.
+        let ssh6 = build::tcp6(a6, 40004, db6, 22, 0x02);
+        assert!(matches!(
+            from_laptop(&finance, &ssh6, &policy, &mut ct, in_pools, 4),
+            Err(Drop::Policy(_))
+        ));
+    }
+
+    #[test]
     fn icmp_errors_reach_the_laptop_only_about_its_flows_and_laptops_only_ping() {
         let policy = policy();
         let finance = Session {
             id: 1,
             tunnel_addr: A.into(),
+            tunnel_addr6: None,
             role: policy.role("finance").expect("role"),
         };
         let mut ct = Conntrack::new(1024);

@@ -8,7 +8,7 @@ use ztgw_config::policy::{CompiledPolicy, Decision, Policy, Proto, RuleId};
 /// finance: the database network (tcp/5432, icmp) and DNS; hr: DNS only.
 pub const POLICY: &str = r#"
 [resources.db]
-hosts = ["10.20.1.0/24"]
+hosts = ["10.20.1.0/24", "fd00:20:1::/64"]
 ports = ["tcp/5432", "icmp"]
 [resources.dns]
 hosts = ["10.20.0.53"]

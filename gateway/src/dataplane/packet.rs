@@ -292,6 +292,30 @@ pub mod build {
         p
     }
 
+    /// An IPv6 TCP packet with `flags` and no payload.
+    pub fn tcp6(
+        src: std::net::Ipv6Addr,
+        sport: u16,
+        dst: std::net::Ipv6Addr,
+        dport: u16,
+        flags: u8,
+    ) -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        p[0] = 6 << 4;
+        p[4..6].copy_from_slice(&20u16.to_be_bytes());
+        p[6] = 6;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&src.octets());
+        p[24..40].copy_from_slice(&dst.octets());
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        p.extend_from_slice(&t);
+        p
+    }
+
     /// An IPv4 UDP packet with `len` bytes of payload.
     pub fn udp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, len: usize) -> Vec<u8> {
         let mut p = ip4(src, dst, 17, 8 + len);

@@ -62,6 +62,8 @@ pub struct Path<'a> {
     pub policy: &'a CompiledPolicy,
     /// The tunnel network: every address in it is a laptop (or the gateway).
     pub pool: Network,
+    /// Dual stack: the IPv6 tunnel network (other laptops' IPv6 addresses).
+    pub pool6: Option<Network>,
     pub counters: &'a Counters,
 }
 
@@ -70,6 +72,7 @@ impl std::fmt::Debug for Path<'_> {
         f.debug_struct("Path")
             .field("peers", &self.peers.len())
             .field("pool", &self.pool)
+            .field("pool6", &self.pool6)
             .finish_non_exhaustive()
     }
 }
@@ -169,13 +172,13 @@ impl Path<'_> {
             TunnResult::WriteToTunnelV4(inner, _) | TunnResult::WriteToTunnelV6(inner, _) => {
                 st.endpoint = Some(src);
                 let session = peer.session(st.role);
-                let pool = self.pool;
+                let (pool, pool6) = (self.pool, self.pool6);
                 match enforce::from_laptop(
                     &session,
                     inner,
                     self.policy,
                     &mut st.conntrack,
-                    |ip| pool.contains(ip),
+                    |ip| pool.contains(ip) || pool6.is_some_and(|p| p.contains(ip)),
                     now_ms,
                 ) {
                     Ok(_) => {

@@ -73,6 +73,7 @@ impl Gateway {
             peers: &self.peers,
             policy: &self.policy,
             pool: Network::parse("100.64.0.0/16").expect("pool"),
+            pool6: None,
             counters: &self.counters,
         }
     }
@@ -83,6 +84,7 @@ impl Gateway {
             public_key: PublicKey::from(laptop).to_bytes(),
             preshared_key: PresharedKey::new(PSK),
             tunnel_addr: addr.into(),
+            tunnel_addr6: None,
             role: role.into(),
             keepalive: None,
         };

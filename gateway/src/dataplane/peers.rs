@@ -55,6 +55,8 @@ pub struct PeerSpec {
     pub preshared_key: PresharedKey,
     /// The laptop's address inside the tunnel (from the pool).
     pub tunnel_addr: IpAddr,
+    /// Dual stack: its IPv6 address as well.
+    pub tunnel_addr6: Option<IpAddr>,
     /// The role whose policy applies.
     pub role: String,
     /// Persistent keepalive from the gateway's side, in seconds.
@@ -86,7 +88,16 @@ pub struct Peer {
     pub session: String,
     pub public_key: [u8; 32],
     pub tunnel_addr: IpAddr,
+    /// Dual stack: the peer's IPv6 address.
+    pub tunnel_addr6: Option<IpAddr>,
     state: Mutex<Option<PeerState>>,
+}
+
+impl Peer {
+    /// Whether `addr` is one of this peer's tunnel addresses.
+    pub fn owns(&self, addr: IpAddr) -> bool {
+        addr == self.tunnel_addr || Some(addr) == self.tunnel_addr6
+    }
 }
 
 /// The mutable part of a peer; `None` once removed.
@@ -148,6 +159,7 @@ impl Peer {
         Session {
             id: self.index,
             tunnel_addr: self.tunnel_addr,
+            tunnel_addr6: self.tunnel_addr6,
             role,
         }
     }
@@ -193,8 +205,10 @@ impl PeerTable {
         if m.by_key.contains_key(&spec.public_key) {
             return Err(PeerError::KeyInUse);
         }
-        if m.by_addr.contains_key(&spec.tunnel_addr) {
-            return Err(PeerError::AddressInUse(spec.tunnel_addr));
+        for a in std::iter::once(spec.tunnel_addr).chain(spec.tunnel_addr6) {
+            if m.by_addr.contains_key(&a) {
+                return Err(PeerError::AddressInUse(a));
+            }
         }
         if m.by_index.len() >= self.max_peers {
             return Err(PeerError::Full(self.max_peers));
@@ -209,11 +223,15 @@ impl PeerTable {
             session: spec.session.clone(),
             public_key: spec.public_key,
             tunnel_addr: spec.tunnel_addr,
+            tunnel_addr6: spec.tunnel_addr6,
             state: Mutex::new(Some(state(index))),
         });
         m.by_index.insert(index, peer.clone());
         m.by_key.insert(spec.public_key, peer.clone());
         m.by_addr.insert(spec.tunnel_addr, peer.clone());
+        if let Some(a6) = spec.tunnel_addr6 {
+            m.by_addr.insert(a6, peer.clone());
+        }
         m.by_session.insert(spec.session.clone(), peer.clone());
         Ok(peer)
     }
@@ -227,6 +245,9 @@ impl PeerTable {
             m.by_index.remove(&peer.index);
             m.by_key.remove(&peer.public_key);
             m.by_addr.remove(&peer.tunnel_addr);
+            if let Some(a6) = peer.tunnel_addr6 {
+                m.by_addr.remove(&a6);
+            }
             peer
         };
         let state = peer.lock().take()?;
@@ -287,6 +308,7 @@ mod tests {
             public_key: [key; 32],
             preshared_key: PresharedKey::new([7; 32]),
             tunnel_addr: addr.into(),
+            tunnel_addr6: None,
             role: "finance".into(),
             keepalive: None,
         }

@@ -49,6 +49,9 @@ pub struct Config {
     pub interface: String,
     /// The tunnel network; the gateway takes its first address, laptops the others.
     pub network: Network,
+    /// Dual stack: the IPv6 tunnel network (the gateway takes its first address too;
+    /// a laptop's IPv6 address is its second, [`PeerSpec::tunnel_addr6`]).
+    pub network6: Option<Network>,
     pub mtu: u16,
     /// UDP address WireGuard listens on.
     pub listen: SocketAddr,
@@ -120,6 +123,7 @@ impl std::fmt::Debug for DataPlane {
 struct Shared {
     config: Config,
     gateway_addr: IpAddr,
+    gateway_addr6: Option<IpAddr>,
     secret: StaticSecret,
     public: PublicKey,
     rate: RateLimiter,
@@ -147,6 +151,7 @@ impl Shared {
             peers: &self.peers,
             policy: &policy,
             pool: self.config.network,
+            pool6: self.config.network6,
             counters: &self.counters,
         })
     }
@@ -161,8 +166,9 @@ impl DataPlane {
         policy: Arc<CompiledPolicy>,
     ) -> Result<Self, StartError> {
         let gateway_addr = first_host(&config.network)?;
+        let gateway_addr6 = config.network6.as_ref().map(first_host).transpose()?;
         let workers = config.workers.max(1);
-        let (queues, offload) = open_tun(&config, gateway_addr, workers)?;
+        let (queues, offload) = open_tun(&config, gateway_addr, gateway_addr6, workers)?;
         let sockets = open_udp(config.listen, workers)?;
         let local_addr = sockets[0].local_addr().map_err(|source| StartError::Udp {
             addr: config.listen,
@@ -185,6 +191,7 @@ impl DataPlane {
             epoch: Instant::now(),
             config,
             gateway_addr,
+            gateway_addr6,
             secret,
             public,
         });
@@ -235,6 +242,11 @@ impl DataPlane {
         let s = &self.shared;
         if !s.config.network.contains(spec.tunnel_addr) || spec.tunnel_addr == s.gateway_addr {
             return Err(PeerError::AddressOutsidePool(spec.tunnel_addr));
+        }
+        if let Some(a6) = spec.tunnel_addr6
+            && (!s.config.network6.is_some_and(|n| n.contains(a6)) || Some(a6) == s.gateway_addr6)
+        {
+            return Err(PeerError::AddressOutsidePool(a6));
         }
         let policy = s.policy.load();
         let role = policy
@@ -434,6 +446,7 @@ fn first_host(network: &Network) -> Result<IpAddr, StartError> {
 fn open_tun(
     config: &Config,
     gateway_addr: IpAddr,
+    gateway_addr6: Option<IpAddr>,
     workers: usize,
 ) -> Result<(Vec<AsyncDevice>, bool), StartError> {
     let build = |offload: bool| {
@@ -445,6 +458,10 @@ fn open_tun(
         b = match (gateway_addr, config.network) {
             (IpAddr::V4(a), Network::V4 { prefix, .. }) => b.ipv4(a, prefix, None),
             (IpAddr::V6(a), Network::V6 { prefix, .. }) => b.ipv6(a, prefix),
+            _ => b,
+        };
+        b = match (gateway_addr6, config.network6) {
+            (Some(IpAddr::V6(a)), Some(Network::V6 { prefix, .. })) => b.ipv6(a, prefix),
             _ => b,
         };
         b.build_async()
@@ -682,7 +699,7 @@ async fn timers(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut stop: watch::Re
 impl Config {
     /// The data plane's settings from `[wireguard]` (already checked when loaded).
     pub fn from_settings(w: &ztgw_config::settings::WireguardSection) -> Result<Self, StartError> {
-        let network = Network::parse(&w.tunnel_network).map_err(StartError::Network)?;
+        let (network, network6) = w.tunnel_networks().map_err(StartError::Network)?;
         let workers = match w.workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
@@ -690,6 +707,7 @@ impl Config {
         Ok(Self {
             interface: w.interface.clone(),
             network,
+            network6,
             mtu: w.mtu,
             listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, w.listen_port)),
             workers,

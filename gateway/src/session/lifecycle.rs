@@ -43,6 +43,10 @@ pub struct Session {
     pub admitted_role: String,
     pub schedule: String,
     pub tunnel_addr: IpAddr,
+    /// Dual stack: the session's IPv6 address (at the same offset in the IPv6 tunnel
+    /// network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_addr6: Option<IpAddr>,
     #[serde(with = "time::serde::rfc3339")]
     pub started: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -258,6 +262,7 @@ impl Sessions {
             admitted_role: terms.role.clone(),
             schedule: terms.schedule.clone(),
             tunnel_addr,
+            tunnel_addr6: self.pool.twin_of(tunnel_addr),
             started: now,
             ends_at: terms.ends_at,
             ends_with_window: terms.ends_with_window,

@@ -13,6 +13,9 @@ const MAX_POOL: u128 = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct Pool {
     network: Network,
+    /// Dual stack: the IPv6 network whose address at the same offset is a session's
+    /// second address.
+    twin: Option<Network>,
     /// Offsets from the network address in use.
     used: BTreeSet<u128>,
     size: u128,
@@ -31,8 +34,27 @@ impl Pool {
         };
         Self {
             network,
+            twin: None,
             used: BTreeSet::new(),
             size: size.min(MAX_POOL),
+        }
+    }
+
+    /// A pool whose addresses each have a twin in `twin` (dual stack; `twin` must be at
+    /// least as large, as the settings check).
+    pub fn dual(network: Network, twin: Option<Network>) -> Self {
+        Self {
+            twin,
+            ..Self::new(network)
+        }
+    }
+
+    /// The second address (IPv6) of the session that has `addr`, in dual stack.
+    pub fn twin_of(&self, addr: IpAddr) -> Option<IpAddr> {
+        let offset = self.offset(addr)?;
+        match self.twin? {
+            Network::V6 { addr, .. } => Some(IpAddr::V6(Ipv6Addr::from(addr.checked_add(offset)?))),
+            Network::V4 { .. } => None,
         }
     }
 
@@ -91,5 +113,25 @@ mod tests {
         assert_eq!(p.take(), Some([100, 64, 0, 4].into()));
         assert_eq!(p.take(), None);
         assert_eq!(p.in_use(), 5);
+    }
+
+    #[test]
+    fn in_dual_stack_each_address_has_its_ipv6_twin() {
+        let mut p = Pool::dual(
+            Network::parse("100.64.0.0/16").expect("v4"),
+            Some(Network::parse("fd00:64::/64").expect("v6")),
+        );
+        let a = p.take().expect("address");
+        assert_eq!(a, IpAddr::from([100, 64, 0, 2]));
+        assert_eq!(p.twin_of(a), Some("fd00:64::2".parse().expect("v6")));
+        assert_eq!(
+            p.twin_of([100, 64, 1, 7].into()),
+            Some("fd00:64::107".parse().expect("v6"))
+        );
+        assert_eq!(p.twin_of([10, 0, 0, 1].into()), None, "outside the network");
+        assert_eq!(
+            Pool::new(Network::parse("100.64.0.0/16").expect("v4")).twin_of(a),
+            None
+        );
     }
 }

@@ -165,6 +165,7 @@ async fn run(
                                     session: grant.session,
                                     role: grant.role,
                                     tunnel_address: grant.tunnel_address,
+                                    tunnel_address6: None,
                                     ends_at: grant.ends_at,
                                     interface: None,
                                 },

@@ -274,6 +274,7 @@ async fn journey(
             session: grant.session,
             role: grant.role,
             tunnel_address: grant.tunnel_address,
+            tunnel_address6: None,
             ends_at: grant.ends_at,
             interface: None,
         },

@@ -52,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     let config = Config {
         interface: get("interface")?.to_owned(),
         network: Network::parse(get("network")?).map_err(|e| anyhow!(e))?,
+        network6: None,
         mtu: 1420,
         listen: get("listen")?.parse()?,
         workers: num("workers", 2)? as usize,
@@ -91,6 +92,7 @@ fn command(dp: &DataPlane, line: &str) -> anyhow::Result<serde_json::Value> {
                 public_key: key32(key)?,
                 preshared_key: PresharedKey::new(key32(psk)?),
                 tunnel_addr: addr.parse::<IpAddr>()?,
+                tunnel_addr6: None,
                 role: (*role).to_owned(),
                 keepalive: None,
             })?;
@@ -120,6 +122,7 @@ fn command(dp: &DataPlane, line: &str) -> anyhow::Result<serde_json::Value> {
                     public_key: ztgw_tests::netns::x25519_public(ztgw_tests::rand_bytes()),
                     preshared_key: PresharedKey::new(ztgw_tests::rand_bytes()),
                     tunnel_addr: addr,
+                    tunnel_addr6: None,
                     role: "finance".into(),
                     keepalive: None,
                 })?;

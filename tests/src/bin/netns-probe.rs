@@ -144,9 +144,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A UDP socket from `--bind ADDR` (any address of the target's family by default).
 fn bind(opts: &HashMap<&str, &str>, target: &str) -> anyhow::Result<UdpSocket> {
-    let _ = target;
-    let ip = opts.get("bind").copied().unwrap_or("0.0.0.0");
+    let any = if target.starts_with('[') {
+        "::"
+    } else {
+        "0.0.0.0"
+    };
+    let ip = opts.get("bind").copied().unwrap_or(any);
     Ok(UdpSocket::bind((ip, 0))?)
 }
 
@@ -159,8 +164,10 @@ fn serve(opts: &HashMap<&str, &str>) -> anyhow::Result<()> {
             .map(|v| v.split(',').filter_map(|p| p.parse().ok()).collect())
             .unwrap_or_default()
     };
+    // `--tcp-bind ::` for IPv6.
+    let tcp_bind = opts.get("tcp-bind").copied().unwrap_or("0.0.0.0");
     for port in ports("tcp") {
-        let l = TcpListener::bind(("0.0.0.0", port))?;
+        let l = TcpListener::bind((tcp_bind, port))?;
         let counts = counts.clone();
         std::thread::spawn(move || {
             for s in l.incoming().flatten() {
