@@ -207,6 +207,34 @@ impl Site {
         ns
     }
 
+    /// An IPv6-only internal network behind the gateway (`fd00:30::/64`, the gateway at
+    /// `fd00:30::1`, routing back to `fd00:64::/64`), with a server at `server` (an
+    /// address of it) on tcp/80 and udp/53 (echo); IPv6 forwarding on.
+    pub fn ipv6_network(&self, server: &str) -> (Netns, Proc) {
+        let internal6 = Netns::new("z6");
+        // No duplicate address detection on the new link: its addresses answer at once.
+        for ns in [&self.gw, &internal6] {
+            ns.sysctl("net.ipv6.conf.default.accept_dad", "0");
+            ns.sysctl("net.ipv6.conf.all.accept_dad", "0");
+        }
+        netns::link(
+            &self.gw,
+            "fd00:30::1/64",
+            &internal6,
+            &format!("{server}/64"),
+        );
+        internal6.ip(&["-6", "route", "add", "fd00:64::/64", "via", "fd00:30::1"]);
+        self.gw.sysctl("net.ipv6.conf.all.forwarding", "1");
+        let mut p = Proc::spawn({
+            let mut c = internal6.command(crate::binary("netns-probe"));
+            c.args(["serve", "--tcp", "80", "--tcp-bind", "::"])
+                .args(["--udp", "53", "--addrs", server]);
+            c
+        });
+        assert_eq!(p.line(), "ready");
+        (internal6, p)
+    }
+
     /// An invitation for `employee` in `role`, as the security unit makes it.
     pub fn invitation(&self, employee: &str, role: &str) -> String {
         let invite = self.ztgw_ok(&[

@@ -1,9 +1,10 @@
 //! Internal names (#18): the policy's `[dns]` gives a role its internal resolver and
 //! domains; `policy check` refuses a role that may not reach its resolver; the admission
-//! grant carries them to the agent (here seen in the wg-quick file it writes); and a role
-//! with the resolver resolves an internal name through the tunnel — a real resolver,
-//! Debian's dnsmasq, in the internal namespace — and reaches the server by that name,
-//! while a role without it gets no answer.
+//! grant carries them to the agent (here seen in the wg-quick file it writes); and, on a
+//! dual-stack gateway, a role with the resolver resolves an internal name (A and AAAA)
+//! through the tunnel — a real resolver, Debian's dnsmasq, in the internal namespace —
+//! and reaches the server by that name over IPv4 and over IPv6, while a role without it
+//! gets no answer.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +14,8 @@ use ztgw_tests::netns::{self, Proc};
 use ztgw_tests::site::{ALWAYS, Posture, Site, lab_policy};
 
 const RESOLVER: &str = "10.20.0.54";
+/// The intranet's IPv6 address (an IPv6-only network behind the gateway).
+const WEB6: &str = "fd00:30::10";
 
 /// The lab's policy with a resolver at [`RESOLVER`] for `finances.test`: hr reaches it,
 /// finance has no internal resolver.
@@ -22,13 +25,14 @@ fn policy() -> String {
             "[schedules.office]",
             &format!(
                 "[resources.resolver]\nhosts = [\"{RESOLVER}\"]\nports = [\"udp/53\", \"tcp/53\"]\n\
+                 [resources.intranet6]\nhosts = [\"{WEB6}\"]\nports = [\"tcp/80\"]\n\
                  [dns]\nservers = [\"{RESOLVER}\"]\ndomains = [\"finances.test\"]\n\
                  [schedules.office]"
             ),
         )
         .replace(
             "resources = [\"dns\", \"intranet\"]",
-            "resources = [\"dns\", \"intranet\", \"resolver\"]",
+            "resources = [\"dns\", \"intranet\", \"resolver\", \"intranet6\"]",
         )
         .replace(
             "resources = [\"database\", \"dns\"]",
@@ -37,10 +41,21 @@ fn policy() -> String {
 }
 
 fn resolve(laptop: &ztgw_tests::site::SiteLaptop, name: &str) -> Option<String> {
+    resolve_type(laptop, name, "a")
+}
+
+fn resolve_type(laptop: &ztgw_tests::site::SiteLaptop, name: &str, kind: &str) -> Option<String> {
     let out = laptop
         .ns
         .command(ztgw_tests::binary("netns-probe"))
-        .args(["dns", &format!("{RESOLVER}:53"), "--name", name])
+        .args([
+            "dns",
+            &format!("{RESOLVER}:53"),
+            "--name",
+            name,
+            "--type",
+            kind,
+        ])
         .args(["--timeout-ms", "700"])
         .output()
         .expect("netns-probe dns");
@@ -74,7 +89,14 @@ fn a_role_with_the_resolver_resolves_internal_names_through_the_tunnel() {
         "{said}"
     );
 
-    let mut site = Site::new(&policy());
+    let mut site = Site::new_with(&policy(), |settings| {
+        settings.replace(
+            "tunnel_network = \"100.64.0.0/16\"",
+            "tunnel_network = [\"100.64.0.0/16\", \"fd00:64::/64\"]",
+        )
+    });
+    // The intranet's IPv6 side.
+    let (_internal6, _server6) = site.ipv6_network(WEB6);
     let explained = site.ztgw_ok(&[
         "policy",
         "explain",
@@ -113,6 +135,7 @@ fn a_role_with_the_resolver_resolves_internal_names_through_the_tunnel() {
             dir.path().join("dnsmasq.pid").display()
         ))
         .arg(format!("--address=/intranet.finances.test/{WEB}"))
+        .arg(format!("--address=/intranet.finances.test/{WEB6}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
         c
@@ -134,6 +157,12 @@ fn a_role_with_the_resolver_resolves_internal_names_through_the_tunnel() {
     assert!(
         hr.probe(&["tcp", &format!("{answer}:80")]),
         "hr reaches the intranet by the address its name resolved to"
+    );
+    let answer6 = resolve_type(&hr, "intranet.finances.test", "aaaa").expect("an AAAA answer");
+    assert_eq!(answer6, WEB6);
+    assert!(
+        hr.probe(&["tcp", &format!("[{answer6}]:80")]),
+        "and over IPv6 by the address its name resolved to"
     );
 
     // finance has no internal resolver and may not reach it.

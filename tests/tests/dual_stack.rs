@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use ztgw_tests::lab::WEB;
-use ztgw_tests::netns::{self, Netns, Proc};
+use ztgw_tests::netns;
 use ztgw_tests::site::{ALWAYS, Posture, Site, lab_policy};
 
 /// The IPv6-only internal server.
@@ -32,25 +32,8 @@ fn each_session_gets_both_families_and_ipv6_follows_the_roles() {
         )
     });
     // An IPv6-only network behind the gateway.
-    let internal6 = Netns::new("z6");
-    // No duplicate address detection on the new link: its addresses answer at once.
-    for ns in [&site.gw, &internal6] {
-        ns.sysctl("net.ipv6.conf.default.accept_dad", "0");
-        ns.sysctl("net.ipv6.conf.all.accept_dad", "0");
-    }
-    netns::link(&site.gw, "fd00:30::1/64", &internal6, &format!("{WEB6}/64"));
-    internal6.ip(&["-6", "route", "add", "fd00:64::/64", "via", "fd00:30::1"]);
-    site.gw.sysctl("net.ipv6.conf.all.forwarding", "1");
-    let _server6 = {
-        let mut p = Proc::spawn({
-            let mut c = internal6.command(ztgw_tests::binary("netns-probe"));
-            c.args(["serve", "--tcp", "80", "--tcp-bind", "::"])
-                .args(["--udp", "53", "--addrs", WEB6]);
-            c
-        });
-        assert_eq!(p.line(), "ready");
-        p
-    };
+    let (_internal6, _server6) = site.ipv6_network(WEB6);
+
     let hr = site.laptop("e8001", "hr", Posture::Compliant);
     let _hr_agent = hr.connect().expect("hr connects");
     let session = site
