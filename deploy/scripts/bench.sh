@@ -10,4 +10,4 @@ bash deploy/scripts/bench-dataplane.sh
 echo
 bash deploy/scripts/bench-admission.sh
 echo
-cargo bench --locked -p ztgw-gateway --bench journal
+cargo bench --locked -p ztgw-journal --bench journal

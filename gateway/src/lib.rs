@@ -31,7 +31,7 @@ pub mod journal;
 pub mod layout;
 pub mod metrics;
 pub mod registry;
-pub mod report;
+pub use ztgw_journal::report;
 pub mod revocation;
 pub mod session;
 pub mod sessions;

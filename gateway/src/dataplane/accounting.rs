@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::conntrack::{Flow, FlowKey};
 use super::enforce::Drop;
@@ -22,48 +22,8 @@ pub const MAX_ENDED_FLOWS: usize = 1_024;
 /// Distinct denial keys kept per session between two drains, before merging.
 pub const MAX_DENIAL_KEYS: usize = 256;
 
-/// A flow as the journal records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowRecord {
-    pub proto: u8,
-    pub laptop_port: u16,
-    pub remote: IpAddr,
-    pub remote_port: u16,
-    /// The rule (resource of the role) that allowed it when it was created, by name.
-    pub rule: String,
-    /// The SHA-256 of the policy that rule came from.
-    #[serde(default)]
-    pub policy_sha256: String,
-    pub first_ms: u64,
-    pub last_ms: u64,
-    pub packets_out: u64,
-    pub bytes_out: u64,
-    pub packets_in: u64,
-    pub bytes_in: u64,
-}
-
-/// Flows merged into one aggregate because the per-drain bound was reached.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Merged {
-    pub flows: u64,
-    pub packets_out: u64,
-    pub bytes_out: u64,
-    pub packets_in: u64,
-    pub bytes_in: u64,
-}
-
-/// Denied packets of one kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Denial {
-    pub reason: String,
-    /// The inner destination, when the packet could be parsed.
-    pub dst: Option<IpAddr>,
-    pub proto: u8,
-    pub port: u16,
-    pub packets: u64,
-    pub first_ms: u64,
-    pub last_ms: u64,
-}
+// The records a session's accounting produces are the journal's own schema.
+pub use ztgw_journal::event::{Denial, FlowRecord, Merged};
 
 /// Everything accounted for one session since the previous drain.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

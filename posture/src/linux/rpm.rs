@@ -27,13 +27,14 @@ pub fn installed(root: &Path) -> Option<Result<Vec<Package>, String>> {
 }
 
 /// The rpm database is SQLite, whose C library the agent links on Linux only (the
-/// Windows and macOS agents read Linux roots without it).
-#[cfg(not(target_os = "linux"))]
+/// Windows and macOS agents read Linux roots without it, and the crates that only
+/// evaluate reports are built without the `rpm` feature).
+#[cfg(not(all(target_os = "linux", feature = "rpm")))]
 fn read(_: &Path) -> Result<Vec<Package>, String> {
     Err("rpm databases are read by the Linux agent only".into())
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "rpm"))]
 fn read(path: &Path) -> Result<Vec<Package>, String> {
     let flags =
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;

@@ -10,7 +10,7 @@ use jiff::{Timestamp, ToSpan as _};
 use serde::Serialize;
 use ztgw_config::policy::Policy;
 
-use crate::journal::query::Record;
+use crate::query::Record;
 
 /// One employee's day.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -981,8 +981,8 @@ fn ms_rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::verify::verify_dir;
-    use crate::journal::{PublicKey, query};
+    use crate::verify::verify_dir;
+    use crate::{PublicKey, query};
 
     const GW: [u8; 32] = [0x42; 32];
 

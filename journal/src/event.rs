@@ -1,6 +1,8 @@
 //! The audit events (schema in docs/journal.md). Identities are registry ids; nothing
 //! beyond what audit needs is kept (G15).
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 
 /// One audit event. The JSON form has a `type` field and the event's fields.
@@ -162,9 +164,9 @@ pub enum Event {
     SessionFlows {
         session: String,
         device: String,
-        flows: Vec<crate::dataplane::accounting::FlowRecord>,
-        merged: crate::dataplane::accounting::Merged,
-        denials: Vec<crate::dataplane::accounting::Denial>,
+        flows: Vec<FlowRecord>,
+        merged: Merged,
+        denials: Vec<Denial>,
         denials_merged: u64,
     },
     /// Reconciliation removed a peer that no live session owned, or ended a session whose
@@ -377,4 +379,47 @@ mod tests {
         assert_eq!(json["type"], e.kind());
         assert_eq!(serde_json::from_value::<Event>(json).expect("back"), e);
     }
+}
+
+/// A flow as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    pub proto: u8,
+    pub laptop_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+    /// The rule (resource of the role) that allowed it when it was created, by name.
+    pub rule: String,
+    /// The SHA-256 of the policy that rule came from.
+    #[serde(default)]
+    pub policy_sha256: String,
+    pub first_ms: u64,
+    pub last_ms: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+}
+
+/// Flows merged into one aggregate because the per-drain bound was reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merged {
+    pub flows: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+}
+
+/// Denied packets of one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    pub reason: String,
+    /// The inner destination, when the packet could be parsed.
+    pub dst: Option<IpAddr>,
+    pub proto: u8,
+    pub port: u16,
+    pub packets: u64,
+    pub first_ms: u64,
+    pub last_ms: u64,
 }

@@ -4,15 +4,15 @@
 //!   against appending unchained, unsynced JSON lines to a file;
 //! - `verify` (every link, leaf and signature) against reading those JSON lines back.
 //!
-//! Run: `cargo bench -p ztgw-gateway --bench journal` (targets: ≥ 100,000 appends/s,
+//! Run: `cargo bench -p ztgw-journal --bench journal` (targets: ≥ 100,000 appends/s,
 //! ≥ 1,000,000 records/s verified).
 
 use std::io::{BufRead as _, BufWriter, Write as _};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ztgw_gateway::journal::verify::verify_dir;
-use ztgw_gateway::journal::{Event, Journal, JournalConfig, JournalKey};
+use ztgw_journal::verify::verify_dir;
+use ztgw_journal::{Event, Journal, JournalConfig, JournalKey};
 
 const THREADS: u64 = 64;
 const PER_THREAD: u64 = 4_000;

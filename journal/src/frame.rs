@@ -153,7 +153,7 @@ fn to_array<const N: usize>(s: &[u8]) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::merkle::leaf_hash;
+    use crate::merkle::leaf_hash;
 
     #[test]
     fn frames_round_trip_and_chain() {
