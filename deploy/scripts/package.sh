@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the .deb packages (ztgw, ztgw-agent) into target/debian/, with the manual pages
+# Builds the .deb packages (ztgw, ztgw-agent, ztgw-audit) into target/debian/, with the manual pages
 # and shell completions generated from the built command, and the Windows agent's
 # installer into target/windows/. Installs cargo-deb if missing.
 set -euo pipefail
@@ -15,6 +15,7 @@ target/release/ztgw-agent man --out "$gen/man-agent" >/dev/null
 target/release/ztgw-agent completions bash > "$gen/completions/ztgw-agent.bash"
 cargo deb -p ztgw-gateway --no-build --locked
 cargo deb -p ztgw-agent --no-build --locked
+cargo deb -p ztgw-audit --no-build --locked
 ls -l target/debian/*.deb
 
 # The Windows agent's installer (64-bit, NSIS), from a release build for

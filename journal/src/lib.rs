@@ -24,6 +24,7 @@ pub mod merkle;
 pub mod query;
 pub mod report;
 pub mod segment;
+pub mod tools;
 pub mod verify;
 pub mod writer;
 

@@ -6,7 +6,7 @@
 //!   points at it) and `policy.toml` is the policy it wrote; the lines after a command
 //!   are output it must print, in that order (`…` stands for anything). A command ending
 //!   in `# exit N` must exit with N, every other with 0.
-//! - Every `ztgw …` and `ztgw-agent …` line of the other shell blocks must name a command
+//! - Every `ztgw …`, `ztgw-agent …` and `ztgw-audit …` line of the other shell blocks must name a command
 //!   that exists, with flags it takes (checked against its `--help`).
 
 use std::path::{Path, PathBuf};
@@ -205,7 +205,7 @@ fn command_of(line: &str) -> Option<(Vec<String>, Vec<String>)> {
     let line = line.strip_prefix("sudo ").unwrap_or(line);
     let mut words = line.split_whitespace();
     let program = words.next()?;
-    if program != "ztgw" && program != "ztgw-agent" {
+    if !["ztgw", "ztgw-agent", "ztgw-audit"].contains(&program) {
         return None;
     }
     let mut path = vec![program.to_owned()];

@@ -1,11 +1,17 @@
-//! The journal crate (`ztgw-journal`, #19) is what an auditor's tool links: none of the
-//! gateway's data plane, database, HTTP or async runtime (read from `cargo tree`, as
-//! cargo resolves the crate built alone).
+//! The journal crate (`ztgw-journal`, #19) and the auditors' tool (`ztgw-audit`) link
+//! none of the gateway's data plane, database, HTTP or async runtime (read from `cargo
+//! tree`, as cargo resolves each package built alone).
 
 use std::process::Command;
 
 #[test]
 fn the_journal_crate_links_no_networking_tun_or_database_code() {
+    for package in ["ztgw-journal", "ztgw-audit"] {
+        check(package);
+    }
+}
+
+fn check(package: &str) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -13,7 +19,7 @@ fn the_journal_crate_links_no_networking_tun_or_database_code() {
             "tree",
             "--offline",
             "-p",
-            "ztgw-journal",
+            package,
             "-e",
             "normal",
             "--prefix",
@@ -31,7 +37,7 @@ fn the_journal_crate_links_no_networking_tun_or_database_code() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert!(crates.contains(&"ztgw-journal"), "{tree}");
+    assert!(crates.contains(&package), "{tree}");
     for forbidden in [
         "boringtun",
         "tun-rs",
@@ -44,7 +50,7 @@ fn the_journal_crate_links_no_networking_tun_or_database_code() {
     ] {
         assert!(
             !crates.contains(&forbidden),
-            "ztgw-journal pulls {forbidden}:\n{tree}"
+            "{package} pulls {forbidden}:\n{tree}"
         );
     }
 }

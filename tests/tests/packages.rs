@@ -167,6 +167,31 @@ fn the_agent_package() {
     assert_eq!(version_of(&root, "ztgw-agent"), "ztgw-agent 0.1.0");
 }
 
+/// The auditors' package: one command and the auditors' docs; it needs no SQLite (nor
+/// any of the gateway's libraries) and runs from where it is unpacked.
+#[test]
+fn the_audit_package() {
+    let deb = deb("ztgw-audit");
+    let files = dpkg_deb(&["-c"], &deb);
+    has(&files, "-rwxr-xr-x", "./usr/bin/ztgw-audit");
+    has(
+        &files,
+        "-rw-r--r--",
+        "./usr/share/doc/ztgw-audit/auditors.md",
+    );
+    has(
+        &files,
+        "-rw-r--r--",
+        "./usr/share/doc/ztgw-audit/journal.md",
+    );
+    let depends = dpkg_deb(&["-f"], &deb);
+    assert!(!depends.contains("sqlite"), "{depends}");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("root");
+    unpack("-x", &deb, &root);
+    assert_eq!(version_of(&root, "ztgw-audit"), "ztgw-audit 0.1.0");
+}
+
 /// Installing, using and upgrading the packages on a copy-on-write view of this machine
 /// (an overlay over `/` in a private mount namespace, entered with `chroot`: nothing
 /// reaches the real system). As the operator's guide says: install, `ztgw init` with the
