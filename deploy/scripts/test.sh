@@ -30,6 +30,9 @@ command -v ldapmodify >/dev/null 2>&1 || need_packages+=(ldap-utils)
 [[ -d /usr/share/samba/setup/ad-schema ]] || need_packages+=(samba-ad-provision)
 # A real resolver for the internal-names test (tests/dns.rs).
 command -v dnsmasq >/dev/null 2>&1 || [[ -x /usr/sbin/dnsmasq ]] || need_packages+=(dnsmasq-base)
+# The independent journal verifier (audit/verify-journal.py) runs on Debian's python3
+# with cryptography (tests/journal_tamper.rs).
+/usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || need_packages+=(python3-cryptography)
 # Schedules use the system's time-zone database (see docs/policy.md).
 [[ -e /usr/share/zoneinfo/Africa/Casablanca ]] || need_packages+=(tzdata)
 if ((${#need_packages[@]})); then

@@ -1,5 +1,8 @@
 //! The tamper matrix: every kind of tampering with the journal makes `verify` fail and
 //! name the place; a garbage, empty or foreign journal gets a clear error, never a panic.
+//! Every case is also given to the independent verifier written from docs/journal.md
+//! (`audit/verify-journal.py`, Python with PyPI's `cryptography`), which must reach the
+//! same verdict.
 
 use std::path::{Path, PathBuf};
 
@@ -74,7 +77,52 @@ fn seg_path(dir: &Path, n: u64) -> PathBuf {
 
 #[track_caller]
 fn damaged(f: &Fixture) -> Damage {
+    assert_eq!(
+        python(&f.dir, Some(&f.public), None),
+        Some(false),
+        "the independent verifier must find it damaged too"
+    );
     verify_dir(&f.dir, Some(&f.public), None).expect_err("verify must fail")
+}
+
+/// The independent verifier's verdict on `dir`: `Some(true)` intact, `Some(false)`
+/// damaged (exit 7); it must never fail otherwise.
+#[track_caller]
+fn python(dir: &Path, key: Option<&PublicKey>, kept: Option<&SignedTreeHead>) -> Option<bool> {
+    let python = Path::new("/usr/bin/python3");
+    assert!(
+        python.exists()
+            && std::process::Command::new(python)
+                .args(["-c", "import cryptography"])
+                .status()
+                .is_ok_and(|s| s.success()),
+        "the independent verifier needs Debian's python3 with cryptography: apt-get install python3-cryptography (deploy/scripts/test.sh does)"
+    );
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../audit/verify-journal.py"))
+        .arg(dir);
+    if let Some(k) = key {
+        let path = scratch.path().join("journal.pub");
+        std::fs::write(&path, k.to_base64()).expect("key");
+        cmd.arg("--public-key").arg(path);
+    }
+    if let Some(c) = kept {
+        let path = scratch.path().join("kept.json");
+        std::fs::write(&path, serde_json::to_string(c).expect("json")).expect("checkpoint");
+        cmd.arg("--checkpoint").arg(path);
+    }
+    let out = cmd.output().expect("python3");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match out.status.code() {
+        Some(0) => Some(true),
+        Some(7) => Some(false),
+        other => panic!("verify-journal.py exited {other:?}: {said}"),
+    }
 }
 
 #[track_caller]
@@ -95,6 +143,14 @@ fn the_untouched_journal_verifies() {
     );
     let r = verify_dir(&f.dir, Some(&f.public), None).expect("intact");
     assert_eq!(r.events, 30);
+    assert_eq!(python(&f.dir, Some(&f.public), None), Some(true));
+    assert_eq!(
+        python(&f.dir, None, None),
+        Some(true),
+        "without the key too"
+    );
+    let kept = r.last_checkpoint.expect("checkpoint");
+    assert_eq!(python(&f.dir, Some(&f.public), Some(&kept)), Some(true));
 }
 
 #[test]
@@ -202,6 +258,8 @@ fn truncation_is_found_mid_record_before_a_signature_and_against_a_kept_checkpoi
         }
     };
     verify_dir(&f.dir, Some(&f.public), None).expect("a clean cut at a checkpoint verifies alone");
+    assert_eq!(python(&f.dir, Some(&f.public), None), Some(true));
+    assert_eq!(python(&f.dir, Some(&f.public), Some(&kept)), Some(false));
     let d = verify_dir(&f.dir, Some(&f.public), Some(kept))
         .expect_err("the kept checkpoint catches it");
     assert!(d.what.contains("truncated"), "{d}");
@@ -321,12 +379,14 @@ fn garbage_empty_and_foreign_journals_get_clear_errors() {
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).expect("mkdir");
     let (key, _) = JournalKey::generate().expect("key");
+    assert_eq!(python(&empty, Some(&key.public()), None), Some(false));
     let d = verify_dir(&empty, Some(&key.public()), None).expect_err("empty");
     assert!(d.what.contains("no journal segment"), "{d}");
 
     let garbage = tmp.path().join("garbage");
     std::fs::create_dir(&garbage).expect("mkdir");
     std::fs::write(garbage.join(segment::file_name(1)), rand_bytes::<4096>()).expect("write");
+    assert_eq!(python(&garbage, Some(&key.public()), None), Some(false));
     let d = verify_dir(&garbage, Some(&key.public()), None).expect_err("garbage");
     assert_eq!(d.place.segment, "seg-00000001.zj");
 
@@ -335,6 +395,7 @@ fn garbage_empty_and_foreign_journals_get_clear_errors() {
     let zero = tmp.path().join("zero");
     std::fs::create_dir(&zero).expect("mkdir");
     std::fs::write(zero.join(segment::file_name(1)), b"").expect("write");
+    assert_eq!(python(&zero, Some(&key.public()), None), Some(true));
     let r = verify_dir(&zero, Some(&key.public()), None).expect("a new journal");
     assert_eq!((r.events, r.segments), (0, 0));
     // Only the last segment may be empty: one emptied before it is found.
@@ -344,6 +405,7 @@ fn garbage_empty_and_foreign_journals_get_clear_errors() {
     assert_damage(&d, "seg-00000002.zj", None, "empty");
 
     let foreign = journal(3);
+    assert_eq!(python(&foreign.dir, Some(&key.public()), None), Some(false));
     let d =
         verify_dir(&foreign.dir, Some(&key.public()), None).expect_err("another gateway's journal");
     assert!(d.what.contains("not by the journal key"), "{d}");

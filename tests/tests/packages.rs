@@ -184,6 +184,11 @@ fn the_audit_package() {
         "-rw-r--r--",
         "./usr/share/doc/ztgw-audit/journal.md",
     );
+    has(
+        &files,
+        "-rwxr-xr-x",
+        "./usr/share/doc/ztgw-audit/verify-journal.py",
+    );
     let depends = dpkg_deb(&["-f"], &deb);
     assert!(!depends.contains("sqlite"), "{depends}");
     let tmp = tempfile::tempdir().expect("tempdir");
