@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ztgw_journal::tools::{self, Days, ExportFormat, FilterArgs, ToolError};
+use ztgw_journal::tools::{self, Days, ExportFormat, ExportTo, FilterArgs, ToolError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,12 +55,8 @@ enum Command {
         dir: PathBuf,
         #[command(flatten)]
         filter: FilterArgs,
-        /// jsonl (one event per line, every field) or csv (one row per event).
-        #[arg(long, value_enum)]
-        format: ExportFormat,
-        /// Write here instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        to: ExportTo,
     },
     /// Save the latest signed checkpoint, to check later that nothing before it changed.
     Checkpoint {
@@ -116,20 +112,7 @@ fn run(cli: Cli) -> Result<String, ToolError> {
                 tools::table(&records)
             })
         }
-        Command::Export {
-            dir,
-            filter,
-            format,
-            out,
-        } => {
-            let text = tools::export(&tools::read(&dir, &filter)?, format);
-            match out {
-                Some(path) => std::fs::write(&path, text)
-                    .map(|()| String::new())
-                    .map_err(|e| ToolError::Failure(format!("{}: {e}", path.display()))),
-                None => Ok(text),
-            }
-        }
+        Command::Export { dir, filter, to } => to.write(&tools::read(&dir, &filter)?),
         Command::Checkpoint { dir, out } => Ok(tools::checkpoint(&dir, &out)? + "\n"),
         Command::Report(Report::Hours {
             dir,

@@ -478,17 +478,7 @@ fn act(
                     format!("device {device} already has role {role}"),
                 ));
             }
-            let active = ctx.policy.current();
-            if !active.policy.has_role(role) {
-                let known: Vec<&str> = active.policy.roles.keys().map(String::as_str).collect();
-                return Err(AdminError::new(
-                    AdminErrorCode::Invalid,
-                    format!(
-                        "role {role:?} is not defined in the policy (roles: {})",
-                        known.join(", ")
-                    ),
-                ));
-            }
+            defined_role(&ctx.policy.current().policy, role)?;
             let detail = format!(
                 "from={} to={role} note={}",
                 record.role,
@@ -837,16 +827,7 @@ fn invite(
     check_text("reference", reference, true)?;
     let active = ctx.policy.current();
     let policy = &active.policy;
-    if !policy.has_role(role) {
-        let known: Vec<&str> = policy.roles.keys().map(String::as_str).collect();
-        return Err(AdminError::new(
-            AdminErrorCode::Invalid,
-            format!(
-                "role {role:?} is not defined in the policy (roles: {})",
-                known.join(", ")
-            ),
-        ));
-    }
+    defined_role(policy, role)?;
     if let Some(schedule) = schedule
         && !policy.has_schedule(schedule)
     {
@@ -1197,6 +1178,21 @@ fn done(message: String, devices_ended: Vec<DeviceId>) -> AdminResponse {
         message,
         devices_ended,
     }
+}
+
+/// `role` must be a role of `policy`; the refusal lists the roles there are.
+fn defined_role(policy: &ztgw_config::policy::Policy, role: &str) -> Result<(), AdminError> {
+    if policy.has_role(role) {
+        return Ok(());
+    }
+    let known: Vec<&str> = policy.roles.keys().map(String::as_str).collect();
+    Err(AdminError::new(
+        AdminErrorCode::Invalid,
+        format!(
+            "role {role:?} is not defined in the policy (roles: {})",
+            known.join(", ")
+        ),
+    ))
 }
 
 fn check_note(note: &Option<String>) -> Result<(), AdminError> {

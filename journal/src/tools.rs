@@ -81,6 +81,31 @@ pub enum ExportFormat {
     Csv,
 }
 
+/// `--format` and `--out` of an export.
+#[derive(Debug, Clone, Args)]
+pub struct ExportTo {
+    /// jsonl (one event per line, every field) or csv (one row per event).
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl ExportTo {
+    /// Writes `records` where asked; what is left to print (nothing when written to a
+    /// file).
+    pub fn write(&self, records: &[Record]) -> Result<String, ToolError> {
+        let text = export(records, self.format);
+        match &self.out {
+            Some(path) => std::fs::write(path, text)
+                .map(|()| String::new())
+                .map_err(|e| ToolError::Failure(format!("{}: {e}", path.display()))),
+            None => Ok(text),
+        }
+    }
+}
+
 /// The days of a report.
 #[derive(Debug, Clone, Args)]
 pub struct Days {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use ztgw_config::Settings;
-use ztgw_journal::tools::{self, ExportFormat, FilterArgs, ToolError};
+use ztgw_journal::tools::{self, ExportFormat, ExportTo, FilterArgs, ToolError};
 
 use super::{Failure, exit};
 
@@ -43,12 +43,8 @@ pub enum JournalCommand {
         source: Source,
         #[command(flatten)]
         filter: FilterArgs,
-        /// jsonl (one event per line, every field) or csv (one row per event).
-        #[arg(long, value_enum)]
-        format: ExportFormat,
-        /// Write here instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        to: ExportTo,
     },
     /// Save the latest signed checkpoint, to check later that nothing before it changed.
     Checkpoint {
@@ -101,22 +97,10 @@ pub fn run(config: &Path, cmd: JournalCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
-        JournalCommand::Export {
-            source,
-            filter,
-            format,
-            out,
-        } => {
+        JournalCommand::Export { source, filter, to } => {
             let records = tools::read(&journal_dir(config, &source)?, &filter).map_err(failure)?;
-            let text = tools::export(&records, format);
-            match out {
-                Some(path) => std::fs::write(&path, text)
-                    .map_err(|e| Failure::new(exit::FAILURE, format!("{}: {e}", path.display()))),
-                None => {
-                    print!("{text}");
-                    Ok(())
-                }
-            }
+            print!("{}", to.write(&records).map_err(failure)?);
+            Ok(())
         }
         JournalCommand::Checkpoint { source, out } => {
             let said = tools::checkpoint(&journal_dir(config, &source)?, &out).map_err(failure)?;
