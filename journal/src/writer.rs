@@ -1,5 +1,10 @@
 //! The one writer: group commit, recovery, rotation and retention.
 //!
+//! Split along its seams: [`recovery`] (where the journal stands when it opens, and the
+//! torn tail cut aside), this module (the API and the writer thread: group commit,
+//! checkpoints, rotation), [`retention`] (purging old segments under a signed record),
+//! [`files`] (creating segments and files with their modes, fsync of the directory).
+//!
 //! Appends from any thread queue to one writer thread. It takes everything queued (up to
 //! [`MAX_BATCH`]), writes the frames and a signed checkpoint in one write, fsyncs, and
 //! only then answers. If a write or fsync fails the journal fails closed: every append
@@ -21,8 +26,15 @@ use super::event::Event;
 use super::frame::{self, Kind};
 use super::hex;
 use super::merkle::Frontier;
-use super::segment::{self, LOCK_FILE, MAGIC, PURGE_FILE, SegmentFile, SegmentHeader};
-use super::verify::{Damage, Walk};
+use super::segment::{self, LOCK_FILE, MAGIC, SegmentFile, SegmentHeader};
+use super::verify::Damage;
+
+mod files;
+mod recovery;
+mod retention;
+
+use files::{create_segment, segment_access, sync_dir, write_new};
+use recovery::{State, recover};
 
 /// Most appends written (and fsynced) together.
 pub const MAX_BATCH: usize = 4096;
@@ -345,207 +357,6 @@ impl Drop for Journal {
     }
 }
 
-/// The writer's position after recovery.
-struct State {
-    segments: Vec<SegInfo>,
-    next_seq: u64,
-    prev: [u8; 32],
-    frontier: Frontier,
-    purge: Option<PurgeState>,
-}
-
-/// Finds where the journal stands: closed segments are known from the headers that
-/// follow them; only the last segment is read in full. Its tail after the last checkpoint
-/// (a torn or unsigned write, never acknowledged) is cut and kept beside the journal.
-/// Damage inside the last segment before its last checkpoint is refused.
-fn recover(cfg: &JournalConfig, now: OffsetDateTime) -> Result<(State, Recovery), JournalError> {
-    let io = |e: io::Error| JournalError::Io(e.to_string());
-    let key = cfg.key.public();
-    let start = Walk::start(&cfg.dir, Some(&key)).map_err(JournalError::Damaged)?;
-    if start.gateway.is_some_and(|g| g != cfg.gateway) {
-        return Err(JournalError::OtherGateway);
-    }
-    let mut files: Vec<SegmentFile> = segment::list(&cfg.dir)
-        .map_err(io)?
-        .into_iter()
-        .filter(|s| !start.purged(s))
-        .collect();
-    // A last segment created by a writer that never wrote to it holds nothing.
-    if let Some(last) = files.last()
-        && std::fs::metadata(&last.path).map_err(io)?.len() == 0
-    {
-        std::fs::remove_file(&last.path).map_err(io)?;
-        files.pop();
-    }
-    // A last segment whose header was torn (a crash while a new segment was begun) held
-    // nothing acknowledged: keep its bytes aside and resume from the segment before it.
-    let mut cut_whole = None;
-    if let Some(last) = files.last()
-        && segment::read_header(&last.path).is_err()
-    {
-        let bytes = std::fs::read(&last.path).map_err(io)?;
-        cut_whole = Some(cut_aside(cfg, now, last, &bytes, 0)?);
-        std::fs::remove_file(&last.path).map_err(io)?;
-        sync_dir(&cfg.dir).map_err(io)?;
-        files.pop();
-    }
-    let Some(last) = files.pop() else {
-        let prev = if start.next_seq == 0 {
-            frame::genesis(&cfg.gateway)
-        } else {
-            start.prev
-        };
-        let state = State {
-            segments: Vec::new(),
-            next_seq: start.next_seq,
-            prev,
-            frontier: start.frontier,
-            purge: start.purge,
-        };
-        return Ok((
-            state,
-            Recovery {
-                truncated: cut_whole,
-            },
-        ));
-    };
-    // Closed segments: their end is the next segment's header.
-    let mut headers = Vec::with_capacity(files.len() + 1);
-    for seg in files.iter().chain(std::iter::once(&last)) {
-        let (h, time) = segment::read_header(&seg.path).map_err(|e| {
-            JournalError::Damaged(Damage {
-                place: super::verify::Place {
-                    segment: seg.name(),
-                    offset: 0,
-                    seq: None,
-                },
-                what: format!("the segment header cannot be read: {e}"),
-            })
-        })?;
-        if h.gateway != hex(&cfg.gateway) {
-            return Err(JournalError::OtherGateway);
-        }
-        headers.push((h, time));
-    }
-    let mut segments = Vec::with_capacity(files.len());
-    for (i, seg) in files.into_iter().enumerate() {
-        let (next, next_time) = &headers[i + 1];
-        segments.push(SegInfo {
-            file: seg,
-            last_time_ms: *next_time,
-            end_prev: super::unhex32(&next.prev).unwrap_or_default(),
-            end_frontier: next.frontier.clone(),
-            end_seq: next.first_seq,
-        });
-    }
-    let mut resumed = Walk::resume(&last).map_err(JournalError::Damaged)?;
-    resumed.track_mark = true;
-    let mut walk = resumed.clone();
-    let bytes = std::fs::read(&last.path).map_err(io)?;
-    let mut last_time = headers.last().map_or(0, |h| h.1);
-    let result = walk.segment(&last, &bytes, Some(&key), |f| {
-        last_time = last_time.max(f.time_ms)
-    });
-    let mut truncated = None;
-    if result.is_err() || walk.unsigned > 0 {
-        // Everything after the last checkpoint was never acknowledged.
-        let (cut_at, restored) = match walk.mark.take() {
-            Some(m) => (m.0, m.1),
-            None => (0, resumed),
-        };
-        if let Err(d) = &result
-            && d.place.offset < cut_at
-        {
-            return Err(JournalError::Damaged(d.clone()));
-        }
-        truncated = Some(cut_aside(
-            cfg,
-            now,
-            &last,
-            &bytes[cut_at as usize..],
-            cut_at,
-        )?);
-        if cut_at == 0 {
-            std::fs::remove_file(&last.path).map_err(io)?;
-        } else {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&last.path)
-                .map_err(io)?;
-            f.set_len(cut_at).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        sync_dir(&cfg.dir).map_err(io)?;
-        walk = restored;
-        if cut_at == 0 {
-            let state = State {
-                segments,
-                next_seq: walk.next_seq,
-                prev: walk.prev,
-                frontier: walk.frontier,
-                purge: start.purge,
-            };
-            return Ok((
-                state,
-                Recovery {
-                    truncated: truncated.or(cut_whole),
-                },
-            ));
-        }
-    }
-    segments.push(SegInfo {
-        file: last,
-        last_time_ms: last_time,
-        end_prev: walk.prev,
-        end_frontier: walk.frontier.clone(),
-        end_seq: walk.next_seq,
-    });
-    let state = State {
-        segments,
-        next_seq: walk.next_seq,
-        prev: walk.prev,
-        frontier: walk.frontier,
-        purge: start.purge,
-    };
-    Ok((
-        state,
-        Recovery {
-            truncated: truncated.or(cut_whole),
-        },
-    ))
-}
-
-/// Keeps `tail` (cut from `seg` at `offset`) beside the journal and describes the cut.
-fn cut_aside(
-    cfg: &JournalConfig,
-    now: OffsetDateTime,
-    seg: &SegmentFile,
-    tail: &[u8],
-    offset: u64,
-) -> Result<Event, JournalError> {
-    let saved = cfg
-        .dir
-        .join(format!("cut-{}-{}.bin", now.unix_timestamp(), seg.name()));
-    write_new(&saved, tail, 0o640).map_err(|e| JournalError::Io(e.to_string()))?;
-    tracing::error!(
-        segment = %seg.name(),
-        offset,
-        bytes = tail.len(),
-        saved = %saved.display(),
-        "journal tail after the last checkpoint cut at recovery"
-    );
-    Ok(Event::JournalTruncated {
-        segment: seg.name(),
-        offset,
-        bytes: tail.len() as u64,
-        sha256: hex(ring::digest::digest(&ring::digest::SHA256, tail).as_ref()),
-        saved_as: saved
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    })
-}
-
 impl Writer {
     fn start(
         cfg: JournalConfig,
@@ -858,113 +669,6 @@ impl Writer {
         self.push_frame(buf, Kind::SegmentHeader, now_ms, &payload);
         Ok(())
     }
-
-    fn purge_older(&mut self, older_than: OffsetDateTime) -> Result<Vec<String>, JournalError> {
-        let cutoff = (older_than.unix_timestamp_nanos() / 1_000_000) as i64;
-        let old: Vec<SegInfo> = self
-            .closed
-            .iter()
-            .filter(|s| s.last_time_ms < cutoff)
-            .cloned()
-            .collect();
-        // Only a prefix of the journal can go: stop at the first segment that stays.
-        let keep_from = self
-            .closed
-            .iter()
-            .position(|s| s.last_time_ms >= cutoff)
-            .unwrap_or(self.closed.len());
-        let old: Vec<SegInfo> = old.into_iter().take(keep_from).collect();
-        let Some(last_purged) = old.last().cloned() else {
-            return Ok(Vec::new());
-        };
-        let mut removed = self
-            .purge
-            .as_ref()
-            .map(|p| p.segments_removed.clone())
-            .unwrap_or_default();
-        removed.extend(old.iter().map(|s| s.file.name()));
-        let state = self.cfg.key.sign_purge(PurgeState {
-            gateway: hex(&self.cfg.gateway),
-            first_seq: last_purged.end_seq,
-            chain: hex(&last_purged.end_prev),
-            frontier: last_purged.end_frontier.clone(),
-            segments_removed: removed,
-            time_ms: cutoff,
-            key_id: String::new(),
-            signature: String::new(),
-        });
-        let text =
-            serde_json::to_vec_pretty(&state).map_err(|e| JournalError::Io(e.to_string()))?;
-        let path = self.cfg.dir.join(PURGE_FILE);
-        let tmp = self.cfg.dir.join(format!("{PURGE_FILE}.tmp"));
-        let _ = std::fs::remove_file(&tmp);
-        write_new(&tmp, &text, 0o640)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| JournalError::Io(e.to_string()))?;
-        sync_dir(&self.cfg.dir).map_err(|e| JournalError::Io(e.to_string()))?;
-        let names: Vec<String> = old.iter().map(|s| s.file.name()).collect();
-        for s in &old {
-            std::fs::remove_file(&s.file.path).map_err(|e| JournalError::Io(e.to_string()))?;
-        }
-        sync_dir(&self.cfg.dir).map_err(|e| JournalError::Io(e.to_string()))?;
-        self.closed.drain(..old.len());
-        self.purge = Some(state);
-        let event = Event::JournalPurged {
-            segments: names.clone(),
-            first_seq_kept: last_purged.end_seq,
-            older_than: older_than
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-        };
-        let payload = serde_json::to_vec(&event).map_err(|e| JournalError::Io(e.to_string()))?;
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.commit(vec![(payload, cutoff, reply)]);
-        answer
-            .recv()
-            .map_err(|_| JournalError::Unavailable("the journal writer stopped".into()))??;
-        Ok(names)
-    }
-}
-
-/// A new segment, readable by the auditors' group when there is one: its mode is set
-/// after creation, so the service's umask (`UMask=0077` in the shipped unit) cannot take
-/// the group's read access away.
-fn create_segment(path: &Path, group: Option<u32>) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    segment_access(&file, group)?;
-    Ok(file)
-}
-
-/// Gives a segment to the auditors' group (0640), or keeps it to the owner (0600).
-fn segment_access(file: &File, group: Option<u32>) -> io::Result<()> {
-    if let Some(gid) = group
-        && file.metadata()?.gid() != gid
-    {
-        std::os::unix::fs::fchown(file, None, Some(gid))?;
-    }
-    file.set_permissions(std::fs::Permissions::from_mode(if group.is_some() {
-        0o640
-    } else {
-        0o600
-    }))
-}
-
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let mut f = OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(mode)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Milliseconds since the epoch, as RFC 3339.
@@ -981,6 +685,7 @@ fn ms_rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::segment::PURGE_FILE;
     use crate::verify::verify_dir;
     use crate::{PublicKey, query};
 
