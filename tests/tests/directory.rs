@@ -484,7 +484,8 @@ async fn invitations_are_confirmed_by_the_directory() {
 /// employee's own directory password (checked by a bind as their entry). No password, a
 /// wrong one, an empty one (LDAP's unauthenticated bind) and another employee's right
 /// one are refused and leave the invitation usable; a directory that cannot be asked
-/// says so; the right password enrols.
+/// says so; the right password enrols; an account disabled after its invitation cannot
+/// log in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrolment_takes_the_invited_employees_directory_password() {
     let mut slapd = Slapd::start(&people());
@@ -530,5 +531,16 @@ async fn enrolment_takes_the_invited_employees_directory_password() {
         .expect("the right password enrols");
     assert_eq!(agent.record.employee_id.as_str(), "e1001");
     assert_eq!(gw.journal("device.enrolled").len(), 1);
+
+    // Invited while enabled, disabled before enrolling: even the right password is
+    // refused.
+    let karim = gw.invite_as("e1002", "hr");
+    slapd.modify(&format!(
+        "dn: uid=e1002,ou=people,{SUFFIX}\nchangetype: modify\nadd: employeeType\nemployeeType: disabled\n"
+    ));
+    let (code, said) = refused(
+        ztgw_tests::TestAgent::enrol_with_password(&karim, Some("karim-directory-pw")).await,
+    );
+    assert_eq!(code.as_deref(), Some("directory_login_failed"), "{said}");
     gw.running.shutdown("test").await;
 }

@@ -148,33 +148,21 @@ async fn bind_as(
     password: &str,
 ) -> Result<LoginProof, LoginError> {
     let timeout = d.timeout.get();
-    let id = format!("({}={})", d.id_attribute, escape(employee.as_str()));
-    let found = search(
-        ldap,
-        timeout,
-        &d.base_dn,
-        Scope::Subtree,
-        &format!("(&{}{id})", d.user_filter),
-        &["1.1"],
-    )
-    .await?;
+    // The invited employee's one entry, unless its account is disabled.
+    let enabled = d
+        .disabled_filter()
+        .map(|off| format!("(!{off})"))
+        .unwrap_or_default();
+    let filter = format!(
+        "(&{}({}={}){enabled})",
+        d.user_filter,
+        d.id_attribute,
+        escape(employee.as_str())
+    );
+    let found = search(ldap, timeout, &d.base_dn, Scope::Subtree, &filter, &["1.1"]).await?;
     let [(dn, _)] = found.as_slice() else {
         return Err(LoginError::Refused(employee.clone()));
     };
-    if let Some(disabled) = d.disabled_filter() {
-        let off = search(
-            ldap,
-            timeout,
-            &d.base_dn,
-            Scope::Subtree,
-            &format!("(&{}{id}{disabled})", d.user_filter),
-            &["1.1"],
-        )
-        .await?;
-        if !off.is_empty() {
-            return Err(LoginError::Refused(employee.clone()));
-        }
-    }
     match tokio::time::timeout(timeout, ldap.simple_bind(dn, password)).await {
         Err(_) => Err(LoginError::Directory(DirectoryError::Unreachable(
             "the directory did not answer the employee's bind in time".into(),
