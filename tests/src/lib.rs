@@ -392,6 +392,13 @@ impl Drop for Tmpfs {
 }
 
 /// A TCP port free on 127.0.0.1 at the time of the call.
+/// Writes `text` to `path` readable by its owner only (0600), as a secret file must be.
+pub fn secret_file(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).expect("secret file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 0600");
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

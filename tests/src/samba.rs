@@ -236,15 +236,13 @@ impl SambaDc {
     /// The service account's password (or `password`, to try a wrong one) in a file of
     /// its own (0600) in the DC's directory.
     pub fn password_file(&self, password: Option<&str>) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt as _;
         let name = if password.is_some() {
             "other.pass"
         } else {
             "directory.pass"
         };
         let pw = self.dir.path().join(name);
-        std::fs::write(&pw, format!("{}\n", password.unwrap_or(SERVICE_PW))).expect("password");
-        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        crate::secret_file(&pw, &format!("{}\n", password.unwrap_or(SERVICE_PW)));
         pw
     }
 

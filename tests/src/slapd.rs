@@ -208,10 +208,8 @@ impl Slapd {
     /// The service account's password in a file of its own (0600) in this server's
     /// directory.
     pub fn password_file(&self) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt as _;
         let pw = self.dir.path().join("directory.pass");
-        std::fs::write(&pw, format!("{SERVICE_PW}\n")).expect("password");
-        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        crate::secret_file(&pw, &format!("{SERVICE_PW}\n"));
         pw
     }
 

@@ -186,8 +186,7 @@ async fn the_drift_between_the_directory_and_the_gateway() {
     let out = sync(&gw, &["--dry-run"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("chmod 0600"), "{err}");
-    std::fs::write(&pw, format!("{SERVICE_PW}\n")).expect("password");
-    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    ztgw_tests::secret_file(&pw, &format!("{SERVICE_PW}\n"));
     // Another CA than the one that signed the server's certificate.
     set_directory(
         &gw,

@@ -283,13 +283,18 @@ pub mod build {
     /// An IPv4 TCP packet with `flags` (FIN=1, SYN=2, RST=4, ACK=16) and no payload.
     pub fn tcp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
         let mut p = ip4(src, dst, 6, 20);
-        let mut t = vec![0u8; 20];
+        p.extend_from_slice(&tcp(sport, dport, flags));
+        p
+    }
+
+    /// A TCP header with `flags` and no options.
+    fn tcp(sport: u16, dport: u16, flags: u8) -> [u8; 20] {
+        let mut t = [0u8; 20];
         t[0..2].copy_from_slice(&sport.to_be_bytes());
         t[2..4].copy_from_slice(&dport.to_be_bytes());
         t[12] = 5 << 4;
         t[13] = flags;
-        p.extend_from_slice(&t);
-        p
+        t
     }
 
     /// An IPv6 TCP packet with `flags` and no payload.
@@ -307,12 +312,7 @@ pub mod build {
         p[7] = 64;
         p[8..24].copy_from_slice(&src.octets());
         p[24..40].copy_from_slice(&dst.octets());
-        let mut t = vec![0u8; 20];
-        t[0..2].copy_from_slice(&sport.to_be_bytes());
-        t[2..4].copy_from_slice(&dport.to_be_bytes());
-        t[12] = 5 << 4;
-        t[13] = flags;
-        p.extend_from_slice(&t);
+        p.extend_from_slice(&tcp(sport, dport, flags));
         p
     }
 
