@@ -15,6 +15,7 @@ use ztgw_pki::wire::{
     SessionGrant, WatchView, path,
 };
 
+use crate::dns::SplitDns;
 use crate::error::AgentError;
 use crate::posture::{collect_for, profile_for};
 use crate::renew::device_client;
@@ -133,22 +134,7 @@ pub fn check_grant(g: &SessionGrant) -> Result<(), AgentError> {
             .map_err(|_| bad("IPv6 tunnel address"))?;
     }
     check_networks(&g.allowed_ips).map_err(|_| bad("list of networks"))?;
-    for d in &g.dns {
-        d.parse::<std::net::IpAddr>()
-            .map_err(|_| bad("DNS server"))?;
-    }
-    // Domains go into resolver settings and wg-quick lines: only what a domain can be.
-    for d in &g.dns_domains {
-        match ztgw_config::policy::parse_domain(d) {
-            Ok(canonical) if &canonical == d => {}
-            _ => return Err(bad("DNS domain")),
-        }
-    }
-    if g.dns.is_empty() != g.dns_domains.is_empty() {
-        return Err(bad(
-            "DNS setting (resolvers without domains, or the reverse)",
-        ));
-    }
+    crate::dns::SplitDns::of_grant(g).map_err(bad)?;
     Ok(())
 }
 
@@ -365,7 +351,7 @@ pub fn configure(
     match target {
         Target::Interface(iface) => {
             configure_interface(state, iface, grant)?;
-            Ok(crate::dns::apply_linux(iface, grant)
+            Ok(crate::dns::apply_linux(iface, &split_dns(grant))
                 .err()
                 .into_iter()
                 .collect())
@@ -385,8 +371,37 @@ pub fn configure(
                     "{e}: install WireGuard for Windows (https://www.wireguard.com/install/) and run the agent as an administrator"
                 ))
             })?;
-            Ok(crate::dns::apply_windows(grant).err().into_iter().collect())
+            Ok(crate::dns::apply_windows(&split_dns(grant))
+                .err()
+                .into_iter()
+                .collect())
         }
+    }
+}
+
+/// The grant's resolvers (checked with the grant by [`check_grant`]).
+fn split_dns(grant: &SessionGrant) -> SplitDns {
+    SplitDns::of_grant(grant).unwrap_or_default()
+}
+
+/// Gives the tunnel the resolvers of the role a re-check moved the session to (its
+/// quarantine role, or back), when they differ from `now`'s. Returns what the employee
+/// should know. A wg-quick file's commands ran when the employee brought it up: it keeps
+/// them (the gateway's rules still decide what the resolvers may be asked).
+pub fn change_dns(target: &Target, now: &SplitDns, to: &SplitDns) -> Option<String> {
+    if now == to {
+        return None;
+    }
+    match target {
+        Target::Interface(iface) => {
+            crate::dns::revert_linux(iface);
+            crate::dns::apply_linux(iface, to).err()
+        }
+        Target::WindowsService(_) => {
+            crate::dns::revert_windows();
+            crate::dns::apply_windows(to).err()
+        }
+        Target::ConfigFile(_) => None,
     }
 }
 
@@ -524,7 +539,7 @@ fn write_config(state: &AgentState, file: &Path, grant: &SessionGrant) -> Result
             .map(|a| host_address(a))
             .collect::<Vec<_>>()
             .join(", "),
-        dns = crate::dns::wg_quick_lines(grant),
+        dns = crate::dns::wg_quick_lines(&split_dns(grant)),
         gw = grant.gateway_public_key,
         psk = grant.preshared_key.expose(),
         endpoint = grant.endpoint,

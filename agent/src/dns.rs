@@ -11,42 +11,85 @@
 //! Without systemd-resolved (or PowerShell on Windows) the agent says that internal names
 //! are not resolved through the tunnel, and the tunnel works by address as before.
 //!
-//! Every value comes from a grant checked by [`crate::connect::check_grant`] (resolvers
-//! are IP addresses, domains letters, digits, hyphens and dots), so none can add a
-//! command.
+//! Every value is checked ([`SplitDns::new`]: resolvers are IP addresses, domains
+//! letters, digits, hyphens and dots) before it is used, so none can add a command.
+//!
+//! The grant sets it at admission; a posture re-check that moves the session into its
+//! quarantine role (or back) gives that role's resolvers, and the agent changes them.
 
 use std::process::{Command, Stdio};
 
-use ztgw_pki::wire::SessionGrant;
+use ztgw_pki::wire::{RecheckView, SessionGrant};
 
 /// The comment that marks the agent's Windows name-resolution rules.
 pub const NRPT_COMMENT: &str = "ztgw-agent session";
 
-/// What the grant asks for: nothing, or resolvers for domains.
-pub fn wanted(grant: &SessionGrant) -> bool {
-    !grant.dns.is_empty() && !grant.dns_domains.is_empty()
+/// A role's internal resolvers and the domains they answer for (both empty: none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SplitDns {
+    servers: Vec<String>,
+    domains: Vec<String>,
 }
 
-/// The `resolvectl` invocations that give `iface` the grant's resolvers for its domains
-/// only (`~domain`: routing-only; no default route, so other names do not go there).
-pub fn resolvectl_commands(iface: &str, grant: &SessionGrant) -> Vec<Vec<String>> {
-    let mut dns = vec!["dns".to_owned(), iface.to_owned()];
-    dns.extend(grant.dns.iter().cloned());
+impl SplitDns {
+    /// Checks the gateway's values: resolvers are addresses, domains canonical domain
+    /// names, and either both are given or neither. `Err` names what was wrong.
+    pub fn new(servers: &[String], domains: &[String]) -> Result<Self, &'static str> {
+        for d in servers {
+            d.parse::<std::net::IpAddr>().map_err(|_| "DNS server")?;
+        }
+        // Domains go into resolver settings and wg-quick lines: only what a domain can be.
+        for d in domains {
+            match ztgw_config::policy::parse_domain(d) {
+                Ok(canonical) if &canonical == d => {}
+                _ => return Err("DNS domain"),
+            }
+        }
+        if servers.is_empty() != domains.is_empty() {
+            return Err("DNS setting (resolvers without domains, or the reverse)");
+        }
+        Ok(Self {
+            servers: servers.to_vec(),
+            domains: domains.to_vec(),
+        })
+    }
+
+    /// The grant's.
+    pub fn of_grant(grant: &SessionGrant) -> Result<Self, &'static str> {
+        Self::new(&grant.dns, &grant.dns_domains)
+    }
+
+    /// The role's after a re-check.
+    pub fn of_recheck(view: &RecheckView) -> Result<Self, &'static str> {
+        Self::new(&view.dns, &view.dns_domains)
+    }
+
+    /// Whether there is anything to set.
+    pub fn wanted(&self) -> bool {
+        !self.servers.is_empty()
+    }
+}
+
+/// The `resolvectl` invocations that give `iface` the resolvers for their domains only
+/// (`~domain`: routing-only; no default route, so other names do not go there).
+pub fn resolvectl_commands(iface: &str, dns: &SplitDns) -> Vec<Vec<String>> {
+    let mut servers = vec!["dns".to_owned(), iface.to_owned()];
+    servers.extend(dns.servers.iter().cloned());
     let mut domain = vec!["domain".to_owned(), iface.to_owned()];
-    domain.extend(grant.dns_domains.iter().map(|d| format!("~{d}")));
+    domain.extend(dns.domains.iter().map(|d| format!("~{d}")));
     vec![
-        dns,
+        servers,
         domain,
         vec!["default-route".into(), iface.into(), "false".into()],
     ]
 }
 
 /// The same as wg-quick lines (`%i` is the interface), to put in a configuration file.
-pub fn wg_quick_lines(grant: &SessionGrant) -> String {
-    if !wanted(grant) {
+pub fn wg_quick_lines(dns: &SplitDns) -> String {
+    if !dns.wanted() {
         return String::new();
     }
-    let commands: Vec<String> = resolvectl_commands("%i", grant)
+    let commands: Vec<String> = resolvectl_commands("%i", dns)
         .into_iter()
         .map(|c| format!("resolvectl {}", c.join(" ")))
         .collect();
@@ -66,19 +109,19 @@ fn resolved_runs() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Applies the grant's split DNS to `iface`. `Err` says, for the employee, why internal
-/// names are not resolved through the tunnel (the tunnel itself is up).
-pub fn apply_linux(iface: &str, grant: &SessionGrant) -> Result<(), String> {
-    if !wanted(grant) {
+/// Applies split DNS to `iface`. `Err` says, for the employee, why internal names are
+/// not resolved through the tunnel (the tunnel itself is up).
+pub fn apply_linux(iface: &str, dns: &SplitDns) -> Result<(), String> {
+    if !dns.wanted() {
         return Ok(());
     }
     if !resolved_runs() {
         return Err(format!(
             "internal names ({}) are not resolved through the tunnel: this laptop does not run systemd-resolved; reach internal services by address, or ask your IT unit",
-            grant.dns_domains.join(", ")
+            dns.domains.join(", ")
         ));
     }
-    for args in resolvectl_commands(iface, grant) {
+    for args in resolvectl_commands(iface, dns) {
         let out = Command::new("resolvectl")
             .args(&args)
             .output()
@@ -104,8 +147,8 @@ pub fn revert_linux(iface: &str) {
         .status();
 }
 
-/// The PowerShell that adds one name-resolution rule for the grant's domains.
-pub fn nrpt_add_script(grant: &SessionGrant) -> String {
+/// The PowerShell that adds one name-resolution rule for the domains.
+pub fn nrpt_add_script(dns: &SplitDns) -> String {
     let quoted = |items: &mut dyn Iterator<Item = String>| {
         items
             .map(|s| format!("'{s}'"))
@@ -114,8 +157,8 @@ pub fn nrpt_add_script(grant: &SessionGrant) -> String {
     };
     format!(
         "Add-DnsClientNrptRule -Namespace {} -NameServers {} -Comment '{NRPT_COMMENT}'",
-        quoted(&mut grant.dns_domains.iter().map(|d| format!(".{d}"))),
-        quoted(&mut grant.dns.iter().cloned()),
+        quoted(&mut dns.domains.iter().map(|d| format!(".{d}"))),
+        quoted(&mut dns.servers.iter().cloned()),
     )
 }
 
@@ -138,17 +181,16 @@ fn powershell(script: &str) -> Result<(), String> {
     }
 }
 
-/// Applies the grant's split DNS on Windows (rules left by an earlier session first
-/// removed).
-pub fn apply_windows(grant: &SessionGrant) -> Result<(), String> {
-    if !wanted(grant) {
+/// Applies split DNS on Windows (rules left by an earlier session first removed).
+pub fn apply_windows(dns: &SplitDns) -> Result<(), String> {
+    if !dns.wanted() {
         return Ok(());
     }
     let _ = powershell(&nrpt_remove_script());
-    powershell(&nrpt_add_script(grant)).map_err(|e| {
+    powershell(&nrpt_add_script(dns)).map_err(|e| {
         format!(
             "internal names ({}) are not resolved through the tunnel: the name-resolution policy could not be set ({e})",
-            grant.dns_domains.join(", ")
+            dns.domains.join(", ")
         )
     })
 }
@@ -160,26 +202,34 @@ pub fn revert_windows() {
 
 #[cfg(test)]
 mod tests {
-    use ztgw_pki::wire::RedactedString;
-
     use super::*;
 
-    fn grant(dns: &[&str], domains: &[&str]) -> SessionGrant {
-        SessionGrant {
-            session: "s-1".into(),
-            role: "finance".into(),
-            gateway_public_key: String::new(),
-            endpoint: "gw:51820".into(),
-            tunnel_address: "100.64.0.2".into(),
-            tunnel_address6: None,
-            preshared_key: RedactedString::new(String::new()),
-            allowed_ips: vec!["10.20.0.53/32".into()],
-            dns: dns.iter().map(|s| (*s).to_owned()).collect(),
-            dns_domains: domains.iter().map(|s| (*s).to_owned()).collect(),
-            keepalive_secs: 25,
-            ends_at: String::new(),
-            recheck_secs: 300,
-        }
+    fn grant(dns: &[&str], domains: &[&str]) -> SplitDns {
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        SplitDns::new(&owned(dns), &owned(domains)).expect("valid")
+    }
+
+    #[test]
+    fn values_that_could_add_a_command_are_refused() {
+        let one = |s: &str| vec![s.to_owned()];
+        let domain = one("finances.gov.ma");
+        let server = one("10.20.0.53");
+        assert_eq!(
+            SplitDns::new(&one("10.20.0.53; rm -rf /"), &domain),
+            Err("DNS server")
+        );
+        assert_eq!(
+            SplitDns::new(&server, &one("x.ma' ; Remove-Item C:\\")),
+            Err("DNS domain")
+        );
+        assert_eq!(
+            SplitDns::new(&server, &one("Finances.GOV.ma")),
+            Err("DNS domain"),
+            "not canonical"
+        );
+        assert!(SplitDns::new(&server, &[]).is_err());
+        assert!(SplitDns::new(&[], &domain).is_err());
+        assert_eq!(SplitDns::new(&[], &[]), Ok(SplitDns::default()));
     }
 
     #[test]
@@ -209,7 +259,7 @@ mod tests {
     #[test]
     fn a_grant_without_dns_changes_nothing() {
         let g = grant(&[], &[]);
-        assert!(!wanted(&g));
+        assert!(!g.wanted());
         assert_eq!(wg_quick_lines(&g), "");
         assert_eq!(apply_linux("wg0", &g), Ok(()));
         assert_eq!(apply_windows(&g), Ok(()));

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ztgw_agent::connect;
+use ztgw_agent::dns::SplitDns;
 use ztgw_agent::enroll::{EnrollOptions, enroll};
 use ztgw_agent::renew::{renew, status};
 use ztgw_agent::state::AgentState;
@@ -518,6 +519,8 @@ async fn run_connection(
     )
     .map_err(|e| format!("the gateway's end time: {e}"))?;
     let mut every = grant.recheck_secs.max(5);
+    // The resolvers in force (the grant's, then the role's after a re-check).
+    let mut resolvers = SplitDns::of_grant(&grant).unwrap_or_default();
     let mut term = Terminate::new()?;
     // The gateway tells a watching agent at once when it ends the session.
     let ended = connect::until_ended(state, &grant.session, WATCH_RETRY);
@@ -574,6 +577,15 @@ async fn run_connection(
                     && let Err(e) = connect::reroute(i, &grant.gateway_public_key, &v.allowed_ips)
                 {
                     eprintln!("{e}");
+                }
+                match SplitDns::of_recheck(&v) {
+                    Ok(now) => {
+                        if let Some(note) = connect::change_dns(target, &resolvers, &now) {
+                            eprintln!("Note: {note}.");
+                        }
+                        resolvers = now;
+                    }
+                    Err(what) => eprintln!("the gateway's answer has an invalid {what}"),
                 }
             }
             // Refused for good: a reason code, or this device's certificate refused.

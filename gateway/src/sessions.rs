@@ -286,16 +286,8 @@ impl SessionService {
                 base64::engine::general_purpose::STANDARD.encode(psk),
             ),
             allowed_ips: allowed_ips(&active, &terms.role),
-            dns: active
-                .policy
-                .dns_for(&terms.role)
-                .map(|d| d.servers.iter().map(ToString::to_string).collect())
-                .unwrap_or_default(),
-            dns_domains: active
-                .policy
-                .dns_for(&terms.role)
-                .map(|d| d.domains.clone())
-                .unwrap_or_default(),
+            dns: resolvers(&active, &terms.role),
+            dns_domains: resolver_domains(&active, &terms.role),
             keepalive_secs: KEEPALIVE_SECS,
             ends_at: rfc3339(session.ends_at),
             recheck_secs: terms.recheck_every.whole_seconds().unsigned_abs(),
@@ -362,6 +354,8 @@ impl SessionService {
             quarantined,
             next_recheck_secs: (next_due - now).whole_seconds().unsigned_abs(),
             allowed_ips: allowed_ips(&active, role),
+            dns: resolvers(&active, role),
+            dns_domains: resolver_domains(&active, role),
         };
         match verdict {
             None => Err(unknown_session()),
@@ -1007,6 +1001,24 @@ fn unknown_session() -> ApiError {
 }
 
 /// The networks of a role's resources, as the client's AllowedIPs.
+/// The role's internal resolvers (none when the role has no `[dns]`).
+fn resolvers(active: &ActivePolicy, role: &str) -> Vec<String> {
+    active
+        .policy
+        .dns_for(role)
+        .map(|d| d.servers.iter().map(ToString::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The domains the role's internal resolvers answer for.
+fn resolver_domains(active: &ActivePolicy, role: &str) -> Vec<String> {
+    active
+        .policy
+        .dns_for(role)
+        .map(|d| d.domains.clone())
+        .unwrap_or_default()
+}
+
 fn allowed_ips(active: &ActivePolicy, role: &str) -> Vec<String> {
     let mut out: Vec<String> = active
         .policy

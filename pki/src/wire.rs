@@ -289,6 +289,12 @@ pub struct RecheckView {
     pub quarantined: bool,
     pub next_recheck_secs: u64,
     pub allowed_ips: Vec<String>,
+    /// The role's internal resolvers and their domains, as in [`SessionGrant`] (they
+    /// change when the session moves into its quarantine role or back).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_domains: Vec<String>,
 }
 
 /// `POST /v1/incident` (mTLS): `kind` is `lost-secret`, `malware`, `data-theft` or
