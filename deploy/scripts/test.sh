@@ -30,6 +30,8 @@ command -v ldapmodify >/dev/null 2>&1 || need_packages+=(ldap-utils)
 [[ -d /usr/share/samba/setup/ad-schema ]] || need_packages+=(samba-ad-provision)
 # A real resolver for the internal-names test (tests/dns.rs).
 command -v dnsmasq >/dev/null 2>&1 || [[ -x /usr/sbin/dnsmasq ]] || need_packages+=(dnsmasq-base)
+# The laptop's own systemd-resolved for the split-DNS test runs on a private system bus.
+command -v dbus-daemon >/dev/null 2>&1 || need_packages+=(dbus-daemon)
 # The independent journal verifier (audit/verify-journal.py) runs on Debian's python3
 # with cryptography (tests/journal_tamper.rs).
 /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || need_packages+=(python3-cryptography)
@@ -45,6 +47,26 @@ if ((${#need_packages[@]})); then
     echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}" >/dev/null
+fi
+
+# systemd-resolved for that test (tests/src/resolved.rs), unpacked rather than installed:
+# installing it would take over this machine's /etc/resolv.conf.
+systemd_version=$(dpkg-query -W -f='${Version}' systemd)
+resolved_root=/var/cache/ztgw-tests/systemd-resolved-$systemd_version
+if [[ ! -x $resolved_root/lib/systemd/systemd-resolved ]]; then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "test.sh: systemd-resolved is not unpacked in $resolved_root; run this script as root once" >&2
+        exit 1
+    fi
+    echo "test.sh: unpacking systemd-resolved $systemd_version into $resolved_root"
+    download=$(mktemp -d)
+    chmod 0755 "$download"
+    (cd "$download" && apt-get download -qq "systemd-resolved=$systemd_version" 2>/dev/null \
+        || { apt-get update -qq && apt-get download -qq "systemd-resolved=$systemd_version"; })
+    mkdir -p "$resolved_root.partial"
+    dpkg-deb -x "$download"/systemd-resolved_*.deb "$resolved_root.partial"
+    mv "$resolved_root.partial" "$resolved_root"
+    rm -rf "$download"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -5,6 +5,7 @@
 pub mod lab;
 pub mod laptop;
 pub mod netns;
+pub mod resolved;
 pub mod samba;
 pub mod site;
 pub mod slapd;

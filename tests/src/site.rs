@@ -348,6 +348,11 @@ impl SiteLaptop {
 
     /// As [`SiteLaptop::connect`], with more arguments for `connect`.
     pub fn connect_with(&self, args: &[&str]) -> Result<Proc, String> {
+        self.connect_env(args, &[])
+    }
+
+    /// As [`SiteLaptop::connect_with`], with more environment for the agent.
+    pub fn connect_env(&self, args: &[&str], env: &[(&str, String)]) -> Result<Proc, String> {
         let mut cmd = self.ns.command(crate::binary("ztgw-agent"));
         cmd.arg("--state-dir")
             .arg(&self.state)
@@ -360,6 +365,7 @@ impl SiteLaptop {
             .arg(&self.posture_root)
             .args(args)
             .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stderr(Stdio::piped());
         let mut p = Proc::spawn(cmd);
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -6,14 +6,23 @@
 //! and reaches the server by that name over IPv4 and over IPv6, while a role without it
 //! gets no answer.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ztgw_tests::lab::WEB;
-use ztgw_tests::netns::{self, Proc};
+use ztgw_tests::netns::{self, Netns, Proc};
+use ztgw_tests::resolved::Resolved;
 use ztgw_tests::site::{ALWAYS, Posture, Site, lab_policy};
 
 const RESOLVER: &str = "10.20.0.54";
+/// What the internal resolver answers for a public name: never the right answer.
+const MISROUTED: &str = "10.20.0.99";
+/// What the laptop's own resolver answers for the public name.
+const PUBLIC: &str = "198.51.100.7";
+/// What the laptop's own resolver answers for the intranet's name (a public look-alike,
+/// as a resolver outside the administration could).
+const OUTSIDE_ANSWER: &str = "198.51.100.80";
 /// The intranet's IPv6 address (an IPv6-only network behind the gateway).
 const WEB6: &str = "fd00:30::10";
 
@@ -40,22 +49,69 @@ fn policy() -> String {
         )
 }
 
+/// Debian's dnsmasq at `listen` in `ns`, answering `records` (name, address) and nothing
+/// else.
+fn dnsmasq(ns: &Netns, listen: &str, records: &[(&str, &str)], dir: &Path) -> Proc {
+    netns::require("dnsmasq", "dnsmasq-base");
+    let mut c = ns.command("dnsmasq");
+    c.args([
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--user=root",
+        "--log-facility=-",
+    ])
+    .arg(format!("--listen-address={listen}"))
+    .arg(format!(
+        "--pid-file={}",
+        dir.join(format!("dnsmasq-{listen}.pid")).display()
+    ))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    for (name, address) in records {
+        c.arg(format!("--address=/{name}/{address}"));
+    }
+    Proc::spawn(c)
+}
+
+/// The internal resolver at [`RESOLVER`]: the intranet's name (IPv4 and IPv6) and a
+/// public name with an internal answer, so that a query sent here by mistake shows.
+fn internal_resolver(site: &Site, dir: &Path) -> Proc {
+    site.internal
+        .ip(&["addr", "add", &format!("{RESOLVER}/32"), "dev", "lo"]);
+    dnsmasq(
+        &site.internal,
+        RESOLVER,
+        &[
+            ("intranet.finances.test", WEB),
+            ("intranet.finances.test", WEB6),
+            ("www.public.test", MISROUTED),
+        ],
+        dir,
+    )
+}
+
 fn resolve(laptop: &ztgw_tests::site::SiteLaptop, name: &str) -> Option<String> {
     resolve_type(laptop, name, "a")
 }
 
 fn resolve_type(laptop: &ztgw_tests::site::SiteLaptop, name: &str, kind: &str) -> Option<String> {
+    ask(laptop, &format!("{RESOLVER}:53"), name, kind)
+}
+
+/// Asks `server` for `name`'s `kind` record from the laptop; the answer's address.
+fn ask(
+    laptop: &ztgw_tests::site::SiteLaptop,
+    server: &str,
+    name: &str,
+    kind: &str,
+) -> Option<String> {
     let out = laptop
         .ns
         .command(ztgw_tests::binary("netns-probe"))
-        .args([
-            "dns",
-            &format!("{RESOLVER}:53"),
-            "--name",
-            name,
-            "--type",
-            kind,
-        ])
+        .args(["dns", server, "--name", name, "--type", kind])
         .args(["--timeout-ms", "700"])
         .output()
         .expect("netns-probe dns");
@@ -116,30 +172,7 @@ fn a_role_with_the_resolver_resolves_internal_names_through_the_tunnel() {
     );
 
     // The resolver, on the internal network.
-    site.internal
-        .ip(&["addr", "add", &format!("{RESOLVER}/32"), "dev", "lo"]);
-    let _dnsmasq = Proc::spawn({
-        let mut c = site.internal.command("dnsmasq");
-        c.args([
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--user=root",
-            "--log-facility=-",
-        ])
-        .arg(format!("--listen-address={RESOLVER}"))
-        .arg(format!(
-            "--pid-file={}",
-            dir.path().join("dnsmasq.pid").display()
-        ))
-        .arg(format!("--address=/intranet.finances.test/{WEB}"))
-        .arg(format!("--address=/intranet.finances.test/{WEB6}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        c
-    });
+    let _dnsmasq = internal_resolver(&site, dir.path());
 
     let hr = site.laptop("e7001", "hr", Posture::Compliant);
     let _hr_agent = hr.connect().expect("hr connects");
@@ -200,4 +233,135 @@ fn a_role_with_the_resolver_resolves_internal_names_through_the_tunnel() {
         )),
         "{written}"
     );
+}
+
+/// On a laptop with systemd-resolved, the agent routes only the listed domains to the
+/// internal resolver for the life of the session: the intranet's name resolves to its
+/// internal address through the tunnel while every other name still resolves through the
+/// laptop's own resolver. A re-check that moves the session into its quarantine role
+/// (which has no internal resolver) takes the routing away, and compliance gives it back.
+/// After disconnect the laptop resolves as it did before, and resolved's routing is what
+/// it was.
+#[test]
+fn split_dns_on_a_laptop_with_systemd_resolved_is_undone_after_the_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = format!(
+        "[settings]\nposture_recheck = \"5s\"\n{}\n\
+         [roles.remediation]\nresources = [\"dns\"]\nschedule = \"office\"\nposture = \"lab\"\ndns = false\n",
+        policy().replace("[roles.hr]\n", "[roles.hr]\nquarantine = \"remediation\"\n")
+    );
+    let mut site = Site::new(&policy);
+    let _internal = internal_resolver(&site, dir.path());
+    let hr = site.laptop("e7101", "hr", Posture::Compliant);
+
+    // The laptop's own resolver: its home router's, on the laptop's link.
+    let route = hr.ns.ip(&["-4", "route", "show", "192.0.2.1/32"]);
+    let router = route
+        .split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no route to the gateway: {route}"))
+        .to_owned();
+    let _home = dnsmasq(
+        &site.gw,
+        &router,
+        &[
+            ("www.public.test", PUBLIC),
+            ("intranet.finances.test", OUTSIDE_ANSWER),
+        ],
+        dir.path(),
+    );
+    let resolved = Resolved::start(&hr.ns, &router);
+    let stub = "127.0.0.53:53";
+    let looked_up = |name: &str| {
+        let mut answer = None;
+        netns::eventually(Duration::from_secs(5), || {
+            answer = ask(&hr, stub, name, "a");
+            answer.is_some()
+        });
+        answer
+    };
+    assert_eq!(looked_up("www.public.test").as_deref(), Some(PUBLIC));
+    assert_eq!(
+        looked_up("intranet.finances.test").as_deref(),
+        Some(OUTSIDE_ANSWER)
+    );
+    let before = resolved.routing(&hr.ns);
+
+    let agent = hr.connect_env(&[], &resolved.env()).expect("hr connects");
+    let link = String::from_utf8_lossy(
+        &resolved
+            .resolvectl(&hr.ns, &["domain", &hr.wg.iface])
+            .stdout,
+    )
+    .into_owned();
+    assert!(link.contains("~finances.test"), "{link}");
+    assert_eq!(
+        looked_up("intranet.finances.test").as_deref(),
+        Some(WEB),
+        "the listed domain goes to the internal resolver, through the tunnel"
+    );
+    assert_eq!(
+        looked_up("www.public.test").as_deref(),
+        Some(PUBLIC),
+        "every other name still goes to the laptop's own resolver"
+    );
+
+    // A forbidden tool appears: the next re-check quarantines the session, and the
+    // quarantine role has no internal resolver.
+    let nmap = hr.posture_root.join("usr/bin/nmap");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(&nmap, b"#!/bin/sh\n").expect("nmap");
+        std::fs::set_permissions(&nmap, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let routed = || {
+        String::from_utf8_lossy(
+            &resolved
+                .resolvectl(&hr.ns, &["domain", &hr.wg.iface])
+                .stdout,
+        )
+        .contains("~finances.test")
+    };
+    assert!(
+        netns::eventually(Duration::from_secs(20), || !routed()),
+        "quarantine takes the internal resolver away"
+    );
+    assert_eq!(
+        looked_up("intranet.finances.test").as_deref(),
+        Some(OUTSIDE_ANSWER)
+    );
+    std::fs::remove_file(&nmap).expect("remove nmap");
+    assert!(
+        netns::eventually(Duration::from_secs(20), routed),
+        "compliant again, the role's resolver is back"
+    );
+    assert_eq!(looked_up("intranet.finances.test").as_deref(), Some(WEB));
+
+    let out = hr
+        .ns
+        .command(ztgw_tests::binary("ztgw-agent"))
+        .arg("--state-dir")
+        .arg(&hr.state)
+        .arg("disconnect")
+        .envs(resolved.env())
+        .output()
+        .expect("ztgw-agent disconnect");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(agent);
+    assert_eq!(
+        resolved.routing(&hr.ns),
+        before,
+        "resolved's routing is as it was"
+    );
+    assert_eq!(
+        looked_up("intranet.finances.test").as_deref(),
+        Some(OUTSIDE_ANSWER),
+        "after the session the intranet's name resolves as it did before"
+    );
+    assert_eq!(looked_up("www.public.test").as_deref(), Some(PUBLIC));
 }
