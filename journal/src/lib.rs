@@ -6,7 +6,8 @@
 //!   [`event`]: the event schema. These are pure.
 //! - [`segment`]: the files; [`writer`]: the single writer thread (group commit, recovery,
 //!   rotation, retention); [`verify`]: the auditors' verification; [`query`]: reading
-//!   events back, filtered, as JSON lines or CSV; [`report`]: hours against schedules and
+//!   events back, filtered, as JSON lines or CSV; [`follow`]: following a live journal
+//!   record by record (what streams it out); [`report`]: hours against schedules and
 //!   posture compliance, computed from the events.
 //!
 //! This crate links no networking, TUN, database or data-plane code: it is what an
@@ -19,6 +20,7 @@
 
 pub mod checkpoint;
 pub mod event;
+pub mod follow;
 pub mod frame;
 pub mod merkle;
 pub mod query;

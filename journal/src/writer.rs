@@ -110,6 +110,9 @@ struct Health {
     /// The current segment and its length after the last acknowledged write: readers of a
     /// live journal stop there, never inside a write in progress.
     durable: Mutex<Option<(u64, u64)>>,
+    /// The sequence number the next record will take: every record before it is
+    /// acknowledged.
+    next_seq: AtomicU64,
 }
 
 /// The journal, open for appending.
@@ -334,6 +337,12 @@ impl Journal {
         self.health.durable.lock().ok().and_then(|d| *d)
     }
 
+    /// The sequence number the next record will take: the records before it are on disk
+    /// and signed.
+    pub fn next_seq(&self) -> u64 {
+        self.health.next_seq.load(Ordering::Acquire)
+    }
+
     /// Events appended since the journal was opened.
     pub fn appended(&self) -> u64 {
         self.health.appended.load(Ordering::Relaxed)
@@ -414,6 +423,7 @@ impl Writer {
         {
             *d = Some((current.number, len));
         }
+        health.next_seq.store(state.next_seq, Ordering::Release);
         Ok(Self {
             cfg,
             file,
@@ -568,6 +578,7 @@ impl Writer {
                 if let Ok(mut d) = self.health.durable.lock() {
                     *d = Some((self.current.number, self.current_len));
                 }
+                self.health.next_seq.store(self.next_seq, Ordering::Release);
                 self.health
                     .appended
                     .fetch_add(appends.len() as u64, Ordering::Relaxed);
