@@ -12,6 +12,9 @@ use serde::Deserialize;
 use crate::duration::HumanDuration;
 use crate::location::{ConfigError, read_config_file};
 
+mod export;
+pub use export::{ExportKind, ExportTarget, MAX_BATCH as MAX_EXPORT_BATCH};
+
 /// Largest settings file accepted.
 pub const MAX_SETTINGS_LEN: u64 = 1024 * 1024;
 
@@ -32,6 +35,8 @@ pub struct Settings {
     /// `[directory]`: the directory (Active Directory, LDAP) that decides who may
     /// telework, when there is one.
     pub directory: Option<DirectorySection>,
+    /// `[export.NAME]`: receivers the journal is streamed to, by name.
+    pub export: std::collections::BTreeMap<String, ExportTarget>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -358,6 +363,8 @@ struct RawSettings {
     incidents: Option<IncidentsSection>,
     #[serde(default)]
     directory: Option<DirectorySection>,
+    #[serde(default)]
+    export: std::collections::BTreeMap<String, ExportTarget>,
 }
 
 impl Settings {
@@ -386,6 +393,7 @@ impl Settings {
             }),
             incidents: raw.incidents.unwrap_or_default(),
             directory: raw.directory,
+            export: raw.export,
         };
         // The policy is configuration, beside these settings; the admin socket and the
         // journal are the service's, in its state directory.
@@ -397,6 +405,9 @@ impl Settings {
         if let Some(d) = &mut s.directory {
             d.ca_file = base.join(&d.ca_file);
             d.bind_password_file = base.join(&d.bind_password_file);
+        }
+        for t in s.export.values_mut() {
+            t.resolve(&base);
         }
         s.check(text)?;
         Ok(s)
@@ -485,6 +496,7 @@ impl Settings {
         if let Some(d) = &self.directory {
             check_directory(d, &at)?;
         }
+        export::check(&self.export, &self.file, text)?;
         Ok(())
     }
 
@@ -1103,6 +1115,94 @@ finance = "CN=Telework-Finance,OU=Groups,DC=min,DC=gov,DC=ma"
             let e = Settings::parse(path, &text).expect_err(said).to_string();
             assert!(e.contains(said), "{e}");
             assert!(e.starts_with("gw.toml:"), "with its place: {e}");
+        }
+    }
+
+    const EXPORT: &str = r#"
+[export.soc]
+kind = "syslog"
+address = "siem.min.gov.ma:6514"
+ca_file = "siem-ca.pem"
+
+[export.lake]
+kind = "https"
+url = "https://collector.min.gov.ma/ztgw"
+ca_file = "/etc/ssl/collector-ca.pem"
+token_file = "collector.token"
+batch = 200
+"#;
+
+    #[test]
+    fn export_targets() {
+        let path = Path::new("/etc/ztgw/gateway.toml");
+        let s = Settings::parse(path, &(template(&values()) + EXPORT)).expect("parses");
+        assert_eq!(s.export.len(), 2);
+        let soc = &s.export["soc"];
+        assert_eq!(soc.kind, ExportKind::Syslog);
+        assert_eq!(soc.ca_file, Path::new("/etc/ztgw/siem-ca.pem"));
+        assert_eq!(soc.batch, 500);
+        assert_eq!(soc.host_port(), Some(("siem.min.gov.ma".into(), 6514)));
+        let lake = &s.export["lake"];
+        assert_eq!(lake.ca_file, Path::new("/etc/ssl/collector-ca.pem"));
+        assert_eq!(
+            lake.token_file.as_deref(),
+            Some(Path::new("/etc/ztgw/collector.token"))
+        );
+        assert_eq!(lake.host_port(), Some(("collector.min.gov.ma".into(), 443)));
+    }
+
+    #[test]
+    fn export_mistakes_point_at_their_place() {
+        let path = Path::new("gw.toml");
+        let base = template(&values()) + EXPORT;
+        for (from, to, said, line) in [
+            (
+                "https://collector.min.gov.ma/ztgw",
+                "http://collector.min.gov.ma/ztgw",
+                "export.lake.url must start with https://",
+                "url =",
+            ),
+            (
+                "address = \"siem.min.gov.ma:6514\"",
+                "address = \"siem.min.gov.ma\"",
+                "expected HOST:PORT",
+                "address =",
+            ),
+            (
+                "address = \"siem.min.gov.ma:6514\"",
+                "url = \"https://siem.min.gov.ma\"",
+                "a syslog target takes `address`",
+                "url =",
+            ),
+            (
+                "batch = 200",
+                "batch = 0",
+                "export.lake.batch must be between",
+                "batch =",
+            ),
+            (
+                "[export.soc]",
+                "[export.SOC]",
+                "lowercase letters",
+                "kind =",
+            ),
+            (
+                "kind = \"syslog\"",
+                "kind = \"kafka\"",
+                "unknown variant",
+                "kind =",
+            ),
+        ] {
+            let text = base.replace(from, to);
+            let e = Settings::parse(path, &text).expect_err(said).to_string();
+            assert!(e.contains(said), "{e}");
+            let place = e
+                .strip_prefix("gw.toml:")
+                .and_then(|r| r.split(':').next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("with its place: {e}"));
+            let at = text.lines().nth(place - 1).unwrap_or_default();
+            assert!(at.starts_with(line), "{e} points at {at:?}");
         }
     }
 
