@@ -35,7 +35,7 @@ pub use identity::{
     WgPublicKey,
 };
 pub use invitation::{Invitation, InvitationError, InvitationId, InvitationSecret, SecretHash};
-pub use secret::{Existing, Secret, write_private_file};
+pub use secret::{Existing, Secret, read_private_file, write_private_file};
 
 /// SHA-256 of a certificate's DER encoding, the form in which ztgw pins its CA.
 pub fn fingerprint(der: &[u8]) -> [u8; 32] {

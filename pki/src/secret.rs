@@ -80,6 +80,31 @@ pub fn write_private_file(path: &Path, contents: &[u8], existing: Existing) -> i
     }
 }
 
+/// Reads a one-line secret an operator put in a file (a password, a token): readable by
+/// its owner only (on Unix), at most `max_bytes`, not empty; the line ending is dropped.
+/// `Err` says what is wrong, for the operator.
+pub fn read_private_file(path: &Path, max_bytes: u64) -> Result<Secret<String>, String> {
+    let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err("the file must be readable by its owner only (chmod 0600)".into());
+        }
+    }
+    if meta.len() > max_bytes {
+        return Err(format!(
+            "larger than {max_bytes} bytes: not a one-line secret"
+        ));
+    }
+    let text = zeroize::Zeroizing::new(fs::read_to_string(path).map_err(|e| e.to_string())?);
+    let value = text.trim_end_matches(['\n', '\r']).to_owned();
+    if value.is_empty() {
+        return Err("the file is empty".into());
+    }
+    Ok(Secret::new(value))
+}
+
 fn write_new(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
@@ -102,6 +127,27 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(shown, "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn operator_secrets_are_read_only_from_owner_only_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        write_private_file(&path, b"s3cret\n", Existing::Refuse).expect("write");
+        assert_eq!(
+            read_private_file(&path, 64).expect("read").expose(),
+            "s3cret"
+        );
+        assert!(read_private_file(&path, 3).is_err(), "too large");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");
+        let e = read_private_file(&path, 64).expect_err("group-readable");
+        assert!(e.contains("chmod 0600"), "{e}");
+        let empty = dir.path().join("empty");
+        write_private_file(&empty, b"\n", Existing::Refuse).expect("write");
+        assert_eq!(
+            read_private_file(&empty, 64).err().as_deref(),
+            Some("the file is empty")
+        );
     }
 
     #[test]

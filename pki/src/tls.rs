@@ -134,6 +134,26 @@ pub fn pinned_client_config(pin: [u8; 32]) -> Result<ClientConfig, TlsConfigErro
     Ok(config)
 }
 
+/// A client configuration for a service outside the gateway (a directory, a log
+/// receiver) whose certificate a CA of its own signs: trusts only the certificates in
+/// `ca_pem` and checks the server's name. `Err` says what is wrong with the PEM.
+pub fn client_config_trusting(ca_pem: &[u8]) -> Result<ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| format!("not a PEM certificate: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("not a usable CA certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("holds no certificate".into());
+    }
+    ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+}
+
 /// A client configuration presenting a client certificate and trusting only `ca_pem`.
 pub fn mtls_client_config(
     ca_pem: &str,

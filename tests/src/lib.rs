@@ -392,7 +392,38 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A TCP port free on 127.0.0.1 at the time of the call.
+/// A CA of the test's own and a server certificate it signs for `names` (DNS names or
+/// addresses), written to `dir` as `ca.pem`, `server.pem` and `server.key` (0600): what a
+/// test's directory, log receiver or collector presents. Returns the three paths.
+pub fn server_certificate(dir: &std::path::Path, names: &[&str]) -> [PathBuf; 3] {
+    let now = OffsetDateTime::now_utc();
+    let (ca, _) = CertificateAuthority::generate(
+        "test-services",
+        SerialNumber::from_random([7; 16]),
+        now - time::Duration::hours(1),
+        time::Duration::days(2),
+    )
+    .expect("CA");
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let (server, key) = ca
+        .issue_server(
+            &names,
+            SerialNumber::from_random([8; 16]),
+            now - time::Duration::hours(1),
+            now + time::Duration::days(1),
+        )
+        .expect("server certificate");
+    let paths = [
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    ];
+    std::fs::write(&paths[0], ca.cert_pem()).expect("ca");
+    std::fs::write(&paths[1], &server.pem).expect("cert");
+    secret_file(&paths[2], key.expose());
+    paths
+}
+
 /// Writes `text` to `path` readable by its owner only (0600), as a secret file must be.
 pub fn secret_file(path: &std::path::Path, text: &str) {
     use std::os::unix::fs::PermissionsExt as _;
@@ -400,6 +431,7 @@ pub fn secret_file(path: &std::path::Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 0600");
 }
 
+/// A TCP port free on 127.0.0.1 at the time of the call.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

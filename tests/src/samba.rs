@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ztgw_pki::{CertificateAuthority, SerialNumber};
-
 use crate::netns::Netns;
 
 /// The domain's naming context (realm `MIN.TEST`).
@@ -81,34 +79,7 @@ impl SambaDc {
             String::from_utf8_lossy(&out.stderr)
         );
         // LDAPS with a certificate of the test's CA for 127.0.0.1.
-        let now = time::OffsetDateTime::now_utc();
-        let (ca, _) = CertificateAuthority::generate(
-            "samba-test",
-            SerialNumber::from_random([9; 16]),
-            now - time::Duration::hours(1),
-            time::Duration::days(2),
-        )
-        .expect("CA");
-        let (server, key) = ca
-            .issue_server(
-                &["127.0.0.1".into(), "dc1.min.test".into()],
-                SerialNumber::from_random([10; 16]),
-                now - time::Duration::hours(1),
-                now + time::Duration::days(1),
-            )
-            .expect("server certificate");
-        std::fs::write(d.join("ca.pem"), ca.cert_pem()).expect("ca");
-        std::fs::write(d.join("tls-cert.pem"), &server.pem).expect("cert");
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(d.join("tls-key.pem"))
-                .expect("key");
-            f.write_all(key.expose().as_bytes()).expect("key");
-        }
+        crate::server_certificate(&d, &["127.0.0.1", "dc1.min.test"]);
         // Only the LDAP server (no SMB, Kerberos, DNS or RPC), logging in its directory.
         let conf = d.join("etc/smb.conf");
         let text = std::fs::read_to_string(&conf).expect("smb.conf");
@@ -123,8 +94,8 @@ impl SambaDc {
                     out.push_str(&format!(
                         "\tserver services = ldap\n\tlog file = {log}\n\tlog level = 1\n\
                          \tpid directory = {d}\n\tncalrpc dir = {d}/ncalrpc\n\
-                         \ttls enabled = yes\n\ttls keyfile = {d}/tls-key.pem\n\
-                         \ttls certfile = {d}/tls-cert.pem\n\ttls cafile =\n",
+                         \ttls enabled = yes\n\ttls keyfile = {d}/server.key\n\
+                         \ttls certfile = {d}/server.pem\n\ttls cafile =\n",
                         log = d.join("samba.log").display(),
                         d = d.display()
                     ));

@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ztgw_pki::{CertificateAuthority, SerialNumber};
-
 pub const SUFFIX: &str = "dc=min,dc=gov,dc=ma";
 pub const ROOT_DN: &str = "cn=admin,dc=min,dc=gov,dc=ma";
 const ROOT_PW: &str = "root-secret-for-tests";
@@ -61,25 +59,7 @@ impl Slapd {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         // The server's certificate, from a CA of the test's own.
-        let now = time::OffsetDateTime::now_utc();
-        let (ca, _) = CertificateAuthority::generate(
-            "directory-test",
-            SerialNumber::from_random([7; 16]),
-            now - time::Duration::hours(1),
-            time::Duration::days(2),
-        )
-        .expect("CA");
-        let (server, key) = ca
-            .issue_server(
-                &["127.0.0.1".into(), "localhost".into()],
-                SerialNumber::from_random([8; 16]),
-                now - time::Duration::hours(1),
-                now + time::Duration::days(1),
-            )
-            .expect("server certificate");
-        std::fs::write(d.join("ca.pem"), ca.cert_pem()).expect("ca");
-        std::fs::write(d.join("server.pem"), &server.pem).expect("cert");
-        std::fs::write(d.join("server.key"), key.expose()).expect("key");
+        crate::server_certificate(d, &["127.0.0.1", "localhost"]);
         std::fs::create_dir(d.join("db")).expect("db");
         let conf = format!(
             "include /etc/ldap/schema/core.schema\n\

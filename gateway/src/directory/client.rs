@@ -210,49 +210,15 @@ fn describe(e: &ldap3::LdapError) -> String {
 
 fn password(d: &DirectorySection) -> Result<ztgw_pki::Secret<String>, DirectoryError> {
     let path = &d.bind_password_file;
-    let bad = |m: String| DirectoryError::Config(format!("{}: {m}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(bad(
-                "the bind password file must be readable by its owner only (chmod 0600)".into(),
-            ));
-        }
-    }
-    if meta.len() > MAX_PASSWORD_BYTES {
-        return Err(bad("too large for a password file".into()));
-    }
-    let text =
-        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?);
-    let pw = text.trim_end_matches(['\n', '\r']).to_owned();
-    if pw.is_empty() {
-        return Err(bad("the bind password file is empty".into()));
-    }
-    Ok(ztgw_pki::Secret::new(pw))
+    ztgw_pki::read_private_file(path, MAX_PASSWORD_BYTES)
+        .map_err(|m| DirectoryError::Config(format!("{}: {m}", path.display())))
 }
 
 fn tls_config(d: &DirectorySection) -> Result<rustls::ClientConfig, DirectoryError> {
     let path = &d.ca_file;
     let bad = |m: String| DirectoryError::Config(format!("{}: {m}", path.display()));
     let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
-        let cert: rustls_pki_types::CertificateDer<'static> =
-            cert.map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("holds no certificate".into()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    ztgw_pki::tls::client_config_trusting(&pem).map_err(bad)
 }
 
 /// One search, its entries parsed without trusting the server's encoding.
