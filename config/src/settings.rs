@@ -987,6 +987,13 @@ notify_command = []
 # Prometheus metrics (/metrics) and the health check (/health), plain HTTP: keep this on
 # a local or management address.
 listen = "127.0.0.1:9469"
+
+# Streaming the journal to the security operations centre: each [export.NAME] gets every
+# record, in order, at least once (docs/operators.md). For example:
+# [export.soc]
+# kind = "syslog"                          # RFC 5424 over TLS (RFC 5425)
+# address = "siem.example.gov.ma:6514"
+# ca_file = "siem-ca.pem"                  # the CA that signs the receiver's certificate
 "#,
         listen = toml_string(&v.control_listen.to_string()),
         advertise = toml_string(&v.control_advertise),

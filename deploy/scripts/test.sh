@@ -30,6 +30,10 @@ command -v ldapmodify >/dev/null 2>&1 || need_packages+=(ldap-utils)
 [[ -d /usr/share/samba/setup/ad-schema ]] || need_packages+=(samba-ad-provision)
 # A real resolver for the internal-names test (tests/dns.rs).
 command -v dnsmasq >/dev/null 2>&1 || [[ -x /usr/sbin/dnsmasq ]] || need_packages+=(dnsmasq-base)
+# The security operations centre's collector for the journal export test
+# (tests/siem_export.rs): rsyslog receiving over TLS.
+command -v rsyslogd >/dev/null 2>&1 || [[ -x /usr/sbin/rsyslogd ]] || need_packages+=(rsyslog)
+[[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ]] || need_packages+=(rsyslog-gnutls)
 # The laptop's own systemd-resolved for the split-DNS test runs on a private system bus.
 command -v dbus-daemon >/dev/null 2>&1 || need_packages+=(dbus-daemon)
 # The independent journal verifier (audit/verify-journal.py) runs on Debian's python3
@@ -46,7 +50,17 @@ if ((${#need_packages[@]})); then
     # slapd is only run by the tests, with a configuration of their own.
     echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
     apt-get update -qq
+    # Services installed for the tests (rsyslog) are run by the tests only: none is
+    # started on this machine by its package.
+    policy_rc_d=/usr/sbin/policy-rc.d
+    own_policy=false
+    if [[ ! -e $policy_rc_d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy_rc_d"
+        chmod 0755 "$policy_rc_d"
+        own_policy=true
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}" >/dev/null
+    if $own_policy; then rm -f "$policy_rc_d"; fi
 fi
 
 # systemd-resolved for that test (tests/src/resolved.rs), unpacked rather than installed:

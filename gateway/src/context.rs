@@ -50,6 +50,8 @@ pub struct Context {
     pub journal: Journal,
     /// How the directory has been answering (when there is one).
     pub directory_health: crate::directory::sync::SyncHealth,
+    /// What each `[export]` target has delivered.
+    pub export: crate::export::Statuses,
     crl_hooks: Mutex<Vec<CrlHook>>,
 }
 
@@ -91,6 +93,7 @@ impl Context {
         if let Some(cut) = recovery.truncated {
             tracing::error!(event = ?cut, "the journal's damaged tail was cut at start");
         }
+        let export = crate::export::Statuses::new(&settings.gateway.state_dir, &settings.export);
         Ok(Self {
             settings,
             registry: Arc::new(registry),
@@ -100,6 +103,7 @@ impl Context {
             entropy,
             journal,
             directory_health: Default::default(),
+            export,
             crl_hooks: Mutex::new(Vec::new()),
         })
     }

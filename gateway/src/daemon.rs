@@ -227,6 +227,10 @@ impl RunningGateway {
                 }
             });
         }
+        if !ctx.settings.export.is_empty() {
+            // The journal, streamed to the receivers of [export].
+            tasks.spawn(crate::export::run_all(ctx.clone()));
+        }
         if let Some(d) = &ctx.settings.directory {
             // The directory, read and applied every sync_interval (the first right away).
             let ctx = ctx.clone();

@@ -27,6 +27,7 @@ pub mod dataplane;
 pub mod device_auth;
 pub mod directory;
 pub mod enrolment;
+pub mod export;
 pub mod journal;
 pub mod layout;
 pub mod metrics;

@@ -54,6 +54,20 @@ pub struct Snapshot {
     pub peers: u64,
     /// Peers and sessions reconciliation removed (never expected).
     pub orphans_removed: u64,
+    /// Each `[export]` target, by name.
+    pub exports: Vec<ExportSnapshot>,
+}
+
+/// One export target's figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExportSnapshot {
+    pub name: String,
+    /// Journal records not yet delivered.
+    pub lag: u64,
+    pub connected: bool,
+    pub sent: u64,
+    pub failures: u64,
+    pub skipped: u64,
 }
 
 /// Gathers the current values.
@@ -112,6 +126,19 @@ pub fn snapshot(
         dataplane: sessions.dataplane_counters(),
         peers: sessions.peer_count() as u64,
         orphans_removed: sessions.orphans_removed(),
+        exports: ctx
+            .export
+            .0
+            .iter()
+            .map(|t| ExportSnapshot {
+                name: t.name.clone(),
+                lag: crate::export::lag(t, ctx.journal.next_seq()),
+                connected: t.connected.load(Ordering::Relaxed),
+                sent: t.sent.load(Ordering::Relaxed),
+                failures: t.failures.load(Ordering::Relaxed),
+                skipped: t.skipped.load(Ordering::Relaxed),
+            })
+            .collect(),
     }
 }
 
@@ -241,6 +268,49 @@ pub fn render(s: &Snapshot) -> String {
             ("{outcome=\"refused\"}", s.admissions_refused as f64),
         ],
     );
+    if !s.exports.is_empty() {
+        let per_target = |value: &dyn Fn(&ExportSnapshot) -> f64| -> Vec<(String, f64)> {
+            s.exports
+                .iter()
+                .map(|e| (format!("{{target=\"{}\"}}", e.name), value(e)))
+                .collect()
+        };
+        for (name, kind, help, samples) in [
+            (
+                "export_lag_records",
+                "gauge",
+                "Journal records an export target has not yet received.",
+                per_target(&|e| e.lag as f64),
+            ),
+            (
+                "export_connected",
+                "gauge",
+                "1 while an export target's receiver is connected.",
+                per_target(&|e| f64::from(u8::from(e.connected))),
+            ),
+            (
+                "export_records_sent_total",
+                "counter",
+                "Journal records sent to an export target (resent ones included).",
+                per_target(&|e| e.sent as f64),
+            ),
+            (
+                "export_failures_total",
+                "counter",
+                "Connections to an export target that failed or were cut.",
+                per_target(&|e| e.failures as f64),
+            ),
+            (
+                "export_records_skipped_total",
+                "counter",
+                "Journal records purged by retention before an export target received them. Alert on any.",
+                per_target(&|e| e.skipped as f64),
+            ),
+        ] {
+            let samples: Vec<(&str, f64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+            metric(name, kind, help, &samples);
+        }
+    }
     metric(
         "sessions_orphans_removed_total",
         "counter",

@@ -6,6 +6,7 @@ pub mod lab;
 pub mod laptop;
 pub mod netns;
 pub mod resolved;
+pub mod rsyslog;
 pub mod samba;
 pub mod site;
 pub mod slapd;

@@ -39,9 +39,16 @@ pub fn record_type(record: &Followed, json: &serde_json::Value) -> String {
 pub fn severity(kind: &str) -> u8 {
     if kind.starts_with("journal.") {
         INFORMATIONAL
-    } else if ["denied", "refused", "revoked", "incident", "failed", "unavailable"]
-        .iter()
-        .any(|w| kind.contains(w))
+    } else if [
+        "denied",
+        "refused",
+        "revoked",
+        "incident",
+        "failed",
+        "unavailable",
+    ]
+    .iter()
+    .any(|w| kind.contains(w))
     {
         WARNING
     } else {
@@ -49,17 +56,27 @@ pub fn severity(kind: &str) -> u8 {
     }
 }
 
+/// The record's JSON text: an event exactly as it was journaled; a checkpoint or a
+/// segment header as [`Followed::json`] puts it.
+fn json_text(record: &Followed, json: &serde_json::Value) -> String {
+    match (record.kind, std::str::from_utf8(&record.payload)) {
+        (Kind::Event, Ok(text)) if json.is_object() => text.to_owned(),
+        _ => json.to_string(),
+    }
+}
+
 /// One record as an RFC 5424 message, octet-counted (`LEN SP MSG`, RFC 5425 4.3).
 pub fn syslog_frame(record: &Followed, hostname: &str) -> Vec<u8> {
     let json = record.json();
     let kind = record_type(record, &json);
+    let text = json_text(record, &json);
     let pri = FACILITY_LOG_AUDIT * 8 + severity(&kind);
     let time = record
         .time
         .format(&Rfc3339)
         .unwrap_or_else(|_| "-".to_owned());
     let message = format!(
-        "<{pri}>1 {time} {host} ztgw - {msgid} [{SD_ID} seq=\"{seq}\" chain=\"{chain}\"] {json}",
+        "<{pri}>1 {time} {host} ztgw - {msgid} [{SD_ID} seq=\"{seq}\" chain=\"{chain}\"] {text}",
         host = header_field(hostname, 255),
         msgid = header_field(&kind, 32),
         seq = record.seq,
@@ -75,16 +92,20 @@ pub fn syslog_frame(record: &Followed, hostname: &str) -> Vec<u8> {
 pub fn json_line(record: &Followed, gateway: &str) -> Vec<u8> {
     let event = record.json();
     let kind = record_type(record, &event);
-    let line = serde_json::json!({
+    let head = serde_json::json!({
         "seq": record.seq,
         "time": record.time.format(&Rfc3339).unwrap_or_default(),
         "chain": ztgw_journal::hex(&record.chain),
         "gateway": gateway,
         "type": kind,
-        "event": event,
-    });
-    let mut out = serde_json::to_vec(&line).unwrap_or_default();
-    out.push(b'\n');
+    })
+    .to_string();
+    // The event goes in as journaled (the head is an object: drop its closing brace).
+    let mut out = head.into_bytes();
+    out.pop();
+    out.extend_from_slice(b",\"event\":");
+    out.extend_from_slice(json_text(record, &event).as_bytes());
+    out.extend_from_slice(b"}\n");
     out
 }
 
@@ -138,7 +159,12 @@ mod tests {
             text.contains("<110>1 2027-01-15T08:00:00Z gwone ztgw - journal.checkpoint "),
             "{text}"
         );
-        assert!(text.ends_with(r#"{"type":"journal.checkpoint","size":43,"root":"00"}"#));
+        let body: serde_json::Value =
+            serde_json::from_str(text.rsplit_once("] ").expect("message").1).expect("JSON");
+        assert_eq!(
+            body,
+            serde_json::json!({"type": "journal.checkpoint", "size": 43, "root": "00"})
+        );
     }
 
     #[test]
@@ -152,6 +178,13 @@ mod tests {
         assert_eq!(v["chain"], "ab".repeat(32));
         assert_eq!(v["event"]["session"], "s-1");
         assert_eq!(v["time"], "2027-01-15T08:00:00Z");
+        assert!(
+            String::from_utf8_lossy(&line).ends_with(
+                r#""event":{"type":"session.started","session":"s-1"}}
+"#
+            ),
+            "the event as journaled"
+        );
     }
 
     #[test]

@@ -57,7 +57,10 @@ pub struct Statuses(pub Vec<Arc<TargetStatus>>);
 
 impl Statuses {
     /// One status per configured target, starting from its stored cursor.
-    pub fn new(state_dir: &Path, targets: &std::collections::BTreeMap<String, ExportTarget>) -> Self {
+    pub fn new(
+        state_dir: &Path,
+        targets: &std::collections::BTreeMap<String, ExportTarget>,
+    ) -> Self {
         Self(
             targets
                 .keys()
@@ -66,8 +69,10 @@ impl Statuses {
                         name: name.clone(),
                         ..TargetStatus::default()
                     };
-                    s.delivered
-                        .store(read_cursor(&cursor_path(state_dir, name)).unwrap_or(0), Ordering::Relaxed);
+                    s.delivered.store(
+                        read_cursor(&cursor_path(state_dir, name)).unwrap_or(0),
+                        Ordering::Relaxed,
+                    );
                     Arc::new(s)
                 })
                 .collect(),
@@ -94,7 +99,9 @@ fn cursor_path(state_dir: &Path, name: &str) -> PathBuf {
 
 fn read_cursor(path: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
-    serde_json::from_str::<Cursor>(&text).ok().map(|c| c.next_seq)
+    serde_json::from_str::<Cursor>(&text)
+        .ok()
+        .map(|c| c.next_seq)
 }
 
 fn write_cursor(path: &Path, next_seq: u64, destination: &str) -> std::io::Result<()> {
@@ -127,7 +134,10 @@ async fn run(ctx: Arc<Context>, name: String) {
     };
     let mut target_state = Delivery {
         cursor_file: cursor_path(&ctx.settings.gateway.state_dir, &name),
-        follower: Follower::new(&ctx.settings.journal.dir, status.delivered.load(Ordering::Relaxed)),
+        follower: Follower::new(
+            &ctx.settings.journal.dir,
+            status.delivered.load(Ordering::Relaxed),
+        ),
         status: status.clone(),
         destination: target.destination().to_owned(),
     };
@@ -252,6 +262,10 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(&path, "garbage").expect("write");
-        assert_eq!(read_cursor(&path), None, "from the start: duplicates, no loss");
+        assert_eq!(
+            read_cursor(&path),
+            None,
+            "from the start: duplicates, no loss"
+        );
     }
 }

@@ -75,7 +75,9 @@ pub(super) async fn syslog(
                 match written {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(fail(format!("writing to the receiver: {e}"))),
-                    Err(_) => return Err(fail("the receiver did not take the records in time".into())),
+                    Err(_) => {
+                        return Err(fail("the receiver did not take the records in time".into()));
+                    }
                 }
                 d.status
                     .sent
@@ -86,9 +88,9 @@ pub(super) async fn syslog(
         }
         // Nothing to send: wait for more (or for the oldest records to settle), watching
         // the connection.
-        let wait = unsettled
-            .front()
-            .map_or(POLL, |(at, _)| SETTLE.saturating_sub(at.elapsed()).min(POLL));
+        let wait = unsettled.front().map_or(POLL, |(at, _)| {
+            SETTLE.saturating_sub(at.elapsed()).min(POLL)
+        });
         let mut scratch = [0u8; 512];
         tokio::select! {
             r = rd.read(&mut scratch) => match r {
@@ -167,7 +169,9 @@ pub(super) async fn https(
             let response = sender.send_request(request).await?;
             let status = response.status();
             // Read to the end so the connection can carry the next batch.
-            let _ = Limited::new(response.into_body(), MAX_ANSWER).collect().await;
+            let _ = Limited::new(response.into_body(), MAX_ANSWER)
+                .collect()
+                .await;
             Ok::<_, hyper::Error>(status)
         })
         .await;
