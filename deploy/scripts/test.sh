@@ -34,6 +34,8 @@ command -v dnsmasq >/dev/null 2>&1 || [[ -x /usr/sbin/dnsmasq ]] || need_package
 # (tests/siem_export.rs): rsyslog receiving over TLS.
 command -v rsyslogd >/dev/null 2>&1 || [[ -x /usr/sbin/rsyslogd ]] || need_packages+=(rsyslog)
 [[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ]] || need_packages+=(rsyslog-gnutls)
+# Printed reports are rendered by poppler (tests/reports.rs).
+command -v pdftoppm >/dev/null 2>&1 || need_packages+=(poppler-utils)
 # The laptop's own systemd-resolved for the split-DNS test runs on a private system bus.
 command -v dbus-daemon >/dev/null 2>&1 || need_packages+=(dbus-daemon)
 # The independent journal verifier (audit/verify-journal.py) runs on Debian's python3

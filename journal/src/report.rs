@@ -12,6 +12,8 @@ use ztgw_config::policy::Policy;
 
 use crate::query::Record;
 
+pub mod printed;
+
 /// One employee's day.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct HoursRow {
@@ -133,6 +135,12 @@ pub fn hours(
             day = next;
         }
     }
+    // A refusal names no role: a day with refusals only is scheduled as the employee's
+    // sessions' role (the last one seen) schedules it.
+    let mut roles: BTreeMap<&str, &str> = BTreeMap::new();
+    for s in sessions.values() {
+        roles.insert(&s.employee, &s.role);
+    }
     for ((e, day), n) in attempts {
         if day < from || day > to || !wanted(&e) {
             continue;
@@ -141,6 +149,9 @@ pub fn hours(
             .or_insert_with(|| HoursRow {
                 employee: e.clone(),
                 date: day.to_string(),
+                scheduled_secs: roles
+                    .get(e.as_str())
+                    .map_or(0, |role| scheduled(policy, role, &e, day)),
                 ..HoursRow::default()
             })
             .out_of_hours_attempts += n;

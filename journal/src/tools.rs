@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use time::OffsetDateTime;
 
 use crate::query::{self, Filter, Record};
+use crate::report::printed::{Printed, Stamp};
 use crate::verify::{Damage, verify_dir};
 use crate::{PublicKey, SignedTreeHead, report};
 
@@ -106,7 +107,22 @@ impl ExportTo {
     }
 }
 
-/// The days of a report.
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Columns for a terminal.
+    Table,
+    /// The rows and the checkpoint, as JSON.
+    Json,
+    /// RFC 4180 CSV, the checkpoint in two `#` lines at the top.
+    Csv,
+    /// A self-contained page that prints well (A4).
+    Html,
+    /// A PDF (needs --out).
+    Pdf,
+}
+
+/// The days of a report, and how to print it.
 #[derive(Debug, Clone, Args)]
 pub struct Days {
     /// First day (YYYY-MM-DD).
@@ -118,9 +134,20 @@ pub struct Days {
     /// Days are counted in this time zone (default Africa/Casablanca).
     #[arg(long, default_value = ztgw_config::policy::DEFAULT_TIMEZONE)]
     pub timezone: String,
-    /// Print the report as JSON.
+    /// table, json, csv, html (a page that prints well) or pdf. Every format states the
+    /// signed journal checkpoint the report was computed from.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
+    /// The same as --format json.
     #[arg(long)]
     pub json: bool,
+    /// Write the report to this file instead of standard output (pdf needs it).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The gateway's journal public key (journal.pub): the journal, and the checkpoint
+    /// the report states, are verified with it first.
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
 }
 
 impl Days {
@@ -128,9 +155,29 @@ impl Days {
         if self.to < self.from {
             return Err(ToolError::Usage("--to is before --from".into()));
         }
+        if self.json && self.format != ReportFormat::Table && self.format != ReportFormat::Json {
+            return Err(ToolError::Usage("--json and --format: give one".into()));
+        }
+        if self.format == ReportFormat::Pdf && self.out.is_none() {
+            return Err(ToolError::Usage(
+                "--format pdf writes a file: add --out FILE.pdf".into(),
+            ));
+        }
         jiff::tz::db()
             .get(&self.timezone)
             .map_err(|_| ToolError::Usage(format!("{:?} is not an IANA time zone", self.timezone)))
+    }
+
+    fn format(&self) -> ReportFormat {
+        if self.json {
+            ReportFormat::Json
+        } else {
+            self.format
+        }
+    }
+
+    fn period(&self) -> String {
+        format!("{} to {} ({})", self.from, self.to, self.timezone)
     }
 }
 
@@ -141,19 +188,7 @@ pub fn verify(
     key: Option<&Path>,
     kept: Option<&Path>,
 ) -> Result<Vec<String>, ToolError> {
-    let key = match key {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| ToolError::Config(format!("{}: {e}", p.display())))?;
-            Some(PublicKey::parse(&text).ok_or_else(|| {
-                ToolError::Config(format!(
-                    "{}: not a journal public key (base64 of 32 bytes)",
-                    p.display()
-                ))
-            })?)
-        }
-        None => None,
-    };
+    let key = public_key(key)?;
     let kept = match kept {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -206,6 +241,19 @@ pub fn verify(
         None => {}
     }
     Ok(out)
+}
+
+/// The journal public key in the file `path`, when one is given.
+fn public_key(path: Option<&Path>) -> Result<Option<PublicKey>, ToolError> {
+    let Some(p) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| ToolError::Config(format!("{}: {e}", p.display())))?;
+    PublicKey::parse(&text).map(Some).ok_or_else(|| {
+        ToolError::Config(format!(
+            "{}: not a journal public key (base64 of 32 bytes)",
+            p.display()
+        ))
+    })
 }
 
 /// The events of `dir` that `filter` selects.
@@ -278,10 +326,10 @@ pub fn hours(
     employee: Option<&str>,
 ) -> Result<String, ToolError> {
     let tz = days.zone()?;
-    let records = query::read(dir, &Filter::default())?;
     let policy = ztgw_config::policy::Policy::load(policy)
         .map_err(|e| ToolError::Config(e.to_string()))?
         .policy;
+    let (records, stamp) = source(dir, days)?;
     let rows = report::hours(
         &records,
         &policy,
@@ -291,66 +339,179 @@ pub fn hours(
         employee,
         jiff::Timestamp::now(),
     );
-    if days.json {
-        return json(&rows);
-    }
-    let mut out = format!(
-        "{:<16} {:<10} {:>8} {:>10} {:>10} {:>10} {:>12}\n",
-        "EMPLOYEE", "DATE", "SESSIONS", "CONNECTED", "SCHEDULED", "OUTSIDE", "OUT-OF-HOURS"
-    );
-    for r in rows {
-        out.push_str(&format!(
-            "{:<16} {:<10} {:>8} {:>10} {:>10} {:>10} {:>12}\n",
-            r.employee,
-            r.date,
-            r.sessions,
-            hm(r.connected_secs),
-            hm(r.scheduled_secs),
-            hm(r.outside_secs),
-            r.out_of_hours_attempts
-        ));
-    }
-    Ok(out)
+    let printed = Printed {
+        title: match employee {
+            Some(e) => format!("Telework hours against schedules: employee {e}"),
+            None => "Telework hours against schedules".into(),
+        },
+        period: days.period(),
+        columns: [
+            "employee",
+            "date",
+            "sessions",
+            "connected",
+            "scheduled",
+            "outside schedule",
+            "out-of-hours attempts",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows: rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.employee.clone(),
+                    r.date.clone(),
+                    r.sessions.to_string(),
+                    hm(r.connected_secs),
+                    hm(r.scheduled_secs),
+                    hm(r.outside_secs),
+                    r.out_of_hours_attempts.to_string(),
+                ]
+            })
+            .collect(),
+        stamp,
+    };
+    emit(days, "hours", &rows, printed)
 }
 
 /// Admissions and posture compliance per day.
 pub fn posture(dir: &Path, days: &Days) -> Result<String, ToolError> {
     let tz = days.zone()?;
-    let records = query::read(dir, &Filter::default())?;
+    let (records, stamp) = source(dir, days)?;
     let rows = report::posture(&records, &tz, days.from, days.to);
-    if days.json {
-        return json(&rows);
-    }
-    let mut out = format!(
-        "{:<10} {:>8} {:>8} {:>8} {:>9}  REFUSED BY REASON / FAILED CHECKS\n",
-        "DATE", "GRANTED", "DENIED", "CHECKS", "COMPLIANT"
-    );
-    for r in rows {
-        let pct = (r.posture_compliant * 100)
-            .checked_div(r.posture_checks)
-            .map_or_else(|| "-".to_owned(), |p| format!("{p}%"));
-        let reasons: Vec<String> = r
-            .denied_by_reason
-            .iter()
+    let counts = |m: &std::collections::BTreeMap<String, u32>| {
+        m.iter()
             .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let failed: Vec<String> = r
-            .failed_checks
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let printed = Printed {
+        title: "Admissions and posture compliance".into(),
+        period: days.period(),
+        columns: [
+            "date",
+            "granted",
+            "denied",
+            "posture checks",
+            "compliant",
+            "refused by reason",
+            "failed checks",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows: rows
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        out.push_str(&format!(
-            "{:<10} {:>8} {:>8} {:>8} {:>9}  {} / {}\n",
-            r.date,
-            r.admissions_granted,
-            r.admissions_denied,
-            r.posture_checks,
-            pct,
-            reasons.join(" "),
-            failed.join(" ")
-        ));
+            .map(|r| {
+                vec![
+                    r.date.clone(),
+                    r.admissions_granted.to_string(),
+                    r.admissions_denied.to_string(),
+                    r.posture_checks.to_string(),
+                    (r.posture_compliant * 100)
+                        .checked_div(r.posture_checks)
+                        .map_or_else(|| "-".to_owned(), |p| format!("{p}%")),
+                    counts(&r.denied_by_reason),
+                    counts(&r.failed_checks),
+                ]
+            })
+            .collect(),
+        stamp,
+    };
+    emit(days, "posture", &rows, printed)
+}
+
+/// The journal's records up to its last signed checkpoint (verified first, with the
+/// public key when given), and that checkpoint.
+fn source(dir: &Path, days: &Days) -> Result<(Vec<Record>, Stamp), ToolError> {
+    let key = public_key(days.public_key.as_deref())?;
+    let verified = verify_dir(dir, key.as_ref(), None)?;
+    let cp = verified.last_checkpoint.ok_or_else(|| {
+        ToolError::Failure("the journal has no signed checkpoint yet: nothing to report".into())
+    })?;
+    let records = query::read(dir, &Filter::default())?
+        .into_iter()
+        .filter(|r| r.seq < cp.head.size)
+        .collect();
+    let signed_at =
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(cp.head.time_ms) * 1_000_000)
+            .map(rfc3339)
+            .unwrap_or_default();
+    Ok((
+        records,
+        Stamp {
+            records: cp.head.size,
+            root: cp.head.root,
+            signed_at,
+            key_id: cp.key_id,
+            signature: cp.signature,
+            verified: verified.signatures_checked,
+        },
+    ))
+}
+
+/// Prints `printed` as `days` asks, to its file or as the text returned.
+fn emit(
+    days: &Days,
+    name: &str,
+    rows: &impl serde::Serialize,
+    printed: Printed,
+) -> Result<String, ToolError> {
+    let bytes = match days.format() {
+        ReportFormat::Table => {
+            let mut t = table_text(&printed.columns, &printed.rows);
+            t.push('\n');
+            t.push_str(&printed.stamp.sentence());
+            t.push('\n');
+            t.into_bytes()
+        }
+        ReportFormat::Json => json(&serde_json::json!({
+            "report": name,
+            "from": days.from.to_string(),
+            "to": days.to.to_string(),
+            "timezone": days.timezone,
+            "checkpoint": printed.stamp,
+            "rows": rows,
+        }))?
+        .into_bytes(),
+        ReportFormat::Csv => printed.csv().into_bytes(),
+        ReportFormat::Html => printed.html().into_bytes(),
+        ReportFormat::Pdf => printed.pdf(),
+    };
+    match &days.out {
+        Some(path) => std::fs::write(path, bytes)
+            .map(|()| String::new())
+            .map_err(|e| ToolError::Failure(format!("{}: {e}", path.display()))),
+        None => String::from_utf8(bytes).map_err(|e| ToolError::Failure(e.to_string())),
     }
-    Ok(out)
+}
+
+/// Rows in aligned columns (the first column's header in capitals, as the others).
+fn table_text(columns: &[String], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| {
+            std::iter::once(columns)
+                .chain(rows.iter().map(Vec::as_slice))
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let heads: Vec<String> = columns
+        .iter()
+        .map(|c| c.to_uppercase().replace(' ', "-"))
+        .collect();
+    for row in std::iter::once(&heads).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn json(rows: &impl serde::Serialize) -> Result<String, ToolError> {
