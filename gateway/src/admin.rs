@@ -449,8 +449,8 @@ fn act(
             let seq = journal(
                 ctx,
                 Event::DeviceApproved {
-                    device: device.to_string(),
-                    employee: record.employee.to_string(),
+                    device: device.clone(),
+                    employee: record.employee.clone(),
                     operator: operator.to_owned(),
                     note: note.clone(),
                 },
@@ -495,8 +495,8 @@ fn act(
             let seq = journal_reducing_access(
                 ctx,
                 Event::DeviceRoleChanged {
-                    device: device.to_string(),
-                    employee: record.employee.to_string(),
+                    device: device.clone(),
+                    employee: record.employee.clone(),
                     from: record.role.clone(),
                     to: role.clone(),
                     operator: operator.to_owned(),
@@ -531,8 +531,8 @@ fn act(
             let seq = journal(
                 ctx,
                 Event::SecondFactorUnlocked {
-                    device: device.to_string(),
-                    employee: record.employee.to_string(),
+                    device: device.clone(),
+                    employee: record.employee.clone(),
                     operator: operator.to_owned(),
                     note: note.clone(),
                 },
@@ -610,7 +610,7 @@ fn act(
                 employee.as_str(),
                 &detail,
             );
-            let in_service: Vec<String> = ctx
+            let in_service: Vec<DeviceId> = ctx
                 .registry
                 .devices()?
                 .into_iter()
@@ -618,12 +618,12 @@ fn act(
                     &d.employee == employee
                         && matches!(d.status, DeviceStatus::Pending | DeviceStatus::Active)
                 })
-                .map(|d| d.id.to_string())
+                .map(|d| d.id)
                 .collect();
             let seq = journal_reducing_access(
                 ctx,
                 Event::EmployeeRevoked {
-                    employee: employee.to_string(),
+                    employee: employee.clone(),
                     operator: operator.to_owned(),
                     reason: reason.as_str().into(),
                     note: note.clone(),
@@ -668,7 +668,7 @@ fn act(
             let seq = journal_reducing_access(
                 ctx,
                 Event::AuditorRevoked {
-                    auditor: name.to_string(),
+                    auditor: name.clone(),
                     operator: operator.to_owned(),
                     note: note.clone(),
                 },
@@ -795,7 +795,7 @@ fn act(
             let seq = journal(
                 ctx,
                 Event::EmployeeReinstated {
-                    employee: employee.to_string(),
+                    employee: employee.clone(),
                     operator: operator.to_owned(),
                     note: note.clone(),
                 },
@@ -889,8 +889,8 @@ fn invite(
     let seq = journal(
         ctx,
         Event::InvitationCreated {
-            invitation: id.to_string(),
-            employee: employee.to_string(),
+            invitation: id.clone(),
+            employee: employee.clone(),
             role: role.to_owned(),
             schedule: schedule.map(str::to_owned),
             approved_by: approved_by.to_owned(),
@@ -964,8 +964,8 @@ fn end_device(
             registry::EndOfService::Revoke,
             "device.revoked",
             Event::DeviceRevoked {
-                device: device.to_string(),
-                employee: record.employee.to_string(),
+                device: device.clone(),
+                employee: record.employee.clone(),
                 operator: operator.to_owned(),
                 reason: r.as_str().into(),
                 note: note.clone(),
@@ -977,8 +977,8 @@ fn end_device(
             registry::EndOfService::Decommission,
             "device.decommissioned",
             Event::DeviceDecommissioned {
-                device: device.to_string(),
-                employee: record.employee.to_string(),
+                device: device.clone(),
+                employee: record.employee.clone(),
                 operator: operator.to_owned(),
                 note: note.clone(),
             },
@@ -1046,7 +1046,7 @@ fn add_auditor(
     let seq = journal(
         ctx,
         Event::AuditorAdded {
-            auditor: name.to_string(),
+            auditor: name.clone(),
             serial: cert.serial.to_hex(),
             operator: operator.to_owned(),
             not_after: rfc3339(cert.not_after),

@@ -176,10 +176,10 @@ pub fn enrol(
         ),
     };
     let seq = ctx.journal(&Event::DeviceEnrolled {
-        device: device_id.to_string(),
-        employee: inv.employee.to_string(),
+        device: device_id.clone(),
+        employee: inv.employee.clone(),
         role: inv.role.clone(),
-        invitation: inv.id.to_string(),
+        invitation: inv.id.clone(),
         status: status.as_str().into(),
         ownership: req.device.ownership.as_str().into(),
         serial: cert.serial.to_hex(),
@@ -297,8 +297,8 @@ pub fn renew(
         detail: format!("previous={} serial={}", device.serial, cert.serial),
     };
     let seq = ctx.journal(&Event::CertificateRenewed {
-        device: record.id.to_string(),
-        employee: record.employee.to_string(),
+        device: record.id.clone(),
+        employee: record.employee.clone(),
         serial: cert.serial.to_hex(),
         previous: device.serial.to_hex(),
     })?;
@@ -339,8 +339,8 @@ pub fn supersede(
         detail: format!("serials={} by={}", hex.join(","), device.serial),
     };
     let seq = ctx.journal(&Event::CertificateSuperseded {
-        device: record.id.to_string(),
-        employee: record.employee.to_string(),
+        device: record.id.clone(),
+        employee: record.employee.clone(),
         serials: hex,
         by: device.serial.to_hex(),
     })?;

@@ -312,8 +312,8 @@ impl SessionService {
             failures.extend(admission::posture_failures(e));
         }
         self.journal_or_log(&Event::PostureChecked {
-            device: device.record.id.to_string(),
-            employee: device.record.employee.to_string(),
+            device: device.record.id.clone(),
+            employee: device.record.employee.clone(),
             compliant,
             failed: failures.iter().map(|f| f.id.clone()).collect(),
         });
@@ -367,7 +367,7 @@ impl SessionService {
                 }
                 self.journal_or_log(&Event::SessionRoleChanged {
                     session: req.session.clone(),
-                    device: device.record.id.to_string(),
+                    device: device.record.id.clone(),
                     role: role.clone(),
                     reason: if quarantined {
                         "posture-recheck-failed"
@@ -599,7 +599,7 @@ impl SessionService {
                 tracing::error!(session = %s.id, "reconciliation ended a session out of service");
                 self.journal_or_log(&Event::SessionOrphanRemoved {
                     session: s.id.clone(),
-                    device: Some(s.device.to_string()),
+                    device: Some(s.device.clone()),
                     reason: reason.as_string(),
                 });
                 protocol::finish(self, (s, reason));
@@ -650,10 +650,9 @@ impl SessionService {
                     let device = live
                         .iter()
                         .find(|s| s.id == report.session)
-                        .map(|s| s.device.to_string())
-                        .unwrap_or_default();
+                        .map(|s| s.device.clone());
                     if !report.is_empty() {
-                        self.journal_or_log(&flows_event(report, &device));
+                        self.journal_or_log(&flows_event(report, device));
                     }
                 }
             }
@@ -687,16 +686,16 @@ impl SessionService {
         let record = &device.record;
         let mut events: Vec<Event> = evaluation
             .map(|e| Event::PostureChecked {
-                device: record.id.to_string(),
-                employee: record.employee.to_string(),
+                device: record.id.clone(),
+                employee: record.employee.clone(),
                 compliant: e.compliant,
                 failed: e.failed(),
             })
             .into_iter()
             .collect();
         events.push(Event::AdmissionDenied {
-            device: record.id.to_string(),
-            employee: record.employee.to_string(),
+            device: record.id.clone(),
+            employee: record.employee.clone(),
             reasons: failures.iter().map(|f| f.id.clone()).collect(),
         });
         if let Err(err) = self.ctx.journal_all(&events) {
@@ -751,8 +750,8 @@ impl SessionService {
                 self.ctx.registry.set_factor_attempts(id, &next)?;
                 if locked {
                     let event = Event::SecondFactorLocked {
-                        device: id.to_string(),
-                        employee: device.record.employee.to_string(),
+                        device: id.clone(),
+                        employee: device.record.employee.clone(),
                         failures: next.failures,
                         until: rfc3339(next.locked_until.unwrap_or(now)),
                     };
@@ -872,21 +871,21 @@ impl Effects for SessionService {
         self.ctx
             .journal_all(&[
                 Event::PostureChecked {
-                    device: s.device.to_string(),
-                    employee: s.employee.to_string(),
+                    device: s.device.clone(),
+                    employee: s.employee.clone(),
                     compliant: true,
                     failed: Vec::new(),
                 },
                 Event::AdmissionGranted {
                     session: s.id.clone(),
-                    device: s.device.to_string(),
-                    employee: s.employee.to_string(),
+                    device: s.device.clone(),
+                    employee: s.employee.clone(),
                     role: s.role.clone(),
                 },
                 Event::SessionStarted {
                     session: s.id.clone(),
-                    device: s.device.to_string(),
-                    employee: s.employee.to_string(),
+                    device: s.device.clone(),
+                    employee: s.employee.clone(),
                     role: s.role.clone(),
                     schedule: s.schedule.clone(),
                 },
@@ -936,13 +935,13 @@ impl Effects for SessionService {
         let now = self.ctx.clock.now();
         let mut events: Vec<Event> = report
             .filter(|r| !r.is_empty())
-            .map(|r| flows_event(r, s.device.as_str()))
+            .map(|r| flows_event(r, Some(s.device.clone())))
             .into_iter()
             .collect();
         events.push(Event::SessionEnded {
             session: s.id.clone(),
-            device: s.device.to_string(),
-            employee: s.employee.to_string(),
+            device: s.device.clone(),
+            employee: s.employee.clone(),
             reason: reason.as_string(),
             duration_secs: (now - s.started).whole_seconds().unsigned_abs(),
             bytes_in: info.as_ref().map_or(0, |i| i.rx_bytes),
@@ -982,10 +981,10 @@ fn applicant(device: &AuthenticatedDevice) -> Applicant<'_> {
     }
 }
 
-fn flows_event(r: Report, device: &str) -> Event {
+fn flows_event(r: Report, device: Option<ztgw_pki::DeviceId>) -> Event {
     Event::SessionFlows {
         session: r.session,
-        device: device.to_owned(),
+        device,
         flows: r.flows,
         merged: r.merged,
         denials: r.denials,

@@ -19,8 +19,8 @@ const PER_THREAD: u64 = 4_000;
 
 fn event(n: u64) -> Event {
     Event::DeviceRevoked {
-        device: format!("dev-{n:016}"),
-        employee: format!("e{}", n % 5000),
+        device: ztgw_pki::DeviceId::new(format!("dev-{n:016}")).expect("id"),
+        employee: ztgw_pki::EmployeeId::new(format!("e{}", n % 5000)).expect("id"),
         operator: "security-unit (uid 0)".into(),
         reason: "lost".into(),
         note: None,

@@ -1,9 +1,12 @@
-//! The audit events (schema in docs/journal.md). Identities are registry ids; nothing
-//! beyond what audit needs is kept (G15).
+//! The audit events (schema in docs/journal.md). Identities are registry ids, typed
+//! (`DeviceId`, `EmployeeId`, `InvitationId`, `AuditorName`: checked when made, written
+//! as their strings); what a caller sent that may not be one (an unknown invitation id in
+//! a refused enrolment) stays a string. Nothing beyond what audit needs is kept (G15).
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+use ztgw_pki::{AuditorName, DeviceId, EmployeeId, InvitationId};
 
 /// One audit event. The JSON form has a `type` field and the event's fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,8 +21,8 @@ pub enum Event {
     GatewayStopped { reason: String },
     #[serde(rename = "invitation.created")]
     InvitationCreated {
-        invitation: String,
-        employee: String,
+        invitation: InvitationId,
+        employee: EmployeeId,
         role: String,
         schedule: Option<String>,
         approved_by: String,
@@ -29,10 +32,10 @@ pub enum Event {
     },
     #[serde(rename = "device.enrolled")]
     DeviceEnrolled {
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         role: String,
-        invitation: String,
+        invitation: InvitationId,
         status: String,
         ownership: String,
         serial: String,
@@ -44,8 +47,8 @@ pub enum Event {
     },
     #[serde(rename = "device.approved")]
     DeviceApproved {
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         operator: String,
         note: Option<String>,
     },
@@ -53,8 +56,8 @@ pub enum Event {
     /// the new role; its live session ended to be admitted again under it.
     #[serde(rename = "device.role_changed")]
     DeviceRoleChanged {
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         from: String,
         to: String,
         operator: String,
@@ -62,37 +65,37 @@ pub enum Event {
     },
     #[serde(rename = "device.revoked")]
     DeviceRevoked {
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         operator: String,
         reason: String,
         note: Option<String>,
     },
     #[serde(rename = "device.decommissioned")]
     DeviceDecommissioned {
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         operator: String,
         note: Option<String>,
     },
     #[serde(rename = "certificate.renewed")]
     CertificateRenewed {
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         serial: String,
         previous: String,
     },
     #[serde(rename = "employee.revoked")]
     EmployeeRevoked {
-        employee: String,
+        employee: EmployeeId,
         operator: String,
         reason: String,
         note: Option<String>,
-        devices: Vec<String>,
+        devices: Vec<DeviceId>,
     },
     #[serde(rename = "employee.reinstated")]
     EmployeeReinstated {
-        employee: String,
+        employee: EmployeeId,
         operator: String,
         note: Option<String>,
     },
@@ -113,45 +116,45 @@ pub enum Event {
     },
     #[serde(rename = "auditor.added")]
     AuditorAdded {
-        auditor: String,
+        auditor: AuditorName,
         serial: String,
         operator: String,
         not_after: String,
     },
     #[serde(rename = "auditor.revoked")]
     AuditorRevoked {
-        auditor: String,
+        auditor: AuditorName,
         operator: String,
         note: Option<String>,
     },
     #[serde(rename = "admission.granted")]
     AdmissionGranted {
         session: String,
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         role: String,
     },
     /// Every reason the admission was refused, as check ids (`outside-schedule`,
     /// `posture.antivirus`, `certificate-revoked`…).
     #[serde(rename = "admission.denied")]
     AdmissionDenied {
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         reasons: Vec<String>,
     },
     #[serde(rename = "session.started")]
     SessionStarted {
         session: String,
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         role: String,
         schedule: String,
     },
     #[serde(rename = "session.ended")]
     SessionEnded {
         session: String,
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         reason: String,
         duration_secs: u64,
         bytes_in: u64,
@@ -163,7 +166,8 @@ pub enum Event {
     #[serde(rename = "session.flows")]
     SessionFlows {
         session: String,
-        device: String,
+        /// Absent when the session had already ended when its last flows were written.
+        device: Option<DeviceId>,
         flows: Vec<FlowRecord>,
         merged: Merged,
         denials: Vec<Denial>,
@@ -174,14 +178,14 @@ pub enum Event {
     #[serde(rename = "session.orphan_removed")]
     SessionOrphanRemoved {
         session: String,
-        device: Option<String>,
+        device: Option<DeviceId>,
         reason: String,
     },
     /// A session moved to its role's quarantine role (failed re-check), or back.
     #[serde(rename = "session.role_changed")]
     SessionRoleChanged {
         session: String,
-        device: String,
+        device: DeviceId,
         role: String,
         reason: String,
     },
@@ -190,8 +194,8 @@ pub enum Event {
     #[serde(rename = "incident.reported")]
     IncidentReported {
         kind: String,
-        device: Option<String>,
-        employee: String,
+        device: Option<DeviceId>,
+        employee: EmployeeId,
         reporter: String,
         note: Option<String>,
     },
@@ -216,8 +220,8 @@ pub enum Event {
     /// (the older ones), or is being renewed from (newer ones the device never used).
     #[serde(rename = "certificate.superseded")]
     CertificateSuperseded {
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         serials: Vec<String>,
         by: String,
     },
@@ -225,15 +229,15 @@ pub enum Event {
     /// `until` or `ztgw device unlock`.
     #[serde(rename = "second-factor.locked")]
     SecondFactorLocked {
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         failures: u32,
         until: String,
     },
     #[serde(rename = "second-factor.unlocked")]
     SecondFactorUnlocked {
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         operator: String,
         note: Option<String>,
     },
@@ -248,8 +252,8 @@ pub enum Event {
     /// A posture evaluation: which checks failed, never the device's software list (G15).
     #[serde(rename = "posture.checked")]
     PostureChecked {
-        device: String,
-        employee: String,
+        device: DeviceId,
+        employee: EmployeeId,
         compliant: bool,
         failed: Vec<String>,
     },
@@ -310,7 +314,7 @@ pub enum Event {
 /// An employee whose telework the directory ended, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmployeeEnding {
-    pub employee: String,
+    pub employee: EmployeeId,
     pub why: String,
 }
 
@@ -368,8 +372,8 @@ mod tests {
     #[test]
     fn json_form_has_the_type_and_round_trips() {
         let e = Event::DeviceRevoked {
-            device: "dev-1".into(),
-            employee: "e1".into(),
+            device: DeviceId::new("dev-1").expect("id"),
+            employee: EmployeeId::new("e1").expect("id"),
             operator: "amina (uid 0)".into(),
             reason: "lost".into(),
             note: None,
@@ -377,7 +381,15 @@ mod tests {
         let json = serde_json::to_value(&e).expect("json");
         assert_eq!(json["type"], "device.revoked");
         assert_eq!(json["type"], e.kind());
-        assert_eq!(serde_json::from_value::<Event>(json).expect("back"), e);
+        assert_eq!(
+            serde_json::from_value::<Event>(json.clone()).expect("back"),
+            e
+        );
+        assert_eq!(json["device"], "dev-1", "an id is written as its string");
+        // An id that is not one is not an event.
+        let mut bad = json;
+        bad["device"] = "dev-1\"; rm -rf /".into();
+        assert!(serde_json::from_value::<Event>(bad).is_err());
     }
 }
 

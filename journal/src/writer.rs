@@ -719,8 +719,8 @@ mod tests {
 
     fn event(n: u64) -> Event {
         Event::DeviceRevoked {
-            device: format!("dev-{n}"),
-            employee: format!("e{}", n % 3),
+            device: ztgw_pki::DeviceId::new(format!("dev-{n}")).expect("id"),
+            employee: ztgw_pki::EmployeeId::new(format!("e{}", n % 3)).expect("id"),
             operator: "op".into(),
             reason: "lost".into(),
             note: None,

@@ -41,8 +41,8 @@ fn journal(seed_events: u64) -> Fixture {
     .expect("open");
     for i in 0..seed_events {
         let e = Event::DeviceRevoked {
-            device: format!("dev-{i}"),
-            employee: format!("e{i}"),
+            device: ztgw_pki::DeviceId::new(format!("dev-{i}")).expect("id"),
+            employee: ztgw_pki::EmployeeId::new(format!("e{i}")).expect("id"),
             operator: "amina".into(),
             reason: "lost".into(),
             note: None,

@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 
 use time::OffsetDateTime;
 use ztgw_gateway::journal::{Event, Journal, JournalConfig, JournalKey};
+use ztgw_pki::{DeviceId, EmployeeId};
 use ztgw_tests::netns;
 
 /// A fixed Ed25519 journal key (PKCS#8 v2, seed 01..20): the signatures are known.
@@ -38,6 +39,14 @@ resources = ["intranet"]
 schedule = "office"
 posture = "lab"
 "#;
+
+fn dev(s: &str) -> DeviceId {
+    DeviceId::new(s).expect("device id")
+}
+
+fn emp(s: &str) -> EmployeeId {
+    EmployeeId::new(s).expect("employee id")
+}
 
 fn at(s: &str) -> OffsetDateTime {
     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).expect("time")
@@ -66,11 +75,11 @@ fn journal(dir: &Path) -> PathBuf {
     .expect("journal");
     let session = |n: u32, employee: &str, start: &str, end: &str| {
         let s = format!("s-{n}");
-        let d = format!("dev-{employee}");
+        let d = dev(&format!("dev-{employee}"));
         j.append(
             &Event::PostureChecked {
                 device: d.clone(),
-                employee: employee.into(),
+                employee: emp(employee),
                 compliant: true,
                 failed: Vec::new(),
             },
@@ -81,7 +90,7 @@ fn journal(dir: &Path) -> PathBuf {
             &Event::AdmissionGranted {
                 session: s.clone(),
                 device: d.clone(),
-                employee: employee.into(),
+                employee: emp(employee),
                 role: "finance".into(),
             },
             at(start),
@@ -91,7 +100,7 @@ fn journal(dir: &Path) -> PathBuf {
             &Event::SessionStarted {
                 session: s.clone(),
                 device: d.clone(),
-                employee: employee.into(),
+                employee: emp(employee),
                 role: "finance".into(),
                 schedule: "office".into(),
             },
@@ -102,7 +111,7 @@ fn journal(dir: &Path) -> PathBuf {
             &Event::SessionEnded {
                 session: s,
                 device: d,
-                employee: employee.into(),
+                employee: emp(employee),
                 reason: "disconnected".into(),
                 duration_secs: (at(end) - at(start)).whole_seconds().unsigned_abs(),
                 bytes_in: 0,
@@ -118,8 +127,8 @@ fn journal(dir: &Path) -> PathBuf {
     // Refusals: out of hours, and a laptop without its updates.
     j.append(
         &Event::AdmissionDenied {
-            device: "dev-e1029".into(),
-            employee: "e1029".into(),
+            device: dev("dev-e1029"),
+            employee: emp("e1029"),
             reasons: vec!["outside-schedule".into()],
         },
         at("2027-04-06T21:00:00Z"),
@@ -127,8 +136,8 @@ fn journal(dir: &Path) -> PathBuf {
     .expect("append");
     j.append(
         &Event::PostureChecked {
-            device: "dev-e2044".into(),
-            employee: "e2044".into(),
+            device: dev("dev-e2044"),
+            employee: emp("e2044"),
             compliant: false,
             failed: vec!["posture.updates".into()],
         },
@@ -137,8 +146,8 @@ fn journal(dir: &Path) -> PathBuf {
     .expect("append");
     j.append(
         &Event::AdmissionDenied {
-            device: "dev-e2044".into(),
-            employee: "e2044".into(),
+            device: dev("dev-e2044"),
+            employee: emp("e2044"),
             reasons: vec!["posture.updates".into()],
         },
         at("2027-04-07T08:30:00Z"),

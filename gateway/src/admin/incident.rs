@@ -84,8 +84,8 @@ pub fn report(
     };
     let event = Event::IncidentReported {
         kind: kind.as_str().into(),
-        device: device.as_ref().map(ToString::to_string),
-        employee: employee.to_string(),
+        device: device.clone(),
+        employee: employee.clone(),
         reporter: operator.to_owned(),
         note: note.clone(),
     };

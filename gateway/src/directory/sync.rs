@@ -178,7 +178,7 @@ fn apply(
             Ok(_) => {
                 ended.push(e.employee.to_string());
                 journaled.push(EmployeeEnding {
-                    employee: e.employee.to_string(),
+                    employee: e.employee.clone(),
                     why: e.why.sentence().into(),
                 });
             }
