@@ -131,8 +131,7 @@ pub fn seal(ctx: &Context, passphrase: &Secret<String>) -> Result<(Vec<u8>, Summ
     // The registry: a consistent snapshot, whatever is being written meanwhile.
     let snap_dir = tempfile::tempdir().map_err(io(Path::new("temporary directory")))?;
     let snap = snap_dir.path().join("registry.db");
-    ctx.registry
-        .snapshot_to(&snap)
+    crate::registry::sqlite::SqliteRegistry::snapshot(&paths.registry(), &snap)
         .map_err(|e| BackupError::Other(e.to_string()))?;
     files.push((
         "state/registry.db".into(),

@@ -269,6 +269,4 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     /// with the action, in one transaction.
     fn unlock_factor(&self, device: &DeviceId, action: &ActionRecord) -> Result<(), RegistryError>;
     fn actions(&self) -> Result<Vec<ActionRecord>, RegistryError>;
-    /// Writes a consistent copy of the whole registry to `path` (a new file).
-    fn snapshot_to(&self, path: &std::path::Path) -> Result<(), RegistryError>;
 }
