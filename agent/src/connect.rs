@@ -237,6 +237,14 @@ impl Ended {
             .as_deref()
             .is_some_and(|r| r.starts_with("role-changed"))
     }
+
+    /// The gateway stopped or restarted: nothing about this device changed, so it is
+    /// admitted again as soon as the gateway answers.
+    pub fn gateway_restarted(&self) -> bool {
+        self.reason
+            .as_deref()
+            .is_some_and(|r| r == "gateway-stopped" || r == "gateway-restarted")
+    }
 }
 
 /// Watches `session` until the gateway ends it or refuses this device; returns why. A
@@ -278,6 +286,7 @@ pub fn explain_end(reason: &str) -> String {
         "role-changed" => "this device's role changed",
         "operator" => "the security unit ended it",
         "gateway-stopped" => "the gateway stopped",
+        "gateway-restarted" => "the gateway restarted",
         _ => return reason.to_owned(),
     };
     format!("{words}: {reason}")

@@ -335,8 +335,35 @@ async fn run(cli: Cli) -> Result<(), String> {
             };
             let mut second_factor = second_factor;
             let mut readmitted: Vec<std::time::Instant> = Vec::new();
+            // After the gateway restarted: until when admission is tried again while the
+            // gateway does not answer yet.
+            let mut patience: Option<std::time::Instant> = None;
+            let mut wait = RESTART_RETRY.0;
             loop {
-                match run_connection(&state, &target, &posture_root, second_factor.take()).await? {
+                let next = match run_connection(
+                    &state,
+                    &target,
+                    &posture_root,
+                    second_factor.take(),
+                )
+                .await
+                {
+                    Ok(next) => {
+                        patience = None;
+                        wait = RESTART_RETRY.0;
+                        next
+                    }
+                    Err(Failure::Unreachable(e))
+                        if patience.is_some_and(|until| std::time::Instant::now() < until) =>
+                    {
+                        eprintln!("{e} (trying again in {} s)", wait.as_secs());
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(RESTART_RETRY.1);
+                        continue;
+                    }
+                    Err(Failure::Unreachable(e) | Failure::Other(e)) => break Err(e),
+                };
+                match next {
                     Next::Done => break Ok(()),
                     Next::Readmit(why) => {
                         // A role that keeps changing (two sources of roles fighting) is
@@ -351,6 +378,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                         }
                         readmitted.push(now);
                         println!("The session ended: {why}. Connecting again under the new role.");
+                    }
+                    Next::GatewayRestarted(why) => {
+                        println!("The session ended: {why}. Connecting again.");
+                        patience = Some(std::time::Instant::now() + RESTART_PATIENCE);
                     }
                 }
             }
@@ -450,12 +481,35 @@ const GATEWAY_WORD: std::time::Duration = std::time::Duration::from_secs(3);
 const MAX_READMISSIONS: usize = 3;
 const READMIT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long, after the gateway restarted, admission is tried again while it does not
+/// answer; and the waits between tries (doubling from the first to the second).
+const RESTART_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
+const RESTART_RETRY: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(30),
+);
+
 /// What to do once a session is over.
 enum Next {
     /// The employee disconnected.
     Done,
     /// The gateway changed the device's role: admitted again at once (why, in words).
     Readmit(String),
+    /// The gateway stopped or restarted: admitted again as soon as it answers.
+    GatewayRestarted(String),
+}
+
+/// Why a connection could not go on.
+enum Failure {
+    /// The gateway could not be reached (worth trying again after a restart).
+    Unreachable(String),
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Self::Other(s)
+    }
 }
 
 /// Admission, the tunnel, re-checks on time; returns when the session ends.
@@ -464,12 +518,15 @@ async fn run_connection(
     target: &connect::Target,
     posture_root: &std::path::Path,
     mut second_factor: Option<String>,
-) -> Result<Next, String> {
+) -> Result<Next, Failure> {
     let grant = connect::admit(state, posture_root, || {
         second_factor.take().or_else(ask_code)
     })
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| match e {
+        ztgw_agent::error::AgentError::Unreachable { .. } => Failure::Unreachable(e.to_string()),
+        other => Failure::Other(other.to_string()),
+    })?;
     for note in connect::configure(state, target, &grant).map_err(|e| e.to_string())? {
         eprintln!("Note: {note}.");
     }
@@ -626,8 +683,13 @@ async fn run_connection(
             connect::forget(state);
             if why.role_changed() {
                 Ok(Next::Readmit(why.sentence))
+            } else if why.gateway_restarted() {
+                Ok(Next::GatewayRestarted(why.sentence))
             } else {
-                Err(format!("The session ended: {}", why.sentence))
+                Err(Failure::Other(format!(
+                    "The session ended: {}",
+                    why.sentence
+                )))
             }
         }
     }

@@ -131,6 +131,7 @@ impl RunningGateway {
             None
         };
         let sessions = SessionService::new(ctx.clone(), dataplane);
+        settle_previous_run(&ctx, &sessions);
 
         let listen = ctx.settings.control.listen;
         let control = ControlPlane::bind(ctx.clone(), tls.clone(), sessions.clone())
@@ -409,6 +410,63 @@ fn apply_retention(ctx: &Context) {
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "journal retention could not be applied"),
     }
+}
+
+/// Ends in the journal the sessions a crash of the previous run left open, and tells
+/// [`SessionService`] which sessions that run ended by stopping or crashing, so that their
+/// agents, asking, hear why and admit themselves again (see [`crate::restart`]).
+fn settle_previous_run(ctx: &Context, sessions: &SessionService) {
+    let now = ctx.clock.now();
+    let longest = ctx.policy.current().policy.settings.max_session.get();
+    let since = now
+        - time::Duration::try_from(longest).unwrap_or(time::Duration::DAY)
+        - time::Duration::HOUR;
+    let previous = match crate::restart::previous_run(
+        &ctx.settings.journal.dir,
+        ctx.journal.durable_end(),
+        since,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read what the previous run left in the journal");
+            return;
+        }
+    };
+    let until = previous.last_record.unwrap_or(now);
+    let ends: Vec<crate::journal::Event> = previous
+        .left_open
+        .iter()
+        .map(|s| crate::journal::Event::SessionEnded {
+            session: s.session.clone(),
+            device: s.device.clone(),
+            employee: s.employee.clone(),
+            reason: crate::restart::RESTARTED.into(),
+            duration_secs: (until - s.started).whole_seconds().max(0).unsigned_abs(),
+            bytes_in: 0,
+            bytes_out: 0,
+        })
+        .collect();
+    if !ends.is_empty() {
+        tracing::warn!(
+            sessions = ends.len(),
+            "the previous run stopped without ending its sessions (a crash): ended in the journal as gateway-restarted"
+        );
+        if let Err(e) = ctx.journal_all(&ends) {
+            tracing::error!(error = %e, "THE AUDIT JOURNAL CANNOT BE WRITTEN: the sessions a crash left open are not ended in it");
+        }
+    }
+    sessions.remember_ended(
+        previous
+            .left_open
+            .iter()
+            .map(|s| (s.session.clone(), crate::restart::RESTARTED.to_owned()))
+            .chain(
+                previous
+                    .stopped
+                    .into_iter()
+                    .map(|s| (s, crate::restart::STOPPED.to_owned())),
+            ),
+    );
 }
 
 /// Runs the gateway until SIGTERM or SIGINT. SIGHUP re-reads the policy.

@@ -33,6 +33,7 @@ pub mod layout;
 pub mod metrics;
 pub mod registry;
 pub use ztgw_journal::report;
+pub mod restart;
 pub mod revocation;
 pub mod session;
 pub mod sessions;

@@ -661,6 +661,18 @@ impl SessionService {
     }
 
     /// Ends every session (the gateway is stopping).
+    /// Remembers sessions that ended before this run (a restart), with why, so that
+    /// their agents asking about them hear it.
+    pub fn remember_ended(&self, ended: impl IntoIterator<Item = (String, String)>) {
+        let mut st = self.lock();
+        for (id, reason) in ended {
+            if st.recently_ended.len() >= RECENTLY_ENDED {
+                st.recently_ended.pop_front();
+            }
+            st.recently_ended.push_back((id, reason));
+        }
+    }
+
     pub fn shutdown(&self) {
         let all = self
             .lock()

@@ -86,18 +86,7 @@ impl Site {
             .replace("workers = 0", "workers = 1");
         std::fs::write(&config, edit(text)).expect("settings");
         std::fs::write(state.join("policy.toml"), policy).expect("policy");
-        let mut cmd = gw.command(crate::binary("ztgw"));
-        cmd.env("ZTGW_CONFIG", &config)
-            .env("RUST_LOG", "warn")
-            .arg("serve")
-            .stdout(Stdio::null());
-        let serve = Proc::spawn(cmd);
-        let socket = state.join("admin.sock");
-        assert!(
-            netns::eventually(Duration::from_secs(20), || socket.exists()
-                && gw.succeeds("bash", &["-c", "exec 3<>/dev/tcp/192.0.2.1/8443"])),
-            "ztgw serve did not start"
-        );
+        let serve = serve(&gw, &config);
         Self {
             serve,
             servers,
@@ -107,6 +96,26 @@ impl Site {
             links: 0,
             dir,
         }
+    }
+
+    /// Stops `ztgw serve` — with SIGTERM, as a service manager does, or at once (SIGKILL:
+    /// a crash) — and starts it again on the same configuration and state.
+    pub fn restart(&mut self, crash: bool) {
+        let pid = self.serve.child.id().to_string();
+        if crash {
+            let _ = self.serve.child.kill();
+        } else {
+            netns::run(Command::new("kill").args(["-TERM", &pid]));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.serve.child.try_wait().ok().flatten().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ztgw serve did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.serve = serve(&self.gw, &self.config);
     }
 
     /// Runs `ztgw ARGS` against this gateway (through its admin socket).
@@ -420,6 +429,24 @@ fn agent(ns: &Netns, state: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run ztgw-agent")
+}
+
+/// Starts `ztgw serve` in `gw` with `config`; returns once it answers on its control
+/// plane.
+fn serve(gw: &Netns, config: &Path) -> Proc {
+    let mut cmd = gw.command(crate::binary("ztgw"));
+    cmd.env("ZTGW_CONFIG", config)
+        .env("RUST_LOG", "warn")
+        .arg("serve")
+        .stdout(Stdio::null());
+    let serve = Proc::spawn(cmd);
+    let socket = config.with_file_name("admin.sock");
+    assert!(
+        netns::eventually(Duration::from_secs(20), || socket.exists()
+            && gw.succeeds("bash", &["-c", "exec 3<>/dev/tcp/192.0.2.1/8443"])),
+        "ztgw serve did not start"
+    );
+    serve
 }
 
 /// A posture root the collector reads: this system's os-release, a fresh update stamp,
