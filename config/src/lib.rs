@@ -12,4 +12,4 @@ pub mod settings;
 pub use duration::HumanDuration;
 pub use location::{ConfigError, Location};
 pub use policy::Policy;
-pub use settings::{ExportKind, ExportTarget, Settings};
+pub use settings::{ExportKind, ExportTarget, RegistrySection, Settings};

@@ -120,6 +120,19 @@ pub fn read_config_file(path: &Path, max_len: u64) -> Result<String, ConfigError
     })
 }
 
+/// Where the line `header` (a table's `[name]`) starts in `text`: a line of its own, so
+/// that a comment mentioning the table is not taken for it.
+pub fn table_start(text: &str, header: &str) -> Option<usize> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_end() == header {
+            return Some(at);
+        }
+        at += line.len();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

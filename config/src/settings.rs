@@ -37,6 +37,25 @@ pub struct Settings {
     pub directory: Option<DirectorySection>,
     /// `[export.NAME]`: receivers the journal is streamed to, by name.
     pub export: std::collections::BTreeMap<String, ExportTarget>,
+    /// `[registry]`: a PostgreSQL registry shared by several gateways; absent, the
+    /// registry is SQLite in the state directory.
+    pub registry: Option<RegistrySection>,
+}
+
+/// `[registry]`: the registry in PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// A PostgreSQL connection string or URL, without the password:
+    /// `postgresql://ztgw@db.finances.gov.ma/ztgw` or `host=/run/postgresql dbname=ztgw`.
+    pub url: String,
+    /// A file (0600) holding the database user's password, relative to this file's
+    /// directory.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Connections kept open to the database.
+    #[serde(default = "defaults::registry_pool_size")]
+    pub pool_size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -365,6 +384,8 @@ struct RawSettings {
     directory: Option<DirectorySection>,
     #[serde(default)]
     export: std::collections::BTreeMap<String, ExportTarget>,
+    #[serde(default)]
+    registry: Option<RegistrySection>,
 }
 
 impl Settings {
@@ -394,6 +415,7 @@ impl Settings {
             incidents: raw.incidents.unwrap_or_default(),
             directory: raw.directory,
             export: raw.export,
+            registry: raw.registry,
         };
         // The policy is configuration, beside these settings; the admin socket and the
         // journal are the service's, in its state directory.
@@ -408,6 +430,11 @@ impl Settings {
         }
         for t in s.export.values_mut() {
             t.resolve(&base);
+        }
+        if let Some(r) = &mut s.registry
+            && let Some(p) = &mut r.password_file
+        {
+            *p = base.join(&*p);
         }
         s.check(text)?;
         Ok(s)
@@ -497,6 +524,37 @@ impl Settings {
             check_directory(d, &at)?;
         }
         export::check(&self.export, &self.file, text)?;
+        if let Some(r) = &self.registry {
+            // Keys are found in the [registry] table (others may have a `url`).
+            let at = |key: &str, msg: String| {
+                let table = crate::location::table_start(text, "[registry]").unwrap_or(0);
+                let span = text[table..]
+                    .find(&format!("\n{key}"))
+                    .map(|i| table + i + 1..table + i + 1 + key.len());
+                ConfigError::at(&self.file, text, span, msg)
+            };
+            let url = r.url.trim();
+            if url.is_empty() {
+                return Err(at("url", "registry.url is empty".into()));
+            }
+            let has_password = url.contains("password=")
+                || url
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.split(['@', '/']).next().map(|u| (u, rest)))
+                    .is_some_and(|(userinfo, rest)| rest.contains('@') && userinfo.contains(':'));
+            if has_password {
+                return Err(at(
+                    "url",
+                    "registry.url holds a password: put it in a file of its own (registry.password_file, mode 0600)".into(),
+                ));
+            }
+            if !(1..=64).contains(&r.pool_size) {
+                return Err(at(
+                    "pool_size",
+                    "registry.pool_size must be between 1 and 64".into(),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -812,6 +870,9 @@ mod defaults {
             free_space_warning: free_space_warning(),
         }
     }
+    pub fn registry_pool_size() -> usize {
+        8
+    }
     pub fn free_space_warning() -> u64 {
         256 * 1024 * 1024
     }
@@ -988,6 +1049,12 @@ notify_command = []
 # a local or management address.
 listen = "127.0.0.1:9469"
 
+# The registry is SQLite in the state directory unless [registry] puts it in PostgreSQL
+# (docs/operators.md), for example:
+# [registry]
+# url = "postgresql://ztgw@db.example.gov.ma/ztgw"
+# password_file = "registry.pass"          # mode 0600; never a password in the url
+
 # Streaming the journal to the security operations centre: each [export.NAME] gets every
 # record, in order, at least once (docs/operators.md). For example:
 # [export.soc]
@@ -1156,6 +1223,57 @@ batch = 200
             Some(Path::new("/etc/ztgw/collector.token"))
         );
         assert_eq!(lake.host_port(), Some(("collector.min.gov.ma".into(), 443)));
+    }
+
+    #[test]
+    fn a_registry_in_postgres_keeps_its_password_out_of_the_url() {
+        let path = Path::new("/etc/ztgw/gateway.toml");
+        let with = |table: &str| template(&values()) + EXPORT + table;
+        let s = Settings::parse(
+            path,
+            &with("\n[registry]\nurl = \"postgresql://ztgw@db.min.gov.ma/ztgw\"\npassword_file = \"registry.pass\"\n"),
+        )
+        .expect("parses");
+        let r = s.registry.expect("registry");
+        assert_eq!(
+            r.password_file.as_deref(),
+            Some(Path::new("/etc/ztgw/registry.pass"))
+        );
+        assert_eq!(r.pool_size, 8);
+        assert!(
+            Settings::parse(path, &template(&values()))
+                .expect("default")
+                .registry
+                .is_none()
+        );
+        for (table, said) in [
+            (
+                "url = \"postgresql://ztgw:s3cret@db/ztgw\"",
+                "registry.url holds a password",
+            ),
+            (
+                "url = \"host=db dbname=ztgw password=s3cret\"",
+                "registry.url holds a password",
+            ),
+            ("url = \"\"", "registry.url is empty"),
+            (
+                "url = \"host=db\"\npool_size = 0",
+                "registry.pool_size must be between",
+            ),
+        ] {
+            let text = with(&format!("\n[registry]\n{table}\n"));
+            let e = Settings::parse(path, &text).expect_err(said).to_string();
+            assert!(e.contains(said), "{e}");
+            let line: usize = e
+                .split(':')
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("with its place: {e}"));
+            assert!(
+                text.lines().take(line - 1).any(|l| l == "[registry]"),
+                "points into [registry], not at [export]'s url: {e}"
+            );
+        }
     }
 
     #[test]

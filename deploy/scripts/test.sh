@@ -34,6 +34,9 @@ command -v dnsmasq >/dev/null 2>&1 || [[ -x /usr/sbin/dnsmasq ]] || need_package
 # (tests/siem_export.rs): rsyslog receiving over TLS.
 command -v rsyslogd >/dev/null 2>&1 || [[ -x /usr/sbin/rsyslogd ]] || need_packages+=(rsyslog)
 [[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ]] || need_packages+=(rsyslog-gnutls)
+# The registry on PostgreSQL (tests/registry_postgres.rs): the tests start their own
+# server in a temporary directory; the package's own cluster is never started.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_packages+=(postgresql)
 # Printed reports are rendered by poppler (tests/reports.rs).
 command -v pdftoppm >/dev/null 2>&1 || need_packages+=(poppler-utils)
 # The laptop's own systemd-resolved for the split-DNS test runs on a private system bus.
@@ -52,7 +55,7 @@ if ((${#need_packages[@]})); then
     # slapd is only run by the tests, with a configuration of their own.
     echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
     apt-get update -qq
-    # Services installed for the tests (rsyslog) are run by the tests only: none is
+    # Services installed for the tests (rsyslog, PostgreSQL) are run by the tests only: none is
     # started on this machine by its package.
     policy_rc_d=/usr/sbin/policy-rc.d
     own_policy=false

@@ -128,7 +128,13 @@ pub fn seal(ctx: &Context, passphrase: &Secret<String>) -> Result<(Vec<u8>, Summ
             .unwrap_or_default();
         files.push((format!("state/{name}"), mode, bytes));
     }
-    // The registry: a consistent snapshot, whatever is being written meanwhile.
+    // The registry: a consistent snapshot, whatever is being written meanwhile. A
+    // PostgreSQL registry is PostgreSQL's to back up (pg_dump), with every gateway's.
+    if ctx.settings.registry.is_some() {
+        return Err(BackupError::Other(
+            "the registry is in PostgreSQL ([registry] url): back it up with pg_dump; `ztgw backup` covers a gateway whose registry is SQLite".into(),
+        ));
+    }
     let snap_dir = tempfile::tempdir().map_err(io(Path::new("temporary directory")))?;
     let snap = snap_dir.path().join("registry.db");
     crate::registry::sqlite::SqliteRegistry::snapshot(&paths.registry(), &snap)

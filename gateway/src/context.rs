@@ -12,7 +12,7 @@ use ztgw_pki::{CertificateAuthority, Secret};
 use crate::active_policy::{ActivePolicy, PolicyHolder, Refused};
 use crate::clock::{Clock, Entropy};
 use crate::journal::{Event, Journal, JournalConfig, JournalError, JournalKey};
-use crate::registry::{ActionRecord, Registry, SqliteRegistry};
+use crate::registry::{ActionRecord, Registry};
 use crate::revocation::{self, RevocationState};
 
 /// Why the gateway's state could not be opened.
@@ -76,7 +76,7 @@ impl Context {
         let ca_key = Secret::new(read(&paths.ca_key())?);
         let ca = CertificateAuthority::load(&ca_cert, &ca_key)?;
         let policy = ActivePolicy::load(&settings.policy.file).map_err(OpenError::Policy)?;
-        let registry = SqliteRegistry::open(&paths.registry())?;
+        let registry = crate::registry::open(&settings)?;
         let key = load_journal_key(&paths.journal_key())?;
         let (journal, recovery) = Journal::open(
             JournalConfig {
@@ -96,7 +96,7 @@ impl Context {
         let export = crate::export::Statuses::new(&settings.gateway.state_dir, &settings.export);
         Ok(Self {
             settings,
-            registry: Arc::new(registry),
+            registry,
             ca,
             policy: PolicyHolder::new(policy),
             clock,

@@ -7,7 +7,11 @@
 //! [`ActionRecord`] that describes the change and stores both in one transaction, so no
 //! change goes unrecorded.
 
+#[doc(hidden)]
+pub mod conformance;
+pub mod postgres;
 pub mod sqlite;
+mod values;
 
 use time::OffsetDateTime;
 use ztgw_pki::wire::{DeviceStatus, Ownership};
@@ -151,6 +155,36 @@ pub struct ActionRecord {
     pub action: String,
     pub target: String,
     pub detail: String,
+}
+
+/// The largest password file read.
+const MAX_PASSWORD_BYTES: u64 = 4096;
+
+/// Opens the registry the settings name: PostgreSQL with `[registry]`, otherwise SQLite in
+/// the state directory.
+pub fn open(
+    settings: &ztgw_config::Settings,
+) -> Result<std::sync::Arc<dyn Registry>, RegistryError> {
+    match &settings.registry {
+        Some(r) => {
+            let password = r
+                .password_file
+                .as_ref()
+                .map(|p| {
+                    ztgw_pki::read_private_file(p, MAX_PASSWORD_BYTES)
+                        .map_err(|e| RegistryError::Storage(format!("{}: {e}", p.display())))
+                })
+                .transpose()?;
+            Ok(std::sync::Arc::new(postgres::PgRegistry::open(
+                &r.url,
+                password.as_ref(),
+                r.pool_size,
+            )?))
+        }
+        None => Ok(std::sync::Arc::new(SqliteRegistry::open(
+            &settings.state().registry(),
+        )?)),
+    }
 }
 
 /// The registry interface.

@@ -5,6 +5,7 @@
 pub mod lab;
 pub mod laptop;
 pub mod netns;
+pub mod postgres;
 pub mod resolved;
 pub mod rsyslog;
 pub mod samba;

@@ -136,7 +136,7 @@ pub(super) fn check(
 ) -> Result<(), ConfigError> {
     for (name, t) in targets {
         let header = format!("[export.{name}]");
-        let table = text.find(&header);
+        let table = crate::location::table_start(text, &header);
         let at = |key: &str, message: String| {
             let span = table.and_then(|start| {
                 text[start..]

@@ -14,7 +14,6 @@ use crate::admin::socket::{self, CallError};
 use crate::admin::{AdminEnvelope, AdminRequest, AdminResponse};
 use crate::directory::sync::SyncReport;
 use crate::directory::{self, Drift};
-use crate::registry::{Registry as _, SqliteRegistry};
 
 #[derive(Debug, Subcommand)]
 pub enum DirectoryCommand {
@@ -166,8 +165,8 @@ fn dry(config: &Path, json: bool) -> Result<(), Failure> {
         return Err(not_configured(&settings));
     };
     // The registry is read only; a running gateway may keep writing it meanwhile.
-    let registry = SqliteRegistry::open(&settings.state().registry())
-        .map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?;
+    let registry =
+        crate::registry::open(&settings).map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?;
     let devices = registry
         .devices()
         .map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?;

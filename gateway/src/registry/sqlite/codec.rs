@@ -1,9 +1,9 @@
 //! Values as SQLite stores them (times as Unix seconds, ids as text, reasons as words) and
 //! the query helpers every table uses.
 
+pub(super) use crate::registry::values::{from_ts, parse_id, parse_reason, reason_str, ts};
+
 use rusqlite::{Connection, OptionalExtension as _, Row};
-use time::OffsetDateTime;
-use ztgw_pki::CrlReason;
 
 use crate::registry::{RegistryError, StatusChange};
 
@@ -27,45 +27,6 @@ pub(super) fn change_from_row(
             .unwrap_or_default(),
         note: r.get(first + 3).map_err(storage)?,
     }))
-}
-
-pub(super) fn reason_str(r: CrlReason) -> &'static str {
-    match r {
-        CrlReason::KeyCompromise => "key-compromise",
-        CrlReason::AffiliationChanged => "affiliation-changed",
-        CrlReason::Superseded => "superseded",
-        CrlReason::CessationOfOperation => "cessation-of-operation",
-        CrlReason::Unspecified => "unspecified",
-    }
-}
-
-pub(super) fn parse_reason(s: &str) -> Result<CrlReason, RegistryError> {
-    Ok(match s {
-        "key-compromise" => CrlReason::KeyCompromise,
-        "affiliation-changed" => CrlReason::AffiliationChanged,
-        "superseded" => CrlReason::Superseded,
-        "cessation-of-operation" => CrlReason::CessationOfOperation,
-        "unspecified" => CrlReason::Unspecified,
-        other => {
-            return Err(RegistryError::Corrupt(format!(
-                "revocation reason {other:?}"
-            )));
-        }
-    })
-}
-
-pub(super) fn parse_id<T: std::str::FromStr>(s: String) -> Result<T, RegistryError> {
-    s.parse()
-        .map_err(|_| RegistryError::Corrupt(format!("identifier {s:?}")))
-}
-
-pub(super) fn ts(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp()
-}
-
-pub(super) fn from_ts(v: i64) -> Result<OffsetDateTime, RegistryError> {
-    OffsetDateTime::from_unix_timestamp(v)
-        .map_err(|_| RegistryError::Corrupt(format!("timestamp {v}")))
 }
 
 /// One row or none, decoded by `decode` (whose errors are the registry's own).

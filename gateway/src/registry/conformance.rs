@@ -1,0 +1,216 @@
+//! What every registry must do, whatever its database: scenarios run against the SQLite
+//! registry (its unit tests) and against PostgreSQL (`tests/registry_postgres.rs`). Each
+//! takes a fresh, empty registry.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use ztgw_pki::wire::{DeviceStatus, Ownership};
+use ztgw_pki::{
+    CrlReason, DeviceId, EmployeeId, InvitationId, SecretHash, SerialNumber, WgPublicKey,
+};
+
+use super::{
+    ActionRecord, CertificateRecord, DeviceRecord, EndOfService, Enrolment, InvitationRecord,
+    Registry, RegistryError, StatusChange,
+};
+
+fn t(s: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000 + s).expect("time")
+}
+
+fn action(what: &str) -> ActionRecord {
+    ActionRecord {
+        at: t(0),
+        operator: "op".into(),
+        action: what.into(),
+        target: "x".into(),
+        detail: String::new(),
+    }
+}
+
+fn invitation(n: u8) -> InvitationRecord {
+    let id = InvitationId::from_random([n; 10]);
+    InvitationRecord {
+        secret_hash: SecretHash::of(&id, &[n; 32]),
+        id,
+        employee: EmployeeId::new("e1").expect("id"),
+        role: "finance".into(),
+        schedule: None,
+        approved_by: "boss".into(),
+        reference: "R".into(),
+        created_by: "op".into(),
+        created_at: t(0),
+        expires_at: t(3600),
+        used_at: None,
+        used_by: None,
+    }
+}
+
+fn enrolment(inv: &InvitationRecord, device: u8, wg: u8) -> Enrolment {
+    let id = DeviceId::from_random([device; 10]);
+    Enrolment {
+        invitation: inv.id.clone(),
+        device: DeviceRecord {
+            id: id.clone(),
+            employee: inv.employee.clone(),
+            role: inv.role.clone(),
+            schedule: None,
+            invitation: inv.id.clone(),
+            hostname: "pc".into(),
+            os: "Debian".into(),
+            ownership: Ownership::Personal,
+            wg_key: WgPublicKey::from_bytes([wg; 32]),
+            status: DeviceStatus::Active,
+            enrolled_at: t(10),
+            approved: None,
+            ended: None,
+        },
+        totp_secret: ztgw_pki::Secret::new(vec![device; 20]),
+        certificate: CertificateRecord {
+            serial: SerialNumber::from_random([device; 16]),
+            device: id,
+            not_before: t(10),
+            not_after: t(100_000),
+            issued_at: t(10),
+            revoked: None,
+        },
+    }
+}
+
+/// An invitation is redeemed once, whatever the number of enrolments racing for it.
+pub fn an_invitation_is_redeemed_once_even_under_a_race(reg: Arc<dyn Registry>) {
+    let inv = invitation(1);
+    reg.create_invitation(&inv, &action("invitation.created"))
+        .expect("create");
+    let results: Vec<_> = (0..8u8)
+        .map(|i| {
+            let reg = reg.clone();
+            let e = enrolment(&inv, 10 + i, 10 + i);
+            std::thread::spawn(move || reg.complete_enrolment(&e, &action("device.enrolled")))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, RegistryError::InvitationAlreadyUsed))
+    );
+    assert_eq!(reg.devices().expect("devices").len(), 1);
+    assert_eq!(
+        reg.actions().expect("actions").len(),
+        2,
+        "only the winner is recorded"
+    );
+}
+
+/// A WireGuard key belongs to one device in service; an enrolment is all or nothing.
+pub fn a_wireguard_key_belongs_to_one_device_in_service(reg: Arc<dyn Registry>) {
+    let (a, b) = (invitation(1), invitation(2));
+    reg.create_invitation(&a, &action("i")).expect("a");
+    reg.create_invitation(&b, &action("i")).expect("b");
+    let first = enrolment(&a, 1, 7);
+    reg.complete_enrolment(&first, &action("e")).expect("first");
+    assert_eq!(
+        reg.totp(&first.device.id).expect("totp").map(|t| t.0),
+        Some(vec![1; 20]),
+        "the second-factor secret is written with the device"
+    );
+    let clash = enrolment(&b, 2, 7);
+    assert!(matches!(
+        reg.complete_enrolment(&clash, &action("e")),
+        Err(RegistryError::WgKeyInUse(_))
+    ));
+    assert_eq!(
+        reg.totp(&clash.device.id).expect("totp"),
+        None,
+        "nor its secret: one transaction"
+    );
+    // The refused enrolment left the invitation unused.
+    assert!(
+        reg.invitation(&b.id)
+            .expect("get")
+            .expect("exists")
+            .used_at
+            .is_none()
+    );
+    // Once the first device is out of service its key may be enrolled again.
+    let change = StatusChange {
+        at: t(20),
+        by: "op".into(),
+        reason: "lost".into(),
+        note: None,
+    };
+    reg.end_device(
+        &first.device.id,
+        EndOfService::Revoke,
+        &change,
+        CrlReason::KeyCompromise,
+        &action("r"),
+    )
+    .expect("revoke");
+    reg.complete_enrolment(&clash, &action("e"))
+        .expect("after revocation");
+}
+
+/// The revocation list holds revoked certificates until they expire; ends of service
+/// move forward only; CRL numbers grow.
+pub fn revocation_lists_only_unexpired_revoked_certificates(reg: Arc<dyn Registry>) {
+    let inv = invitation(1);
+    reg.create_invitation(&inv, &action("i")).expect("create");
+    let e = enrolment(&inv, 1, 1);
+    reg.complete_enrolment(&e, &action("e")).expect("enrol");
+    assert!(reg.revoked_certificates(t(50)).expect("list").is_empty());
+    let change = StatusChange {
+        at: t(20),
+        by: "op".into(),
+        reason: "stolen".into(),
+        note: Some("n".into()),
+    };
+    reg.end_device(
+        &e.device.id,
+        EndOfService::Revoke,
+        &change,
+        CrlReason::KeyCompromise,
+        &action("r"),
+    )
+    .expect("revoke");
+    let listed = reg.revoked_certificates(t(50)).expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].serial, e.certificate.serial);
+    assert!(
+        reg.revoked_certificates(t(200_000))
+            .expect("list")
+            .is_empty(),
+        "expired ones drop off"
+    );
+    // Revoking twice is refused; decommissioning a revoked device is allowed.
+    assert!(matches!(
+        reg.end_device(
+            &e.device.id,
+            EndOfService::Revoke,
+            &change,
+            CrlReason::KeyCompromise,
+            &action("r")
+        ),
+        Err(RegistryError::NotFound(_))
+    ));
+    reg.end_device(
+        &e.device.id,
+        EndOfService::Decommission,
+        &change,
+        CrlReason::CessationOfOperation,
+        &action("d"),
+    )
+    .expect("decommission");
+    let d = reg.device(&e.device.id).expect("get").expect("kept");
+    assert_eq!(d.status, DeviceStatus::Decommissioned);
+    assert!(reg.next_crl_number().expect("n") < reg.next_crl_number().expect("n"));
+}
