@@ -10,7 +10,9 @@
 #[doc(hidden)]
 pub mod conformance;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
+mod tables;
 mod values;
 
 use time::OffsetDateTime;

@@ -9,22 +9,21 @@
 //! its closing happen on a scoped thread of the call's own, so the [`Registry`] trait stays
 //! synchronous and callable from anywhere, as the SQLite one is.
 
-mod tables;
+mod schema;
 
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use postgres::error::SqlState;
+use postgres::types::{IsNull, ToSql, Type};
 use postgres::{Client, NoTls};
 
-use super::{
-    ActionRecord, AuditorRecord, CertificateRecord, DeviceRecord, EmployeeRecord, EndOfService,
-    Enrolment, InvitationRecord, Registry, RegistryError, StatusChange,
-};
-use ztgw_pki::{CrlReason, DeviceId, EmployeeId, InvitationId, RevokedEntry, SerialNumber};
+use super::RegistryError;
+use super::sql::{Cell, Db, Param, Row, Sql, SqlError, dollar_params};
 
 /// The schema, one migration a version; a database at a version this ztgw does not know
 /// (a newer one's) is refused.
-const MIGRATIONS: &[(i32, &str)] = &[(1, tables::SCHEMA_1)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, schema::SCHEMA_1)];
 
 /// The advisory lock under which migrations run.
 const MIGRATION_LOCK: i64 = 0x7a74_6777; // "ztgw"
@@ -85,7 +84,7 @@ impl PgRegistry {
     }
 
     /// Runs `f` with a connection, on a thread of its own (see the module's words).
-    pub(super) fn with<T: Send>(
+    fn with<T: Send>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, RegistryError> + Send,
     ) -> Result<T, RegistryError> {
@@ -122,7 +121,7 @@ impl PgRegistry {
     }
 
     /// Runs `f` in one transaction (committed when it returns `Ok`).
-    pub(super) fn in_transaction<T: Send>(
+    fn in_transaction<T: Send>(
         &self,
         f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, RegistryError> + Send,
     ) -> Result<T, RegistryError> {
@@ -230,154 +229,114 @@ pub(super) fn pg(e: &postgres::Error) -> RegistryError {
     })
 }
 
-impl Registry for PgRegistry {
-    fn create_invitation(
+impl Db for PgRegistry {
+    fn read<T: Send>(
         &self,
-        inv: &InvitationRecord,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        tables::create_invitation(self, inv, action)
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, RegistryError> + Send,
+    ) -> Result<T, RegistryError> {
+        self.with(|c| f(c))
     }
-    fn invitation(&self, id: &InvitationId) -> Result<Option<InvitationRecord>, RegistryError> {
-        tables::invitation(self, id)
-    }
-    fn invitations(&self) -> Result<Vec<InvitationRecord>, RegistryError> {
-        tables::invitations(self)
-    }
-    fn complete_enrolment(
+
+    fn write<T: Send>(
         &self,
-        e: &Enrolment,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        tables::complete_enrolment(self, e, action)
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, RegistryError> + Send,
+    ) -> Result<T, RegistryError> {
+        self.in_transaction(|tx| f(tx))
     }
-    fn employee(&self, id: &EmployeeId) -> Result<Option<EmployeeRecord>, RegistryError> {
-        tables::employee(self, id)
+}
+
+impl Sql for Client {
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, SqlError> {
+        Client::execute(self, &dollar_params(sql), &refs(params)).map_err(|e| sql_error(&e))
     }
-    fn revoke_employee(
+
+    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, SqlError> {
+        let rows =
+            Client::query(self, &dollar_params(sql), &refs(params)).map_err(|e| sql_error(&e))?;
+        rows.iter().map(row).collect()
+    }
+}
+
+impl Sql for postgres::Transaction<'_> {
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, SqlError> {
+        postgres::Transaction::execute(self, &dollar_params(sql), &refs(params))
+            .map_err(|e| sql_error(&e))
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, SqlError> {
+        let rows = postgres::Transaction::query(self, &dollar_params(sql), &refs(params))
+            .map_err(|e| sql_error(&e))?;
+        rows.iter().map(row).collect()
+    }
+}
+
+fn refs<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+/// A row as cells, by the columns' types.
+fn row(r: &postgres::Row) -> Result<Row, SqlError> {
+    let bad = |e: postgres::Error| SqlError::Other(pg(&e));
+    r.columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Ok(match *c.type_() {
+                Type::INT8 => r.try_get::<_, Option<i64>>(i).map_err(bad)?.map(Cell::Int),
+                Type::INT4 => r
+                    .try_get::<_, Option<i32>>(i)
+                    .map_err(bad)?
+                    .map(|v| Cell::Int(i64::from(v))),
+                Type::BYTEA => r
+                    .try_get::<_, Option<Vec<u8>>>(i)
+                    .map_err(bad)?
+                    .map(Cell::Bytes),
+                _ => r
+                    .try_get::<_, Option<String>>(i)
+                    .map_err(bad)?
+                    .map(Cell::Text),
+            }
+            .unwrap_or(Cell::Null))
+        })
+        .collect::<Result<Vec<Cell>, SqlError>>()
+        .map(Row)
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(
         &self,
-        id: &EmployeeId,
-        change: &StatusChange,
-        action: &ActionRecord,
-    ) -> Result<Vec<DeviceId>, RegistryError> {
-        tables::revoke_employee(self, id, change, action)
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            Param::Text(v) => v.to_sql(ty, out),
+            Param::Int(v) => v.to_sql(ty, out),
+            Param::Bytes(v) => v.to_sql(ty, out),
+        }
     }
-    fn reinstate_employee(
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    /// Checked against the value's own type (a text into a `BIGINT` column is refused).
+    fn to_sql_checked(
         &self,
-        id: &EmployeeId,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        tables::reinstate_employee(self, id, action)
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            Param::Text(v) => v.to_sql_checked(ty, out),
+            Param::Int(v) => v.to_sql_checked(ty, out),
+            Param::Bytes(v) => v.to_sql_checked(ty, out),
+        }
     }
-    fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, RegistryError> {
-        tables::device(self, id)
-    }
-    fn devices(&self) -> Result<Vec<DeviceRecord>, RegistryError> {
-        tables::devices(self)
-    }
-    fn approve_device(
-        &self,
-        id: &DeviceId,
-        change: &StatusChange,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        tables::approve_device(self, id, change, action)
-    }
-    fn set_device_role(
-        &self,
-        id: &DeviceId,
-        role: &str,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        tables::set_device_role(self, id, role, action)
-    }
-    fn end_device(
-        &self,
-        id: &DeviceId,
-        how: EndOfService,
-        change: &StatusChange,
-        reason: CrlReason,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        tables::end_device(self, id, how, change, reason, action)
-    }
-    fn add_certificate(
-        &self,
-        cert: &CertificateRecord,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        tables::add_certificate(self, cert, action)
-    }
-    fn certificate(
-        &self,
-        serial: &SerialNumber,
-    ) -> Result<Option<CertificateRecord>, RegistryError> {
-        tables::certificate(self, serial)
-    }
-    fn certificates_of(&self, device: &DeviceId) -> Result<Vec<CertificateRecord>, RegistryError> {
-        tables::certificates_of(self, device)
-    }
-    fn supersede_certificates(
-        &self,
-        device: &DeviceId,
-        serials: &[SerialNumber],
-        at: time::OffsetDateTime,
-        action: &ActionRecord,
-    ) -> Result<usize, RegistryError> {
-        tables::supersede_certificates(self, device, serials, at, action)
-    }
-    fn revoked_certificates(
-        &self,
-        now: time::OffsetDateTime,
-    ) -> Result<Vec<RevokedEntry>, RegistryError> {
-        tables::revoked_certificates(self, now)
-    }
-    fn next_crl_number(&self) -> Result<u64, RegistryError> {
-        tables::next_crl_number(self)
-    }
-    fn add_auditor(&self, a: &AuditorRecord, action: &ActionRecord) -> Result<(), RegistryError> {
-        tables::add_auditor(self, a, action)
-    }
-    fn auditor(
-        &self,
-        name: &ztgw_pki::AuditorName,
-    ) -> Result<Option<AuditorRecord>, RegistryError> {
-        tables::auditor(self, name)
-    }
-    fn revoke_auditor(
-        &self,
-        name: &ztgw_pki::AuditorName,
-        change: &StatusChange,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        tables::revoke_auditor(self, name, change, action)
-    }
-    fn record_action(&self, action: &ActionRecord) -> Result<(), RegistryError> {
-        tables::record_action(self, action)
-    }
-    fn totp(&self, device: &DeviceId) -> Result<Option<(Vec<u8>, u64)>, RegistryError> {
-        tables::totp(self, device)
-    }
-    fn use_totp_step(&self, device: &DeviceId, step: u64) -> Result<bool, RegistryError> {
-        tables::use_totp_step(self, device, step)
-    }
-    fn factor_attempts(
-        &self,
-        device: &DeviceId,
-    ) -> Result<crate::session::factor::Attempts, RegistryError> {
-        tables::factor_attempts(self, device)
-    }
-    fn set_factor_attempts(
-        &self,
-        device: &DeviceId,
-        attempts: &crate::session::factor::Attempts,
-    ) -> Result<(), RegistryError> {
-        tables::set_factor_attempts(self, device, attempts)
-    }
-    fn unlock_factor(&self, device: &DeviceId, action: &ActionRecord) -> Result<(), RegistryError> {
-        tables::unlock_factor(self, device, action)
-    }
-    fn actions(&self) -> Result<Vec<ActionRecord>, RegistryError> {
-        tables::actions(self)
+}
+
+fn sql_error(e: &postgres::Error) -> SqlError {
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        SqlError::Unique
+    } else {
+        SqlError::Other(pg(e))
     }
 }

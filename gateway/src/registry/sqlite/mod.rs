@@ -1,28 +1,14 @@
-//! The registry on an embedded SQLite database (WAL, synchronous=FULL): one module per
-//! table with its row codec; this one opens the database, keeps its schema and carries
-//! the `Registry` trait over to the tables.
-
-mod actions;
-mod auditors;
-mod certificates;
-mod codec;
-mod devices;
-mod employees;
-mod invitations;
-mod second_factor;
+//! The registry on an embedded SQLite database (WAL, synchronous=FULL): its schema, and
+//! the database the registry's tables ([`super::tables`]) run on.
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
-use time::OffsetDateTime;
-use ztgw_pki::{CrlReason, DeviceId, EmployeeId, InvitationId, RevokedEntry, SerialNumber};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{
-    ActionRecord, AuditorRecord, CertificateRecord, DeviceRecord, EmployeeRecord, EndOfService,
-    Enrolment, InvitationRecord, Registry, RegistryError, StatusChange,
-};
-use codec::storage;
+use super::RegistryError;
+use super::sql::{Cell, Db, Param, Row, Sql, SqlError};
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -180,20 +166,6 @@ impl SqliteRegistry {
         f(&mut conn)
     }
 
-    fn in_transaction<T>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, RegistryError>,
-    ) -> Result<T, RegistryError> {
-        self.with(|conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(storage)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(storage)?;
-            Ok(out)
-        })
-    }
-
     /// Writes a consistent copy of the registry database `db` to `path` (a new file),
     /// whatever a running gateway writes meanwhile (`VACUUM INTO` on a connection of its
     /// own). A file operation of the embedded registry: not part of [`Registry`].
@@ -211,156 +183,92 @@ impl SqliteRegistry {
     }
 }
 
-impl Registry for SqliteRegistry {
-    fn create_invitation(
+impl Db for SqliteRegistry {
+    fn read<T: Send>(
         &self,
-        inv: &InvitationRecord,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        invitations::create_invitation(self, inv, action)
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, RegistryError> + Send,
+    ) -> Result<T, RegistryError> {
+        self.with(|c| f(&mut &*c))
     }
-    fn invitation(&self, id: &InvitationId) -> Result<Option<InvitationRecord>, RegistryError> {
-        invitations::invitation(self, id)
-    }
-    fn invitations(&self) -> Result<Vec<InvitationRecord>, RegistryError> {
-        invitations::invitations(self)
-    }
-    fn complete_enrolment(
+
+    fn write<T: Send>(
         &self,
-        e: &Enrolment,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        devices::complete_enrolment(self, e, action)
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, RegistryError> + Send,
+    ) -> Result<T, RegistryError> {
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(storage)?;
+            let out = {
+                let conn: &Connection = &tx;
+                f(&mut &*conn)?
+            };
+            tx.commit().map_err(storage)?;
+            Ok(out)
+        })
     }
-    fn employee(&self, id: &EmployeeId) -> Result<Option<EmployeeRecord>, RegistryError> {
-        employees::employee(self, id)
+}
+
+impl Sql for &Connection {
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, SqlError> {
+        Connection::execute(self, sql, rusqlite::params_from_iter(params))
+            .map(|n| n as u64)
+            .map_err(sql_error)
     }
-    fn revoke_employee(
-        &self,
-        id: &EmployeeId,
-        change: &StatusChange,
-        action: &ActionRecord,
-    ) -> Result<Vec<DeviceId>, RegistryError> {
-        employees::revoke_employee(self, id, change, action)
+
+    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, SqlError> {
+        let mut stmt = self.prepare(sql).map_err(sql_error)?;
+        let columns = stmt.column_count();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                (0..columns)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            ValueRef::Null => Cell::Null,
+                            ValueRef::Integer(v) => Cell::Int(v),
+                            ValueRef::Real(v) => Cell::Text(v.to_string()),
+                            ValueRef::Text(t) => {
+                                Cell::Text(String::from_utf8_lossy(t).into_owned())
+                            }
+                            ValueRef::Blob(b) => Cell::Bytes(b.to_vec()),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<Cell>>>()
+                    .map(Row)
+            })
+            .map_err(sql_error)?;
+        rows.collect::<rusqlite::Result<Vec<Row>>>()
+            .map_err(sql_error)
     }
-    fn reinstate_employee(
-        &self,
-        id: &EmployeeId,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        employees::reinstate_employee(self, id, action)
+}
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match *self {
+            Param::Text(Some(s)) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Param::Int(Some(v)) => ToSqlOutput::Owned(Value::Integer(v)),
+            Param::Bytes(Some(b)) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Param::Text(None) | Param::Int(None) | Param::Bytes(None) => {
+                ToSqlOutput::Owned(Value::Null)
+            }
+        })
     }
-    fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, RegistryError> {
-        devices::device(self, id)
+}
+
+fn sql_error(e: rusqlite::Error) -> SqlError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            SqlError::Unique
+        }
+        _ => SqlError::Other(storage(e)),
     }
-    fn devices(&self) -> Result<Vec<DeviceRecord>, RegistryError> {
-        devices::devices(self)
-    }
-    fn approve_device(
-        &self,
-        id: &DeviceId,
-        change: &StatusChange,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        devices::approve_device(self, id, change, action)
-    }
-    fn set_device_role(
-        &self,
-        id: &DeviceId,
-        role: &str,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        devices::set_device_role(self, id, role, action)
-    }
-    fn end_device(
-        &self,
-        id: &DeviceId,
-        how: EndOfService,
-        change: &StatusChange,
-        reason: CrlReason,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        devices::end_device(self, id, how, change, reason, action)
-    }
-    fn add_certificate(
-        &self,
-        cert: &CertificateRecord,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        certificates::add_certificate(self, cert, action)
-    }
-    fn certificate(
-        &self,
-        serial: &SerialNumber,
-    ) -> Result<Option<CertificateRecord>, RegistryError> {
-        certificates::certificate(self, serial)
-    }
-    fn certificates_of(&self, device: &DeviceId) -> Result<Vec<CertificateRecord>, RegistryError> {
-        certificates::certificates_of(self, device)
-    }
-    fn revoked_certificates(
-        &self,
-        now: OffsetDateTime,
-    ) -> Result<Vec<RevokedEntry>, RegistryError> {
-        certificates::revoked_certificates(self, now)
-    }
-    fn next_crl_number(&self) -> Result<u64, RegistryError> {
-        certificates::next_crl_number(self)
-    }
-    fn add_auditor(&self, a: &AuditorRecord, action: &ActionRecord) -> Result<(), RegistryError> {
-        auditors::add_auditor(self, a, action)
-    }
-    fn auditor(
-        &self,
-        name: &ztgw_pki::AuditorName,
-    ) -> Result<Option<AuditorRecord>, RegistryError> {
-        auditors::auditor(self, name)
-    }
-    fn revoke_auditor(
-        &self,
-        name: &ztgw_pki::AuditorName,
-        change: &StatusChange,
-        action: &ActionRecord,
-    ) -> Result<(), RegistryError> {
-        auditors::revoke_auditor(self, name, change, action)
-    }
-    fn record_action(&self, action: &ActionRecord) -> Result<(), RegistryError> {
-        actions::record_action(self, action)
-    }
-    fn totp(&self, device: &DeviceId) -> Result<Option<(Vec<u8>, u64)>, RegistryError> {
-        second_factor::totp(self, device)
-    }
-    fn use_totp_step(&self, device: &DeviceId, step: u64) -> Result<bool, RegistryError> {
-        second_factor::use_totp_step(self, device, step)
-    }
-    fn supersede_certificates(
-        &self,
-        device: &DeviceId,
-        serials: &[SerialNumber],
-        at: OffsetDateTime,
-        action: &ActionRecord,
-    ) -> Result<usize, RegistryError> {
-        certificates::supersede_certificates(self, device, serials, at, action)
-    }
-    fn factor_attempts(
-        &self,
-        device: &DeviceId,
-    ) -> Result<crate::session::factor::Attempts, RegistryError> {
-        second_factor::factor_attempts(self, device)
-    }
-    fn set_factor_attempts(
-        &self,
-        device: &DeviceId,
-        a: &crate::session::factor::Attempts,
-    ) -> Result<(), RegistryError> {
-        second_factor::set_factor_attempts(self, device, a)
-    }
-    fn unlock_factor(&self, device: &DeviceId, action: &ActionRecord) -> Result<(), RegistryError> {
-        second_factor::unlock_factor(self, device, action)
-    }
-    fn actions(&self) -> Result<Vec<ActionRecord>, RegistryError> {
-        actions::actions(self)
-    }
+}
+
+fn storage(e: rusqlite::Error) -> RegistryError {
+    RegistryError::Storage(e.to_string())
 }
 
 #[cfg(test)]
@@ -368,7 +276,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::registry::conformance;
+    use crate::registry::{Registry, conformance};
 
     fn open() -> (tempfile::TempDir, Arc<dyn Registry>) {
         let dir = tempfile::tempdir().expect("tempdir");
