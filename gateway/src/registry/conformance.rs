@@ -2,8 +2,6 @@
 //! registry (its unit tests) and against PostgreSQL (`tests/registry_postgres.rs`). Each
 //! takes a fresh, empty registry.
 
-#![allow(clippy::unwrap_used)]
-
 use std::sync::Arc;
 
 use time::OffsetDateTime;
