@@ -14,31 +14,13 @@ use time::OffsetDateTime;
 use ztgw_gateway::journal::{Event, Journal, JournalConfig, JournalKey};
 use ztgw_pki::{DeviceId, EmployeeId};
 use ztgw_tests::netns;
+use ztgw_tests::site::lab_policy;
 
 /// A fixed Ed25519 journal key (PKCS#8 v2, seed 01..20): the signatures are known.
 const KEY: &str = "3053020101300506032b6570042204200102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20a12303210079b5562e8fe654f94078b112e8a98ba7901f853ae695bed7e0e3910bad049664";
 
 /// Office hours in UTC, so that the reports do not depend on the time-zone database.
-const POLICY: &str = r#"
-[resources.intranet]
-hosts = ["10.20.0.10"]
-ports = ["tcp/80"]
-[schedules.office]
-timezone = "UTC"
-days = ["mon", "tue", "wed", "thu", "fri"]
-hours = ["08:00-16:00"]
-[posture.lab]
-antivirus_required = false
-antivirus_running = false
-firewall_required = false
-disk_encryption_required = false
-screen_lock_required = false
-open_wifi_forbidden = false
-[roles.finance]
-resources = ["intranet"]
-schedule = "office"
-posture = "lab"
-"#;
+const OFFICE_UTC: &str = "timezone = \"UTC\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"]\nhours = [\"08:00-16:00\"]";
 
 fn dev(s: &str) -> DeviceId {
     DeviceId::new(s).expect("device id")
@@ -154,7 +136,7 @@ fn journal(dir: &Path) -> PathBuf {
     )
     .expect("append");
     drop(j);
-    std::fs::write(dir.join("policy.toml"), POLICY).expect("policy");
+    std::fs::write(dir.join("policy.toml"), lab_policy(OFFICE_UTC)).expect("policy");
     public
 }
 
