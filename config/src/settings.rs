@@ -53,6 +53,11 @@ pub struct RegistrySection {
     /// directory.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The CA that signs the database server's certificate (PEM), relative to this
+    /// file's directory: with it, connections use TLS and check the server's name;
+    /// without it they do not use TLS (a Unix socket, or a network of its own).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Connections kept open to the database.
     #[serde(default = "defaults::registry_pool_size")]
     pub pool_size: usize,
@@ -431,10 +436,10 @@ impl Settings {
         for t in s.export.values_mut() {
             t.resolve(&base);
         }
-        if let Some(r) = &mut s.registry
-            && let Some(p) = &mut r.password_file
-        {
-            *p = base.join(&*p);
+        if let Some(r) = &mut s.registry {
+            for p in [&mut r.password_file, &mut r.ca_file].into_iter().flatten() {
+                *p = base.join(&*p);
+            }
         }
         s.check(text)?;
         Ok(s)
@@ -1231,7 +1236,7 @@ batch = 200
         let with = |table: &str| template(&values()) + EXPORT + table;
         let s = Settings::parse(
             path,
-            &with("\n[registry]\nurl = \"postgresql://ztgw@db.min.gov.ma/ztgw\"\npassword_file = \"registry.pass\"\n"),
+            &with("\n[registry]\nurl = \"postgresql://ztgw@db.min.gov.ma/ztgw\"\npassword_file = \"registry.pass\"\nca_file = \"db-ca.pem\"\n"),
         )
         .expect("parses");
         let r = s.registry.expect("registry");

@@ -177,9 +177,18 @@ pub fn open(
                         .map_err(|e| RegistryError::Storage(format!("{}: {e}", p.display())))
                 })
                 .transpose()?;
+            let ca = r
+                .ca_file
+                .as_ref()
+                .map(|p| {
+                    std::fs::read(p)
+                        .map_err(|e| RegistryError::Storage(format!("{}: {e}", p.display())))
+                })
+                .transpose()?;
             Ok(std::sync::Arc::new(postgres::PgRegistry::open(
                 &r.url,
                 password.as_ref(),
+                ca.as_deref(),
                 r.pool_size,
             )?))
         }

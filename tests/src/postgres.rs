@@ -17,6 +17,9 @@ pub struct Postgres {
     /// The directory holding the server's socket.
     pub socket_dir: PathBuf,
     pub port: u16,
+    /// With TLS: the CA that signs the server's certificate (for 127.0.0.1).
+    pub ca: Option<PathBuf>,
+    settings: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -42,6 +45,16 @@ fn bin_dir() -> PathBuf {
 impl Postgres {
     /// Initialises a cluster (user `ztgw`, trust on the socket) and starts it.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// As [`Postgres::start`], also listening on 127.0.0.1 for TLS connections only (its
+    /// certificate from a CA of the test's: [`Postgres::ca`]).
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         netns::require("runuser", "util-linux");
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -64,12 +77,40 @@ impl Postgres {
                 .args(["--no-instructions", "--no-sync"]),
         );
         let port = crate::free_port();
+        let mut settings = vec!["listen_addresses=".to_owned()];
+        let mut ca = None;
+        if tls {
+            let certs = dir.path().join("tls");
+            std::fs::create_dir(&certs).expect("tls dir");
+            let [ca_pem, cert, key] = crate::server_certificate(&certs, &["127.0.0.1"]);
+            netns::run(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres:postgres")
+                    .arg(&certs),
+            );
+            // Over TCP, TLS or nothing.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .expect("pg_hba.conf");
+            settings = vec![
+                "listen_addresses=127.0.0.1".to_owned(),
+                "ssl=on".to_owned(),
+                format!("ssl_cert_file={}", cert.display()),
+                format!("ssl_key_file={}", key.display()),
+            ];
+            ca = Some(ca_pem);
+        }
         let mut pg = Self {
             server: None,
             bin,
             data,
             socket_dir: dir.path().to_owned(),
             port,
+            ca,
+            settings,
             _dir: dir,
         };
         pg.run_server();
@@ -84,7 +125,8 @@ impl Postgres {
             .arg(&self.data)
             .arg("-k")
             .arg(&self.socket_dir)
-            .args(["-c", "listen_addresses=", "-c", "fsync=off"])
+            .args(["-c", "fsync=off"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .arg("-p")
             .arg(self.port.to_string())
             .stdout(Stdio::null())
@@ -130,6 +172,11 @@ impl Postgres {
             self.socket_dir.display(),
             self.port
         )
+    }
+
+    /// The connection string for database `name` over TCP on 127.0.0.1 (TLS servers).
+    pub fn tcp_url(&self, name: &str) -> String {
+        format!("host=127.0.0.1 port={} user=ztgw dbname={name}", self.port)
     }
 
     /// Stops the server at once (what the gateways see as the database going away).

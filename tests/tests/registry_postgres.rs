@@ -10,7 +10,7 @@ use ztgw_gateway::registry::{Registry, RegistryError, conformance};
 use ztgw_tests::postgres::Postgres;
 
 fn open(pg: &Postgres, db: &str) -> Arc<dyn Registry> {
-    Arc::new(PgRegistry::open(&pg.database(db), None, 4).expect("open"))
+    Arc::new(PgRegistry::open(&pg.database(db), None, None, 4).expect("open"))
 }
 
 #[test]
@@ -29,7 +29,7 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
     let opened: Vec<_> = (0..3)
         .map(|_| {
             let url = url.clone();
-            std::thread::spawn(move || PgRegistry::open(&url, None, 2).map(|_| ()))
+            std::thread::spawn(move || PgRegistry::open(&url, None, None, 2).map(|_| ()))
         })
         .collect::<Vec<_>>()
         .into_iter()
@@ -42,7 +42,7 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
     );
 
     // The database goes away and comes back: calls fail meanwhile, then work again.
-    let reg = PgRegistry::open(&url, None, 2).expect("open");
+    let reg = PgRegistry::open(&url, None, None, 2).expect("open");
     assert!(reg.devices().expect("devices").is_empty());
     pg.stop();
     assert!(matches!(reg.devices(), Err(RegistryError::Storage(_))));
@@ -58,7 +58,7 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
         "INSERT INTO ztgw_migrations (version) VALUES (99)",
     )
     .expect("insert");
-    let refused = PgRegistry::open(&url, None, 2).expect_err("a newer schema");
+    let refused = PgRegistry::open(&url, None, None, 2).expect_err("a newer schema");
     assert!(
         matches!(&refused, RegistryError::Corrupt(m) if m.contains("schema version 99")),
         "{refused:?}"
@@ -114,5 +114,33 @@ async fn a_gateway_keeps_its_registry_in_postgres() {
     assert!(
         gw.ctx().registry.next_crl_number().expect("crl") >= 1,
         "the CRL numbers come from the database too"
+    );
+}
+
+/// With `[registry] ca_file` the connection is TLS and the server's certificate is
+/// checked: the right CA connects; another CA's server is refused, and so is a
+/// connection without TLS to a server that asks for it.
+#[test]
+fn tls_to_the_database_checks_the_server() {
+    let pg = Postgres::start_tls();
+    pg.database("tls");
+    let url = pg.tcp_url("tls");
+    let ca = std::fs::read(pg.ca.as_ref().expect("a CA")).expect("ca.pem");
+    let reg = PgRegistry::open(&url, None, Some(&ca), 2).expect("TLS with the right CA");
+    assert!(reg.devices().expect("devices").is_empty());
+    assert_eq!(
+        pg.psql("tls", "SELECT count(*) FROM pg_stat_ssl WHERE ssl"),
+        Ok("1".into()),
+        "the registry's pooled connection is encrypted (psql's own, on the socket, is not)"
+    );
+    let other = tempfile::tempdir().expect("tempdir");
+    let [other_ca, _, _] = ztgw_tests::server_certificate(other.path(), &["127.0.0.1"]);
+    let other_ca = std::fs::read(other_ca).expect("other ca");
+    let refused = PgRegistry::open(&url, None, Some(&other_ca), 2).expect_err("another CA");
+    assert!(format!("{refused}").contains("certificate"), "{refused}");
+    let plain = PgRegistry::open(&url, None, None, 2).expect_err("no TLS");
+    assert!(
+        format!("{plain}").contains("pg_hba") || format!("{plain}").contains("no encryption"),
+        "{plain}"
     );
 }

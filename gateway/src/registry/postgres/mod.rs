@@ -34,6 +34,8 @@ const CHECKOUT_WAIT: Duration = Duration::from_secs(10);
 /// The PostgreSQL registry.
 pub struct PgRegistry {
     config: postgres::Config,
+    /// TLS to the server, checked against the configured CA, when there is one.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     idle: Mutex<Pool>,
     freed: Condvar,
     size: usize,
@@ -58,11 +60,12 @@ impl std::fmt::Debug for PgRegistry {
 
 impl PgRegistry {
     /// Connects to the database at `url` (a libpq connection string or a
-    /// `postgresql://` URL) with `password` if given, applies the migrations it lacks,
-    /// and keeps at most `size` connections. The database is never dropped or rewritten; a newer schema is refused.
+    /// `postgresql://` URL) with `password` if given, over TLS checked against `ca_pem`
+    /// if given, applies the migrations it lacks, and keeps at most `size` connections. The database is never dropped or rewritten; a newer schema is refused.
     pub fn open(
         url: &str,
         password: Option<&ztgw_pki::Secret<String>>,
+        ca_pem: Option<&[u8]>,
         size: usize,
     ) -> Result<Self, RegistryError> {
         let mut config: postgres::Config = url
@@ -71,10 +74,20 @@ impl PgRegistry {
         if let Some(p) = password {
             config.password(p.expose());
         }
+        let tls = match ca_pem {
+            Some(pem) => {
+                let client = ztgw_pki::tls::client_config_trusting(pem)
+                    .map_err(|e| RegistryError::Storage(format!("registry ca_file: {e}")))?;
+                config.ssl_mode(postgres::config::SslMode::Require);
+                Some(tokio_postgres_rustls::MakeRustlsConnect::new(client))
+            }
+            None => None,
+        };
         config.connect_timeout(Duration::from_secs(10));
         config.application_name("ztgw");
         let reg = Self {
             config,
+            tls,
             idle: Mutex::new(Pool::default()),
             freed: Condvar::new(),
             size: size.max(1),
@@ -90,14 +103,21 @@ impl PgRegistry {
     ) -> Result<T, RegistryError> {
         let client = self.checkout()?;
         let config = &self.config;
+        let tls = self.tls.clone();
         let (result, back) = std::thread::scope(|s| {
             s.spawn(move || {
                 let mut client = match client {
                     Some(c) => c,
-                    None => match config.connect(NoTls) {
-                        Ok(c) => c,
-                        Err(e) => return (Err(pg(&e)), None),
-                    },
+                    None => {
+                        let connected = match tls {
+                            Some(tls) => config.connect(tls),
+                            None => config.connect(NoTls),
+                        };
+                        match connected {
+                            Ok(c) => c,
+                            Err(e) => return (Err(pg(&e)), None),
+                        }
+                    }
                 };
                 let result = f(&mut client);
                 // A broken connection is closed here, off the caller's thread.
@@ -225,7 +245,16 @@ fn migrate(tx: &mut postgres::Transaction<'_>) -> Result<(), RegistryError> {
 pub(super) fn pg(e: &postgres::Error) -> RegistryError {
     RegistryError::Storage(match e.as_db_error() {
         Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
-        None => format!("PostgreSQL: {e}"),
+        None => {
+            // With its causes: "error performing TLS handshake: invalid peer certificate…".
+            let mut text = format!("PostgreSQL: {e}");
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        }
     })
 }
 
