@@ -63,9 +63,14 @@ if ((${#need_packages[@]})); then
         printf '#!/bin/sh\nexit 101\n' >"$policy_rc_d"
         chmod 0755 "$policy_rc_d"
         own_policy=true
+        # Ours is removed however the install ends: services are the machine's business.
+        trap 'rm -f "$policy_rc_d"' EXIT
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}" >/dev/null
-    if $own_policy; then rm -f "$policy_rc_d"; fi
+    if $own_policy; then
+        rm -f "$policy_rc_d"
+        trap - EXIT
+    fi
 fi
 
 # systemd-resolved for that test (tests/src/resolved.rs), unpacked rather than installed:
