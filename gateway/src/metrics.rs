@@ -22,6 +22,8 @@ use crate::sessions::SessionService;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     pub devices: Vec<(&'static str, u64)>,
+    /// Why the registry could not be read, when it could not (a database that is down).
+    pub registry_error: Option<String>,
     pub connections: u64,
     pub refused_rate_limited: u64,
     pub refused_too_many_connections: u64,
@@ -77,7 +79,10 @@ pub fn snapshot(
     observed: &Observed,
     sessions: &SessionService,
 ) -> Snapshot {
-    let devices = ctx.registry.devices().unwrap_or_default();
+    let (devices, registry_error) = match ctx.registry.devices() {
+        Ok(d) => (d, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     let count = |s: DeviceStatus| devices.iter().filter(|d| d.status == s).count() as u64;
     let now = ctx.clock.now();
     let policy = ctx.policy.current();
@@ -91,6 +96,7 @@ pub fn snapshot(
         .iter()
         .map(|s| (s.as_str(), count(*s)))
         .collect(),
+        registry_error,
         connections: counters.connections.load(Ordering::Relaxed),
         refused_rate_limited: counters.refused_rate_limited.load(Ordering::Relaxed),
         refused_too_many_connections: counters
@@ -159,6 +165,12 @@ pub fn render(s: &Snapshot) -> String {
         .collect();
     let devices: Vec<(&str, f64)> = devices.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     metric("devices", "gauge", "Enrolled devices by status.", &devices);
+    metric(
+        "registry_up",
+        "gauge",
+        "1 while the registry can be read (0: no admission, enrolment or renewal is granted).",
+        &[("", f64::from(u8::from(s.registry_error.is_none())))],
+    );
     metric(
         "control_connections_total",
         "counter",
@@ -383,9 +395,12 @@ pub fn render(s: &Snapshot) -> String {
 /// works on its last view of the directory, which is growing old.
 pub const DIRECTORY_FAILURES_UNHEALTHY: u64 = 3;
 
-/// Whether the gateway can do its job: the journal accepts appends, a CRL is in force,
-/// and the directory (when there is one) answers.
+/// Whether the gateway can do its job: the registry can be read, the journal accepts
+/// appends, a CRL is in force, and the directory (when there is one) answers.
 pub fn health(s: &Snapshot) -> Result<(), String> {
+    if let Some(e) = &s.registry_error {
+        return Err(format!("the registry cannot be read ({e})"));
+    }
     if !s.journal_healthy {
         return Err("the audit journal cannot be written".into());
     }
@@ -500,6 +515,16 @@ mod tests {
             "{text}"
         );
         assert_eq!(health(&s), Ok(()));
+        assert!(text.contains("ztgw_registry_up 1\n"), "{text}");
+        let down = Snapshot {
+            registry_error: Some("connection refused".into()),
+            ..s.clone()
+        };
+        assert!(render(&down).contains("ztgw_registry_up 0\n"));
+        assert_eq!(
+            health(&down),
+            Err("the registry cannot be read (connection refused)".into())
+        );
         assert!(
             health(&Snapshot {
                 journal_healthy: false,

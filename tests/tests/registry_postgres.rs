@@ -72,7 +72,7 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
 async fn a_gateway_keeps_its_registry_in_postgres() {
     use ztgw_tests::{GatewayOptions, TestGateway, secret_file};
 
-    let pg = Postgres::start();
+    let mut pg = Postgres::start();
     pg.psql("postgres", "ALTER USER ztgw PASSWORD 'n0t-in-the-url'")
         .expect("password");
     let url = pg.database("gw");
@@ -115,6 +115,44 @@ async fn a_gateway_keeps_its_registry_in_postgres() {
         gw.ctx().registry.next_crl_number().expect("crl") >= 1,
         "the CRL numbers come from the database too"
     );
+
+    // The database goes away: the gateway says so, and grants nothing without it.
+    let addr = gw.running.metrics_addr;
+    let health = move || ztgw_tests::http_get(addr, "/health");
+    assert_eq!(
+        tokio::task::spawn_blocking(health).await.expect("health").0,
+        200
+    );
+    pg.stop();
+    let (code, body) = tokio::task::spawn_blocking(health).await.expect("health");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("the registry cannot be read"), "{body}");
+    let (_, metrics) = tokio::task::spawn_blocking(move || ztgw_tests::http_get(addr, "/metrics"))
+        .await
+        .expect("metrics");
+    assert!(metrics.contains("ztgw_registry_up 0"), "{metrics}");
+    let invitation = gw.admin(ztgw_gateway::admin::AdminRequest::Invite {
+        employee: ztgw_pki::EmployeeId::new("e4243").expect("id"),
+        role: Some("finance".into()),
+        schedule: None,
+        approved_by: "Head of IT".into(),
+        reference: "DEC-1".into(),
+        valid_for_secs: None,
+    });
+    assert!(
+        invitation.is_err(),
+        "no invitation without the registry: {invitation:?}"
+    );
+    pg.restart();
+    let mut back = false;
+    for _ in 0..50 {
+        if tokio::task::spawn_blocking(health).await.expect("health").0 == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(back, "healthy again once the database is back");
 }
 
 /// With `[registry] ca_file` the connection is TLS and the server's certificate is
