@@ -159,6 +159,48 @@ pub struct ActionRecord {
     pub detail: String,
 }
 
+/// A gateway sharing the registry, as it registered at its last start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayRecord {
+    /// Its first name (`[gateway] names`): unique among the gateways of a registry.
+    pub name: String,
+    /// Where agents reach its control plane (`[control] advertise`).
+    pub control: String,
+    /// Its WireGuard endpoint.
+    pub endpoint: String,
+    /// Its tunnel networks: disjoint from every other gateway's.
+    pub pools: Vec<String>,
+    pub started_at: OffsetDateTime,
+}
+
+/// A live session, as the gateway that holds it recorded it: one a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSession {
+    pub session: String,
+    pub device: DeviceId,
+    pub employee: EmployeeId,
+    pub gateway: String,
+    pub role: String,
+    pub tunnel_address: String,
+    pub started: OffsetDateTime,
+    pub ends_at: OffsetDateTime,
+}
+
+/// The policy in force on every gateway of the registry: its text, as validated by the
+/// gateway that loaded it, and its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicy {
+    pub sha256: String,
+    pub text: String,
+    pub loaded_at: OffsetDateTime,
+    /// The gateway and operator that loaded it.
+    pub loaded_by: String,
+}
+
+/// Called when another gateway may have changed the registry (see
+/// [`Registry::on_change`]).
+pub type ChangeHook = std::sync::Arc<dyn Fn() + Send + Sync>;
+
 /// The largest password file read.
 const MAX_PASSWORD_BYTES: u64 = 4096;
 
@@ -314,4 +356,41 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     /// with the action, in one transaction.
     fn unlock_factor(&self, device: &DeviceId, action: &ActionRecord) -> Result<(), RegistryError>;
     fn actions(&self) -> Result<Vec<ActionRecord>, RegistryError>;
+
+    /// Records `gateway` as sharing the registry (replacing what it recorded before),
+    /// unless one of its tunnel networks overlaps another gateway's: then
+    /// `Duplicate(..)` says which, and nothing changes.
+    fn register_gateway(&self, gateway: &GatewayRecord) -> Result<(), RegistryError>;
+    fn gateways(&self) -> Result<Vec<GatewayRecord>, RegistryError>;
+
+    /// Records `s` as its device's live session; returns the session it replaced (the
+    /// device's previous one, on this gateway or another), which must end.
+    fn claim_session(&self, s: &LiveSession) -> Result<Option<LiveSession>, RegistryError>;
+    /// Forgets session `id` (it ended); nothing if another session replaced it.
+    fn release_session(&self, id: &str) -> Result<(), RegistryError>;
+    /// Forgets the sessions `gateway` recorded except those in `keep`: what it no longer
+    /// holds (a crash's leftovers, ends that could not be recorded). How many.
+    fn release_sessions_of(&self, gateway: &str, keep: &[String]) -> Result<usize, RegistryError>;
+    fn live_sessions(&self) -> Result<Vec<LiveSession>, RegistryError>;
+
+    /// Puts `policy` in force for every gateway of the registry, with the action.
+    fn put_policy(&self, policy: &StoredPolicy, action: &ActionRecord)
+    -> Result<(), RegistryError>;
+    fn policy_in_force(&self) -> Result<Option<StoredPolicy>, RegistryError>;
+
+    /// A number that grows with every change another gateway must act on (an action
+    /// recorded, a session replaced): when it has not moved, nothing needs a look.
+    fn revision(&self) -> Result<i64, RegistryError>;
+
+    /// Whether other gateways may share this registry (and change it).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Has `hook` called soon after another gateway changes the registry (and after a
+    /// lost connection to it comes back, when changes may have been missed). A registry
+    /// no other gateway shares never calls it.
+    fn on_change(&self, hook: ChangeHook) -> Result<(), RegistryError> {
+        let _ = hook;
+        Ok(())
+    }
 }

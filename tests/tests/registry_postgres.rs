@@ -19,6 +19,7 @@ fn postgres_passes_what_every_registry_must() {
     conformance::an_invitation_is_redeemed_once_even_under_a_race(open(&pg, "race"));
     conformance::a_wireguard_key_belongs_to_one_device_in_service(open(&pg, "wgkey"));
     conformance::revocation_lists_only_unexpired_revoked_certificates(open(&pg, "crl"));
+    conformance::what_gateways_share(open(&pg, "shared"));
 }
 
 #[test]
@@ -37,8 +38,12 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
         .collect();
     assert!(opened.iter().all(Result::is_ok), "{opened:?}");
     assert_eq!(
-        pg.psql("shared", "SELECT count(*) FROM ztgw_migrations"),
-        Ok("1".into())
+        pg.psql(
+            "shared",
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM ztgw_migrations"
+        ),
+        Ok("1,2".into()),
+        "each migration applied once"
     );
 
     // The database goes away and comes back: calls fail meanwhile, then work again.
@@ -181,4 +186,67 @@ fn tls_to_the_database_checks_the_server() {
         format!("{plain}").contains("pg_hba") || format!("{plain}").contains("no encryption"),
         "{plain}"
     );
+}
+
+/// Two gateways on one database: a change one makes (an action recorded, a session of
+/// the other's replaced) reaches the other's hook within moments, through
+/// LISTEN/NOTIFY; a change that concerns no one else (a device's first claim) sends
+/// nothing; and after the database restarts the hook is called again, since what
+/// happened meanwhile is unknown.
+#[test]
+fn changes_reach_the_other_gateways() {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let mut pg = Postgres::start();
+    let url = pg.database("notify");
+    let a = PgRegistry::open(&url, None, None, 2).expect("a");
+    let b = PgRegistry::open(&url, None, None, 2).expect("b");
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    b.on_change(Arc::new(move || {
+        let _ = tx.lock().map(|t| t.send(Instant::now()));
+    }))
+    .expect("listen");
+    // Called once when it starts listening.
+    rx.recv_timeout(Duration::from_secs(5)).expect("first call");
+    let drain = || while rx.recv_timeout(Duration::from_millis(300)).is_ok() {};
+    drain();
+
+    let sent = Instant::now();
+    a.record_action(&ztgw_gateway::registry::ActionRecord {
+        at: time::OffsetDateTime::now_utc(),
+        operator: "op".into(),
+        action: "device.revoked".into(),
+        target: "dev-x".into(),
+        detail: String::new(),
+    })
+    .expect("action");
+    let heard = rx.recv_timeout(Duration::from_secs(1)).expect("notified");
+    assert!(heard - sent < Duration::from_secs(1));
+    drain();
+
+    let live = |session: &str, gateway: &str| ztgw_gateway::registry::LiveSession {
+        session: session.into(),
+        device: ztgw_pki::DeviceId::from_random([7; 10]),
+        employee: ztgw_pki::EmployeeId::new("e1").expect("id"),
+        gateway: gateway.into(),
+        role: "finance".into(),
+        tunnel_address: "100.64.0.2".into(),
+        started: time::OffsetDateTime::now_utc(),
+        ends_at: time::OffsetDateTime::now_utc(),
+    };
+    b.claim_session(&live("s-b", "b")).expect("claim");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "a first claim is no one else's business"
+    );
+    a.claim_session(&live("s-a", "a")).expect("claim");
+    rx.recv_timeout(Duration::from_secs(1))
+        .expect("b hears that its session was replaced");
+
+    pg.stop();
+    pg.restart();
+    rx.recv_timeout(Duration::from_secs(15))
+        .expect("called again once listening again");
 }

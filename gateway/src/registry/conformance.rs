@@ -212,3 +212,110 @@ pub fn revocation_lists_only_unexpired_revoked_certificates(reg: Arc<dyn Registr
     assert_eq!(d.status, DeviceStatus::Decommissioned);
     assert!(reg.next_crl_number().expect("n") < reg.next_crl_number().expect("n"));
 }
+
+fn live(session: &str, device: u8, gateway: &str) -> super::LiveSession {
+    super::LiveSession {
+        session: session.into(),
+        device: DeviceId::from_random([device; 10]),
+        employee: EmployeeId::new("e1").expect("id"),
+        gateway: gateway.into(),
+        role: "finance".into(),
+        tunnel_address: "100.64.0.2".into(),
+        started: t(0),
+        ends_at: t(3600),
+    }
+}
+
+fn gateway(name: &str, pools: &[&str]) -> super::GatewayRecord {
+    super::GatewayRecord {
+        name: name.into(),
+        control: format!("{name}:8443"),
+        endpoint: format!("{name}:51820"),
+        pools: pools.iter().map(|p| (*p).to_owned()).collect(),
+        started_at: t(0),
+    }
+}
+
+/// Gateways' tunnel networks never overlap; one live session a device, the last
+/// admission's, and replacing another gateway's session moves the revision; the policy
+/// in force is the last one put.
+pub fn what_gateways_share(reg: Arc<dyn Registry>) {
+    reg.register_gateway(&gateway("a", &["100.64.0.0/17", "fd00:64::/65"]))
+        .expect("a");
+    reg.register_gateway(&gateway("b", &["100.64.128.0/17"]))
+        .expect("b");
+    match reg.register_gateway(&gateway("c", &["100.64.200.0/24"])) {
+        Err(RegistryError::Duplicate(why)) => {
+            assert!(
+                why.contains("100.64.200.0/24") && why.contains("gateway b"),
+                "{why}"
+            )
+        }
+        other => panic!("an overlapping network was accepted: {other:?}"),
+    }
+    // A gateway registering again (a restart) may keep or change its own networks.
+    reg.register_gateway(&gateway("a", &["100.64.0.0/18"]))
+        .expect("a again");
+    let names: Vec<_> = reg
+        .gateways()
+        .expect("gateways")
+        .into_iter()
+        .map(|g| (g.name, g.pools))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("a".to_owned(), vec!["100.64.0.0/18".to_owned()]),
+            ("b".to_owned(), vec!["100.64.128.0/17".to_owned()])
+        ]
+    );
+
+    let r0 = reg.revision().expect("revision");
+    assert_eq!(reg.claim_session(&live("s1", 1, "a")).expect("claim"), None);
+    assert_eq!(reg.claim_session(&live("s2", 2, "a")).expect("claim"), None);
+    // Claims of devices nobody else holds, and a replacement on the same gateway, are
+    // no one else's business.
+    let replaced = reg.claim_session(&live("s3", 2, "a")).expect("claim");
+    assert_eq!(replaced.map(|s| s.session), Some("s2".into()));
+    assert_eq!(reg.revision().expect("revision"), r0);
+    // The device admitted through b: a's session is replaced, and a must hear of it.
+    let replaced = reg.claim_session(&live("s4", 1, "b")).expect("claim");
+    assert_eq!(
+        replaced.map(|s| (s.session, s.gateway)),
+        Some(("s1".into(), "a".into()))
+    );
+    let r1 = reg.revision().expect("revision");
+    assert!(r1 > r0);
+    // a ends s1 late: b's session stays.
+    reg.release_session("s1").expect("release");
+    let held: Vec<_> = reg
+        .live_sessions()
+        .expect("live")
+        .into_iter()
+        .map(|s| (s.session, s.gateway))
+        .collect();
+    assert_eq!(held, [("s3".into(), "a".into()), ("s4".into(), "b".into())]);
+    // a restarts holding nothing: its leftovers go, b's stay.
+    assert_eq!(reg.release_sessions_of("a", &[]).expect("release"), 1);
+    assert_eq!(reg.live_sessions().expect("live").len(), 1);
+
+    assert_eq!(reg.policy_in_force().expect("policy"), None);
+    for (sha, text) in [("11", "first"), ("22", "second")] {
+        reg.put_policy(
+            &super::StoredPolicy {
+                sha256: sha.into(),
+                text: text.into(),
+                loaded_at: t(5),
+                loaded_by: "a: op".into(),
+            },
+            &action("policy.loaded"),
+        )
+        .expect("put");
+    }
+    let p = reg.policy_in_force().expect("policy").expect("in force");
+    assert_eq!((p.sha256.as_str(), p.text.as_str()), ("22", "second"));
+    assert!(
+        reg.revision().expect("revision") > r1,
+        "a policy put moves the revision"
+    );
+}

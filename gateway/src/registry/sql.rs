@@ -171,6 +171,15 @@ pub(crate) trait Db: Send + Sync + std::fmt::Debug {
         &self,
         f: impl FnOnce(&mut dyn Sql) -> Result<T, RegistryError> + Send,
     ) -> Result<T, RegistryError>;
+    /// See [`super::Registry::shared`].
+    fn shared(&self) -> bool {
+        false
+    }
+    /// See [`super::Registry::on_change`].
+    fn on_change(&self, hook: super::ChangeHook) -> Result<(), RegistryError> {
+        let _ = hook;
+        Ok(())
+    }
 }
 
 /// PostgreSQL's `$N` parameters from the `?N` the statements are written with.

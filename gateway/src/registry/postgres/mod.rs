@@ -11,10 +11,12 @@
 
 mod schema;
 
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::{IsNull, ToSql, Type};
 use postgres::{Client, NoTls};
 
@@ -23,7 +25,7 @@ use super::sql::{Cell, Db, Param, Row, Sql, SqlError, dollar_params};
 
 /// The schema, one migration a version; a database at a version this ztgw does not know
 /// (a newer one's) is refused.
-const MIGRATIONS: &[(i32, &str)] = &[(1, schema::SCHEMA_1)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, schema::SCHEMA_1), (2, schema::SCHEMA_2)];
 
 /// The advisory lock under which migrations run.
 const MIGRATION_LOCK: i64 = 0x7a74_6777; // "ztgw"
@@ -39,6 +41,8 @@ pub struct PgRegistry {
     idle: Mutex<Pool>,
     freed: Condvar,
     size: usize,
+    /// Set when the registry is dropped: the listener (if any) stops.
+    stop: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -91,6 +95,7 @@ impl PgRegistry {
             idle: Mutex::new(Pool::default()),
             freed: Condvar::new(),
             size: size.max(1),
+            stop: Arc::new(AtomicBool::new(false)),
         };
         reg.in_transaction(migrate)?;
         Ok(reg)
@@ -199,6 +204,7 @@ impl PgRegistry {
 
 impl Drop for PgRegistry {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         // Connections own runtimes, which may not be dropped on an async thread.
         let clients = self
             .idle
@@ -206,6 +212,75 @@ impl Drop for PgRegistry {
             .map(|p| std::mem::take(&mut p.clients))
             .unwrap_or_default();
         let _ = std::thread::spawn(move || drop(clients)).join();
+    }
+}
+
+/// The channel every change another gateway must act on is notified on (see
+/// `schema::SCHEMA_2`).
+const CHANNEL: &str = "ztgw_registry";
+/// How often the listener looks whether it must stop.
+const LISTEN_POLL: Duration = Duration::from_millis(250);
+/// The longest wait before connecting again after the listening connection was lost.
+const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Listens on [`CHANNEL`] on a connection of its own, on a thread of its own, and calls
+/// `hook` once per burst of notifications, and after every (re)connection: what
+/// happened while it was not listening is unknown, so the caller looks again.
+fn listen(
+    config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    stop: Arc<AtomicBool>,
+    hook: super::ChangeHook,
+) {
+    let mut backoff = Duration::from_millis(200);
+    while !stop.load(Ordering::Relaxed) {
+        let connected = match tls.clone() {
+            Some(tls) => config.connect(tls),
+            None => config.connect(NoTls),
+        };
+        let mut client = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %pg(&e), "the registry's change notifications: cannot connect; trying again");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(LISTEN_BACKOFF_MAX);
+                continue;
+            }
+        };
+        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")) {
+            tracing::warn!(error = %pg(&e), "the registry's change notifications: LISTEN failed");
+            std::thread::sleep(backoff);
+            continue;
+        }
+        backoff = Duration::from_millis(200);
+        hook();
+        let mut polls = 0u32;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let first = client.notifications().timeout_iter(LISTEN_POLL).next();
+            let outcome = match first {
+                // A burst is read to its end (what has arrived) before the hook runs once.
+                Ok(Some(_)) => client.notifications().iter().count().map(|_| true),
+                Ok(None) => Ok(false),
+                Err(e) => Err(e),
+            };
+            polls = polls.wrapping_add(1);
+            let outcome = match outcome {
+                // A connection that died quietly shows when asked (every few seconds).
+                Ok(heard) if polls % 20 == 0 => client.is_valid(LISTEN_POLL).map(|()| heard),
+                other => other,
+            };
+            match outcome {
+                Ok(true) => hook(),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %pg(&e), "the registry's change notifications: connection lost; connecting again");
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -259,6 +334,21 @@ pub(super) fn pg(e: &postgres::Error) -> RegistryError {
 }
 
 impl Db for PgRegistry {
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn on_change(&self, hook: super::ChangeHook) -> Result<(), RegistryError> {
+        let config = self.config.clone();
+        let tls = self.tls.clone();
+        let stop = self.stop.clone();
+        std::thread::Builder::new()
+            .name("registry-listen".into())
+            .spawn(move || listen(config, tls, stop, hook))
+            .map(|_| ())
+            .map_err(|e| RegistryError::Storage(format!("the registry's listener: {e}")))
+    }
+
     fn read<T: Send>(
         &self,
         f: impl FnOnce(&mut dyn Sql) -> Result<T, RegistryError> + Send,

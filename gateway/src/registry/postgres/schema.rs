@@ -96,3 +96,45 @@ CREATE TABLE actions (
     detail TEXT NOT NULL
 );
 "#;
+
+/// What several gateways share beyond the registry of one: who they are, the live
+/// sessions, the policy in force; and the notification every change that another
+/// gateway must act on sends (delivered at commit, to every gateway listening on
+/// `ztgw_registry`).
+pub(super) const SCHEMA_2: &str = r#"
+INSERT INTO meta (key, value) VALUES ('replacements', 0);
+CREATE TABLE gateways (
+    name TEXT PRIMARY KEY,
+    control TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    pools TEXT NOT NULL,
+    started_at BIGINT NOT NULL
+);
+CREATE TABLE live_sessions (
+    session TEXT PRIMARY KEY,
+    device TEXT NOT NULL UNIQUE,
+    employee TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    role TEXT NOT NULL,
+    tunnel_address TEXT NOT NULL,
+    started BIGINT NOT NULL,
+    ends_at BIGINT NOT NULL
+);
+CREATE TABLE policies (
+    sha256 TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    loaded_at BIGINT NOT NULL,
+    loaded_by TEXT NOT NULL,
+    in_force INTEGER NOT NULL
+);
+CREATE FUNCTION ztgw_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('ztgw_registry', TG_TABLE_NAME);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER actions_notify AFTER INSERT ON actions
+    FOR EACH STATEMENT EXECUTE FUNCTION ztgw_notify();
+CREATE TRIGGER replacements_notify AFTER UPDATE ON meta
+    FOR EACH ROW WHEN (NEW.key = 'replacements') EXECUTE FUNCTION ztgw_notify();
+"#;

@@ -10,7 +10,10 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use super::RegistryError;
 use super::sql::{Cell, Db, Param, Row, Sql, SqlError};
 
-const SCHEMA_VERSION: i64 = 1;
+/// Version 2 added the tables several gateways share (`gateways`, `live_sessions`,
+/// `policies`); `CREATE TABLE IF NOT EXISTS` made them, so going from 1 is only the
+/// counter they need.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -97,6 +100,30 @@ CREATE TABLE IF NOT EXISTS totp_failures (
     last_failure INTEGER,
     locked_until INTEGER
 );
+CREATE TABLE IF NOT EXISTS gateways (
+    name TEXT PRIMARY KEY,
+    control TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    pools TEXT NOT NULL,
+    started_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS live_sessions (
+    session TEXT PRIMARY KEY,
+    device TEXT NOT NULL UNIQUE,
+    employee TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    role TEXT NOT NULL,
+    tunnel_address TEXT NOT NULL,
+    started INTEGER NOT NULL,
+    ends_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS policies (
+    sha256 TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    loaded_at INTEGER NOT NULL,
+    loaded_by TEXT NOT NULL,
+    in_force INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS actions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at INTEGER NOT NULL,
@@ -138,12 +165,21 @@ impl SqliteRegistry {
         match version {
             None => {
                 conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('crl_number', 0)",
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('crl_number', 0), ('replacements', 0)",
                     params![SCHEMA_VERSION],
                 )
                 .map_err(storage)?;
             }
             Some(SCHEMA_VERSION) => {}
+            Some(1) => {
+                conn.execute_batch(
+                    "BEGIN;
+                     INSERT OR IGNORE INTO meta (key, value) VALUES ('replacements', 0);
+                     UPDATE meta SET value = 2 WHERE key = 'schema_version';
+                     COMMIT;",
+                )
+                .map_err(storage)?;
+            }
             Some(v) => {
                 return Err(RegistryError::Corrupt(format!(
                     "schema version {v}, this ztgw knows {SCHEMA_VERSION}"
@@ -300,6 +336,12 @@ mod tests {
     fn revocation_lists_only_unexpired_revoked_certificates() {
         let (_dir, reg) = open();
         conformance::revocation_lists_only_unexpired_revoked_certificates(reg);
+    }
+
+    #[test]
+    fn what_gateways_share() {
+        let (_dir, reg) = open();
+        conformance::what_gateways_share(reg);
     }
 
     #[test]

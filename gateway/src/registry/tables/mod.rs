@@ -6,7 +6,10 @@ mod auditors;
 mod certificates;
 mod devices;
 mod employees;
+mod gateways;
 mod invitations;
+mod live_sessions;
+mod policies;
 mod second_factor;
 
 use ztgw_pki::{
@@ -17,7 +20,8 @@ use super::sql::{Db, Param, Row, Sql};
 use super::values::from_ts;
 use super::{
     ActionRecord, AuditorRecord, CertificateRecord, DeviceRecord, EmployeeRecord, EndOfService,
-    Enrolment, InvitationRecord, Registry, RegistryError, StatusChange,
+    Enrolment, GatewayRecord, InvitationRecord, LiveSession, Registry, RegistryError, StatusChange,
+    StoredPolicy,
 };
 use crate::session::factor::Attempts;
 
@@ -164,6 +168,43 @@ impl<D: Db> Registry for D {
     }
     fn actions(&self) -> Result<Vec<ActionRecord>, RegistryError> {
         actions::all(self)
+    }
+    fn register_gateway(&self, gateway: &GatewayRecord) -> Result<(), RegistryError> {
+        gateways::register(self, gateway)
+    }
+    fn gateways(&self) -> Result<Vec<GatewayRecord>, RegistryError> {
+        gateways::all(self)
+    }
+    fn claim_session(&self, s: &LiveSession) -> Result<Option<LiveSession>, RegistryError> {
+        live_sessions::claim(self, s)
+    }
+    fn release_session(&self, id: &str) -> Result<(), RegistryError> {
+        live_sessions::release(self, id)
+    }
+    fn release_sessions_of(&self, gateway: &str, keep: &[String]) -> Result<usize, RegistryError> {
+        live_sessions::release_of(self, gateway, keep)
+    }
+    fn live_sessions(&self) -> Result<Vec<LiveSession>, RegistryError> {
+        live_sessions::all(self)
+    }
+    fn put_policy(
+        &self,
+        policy: &StoredPolicy,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError> {
+        policies::put(self, policy, action)
+    }
+    fn policy_in_force(&self) -> Result<Option<StoredPolicy>, RegistryError> {
+        policies::in_force(self)
+    }
+    fn revision(&self) -> Result<i64, RegistryError> {
+        policies::revision(self)
+    }
+    fn shared(&self) -> bool {
+        Db::shared(self)
+    }
+    fn on_change(&self, hook: super::ChangeHook) -> Result<(), RegistryError> {
+        Db::on_change(self, hook)
     }
 }
 
