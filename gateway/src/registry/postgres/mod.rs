@@ -269,7 +269,9 @@ fn listen(
             polls = polls.wrapping_add(1);
             let outcome = match outcome {
                 // A connection that died quietly shows when asked (every few seconds).
-                Ok(heard) if polls % 20 == 0 => client.is_valid(LISTEN_POLL).map(|()| heard),
+                Ok(heard) if polls.is_multiple_of(20) => {
+                    client.is_valid(LISTEN_POLL).map(|()| heard)
+                }
                 other => other,
             };
             match outcome {
