@@ -20,6 +20,8 @@ pub struct ActivePolicy {
     /// SHA-256 of the file's bytes, hex.
     pub sha256: String,
     pub warnings: Vec<Diagnostic>,
+    /// The text it was read from (what the registry shares with the other gateways).
+    pub text: String,
 }
 
 /// Why a candidate policy was refused.
@@ -49,13 +51,19 @@ impl ActivePolicy {
             sha256: None,
             refusal: Refusal::Invalid(e.to_string()),
         })?;
+        Self::from_text(path, &text)
+    }
+
+    /// Checks, compiles and tests the policy `text` (errors name `path`: the file it
+    /// came from, or where else it came from).
+    pub fn from_text(path: &Path, text: &str) -> Result<Self, Refused> {
         let sha256 = hex(&sha2::Sha256::digest(text.as_bytes()));
         let refused = |refusal| Refused {
             sha256: Some(sha256.clone()),
             refusal,
         };
         let checked =
-            Policy::parse(path, &text).map_err(|e| refused(Refusal::Invalid(e.to_string())))?;
+            Policy::parse(path, text).map_err(|e| refused(Refusal::Invalid(e.to_string())))?;
         let mut compiled = CompiledPolicy::compile(&checked.policy);
         compiled.set_source(&sha256);
         let results = cases::run(&checked.policy, &compiled);
@@ -86,6 +94,7 @@ impl ActivePolicy {
             compiled,
             sha256,
             warnings: checked.warnings,
+            text: text.to_owned(),
         })
     }
 }

@@ -205,6 +205,21 @@ impl EmployeeRevokeReason {
     }
 }
 
+/// A live session another gateway of the registry holds, as the registry shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteSession {
+    pub id: String,
+    pub gateway: String,
+    pub device: DeviceId,
+    pub employee: ztgw_pki::EmployeeId,
+    pub role: String,
+    pub tunnel_addr: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ends_at: time::OffsetDateTime,
+}
+
 /// What an action answers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -212,6 +227,9 @@ pub enum AdminResponse {
     Invitation(InvitationIssued),
     Sessions {
         sessions: Vec<crate::session::lifecycle::Session>,
+        /// With a shared registry: the live sessions other gateways hold.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        elsewhere: Vec<RemoteSession>,
     },
     Devices {
         devices: Vec<DeviceSummary>,

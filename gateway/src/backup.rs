@@ -6,27 +6,22 @@
 //! (12 bytes), then ChaCha20-Poly1305 of the archive with the header as associated data.
 //! The archive is `manifest length (u32 LE) | manifest (JSON) | the files' bytes`.
 
-use std::num::NonZeroU32;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use serde::{Deserialize, Serialize};
 use ztgw_pki::{Existing, Secret, write_private_file};
 
-use crate::clock::random;
 use crate::context::Context;
 use crate::journal::segment;
 use crate::layout::{Layout, LayoutError};
 
+use crate::sealed::HEADER_LEN;
+pub use crate::sealed::{ITERATIONS, MIN_PASSPHRASE};
+
 const MAGIC: &[u8; 8] = b"ZTGWBAK1";
-const HEADER_LEN: usize = 8 + 16 + 4 + 12;
-/// PBKDF2 iterations for new backups (OWASP's figure for PBKDF2-HMAC-SHA256).
-pub const ITERATIONS: u32 = 600_000;
 /// Largest backup handled (the archive is built in memory).
 pub const MAX_BACKUP_BYTES: usize = 1 << 30;
-/// Shortest passphrase accepted.
-pub const MIN_PASSPHRASE: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -49,6 +44,18 @@ pub enum BackupError {
     Layout(#[from] LayoutError),
     #[error("{0}")]
     Other(String),
+}
+
+impl From<crate::sealed::SealError> for BackupError {
+    fn from(e: crate::sealed::SealError) -> Self {
+        use crate::sealed::SealError;
+        match e {
+            SealError::WeakPassphrase => Self::WeakPassphrase,
+            SealError::NotOurs => Self::NotABackup,
+            SealError::Decrypt => Self::Decrypt,
+            SealError::Other(m) => Self::Other(m),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -183,24 +190,7 @@ pub fn seal(ctx: &Context, passphrase: &Secret<String>) -> Result<(Vec<u8>, Summ
     for (_, _, bytes) in &files {
         plain.extend_from_slice(bytes);
     }
-    let salt: [u8; 16] =
-        random(ctx.entropy.as_ref()).map_err(|e| BackupError::Other(e.to_string()))?;
-    let nonce: [u8; 12] =
-        random(ctx.entropy.as_ref()).map_err(|e| BackupError::Other(e.to_string()))?;
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&salt);
-    header.extend_from_slice(&ITERATIONS.to_le_bytes());
-    header.extend_from_slice(&nonce);
-    let key = derive(passphrase, &salt, ITERATIONS)?;
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(&header),
-        &mut plain,
-    )
-    .map_err(|_| BackupError::Other("encryption failed".into()))?;
-    let mut out = header;
-    out.extend_from_slice(&plain);
+    let out = crate::sealed::seal(MAGIC, plain, passphrase, ctx.entropy.as_ref())?;
     let summary = Summary {
         files: files.len(),
         bytes: out.len() as u64,
@@ -225,26 +215,7 @@ pub fn restore(
     if bytes.len() > MAX_BACKUP_BYTES + HEADER_LEN + 16 {
         return Err(BackupError::TooLarge);
     }
-    if bytes.len() < HEADER_LEN + 16 || &bytes[..8] != MAGIC {
-        return Err(BackupError::NotABackup);
-    }
-    let (header, sealed) = bytes.split_at(HEADER_LEN);
-    let salt = &header[8..24];
-    let iterations = u32::from_le_bytes([header[24], header[25], header[26], header[27]]);
-    if !(1..=10_000_000).contains(&iterations) {
-        return Err(BackupError::NotABackup);
-    }
-    let mut nonce = [0u8; 12];
-    nonce.copy_from_slice(&header[28..40]);
-    let key = derive(passphrase, salt, iterations)?;
-    let mut sealed = sealed.to_vec();
-    let plain = key
-        .open_in_place(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(header),
-            &mut sealed,
-        )
-        .map_err(|_| BackupError::Decrypt)?;
+    let plain = crate::sealed::open(MAGIC, &bytes, passphrase)?;
     let bad = |m: &str| BackupError::Contents(m.to_owned());
     let mlen = u32::from_le_bytes(
         plain
@@ -377,23 +348,4 @@ fn point_at(settings: &str, layout: &Layout) -> Result<String, BackupError> {
         }
     }
     Ok(doc.to_string())
-}
-
-fn derive(
-    passphrase: &Secret<String>,
-    salt: &[u8],
-    iterations: u32,
-) -> Result<LessSafeKey, BackupError> {
-    let mut key = zeroize::Zeroizing::new([0u8; 32]);
-    let n = NonZeroU32::new(iterations).ok_or(BackupError::NotABackup)?;
-    ring::pbkdf2::derive(
-        ring::pbkdf2::PBKDF2_HMAC_SHA256,
-        n,
-        salt,
-        passphrase.expose().as_bytes(),
-        key.as_mut(),
-    );
-    let unbound = UnboundKey::new(&CHACHA20_POLY1305, key.as_ref())
-        .map_err(|_| BackupError::Other("key".into()))?;
-    Ok(LessSafeKey::new(unbound))
 }

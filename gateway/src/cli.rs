@@ -121,6 +121,20 @@ pub enum Command {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+    /// Write the bundle another gateway joins this one's registry with (`ztgw init
+    /// --join`): the CA's certificate and key and the registry's URL, sealed with a
+    /// passphrase.
+    #[command(
+        after_help = "Example:\n  ztgw join-bundle --out /root/gw2.join --passphrase-file /root/join.pass\n  # on the new gateway:\n  ztgw init --join gw2.join --passphrase-file join.pass --dir /etc/ztgw --name gw2.example.gov.ma \\\n      --endpoint gw2.example.gov.ma:51820 --tunnel-network 100.65.0.0/16"
+    )]
+    JoinBundle {
+        /// The bundle to write (created with mode 0600; must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// A file holding the passphrase (at least 12 characters); or ZTGW_JOIN_PASSPHRASE.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
     /// Print a shell completion script (bash, zsh, fish).
     Completions {
         /// The shell to write the script for.
@@ -192,6 +206,18 @@ pub struct InitArgs {
     /// The control-plane address invitations carry (default: first name and listen port).
     #[arg(long)]
     pub control_advertise: Option<String>,
+    /// Join the gateways of a shared registry: their CA and registry from the bundle
+    /// `ztgw join-bundle` wrote on one of them (its passphrase: --passphrase-file or
+    /// ZTGW_JOIN_PASSPHRASE).
+    #[arg(long, value_name = "BUNDLE")]
+    pub join: Option<PathBuf>,
+    /// A file holding the join bundle's passphrase.
+    #[arg(long, requires = "join")]
+    pub passphrase_file: Option<PathBuf>,
+    /// The tunnel network laptops' addresses come from (one IPv4, and one IPv6 for dual
+    /// stack); each gateway of a registry needs its own. Default: 100.64.0.0/16.
+    #[arg(long = "tunnel-network", value_name = "NETWORK")]
+    pub tunnel_networks: Vec<String>,
 }
 
 /// Where `ztgw init` and `ztgw restore` put a gateway's files.
@@ -464,6 +490,10 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             println!("{n} manual pages written to {}", out.display());
             Ok(())
         }
+        Command::JoinBundle {
+            out,
+            passphrase_file,
+        } => join_bundle(&cli.config, &out, passphrase_file.as_deref()),
         Command::Backup {
             to,
             passphrase_file,
@@ -686,13 +716,21 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
 }
 
 fn read_passphrase(file: Option<&std::path::Path>) -> Result<ztgw_pki::Secret<String>, Failure> {
+    read_secret(file, "ZTGW_BACKUP_PASSPHRASE")
+}
+
+/// A passphrase from `file`, or else from the environment variable `var`.
+fn read_secret(
+    file: Option<&std::path::Path>,
+    var: &str,
+) -> Result<ztgw_pki::Secret<String>, Failure> {
     let text = match file {
         Some(p) => std::fs::read_to_string(p)
             .map_err(|e| Failure::new(exit::FAILURE, format!("{}: {e}", p.display())))?,
-        None => std::env::var("ZTGW_BACKUP_PASSPHRASE").map_err(|_| {
+        None => std::env::var(var).map_err(|_| {
             Failure::new(
                 exit::USAGE,
-                "give the passphrase with --passphrase-file FILE or ZTGW_BACKUP_PASSPHRASE",
+                format!("give the passphrase with --passphrase-file FILE or {var}"),
             )
         })?,
     };
@@ -762,8 +800,62 @@ fn add_auditor(
     Ok(())
 }
 
+fn join_bundle(
+    config: &std::path::Path,
+    out: &std::path::Path,
+    passphrase_file: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    let passphrase = read_secret(passphrase_file, "ZTGW_JOIN_PASSPHRASE")?;
+    let settings = ztgw_config::Settings::load(config)
+        .map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?;
+    let paths = settings.state();
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(&p)
+            .map_err(|e| Failure::new(exit::FAILURE, format!("{}: {e}", p.display())))
+    };
+    let bundle = crate::join::JoinBundle {
+        ca_cert: read(paths.ca_cert())?,
+        ca_key: read(paths.ca_key())?,
+        registry_url: settings.registry.as_ref().map(|r| r.url.clone()),
+    };
+    if bundle.registry_url.is_none() {
+        eprintln!(
+            "warning: this gateway's registry is SQLite, which no other gateway can share: set [registry] url (PostgreSQL) first, or give the new gateway's one after `ztgw init --join`"
+        );
+    }
+    let text = crate::join::seal(&bundle, &passphrase, &SystemEntropy::new())
+        .map_err(|e| Failure::new(exit::REFUSED, format!("the bundle was not written: {e}")))?;
+    ztgw_pki::write_private_file(out, text.as_bytes(), ztgw_pki::Existing::Refuse)
+        .map_err(|e| Failure::new(exit::FAILURE, format!("{}: {e}", out.display())))?;
+    println!(
+        "Wrote {} (mode 0600): the CA's key, sealed with the passphrase. Carry the file and the passphrase to the new gateway separately, and delete the file once it has joined.",
+        out.display()
+    );
+    Ok(())
+}
+
 fn init(args: &InitArgs) -> Result<(), Failure> {
     let layout = layout(&args.layout)?;
+    let join = match &args.join {
+        Some(path) => {
+            let passphrase = read_secret(args.passphrase_file.as_deref(), "ZTGW_JOIN_PASSPHRASE")?;
+            let meta = std::fs::metadata(path)
+                .map_err(|e| Failure::new(exit::FAILURE, format!("{}: {e}", path.display())))?;
+            if meta.len() > crate::join::MAX_BUNDLE_BYTES {
+                return Err(Failure::new(
+                    exit::REFUSED,
+                    format!("{}: larger than any join bundle", path.display()),
+                ));
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::new(exit::FAILURE, format!("{}: {e}", path.display())))?;
+            Some(
+                crate::join::open(&text, &passphrase)
+                    .map_err(|e| Failure::new(exit::REFUSED, format!("{}: {e}", path.display())))?,
+            )
+        }
+        None => None,
+    };
     let report = crate::state::init(
         &crate::state::InitOptions {
             layout: layout.clone(),
@@ -771,6 +863,8 @@ fn init(args: &InitArgs) -> Result<(), Failure> {
             endpoint: args.endpoint.clone(),
             control_listen: args.control_listen,
             control_advertise: args.control_advertise.clone(),
+            join,
+            tunnel_networks: args.tunnel_networks.clone(),
         },
         Arc::new(SystemClock),
         Arc::new(SystemEntropy::new()),
@@ -911,7 +1005,10 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
         return Ok(());
     }
     match response {
-        AdminResponse::Sessions { sessions } => {
+        AdminResponse::Sessions {
+            sessions,
+            elsewhere,
+        } => {
             println!(
                 "{:<28} {:<22} {:<14} {:<12} {:<15} {:<20} ENDS",
                 "SESSION", "DEVICE", "EMPLOYEE", "ROLE", "TUNNEL", "STARTED"
@@ -928,6 +1025,26 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
                     rfc3339(s.ends_at),
                     if s.quarantined { " (quarantined)" } else { "" }
                 );
+            }
+            if !elsewhere.is_empty() {
+                println!("\nHeld by the other gateways:");
+                println!(
+                    "{:<28} {:<16} {:<22} {:<14} {:<12} {:<15} {:<20} ENDS",
+                    "SESSION", "GATEWAY", "DEVICE", "EMPLOYEE", "ROLE", "TUNNEL", "STARTED"
+                );
+                for s in elsewhere {
+                    println!(
+                        "{:<28} {:<16} {:<22} {:<14} {:<12} {:<15} {:<20} {}",
+                        s.id,
+                        s.gateway,
+                        s.device.as_str(),
+                        s.employee.as_str(),
+                        s.role,
+                        s.tunnel_addr,
+                        rfc3339(s.started),
+                        rfc3339(s.ends_at)
+                    );
+                }
             }
         }
         AdminResponse::Invitation(inv) => {

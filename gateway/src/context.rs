@@ -12,7 +12,7 @@ use ztgw_pki::{CertificateAuthority, Secret};
 use crate::active_policy::{ActivePolicy, PolicyHolder, Refused};
 use crate::clock::{Clock, Entropy};
 use crate::journal::{Event, Journal, JournalConfig, JournalError, JournalKey};
-use crate::registry::{ActionRecord, Registry};
+use crate::registry::{ActionRecord, Registry, StoredPolicy};
 use crate::revocation::{self, RevocationState};
 
 /// Why the gateway's state could not be opened.
@@ -108,6 +108,15 @@ impl Context {
         })
     }
 
+    /// This gateway's name among the gateways of a registry: its first name.
+    pub fn gateway_name(&self) -> &str {
+        self.settings
+            .gateway
+            .names
+            .first()
+            .map_or("ztgw", String::as_str)
+    }
+
     /// Runs `hook` after every CRL this context publishes (the daemon swaps its TLS
     /// configuration there). Sessions do not hear of revocations here: the admin actions
     /// return them as [`crate::admin::AccessChange`]s.
@@ -152,14 +161,23 @@ impl Context {
                     candidate.warnings.len(),
                     candidate.policy.tests.len()
                 );
+                // In force for every gateway of the registry from here on.
                 self.registry
-                    .record_action(&ActionRecord {
-                        at: now,
-                        operator: operator.to_owned(),
-                        action: "policy.loaded".into(),
-                        target: self.settings.policy.file.display().to_string(),
-                        detail,
-                    })
+                    .put_policy(
+                        &StoredPolicy {
+                            sha256: candidate.sha256.clone(),
+                            text: candidate.text.clone(),
+                            loaded_at: now,
+                            loaded_by: format!("{}: {operator}", self.gateway_name()),
+                        },
+                        &ActionRecord {
+                            at: now,
+                            operator: operator.to_owned(),
+                            action: "policy.loaded".into(),
+                            target: self.settings.policy.file.display().to_string(),
+                            detail,
+                        },
+                    )
                     .map_err(ReloadError::Record)?;
                 let active = self.policy.replace(candidate);
                 tracing::info!(sha256 = %active.sha256, "policy loaded");
@@ -189,6 +207,50 @@ impl Context {
                     })
                     .map_err(ReloadError::Record)?;
                 Err(ReloadError::Refused(refused))
+            }
+        }
+    }
+
+    /// Puts in force the policy another gateway put in the registry, once checked here as
+    /// a reload is; journaled with who loaded it where. `None` if it is the one in force
+    /// already, or if it is refused here (journaled; the policy in force stays).
+    pub fn adopt_policy(&self, stored: &StoredPolicy) -> Option<Arc<ActivePolicy>> {
+        let previous = self.policy.current().sha256.clone();
+        if stored.sha256 == previous {
+            return None;
+        }
+        let origin = std::path::PathBuf::from(format!(
+            "(the registry's policy, loaded by {})",
+            stored.loaded_by
+        ));
+        let operator = format!("{} (through the registry)", stored.loaded_by);
+        match ActivePolicy::from_text(&origin, &stored.text) {
+            Ok(candidate) => {
+                if let Err(e) = self.journal(&Event::PolicyLoaded {
+                    sha256: candidate.sha256.clone(),
+                    previous: Some(previous),
+                    operator,
+                    warnings: candidate.warnings.len(),
+                    tests: candidate.policy.tests.len(),
+                }) {
+                    // Taking access away never waits for the journal; this may widen it,
+                    // so it waits: the next look tries again.
+                    tracing::error!(error = %e, "the registry's policy could not be journaled, so it is not in force here yet");
+                    return None;
+                }
+                let active = self.policy.replace(candidate);
+                tracing::info!(sha256 = %active.sha256, by = %stored.loaded_by, "policy loaded from the registry");
+                Some(active)
+            }
+            Err(refused) => {
+                tracing::error!(sha256 = %stored.sha256, reason = %refused.refusal, "the registry's policy is refused here; the policy in force stays");
+                let _ = self.journal(&Event::PolicyRefused {
+                    sha256: Some(stored.sha256.clone()),
+                    kept: previous,
+                    operator,
+                    reason: refused.refusal.to_string(),
+                });
+                None
             }
         }
     }

@@ -77,6 +77,8 @@ pub enum StartError {
     DataPlane(#[from] crate::dataplane::shell::StartError),
     #[error("{path}: not a WireGuard private key")]
     WireguardKey { path: String },
+    #[error("joining the registry's gateways: {0}")]
+    Join(crate::registry::RegistryError),
 }
 
 impl RunningGateway {
@@ -104,6 +106,8 @@ impl RunningGateway {
             }
         };
         let tls = Arc::new(TlsState::new(identity, &revocation)?);
+        // Among the registry's gateways, with the policy in force there.
+        crate::cluster::join(&ctx).map_err(StartError::Join)?;
         {
             let tls = tls.clone();
             ctx.on_crl_published(move |state| tls.apply(state));
@@ -227,6 +231,11 @@ impl RunningGateway {
                     .await;
                 }
             });
+        }
+        if ctx.registry.shared() {
+            // Changes other gateways make: revocations, policy, devices they admitted.
+            let follower = Arc::new(crate::cluster::Follower::new(ctx.clone(), sessions.clone()));
+            tasks.spawn(follower.run());
         }
         if !ctx.settings.export.is_empty() {
             // The journal, streamed to the receivers of [export].

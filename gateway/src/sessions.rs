@@ -609,6 +609,83 @@ impl SessionService {
         found
     }
 
+    /// What the registry says now of the live sessions, applied: a session another
+    /// gateway's admission of its device replaced ends (`replaced`), and so does one
+    /// whose device or employee is out of service or whose device changed role (a change
+    /// made on another gateway), with the reason the change gives. Called when the
+    /// registry announces a change and every few seconds (see `crate::cluster`). How
+    /// many it ended.
+    pub fn enforce_registry(&self) -> Result<usize, crate::registry::RegistryError> {
+        let live = self.list();
+        if live.is_empty() {
+            return Ok(0);
+        }
+        let held: HashMap<ztgw_pki::DeviceId, String> = self
+            .ctx
+            .registry
+            .live_sessions()?
+            .into_iter()
+            .map(|h| (h.device, h.session))
+            .collect();
+        let mut ends = HashMap::new();
+        for s in &live {
+            let reason = match held.get(&s.device) {
+                Some(other) if other != &s.id => Some(EndReason::Replaced),
+                _ => self.out_of_service(s)?,
+            };
+            if let Some(r) = reason {
+                ends.insert(s.id.clone(), r);
+            }
+        }
+        let ended = self.lock().sessions.end_where(|s| ends.remove(&s.id));
+        let n = ended.len();
+        for (s, reason) in &ended {
+            tracing::info!(session = %s.id, reason = %reason.as_string(), "the registry ended a session");
+        }
+        protocol::finish_all(self, ended);
+        Ok(n)
+    }
+
+    /// Why the registry no longer allows `s`, if it does not.
+    fn out_of_service(
+        &self,
+        s: &Session,
+    ) -> Result<Option<EndReason>, crate::registry::RegistryError> {
+        let Some(device) = self.ctx.registry.device(&s.device)? else {
+            return Ok(Some(EndReason::DeviceRevoked));
+        };
+        if device.status != DeviceStatus::Active {
+            return Ok(Some(EndReason::DeviceRevoked));
+        }
+        match self.ctx.registry.employee(&s.employee)? {
+            None => return Ok(Some(EndReason::EmployeeRevoked)),
+            Some(e) => {
+                if let Some(r) = e.revoked {
+                    return Ok(Some(if r.reason == "incident" {
+                        EndReason::Incident
+                    } else {
+                        EndReason::EmployeeRevoked
+                    }));
+                }
+            }
+        }
+        Ok((device.role != s.admitted_role).then_some(EndReason::RoleChanged(device.role)))
+    }
+
+    /// `s` as the registry records it.
+    fn live_record(&self, s: &Session) -> crate::registry::LiveSession {
+        crate::registry::LiveSession {
+            session: s.id.clone(),
+            device: s.device.clone(),
+            employee: s.employee.clone(),
+            gateway: self.ctx.gateway_name().to_owned(),
+            role: s.role.clone(),
+            tunnel_address: s.tunnel_addr.to_string(),
+            started: s.started,
+            ends_at: s.ends_at,
+        }
+    }
+
     /// A new policy: the data plane enforces it from now on; sessions whose role or
     /// schedule no longer allows them end, the others end when the new window does.
     fn on_policy(&self, active: &Arc<ActivePolicy>) {
@@ -944,6 +1021,10 @@ impl Effects for SessionService {
             st.recently_ended
                 .push_back((s.id.clone(), reason.as_string()));
         }
+        if let Err(e) = self.ctx.registry.release_session(&s.id) {
+            // Released at the next start or reconciliation; the session is over here.
+            tracing::warn!(session = %s.id, error = %e, "could not remove an ended session from the registry");
+        }
         let now = self.ctx.clock.now();
         let mut events: Vec<Event> = report
             .filter(|r| !r.is_empty())
@@ -969,7 +1050,7 @@ impl Effects for SessionService {
     fn standing(&self, s: &Session) -> Option<EndReason> {
         let device = self.ctx.registry.device(&s.device);
         let employee = self.ctx.registry.employee(&s.employee);
-        match (device, employee) {
+        let out = match (device, employee) {
             (Ok(Some(d)), _) if d.status != DeviceStatus::Active => Some(EndReason::DeviceRevoked),
             (Ok(None), _) => Some(EndReason::DeviceRevoked),
             (_, Ok(Some(e))) if e.revoked.is_some() => Some(EndReason::EmployeeRevoked),
@@ -977,6 +1058,19 @@ impl Effects for SessionService {
             (Ok(Some(_)), Ok(Some(_))) => None,
             // The registry cannot say: fail closed.
             (Err(e), _) | (_, Err(e)) => Some(EndReason::SetupFailed(format!("registry: {e}"))),
+        };
+        if out.is_some() {
+            return out;
+        }
+        // In service: the session becomes the device's one, on every gateway of the
+        // registry. Without the registry nothing is granted.
+        match self.ctx.registry.claim_session(&self.live_record(s)) {
+            Ok(Some(replaced)) if replaced.gateway != self.ctx.gateway_name() => {
+                tracing::info!(session = %s.id, replaced = %replaced.session, gateway = %replaced.gateway, "the device's session on another gateway is replaced");
+                None
+            }
+            Ok(_) => None,
+            Err(e) => Some(EndReason::SetupFailed(format!("registry: {e}"))),
         }
     }
 }

@@ -40,6 +40,12 @@ pub struct InitOptions {
     pub control_listen: SocketAddr,
     /// Defaults to the first name and the listen port.
     pub control_advertise: Option<String>,
+    /// Join the gateways of a shared registry: their CA (and registry URL) from an
+    /// opened join bundle, instead of a new CA.
+    pub join: Option<crate::join::JoinBundle>,
+    /// The gateway's tunnel networks (default: the template's). Each gateway of a
+    /// registry needs networks of its own.
+    pub tunnel_networks: Vec<String>,
 }
 
 /// What `ztgw init` made.
@@ -89,12 +95,18 @@ pub fn init(
     let paths = StatePaths::new(&layout.state_dir);
     let now = clock.now();
 
-    let (ca, ca_key) = CertificateAuthority::generate(
-        first,
-        SerialNumber::from_random(random(entropy.as_ref())?),
-        now,
-        CA_VALIDITY,
-    )?;
+    let (ca, ca_key) = match &opts.join {
+        Some(b) => {
+            let key = ztgw_pki::Secret::new(b.ca_key.clone());
+            (CertificateAuthority::load(&b.ca_cert, &key)?, key)
+        }
+        None => CertificateAuthority::generate(
+            first,
+            SerialNumber::from_random(random(entropy.as_ref())?),
+            now,
+            CA_VALIDITY,
+        )?,
+    };
     private(&paths.ca_key(), ca_key.expose().as_bytes())?;
     public(&paths.ca_cert(), ca.cert_pem().as_bytes())?;
 
@@ -129,7 +141,7 @@ pub fn init(
         .control_advertise
         .clone()
         .unwrap_or_else(|| format!("{}:{}", host_for_address(first), opts.control_listen.port()));
-    let settings_text = template(&TemplateValues {
+    let mut settings_text = template(&TemplateValues {
         names: opts.names.clone(),
         control_listen: opts.control_listen,
         control_advertise: advertise,
@@ -138,13 +150,25 @@ pub fn init(
         state_dir: layout.state_dir_setting(),
         journal_dir: layout.journal_dir_setting(),
     });
+    if !opts.tunnel_networks.is_empty() {
+        settings_text = with_tunnel_networks(&settings_text, &opts.tunnel_networks)?;
+    }
+    let registry_url = opts.join.as_ref().and_then(|b| b.registry_url.clone());
+    if let Some(url) = &registry_url {
+        settings_text.push_str(&format!(
+            "\n# The registry this gateway shares with the others (from the join bundle).\n[registry]\nurl = {}\n",
+            toml_edit::Value::from(url.as_str())
+        ));
+    }
     public(&layout.settings(), settings_text.as_bytes())?;
     public(&layout.policy(), EXAMPLE_POLICY.as_bytes())?;
 
-    // An empty file with mode 0600 first: SQLite keeps the mode, and gives it to the
-    // WAL and shared-memory files it creates beside it.
-    private(&paths.registry(), b"")?;
-    SqliteRegistry::open(&paths.registry())?;
+    if registry_url.is_none() {
+        // An empty file with mode 0600 first: SQLite keeps the mode, and gives it to the
+        // WAL and shared-memory files it creates beside it.
+        private(&paths.registry(), b"")?;
+        SqliteRegistry::open(&paths.registry())?;
+    }
 
     let settings = Settings::load(&layout.settings())
         .map_err(|e| InitError::Invalid(format!("the generated settings do not load: {e}")))?;
@@ -176,6 +200,38 @@ fn public(path: &Path, contents: &[u8]) -> Result<(), InitError> {
             source,
         }
     })
+}
+
+/// The settings' text with `tunnel_network` set to `networks` (the template's line
+/// replaced), each checked.
+fn with_tunnel_networks(text: &str, networks: &[String]) -> Result<String, InitError> {
+    for n in networks {
+        ztgw_config::policy::Network::parse(n)
+            .map_err(|e| InitError::Invalid(format!("--tunnel-network {n}: {e}")))?;
+    }
+    let list = networks
+        .iter()
+        .map(|n| toml_edit::Value::from(n.as_str()).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut done = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if !done && l.trim_start().starts_with("tunnel_network =") {
+                done = true;
+                format!("tunnel_network = [{list}]")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    if !done {
+        return Err(InitError::Invalid(
+            "the settings template has no tunnel_network line".into(),
+        ));
+    }
+    Ok(out.join("\n") + "\n")
 }
 
 /// `host` as it goes before `:port` (IPv6 literals get brackets).

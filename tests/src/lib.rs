@@ -75,6 +75,8 @@ impl TestGateway {
                 endpoint: "127.0.0.1:51820".into(),
                 control_listen: format!("127.0.0.1:{port}").parse().expect("addr"),
                 control_advertise: None,
+                join: None,
+                tunnel_networks: Vec::new(),
             },
             Arc::new(SystemClock),
             Arc::new(SystemEntropy::new()),
