@@ -238,6 +238,12 @@ impl Ended {
             .is_some_and(|r| r.starts_with("role-changed"))
     }
 
+    /// The gateway in use stopped answering, and another is known: admitted again
+    /// through it.
+    pub fn gateway_unreachable(&self) -> bool {
+        self.reason.as_deref() == Some(GATEWAY_UNREACHABLE)
+    }
+
     /// The gateway stopped or restarted: nothing about this device changed, so it is
     /// admitted again as soon as the gateway answers.
     pub fn gateway_restarted(&self) -> bool {
@@ -247,12 +253,33 @@ impl Ended {
     }
 }
 
+/// The reason the agent gives itself when the gateway in use stops answering and
+/// another gateway is known.
+pub const GATEWAY_UNREACHABLE: &str = "gateway-unreachable";
+/// Failures in a row to reach the gateway after which another is tried.
+const UNREACHABLE_TRIES: u32 = 2;
+
 /// Watches `session` until the gateway ends it or refuses this device; returns why. A
-/// gateway that cannot be reached is asked again every `retry`.
+/// gateway that cannot be reached is asked again every `retry`; when it fails
+/// [`UNREACHABLE_TRIES`] times in a row and other gateways are known, the session is
+/// given up as [`GATEWAY_UNREACHABLE`] (to be admitted through another).
 pub async fn until_ended(state: &AgentState, session: &str, retry: std::time::Duration) -> Ended {
+    let mut failures = 0;
     loop {
         match watch(state, session).await {
-            Ok(v) if v.live => {}
+            Err(e @ AgentError::Unreachable { .. }) => {
+                failures += 1;
+                let others = state.record().is_ok_and(|r| !r.other_addresses.is_empty());
+                if others && failures >= UNREACHABLE_TRIES {
+                    return Ended {
+                        reason: Some(GATEWAY_UNREACHABLE.into()),
+                        sentence: format!("{e}; another gateway takes over"),
+                    };
+                }
+                tokio::time::sleep(retry).await;
+                continue;
+            }
+            Ok(v) if v.live => failures = 0,
             Ok(v) => {
                 return match v.reason {
                     Some(r) => Ended {

@@ -135,8 +135,25 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, AgentError> {
     };
     let config = tls::pinned_client_config(invitation.ca_fingerprint)
         .map_err(|e| AgentError::Local(e.to_string()))?;
-    let client = ControlClient::new(invitation.control_address.clone(), config);
-    let answer: EnrolResponse = client.post(path::ENROL, &request).await?;
+    // The invitation's gateway first; another of the registry's if it does not answer.
+    let mut addresses = vec![invitation.control_address.clone()];
+    addresses.extend(invitation.other_addresses.iter().cloned());
+    let mut answer = None;
+    let mut last = None;
+    for (i, address) in addresses.iter().enumerate() {
+        let client = ControlClient::new(address.clone(), config.clone());
+        match client.post::<_, EnrolResponse>(path::ENROL, &request).await {
+            Ok(a) => {
+                answer = Some((i, a));
+                break;
+            }
+            Err(e @ AgentError::Unreachable { .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    let Some((used, answer)) = answer else {
+        return Err(last.unwrap_or_else(|| AgentError::Local("no gateway address".into())));
+    };
     check_answer(&answer, &invitation.ca_fingerprint, &wg_public)?;
 
     state.create_dir()?;
@@ -165,8 +182,13 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, AgentError> {
         employee_id: answer.employee_id,
         role: answer.role,
         status: answer.status,
-        control_address: invitation.control_address,
+        control_address: addresses.remove(used),
         wireguard_public_key: wg_public,
+        // The rest in the invitation's order, after the one that answered.
+        other_addresses: {
+            let (before, after) = addresses.split_at(used);
+            after.iter().chain(before).cloned().collect()
+        },
     };
     state.write_record(&record, Existing::Refuse)?;
     let second_factor = match (answer.totp_secret, answer.totp_uri) {

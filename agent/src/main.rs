@@ -339,6 +339,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             // gateway does not answer yet.
             let mut patience: Option<std::time::Instant> = None;
             let mut wait = RESTART_RETRY.0;
+            // Other gateways not yet tried since the last one that answered.
+            let mut untried = gateways_known(&state).saturating_sub(1);
             loop {
                 let next = match run_connection(
                     &state,
@@ -351,7 +353,20 @@ async fn run(cli: Cli) -> Result<(), String> {
                     Ok(next) => {
                         patience = None;
                         wait = RESTART_RETRY.0;
+                        untried = gateways_known(&state).saturating_sub(1);
                         next
+                    }
+                    Err(Failure::Unreachable(e)) if untried > 0 => {
+                        // Another gateway of the registry, at once.
+                        untried -= 1;
+                        match state.switch_gateway() {
+                            Ok(Some(next)) => {
+                                eprintln!("{e}; trying the gateway at {next}");
+                                continue;
+                            }
+                            Ok(None) => break Err(e),
+                            Err(err) => break Err(err.to_string()),
+                        }
                     }
                     Err(Failure::Unreachable(e))
                         if patience.is_some_and(|until| std::time::Instant::now() < until) =>
@@ -359,6 +374,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                         eprintln!("{e} (trying again in {} s)", wait.as_secs());
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(RESTART_RETRY.1);
+                        untried = gateways_known(&state).saturating_sub(1);
                         continue;
                     }
                     Err(Failure::Unreachable(e) | Failure::Other(e)) => break Err(e),
@@ -382,6 +398,15 @@ async fn run(cli: Cli) -> Result<(), String> {
                     Next::GatewayRestarted(why) => {
                         println!("The session ended: {why}. Connecting again.");
                         patience = Some(std::time::Instant::now() + RESTART_PATIENCE);
+                    }
+                    Next::Failover(why) => {
+                        let next = state.switch_gateway().map_err(|e| e.to_string())?;
+                        println!(
+                            "The session ended: {why}. Connecting through {}.",
+                            next.as_deref().unwrap_or("the same gateway")
+                        );
+                        patience = Some(std::time::Instant::now() + RESTART_PATIENCE);
+                        untried = gateways_known(&state).saturating_sub(2);
                     }
                 }
             }
@@ -489,6 +514,11 @@ const RESTART_RETRY: (std::time::Duration, std::time::Duration) = (
     std::time::Duration::from_secs(30),
 );
 
+/// How many gateways the agent knows (1 when its state cannot say).
+fn gateways_known(state: &AgentState) -> usize {
+    state.record().map_or(1, |r| 1 + r.other_addresses.len())
+}
+
 /// What to do once a session is over.
 enum Next {
     /// The employee disconnected.
@@ -497,6 +527,8 @@ enum Next {
     Readmit(String),
     /// The gateway stopped or restarted: admitted again as soon as it answers.
     GatewayRestarted(String),
+    /// The gateway stopped answering: admitted again through another.
+    Failover(String),
 }
 
 /// Why a connection could not go on.
@@ -685,6 +717,8 @@ async fn run_connection(
                 Ok(Next::Readmit(why.sentence))
             } else if why.gateway_restarted() {
                 Ok(Next::GatewayRestarted(why.sentence))
+            } else if why.gateway_unreachable() {
+                Ok(Next::Failover(why.sentence))
             } else {
                 Err(Failure::Other(format!(
                     "The session ended: {}",

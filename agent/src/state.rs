@@ -17,9 +17,26 @@ pub struct EnrolmentRecord {
     pub employee_id: EmployeeId,
     pub role: String,
     pub status: DeviceStatus,
-    /// The control plane, `host:port`.
+    /// The control plane in use, `host:port`.
     pub control_address: String,
     pub wireguard_public_key: WgPublicKey,
+    /// The other gateways sharing the registry (from the invitation): where the agent
+    /// turns, in order, when the one in use does not answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_addresses: Vec<String>,
+}
+
+impl EnrolmentRecord {
+    /// The gateway after the one in use, in a ring of every gateway known; `None` when
+    /// only one is known.
+    pub fn next_gateway(&self) -> Option<EnrolmentRecord> {
+        let first = self.other_addresses.first()?;
+        let mut next = self.clone();
+        next.control_address = first.clone();
+        next.other_addresses.remove(0);
+        next.other_addresses.push(self.control_address.clone());
+        Some(next)
+    }
 }
 
 /// The files of the agent's state directory.
@@ -127,6 +144,16 @@ impl AgentState {
         self.read(path).map(Secret::new)
     }
 
+    /// Turns to the next gateway known (see [`EnrolmentRecord::next_gateway`]), for
+    /// every later request; its address, or `None` when only one gateway is known.
+    pub fn switch_gateway(&self) -> Result<Option<String>, AgentError> {
+        let Some(next) = self.record()?.next_gateway() else {
+            return Ok(None);
+        };
+        self.write_record(&next, Existing::Replace)?;
+        Ok(Some(next.control_address))
+    }
+
     /// The WireGuard private key (base64), for configuring the tunnel.
     pub fn wireguard_private(&self) -> Result<Secret<[u8; 32]>, AgentError> {
         let path = self.wireguard_key();
@@ -144,5 +171,36 @@ fn state_err(path: &Path, e: impl std::fmt::Display) -> AgentError {
     AgentError::State {
         path: path.display().to_string(),
         problem: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateways_are_tried_in_a_ring() {
+        let mut r = EnrolmentRecord {
+            device_id: DeviceId::from_random([1; 10]),
+            employee_id: EmployeeId::new("e1").expect("id"),
+            role: "finance".into(),
+            status: DeviceStatus::Active,
+            control_address: "a:8443".into(),
+            wireguard_public_key: WgPublicKey::from_bytes([2; 32]),
+            other_addresses: vec!["b:8443".into(), "c:8443".into()],
+        };
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            r = r.next_gateway().expect("more than one");
+            seen.push(r.control_address.clone());
+        }
+        assert_eq!(seen, ["b:8443", "c:8443", "a:8443"]);
+        r.other_addresses.clear();
+        assert!(r.next_gateway().is_none());
+        // A record written before several gateways (no such field) reads as one gateway.
+        let old = serde_json::to_string(&r).expect("json");
+        assert!(!old.contains("other_addresses"), "{old}");
+        let back: EnrolmentRecord = serde_json::from_str(&old).expect("parse");
+        assert_eq!(back, r);
     }
 }

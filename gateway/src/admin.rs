@@ -896,6 +896,7 @@ fn invite(
         id: id.clone(),
         secret: Secret::new(secret),
         control_address: ctx.settings.control.advertise.clone(),
+        other_addresses: other_gateways(ctx)?,
     }
     .encode()
     .map_err(|e| AdminError::new(AdminErrorCode::Invalid, format!("control.advertise: {e}")))?;
@@ -945,6 +946,29 @@ enum EndOfService {
     Revoke(RevokeReason),
     /// Equipment returned (G14).
     Decommission,
+}
+
+/// The control-plane addresses of the registry's other gateways, for an invitation: as
+/// many as its address field holds (255 bytes), in name order.
+fn other_gateways(ctx: &Context) -> Result<Vec<String>, AdminError> {
+    if !ctx.registry.shared() {
+        return Ok(Vec::new());
+    }
+    let mut room = 255usize.saturating_sub(ctx.settings.control.advertise.len());
+    let mut out = Vec::new();
+    for g in ctx.registry.gateways()? {
+        if g.name == ctx.gateway_name() || g.control == ctx.settings.control.advertise {
+            continue;
+        }
+        let need = g.control.len() + 1;
+        if need > room {
+            tracing::warn!(gateway = %g.name, "an invitation has no room for more gateways' addresses");
+            break;
+        }
+        room -= need;
+        out.push(g.control);
+    }
+    Ok(out)
 }
 
 /// Takes a device out of service: its certificates are revoked and the CRL republished.

@@ -19,6 +19,9 @@ use crate::secret::Secret;
 
 const PREFIX: &str = "ztgw1-";
 const VERSION: u8 = 1;
+/// The version whose address field lists several gateways (`a:8443,b:8443`); an
+/// invitation naming one gateway is still written as version 1, which every agent reads.
+const VERSION_GATEWAYS: u8 = 2;
 const CHECKSUM_LEN: usize = 4;
 /// Longest control-plane address an invitation may carry.
 pub const MAX_ADDRESS_LEN: usize = 255;
@@ -79,6 +82,9 @@ pub struct Invitation {
     pub secret: InvitationSecret,
     /// The control plane's address, `host:port`.
     pub control_address: String,
+    /// The other gateways sharing the registry, `host:port` each: where the agent turns
+    /// when this one does not answer.
+    pub other_addresses: Vec<String>,
 }
 
 /// Why an invitation string was not accepted.
@@ -103,11 +109,21 @@ pub enum InvitationError {
 impl Invitation {
     /// The string handed to the employee.
     pub fn encode(&self) -> Result<String, InvitationError> {
-        let addr = self.control_address.as_bytes();
+        let mut all = vec![self.control_address.as_str()];
+        all.extend(self.other_addresses.iter().map(String::as_str));
+        if all.iter().any(|a| !valid_address(a)) {
+            return Err(InvitationError::Address);
+        }
+        let joined = all.join(",");
+        let addr = joined.as_bytes();
         let addr_len = u8::try_from(addr.len()).map_err(|_| InvitationError::Address)?;
         let id = self.id.as_str().as_bytes();
         let mut buf = Vec::with_capacity(1 + 32 + 1 + id.len() + 32 + 1 + addr.len() + 4);
-        buf.push(VERSION);
+        buf.push(if self.other_addresses.is_empty() {
+            VERSION
+        } else {
+            VERSION_GATEWAYS
+        });
         buf.extend_from_slice(&self.ca_fingerprint);
         buf.push(id.len() as u8); // an InvitationId is 24 bytes
         buf.extend_from_slice(id);
@@ -139,7 +155,7 @@ impl Invitation {
         }
         let mut r = Reader(payload);
         let version = r.byte()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_GATEWAYS {
             return Err(InvitationError::Version(version));
         }
         let ca_fingerprint = r.array::<32>()?;
@@ -150,32 +166,39 @@ impl Invitation {
             .ok_or(InvitationError::Encoding)?;
         let secret = Secret::new(r.array::<32>()?);
         let addr_len = r.byte()?;
-        let control_address = std::str::from_utf8(r.take(usize::from(addr_len))?)
-            .map_err(|_| InvitationError::Address)?
-            .to_owned();
+        let addresses = std::str::from_utf8(r.take(usize::from(addr_len))?)
+            .map_err(|_| InvitationError::Address)?;
         if !r.0.is_empty() {
             return Err(InvitationError::Length);
         }
-        if !valid_address(&control_address) {
+        let mut list: Vec<String> = if version == VERSION {
+            vec![addresses.to_owned()]
+        } else {
+            addresses.split(',').map(str::to_owned).collect()
+        };
+        if list.iter().any(|a| !valid_address(a)) {
             return Err(InvitationError::Address);
         }
+        let control_address = list.remove(0);
         Ok(Self {
             ca_fingerprint,
             id,
             secret,
             control_address,
+            other_addresses: list,
         })
     }
 }
 
-/// `host:port` with a non-empty host, a port, and no white space or control characters.
+/// `host:port` with a non-empty host, a port, and no white space, control characters or
+/// commas.
 fn valid_address(addr: &str) -> bool {
     let Some((host, port)) = addr.rsplit_once(':') else {
         return false;
     };
     !host.is_empty()
         && port.parse::<u16>().is_ok_and(|p| p != 0)
-        && addr.chars().all(|c| c.is_ascii_graphic())
+        && addr.chars().all(|c| c.is_ascii_graphic() && c != ',')
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -261,7 +284,29 @@ mod tests {
             id: InvitationId::from_random([4; 10]),
             secret: Secret::new([5; 32]),
             control_address: "gw.example.gov.ma:8443".into(),
+            other_addresses: Vec::new(),
         }
+    }
+
+    #[test]
+    fn several_gateways_round_trip_and_one_stays_version_1() {
+        let mut inv = sample();
+        inv.other_addresses = vec!["gw2.example.gov.ma:8443".into(), "[fd00::3]:8443".into()];
+        let back = Invitation::decode(&inv.encode().expect("encode")).expect("decode");
+        assert_eq!(back.control_address, "gw.example.gov.ma:8443");
+        assert_eq!(back.other_addresses, inv.other_addresses);
+        // One gateway: the version every agent reads.
+        let one = B64URL
+            .decode(
+                sample()
+                    .encode()
+                    .expect("encode")
+                    .trim_start_matches(PREFIX),
+            )
+            .expect("base64");
+        assert_eq!(one[0], VERSION);
+        inv.other_addresses = vec!["no port".into()];
+        assert_eq!(inv.encode().err(), Some(InvitationError::Address));
     }
 
     #[test]
