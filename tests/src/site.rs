@@ -284,68 +284,86 @@ impl Site {
         stdin: Option<&str>,
     ) -> Result<SiteLaptop, String> {
         let ns = self.host("zl");
-        let state = self.dir.path().join(format!("agent-{employee}"));
-        let mut cmd = ns.command(crate::binary("ztgw-agent"));
-        cmd.arg("--state-dir")
-            .arg(&state)
-            .args(["enroll", invitation, "--ownership", "administration"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run ztgw-agent");
-        {
-            use std::io::Write as _;
-            let mut input = child.stdin.take().expect("stdin");
-            if let Some(text) = stdin {
-                input.write_all(text.as_bytes()).expect("stdin");
-            }
-        }
-        let out = child.wait_with_output().expect("ztgw-agent enroll");
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        let device = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .find(|w| w.starts_with("dev-"))
-            .map(|w| w.trim_end_matches(['.', ',']).to_owned())
-            .expect("device id");
-        let totp_secret = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.split("30 s): ").nth(1).map(str::to_owned));
-        let posture_root = match posture {
-            Posture::Compliant | Posture::ForbiddenTool => {
-                let root = self.dir.path().join(format!("root-{employee}"));
-                make_root(&root, posture);
-                root
-            }
-            Posture::Debian => {
-                crate::laptop::compliant_debian(&self.dir.path().join(format!("root-{employee}")))
-            }
-            Posture::Windows | Posture::WindowsOpenWifi => {
-                let root = crate::laptop::compliant_windows(
-                    &self.dir.path().join(format!("root-{employee}")),
-                );
-                if posture == Posture::WindowsOpenWifi {
-                    crate::laptop::windows_source(
-                        &root,
-                        "netsh-wlan-interfaces.txt",
-                        crate::laptop::NETSH_OPEN_WIFI,
-                    );
-                }
-                root
-            }
-        };
-        Ok(SiteLaptop {
-            wg: WgClient::bare(&ns),
+        enrol_laptop(
             ns,
-            state,
-            posture_root,
-            device,
-            employee: employee.to_owned(),
-            totp_secret,
-        })
+            self.dir.path(),
+            employee,
+            invitation,
+            posture,
+            args,
+            stdin,
+        )
     }
+}
+
+/// Enrols a laptop in `ns` with `invitation` (`ztgw-agent enroll` given `args` more and
+/// `stdin`), its state and posture root in `dir`; what the agent said on failure.
+pub fn enrol_laptop(
+    ns: Netns,
+    dir: &Path,
+    employee: &str,
+    invitation: &str,
+    posture: Posture,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<SiteLaptop, String> {
+    let state = dir.join(format!("agent-{employee}"));
+    let mut cmd = ns.command(crate::binary("ztgw-agent"));
+    cmd.arg("--state-dir")
+        .arg(&state)
+        .args(["enroll", invitation, "--ownership", "administration"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run ztgw-agent");
+    {
+        use std::io::Write as _;
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).expect("stdin");
+        }
+    }
+    let out = child.wait_with_output().expect("ztgw-agent enroll");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let device = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("dev-"))
+        .map(|w| w.trim_end_matches(['.', ',']).to_owned())
+        .expect("device id");
+    let totp_secret = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.split("30 s): ").nth(1).map(str::to_owned));
+    let posture_root = match posture {
+        Posture::Compliant | Posture::ForbiddenTool => {
+            let root = dir.join(format!("root-{employee}"));
+            make_root(&root, posture);
+            root
+        }
+        Posture::Debian => crate::laptop::compliant_debian(&dir.join(format!("root-{employee}"))),
+        Posture::Windows | Posture::WindowsOpenWifi => {
+            let root = crate::laptop::compliant_windows(&dir.join(format!("root-{employee}")));
+            if posture == Posture::WindowsOpenWifi {
+                crate::laptop::windows_source(
+                    &root,
+                    "netsh-wlan-interfaces.txt",
+                    crate::laptop::NETSH_OPEN_WIFI,
+                );
+            }
+            root
+        }
+    };
+    Ok(SiteLaptop {
+        wg: WgClient::bare(&ns),
+        ns,
+        state,
+        posture_root,
+        device,
+        employee: employee.to_owned(),
+        totp_secret,
+    })
 }
 
 impl SiteLaptop {
@@ -422,7 +440,7 @@ impl SiteLaptop {
     }
 }
 
-fn agent(ns: &Netns, state: &Path, args: &[&str]) -> Output {
+pub fn agent(ns: &Netns, state: &Path, args: &[&str]) -> Output {
     ns.command(crate::binary("ztgw-agent"))
         .arg("--state-dir")
         .arg(state)
@@ -434,6 +452,11 @@ fn agent(ns: &Netns, state: &Path, args: &[&str]) -> Output {
 /// Starts `ztgw serve` in `gw` with `config`; returns once it answers on its control
 /// plane.
 fn serve(gw: &Netns, config: &Path) -> Proc {
+    serve_at(gw, config, GATEWAY)
+}
+
+/// [`serve`] for a gateway whose control plane is at `address`:8443.
+pub fn serve_at(gw: &Netns, config: &Path, address: &str) -> Proc {
     let mut cmd = gw.command(crate::binary("ztgw"));
     cmd.env("ZTGW_CONFIG", config)
         .env("RUST_LOG", "warn")
@@ -443,7 +466,10 @@ fn serve(gw: &Netns, config: &Path) -> Proc {
     let socket = config.with_file_name("admin.sock");
     assert!(
         netns::eventually(Duration::from_secs(20), || socket.exists()
-            && gw.succeeds("bash", &["-c", "exec 3<>/dev/tcp/192.0.2.1/8443"])),
+            && gw.succeeds(
+                "bash",
+                &["-c", &format!("exec 3<>/dev/tcp/{address}/8443")]
+            )),
         "ztgw serve did not start"
     );
     serve
