@@ -230,6 +230,9 @@ pub enum AdminResponse {
         /// With a shared registry: the live sessions other gateways hold.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         elsewhere: Vec<RemoteSession>,
+        /// Why the other gateways' sessions could not be listed (the registry is down).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        elsewhere_unknown: Option<String>,
     },
     Devices {
         devices: Vec<DeviceSummary>,

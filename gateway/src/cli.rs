@@ -1008,6 +1008,7 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
         AdminResponse::Sessions {
             sessions,
             elsewhere,
+            elsewhere_unknown,
         } => {
             println!(
                 "{:<28} {:<22} {:<14} {:<12} {:<15} {:<20} ENDS",
@@ -1025,6 +1026,9 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
                     rfc3339(s.ends_at),
                     if s.quarantined { " (quarantined)" } else { "" }
                 );
+            }
+            if let Some(why) = elsewhere_unknown {
+                println!("\nThe other gateways' sessions are not known now: {why}");
             }
             if !elsewhere.is_empty() {
                 println!("\nHeld by the other gateways:");

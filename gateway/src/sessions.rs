@@ -578,12 +578,19 @@ impl SessionService {
         {
             let before = self.suspects.lock().unwrap_or_else(PoisonError::into_inner);
             for s in &live {
-                if let Some(reason) = self.standing(s) {
-                    if before.contains(&s.id) {
-                        out_of_service.insert(s.id.clone(), reason);
-                    } else {
-                        suspects.insert(s.id.clone());
+                match self.out_of_service(s) {
+                    Ok(Some(reason)) => {
+                        if before.contains(&s.id) {
+                            out_of_service.insert(s.id.clone(), reason);
+                        } else {
+                            suspects.insert(s.id.clone());
+                        }
                     }
+                    Ok(None) => {}
+                    // The registry cannot be read: a live session keeps its tunnel (its
+                    // next re-check, which needs the registry, decides), and nothing
+                    // was found out of service.
+                    Err(_) => {}
                 }
             }
         }

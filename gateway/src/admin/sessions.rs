@@ -25,36 +25,38 @@ pub fn handle(
 /// This gateway's sessions, and with a shared registry those the others hold.
 fn list(ctx: &Context, sessions: &SessionService) -> Result<AdminResponse, AdminError> {
     let mine = sessions.list();
-    let elsewhere = if ctx.registry.shared() {
-        ctx.registry
-            .live_sessions()
-            .map_err(|e| {
-                AdminError::new(
-                    AdminErrorCode::Internal,
-                    format!(
-                        "the sessions of the other gateways cannot be read from the registry: {e}"
-                    ),
-                )
-            })?
-            .into_iter()
-            .filter(|s| s.gateway != ctx.gateway_name())
-            .map(|s| RemoteSession {
-                id: s.session,
-                gateway: s.gateway,
-                device: s.device,
-                employee: s.employee,
-                role: s.role,
-                tunnel_addr: s.tunnel_address,
-                started: s.started,
-                ends_at: s.ends_at,
-            })
-            .collect()
+    let (elsewhere, elsewhere_unknown) = if ctx.registry.shared() {
+        match ctx.registry.live_sessions() {
+            Ok(all) => (
+                all.into_iter()
+                    .filter(|s| s.gateway != ctx.gateway_name())
+                    .map(|s| RemoteSession {
+                        id: s.session,
+                        gateway: s.gateway,
+                        device: s.device,
+                        employee: s.employee,
+                        role: s.role,
+                        tunnel_addr: s.tunnel_address,
+                        started: s.started,
+                        ends_at: s.ends_at,
+                    })
+                    .collect(),
+                None,
+            ),
+            // This gateway's own sessions are still known: listed, with why the others'
+            // are not.
+            Err(e) => (
+                Vec::new(),
+                Some(format!("the registry cannot be read: {e}")),
+            ),
+        }
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     Ok(AdminResponse::Sessions {
         sessions: mine,
         elsewhere,
+        elsewhere_unknown,
     })
 }
 
