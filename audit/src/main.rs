@@ -28,21 +28,23 @@ struct Cli {
 enum Command {
     /// Check every record, link and signature; exit 0 only if the journal is intact.
     Verify {
-        /// The journal directory (a copy is fine).
-        #[arg(long)]
-        dir: PathBuf,
+        /// The journal directory (a copy is fine); repeat it for the journals of several
+        /// gateways sharing a registry.
+        #[arg(long, required = true)]
+        dir: Vec<PathBuf>,
         /// The gateway's journal public key (journal.pub): without it signatures are not
-        /// checked.
+        /// checked. With several journals, one key a journal, in the order of --dir.
         #[arg(long)]
-        public_key: Option<PathBuf>,
+        public_key: Vec<PathBuf>,
         /// A checkpoint kept earlier: the journal must still hold exactly what it covers.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
     },
     /// Show events, filtered.
     Query {
-        #[arg(long)]
-        dir: PathBuf,
+        /// The journal directory; repeat it to merge several gateways' journals by time.
+        #[arg(long, required = true)]
+        dir: Vec<PathBuf>,
         #[command(flatten)]
         filter: FilterArgs,
         /// One JSON object per line.
@@ -51,8 +53,9 @@ enum Command {
     },
     /// Export events, filtered, as JSON lines or CSV.
     Export {
-        #[arg(long)]
-        dir: PathBuf,
+        /// The journal directory; repeat it to merge several gateways' journals by time.
+        #[arg(long, required = true)]
+        dir: Vec<PathBuf>,
         #[command(flatten)]
         filter: FilterArgs,
         #[command(flatten)]
@@ -75,8 +78,10 @@ enum Command {
 enum Report {
     /// Connected time per employee and day against the schedule, with out-of-hours attempts.
     Hours {
-        #[arg(long)]
-        dir: PathBuf,
+        /// The journal directory; repeat it for several gateways' journals (each session
+        /// counted once).
+        #[arg(long, required = true)]
+        dir: Vec<PathBuf>,
         /// The policy whose schedules apply (a copy of the gateway's policy.toml).
         #[arg(long)]
         policy: PathBuf,
@@ -88,8 +93,9 @@ enum Report {
     },
     /// Admissions refused and why, and posture compliance, per day.
     Posture {
-        #[arg(long)]
-        dir: PathBuf,
+        /// The journal directory; repeat it for several gateways' journals.
+        #[arg(long, required = true)]
+        dir: Vec<PathBuf>,
         #[command(flatten)]
         days: Days,
     },
@@ -101,9 +107,7 @@ fn run(cli: Cli) -> Result<String, ToolError> {
             dir,
             public_key,
             checkpoint,
-        } => Ok(
-            tools::verify(&dir, public_key.as_deref(), checkpoint.as_deref())?.join("\n") + "\n",
-        ),
+        } => Ok(tools::verify(&dir, &public_key, checkpoint.as_deref())?.join("\n") + "\n"),
         Command::Query { dir, filter, json } => {
             let records = tools::read(&dir, &filter)?;
             Ok(if json {

@@ -291,6 +291,7 @@ impl RunningGateway {
             crate::journal::Event::GatewayStarted {
                 version: env!("CARGO_PKG_VERSION").into(),
                 policy_sha256: policy.sha256.clone(),
+                name: Some(ctx.gateway_name().to_owned()),
             },
             crate::journal::Event::PolicyLoaded {
                 sha256: policy.sha256.clone(),

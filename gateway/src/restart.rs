@@ -154,6 +154,7 @@ mod tests {
         Event::GatewayStarted {
             version: "t".into(),
             policy_sha256: String::new(),
+            name: None,
         }
     }
 

@@ -16,6 +16,10 @@ pub enum Event {
     GatewayStarted {
         version: String,
         policy_sha256: String,
+        /// The gateway's name (its first name): what tells its journal from the other
+        /// gateways' of a shared registry, whose journals share the CA's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
     #[serde(rename = "gateway.stopped")]
     GatewayStopped { reason: String },

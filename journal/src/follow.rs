@@ -314,6 +314,7 @@ mod tests {
         Event::GatewayStarted {
             version: format!("v{n}"),
             policy_sha256: String::new(),
+            name: None,
         }
     }
 

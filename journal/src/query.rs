@@ -54,6 +54,10 @@ pub struct Record {
     #[serde(with = "time::serde::rfc3339")]
     pub time: OffsetDateTime,
     pub event: serde_json::Value,
+    /// Which gateway's journal it comes from, when several are read together
+    /// ([`read_merged`]); its sequence number is that journal's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
 }
 
 /// Reads the events of the journal in `dir` that match `filter`, checking the chain as
@@ -118,6 +122,7 @@ pub fn read_at_most(
                             seq: f.seq,
                             time,
                             event,
+                            gateway: None,
                         });
                     } else {
                         more = true;
@@ -143,6 +148,46 @@ pub fn read_at_most(
     }
 }
 
+/// The events of several gateways' journals that match `filter`, merged by time (a tie
+/// keeps the order of `dirs`, then of each journal). With more than one directory each
+/// record names its gateway: the name its journal's `gateway.started` gives, or else the
+/// directory's name.
+pub fn read_merged(dirs: &[std::path::PathBuf], filter: &Filter) -> Result<Vec<Record>, Damage> {
+    if let [one] = dirs {
+        return read(one, filter);
+    }
+    let mut all = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let name = journal_name(dir)?;
+        for mut r in read(dir, filter)? {
+            r.gateway = Some(name.clone());
+            all.push((i, r));
+        }
+    }
+    all.sort_by(|(i, a), (j, b)| (a.time, i, a.seq).cmp(&(b.time, j, b.seq)));
+    Ok(all.into_iter().map(|(_, r)| r).collect())
+}
+
+/// The name a journal's gateway gave itself at its last start, or the directory's name.
+pub fn journal_name(dir: &Path) -> Result<String, Damage> {
+    let started = Filter {
+        kinds: vec!["gateway.started".into()],
+        ..Filter::default()
+    };
+    let named = read(dir, &started)?.into_iter().rev().find_map(|r| {
+        r.event
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map(str::to_owned)
+    });
+    Ok(named.unwrap_or_else(|| {
+        dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    }))
+}
+
 /// One JSON object per line: `{"seq":…,"time":…,"event":{…}}`.
 pub fn to_jsonl(records: &[Record]) -> String {
     records
@@ -155,13 +200,20 @@ pub fn to_jsonl(records: &[Record]) -> String {
 /// CSV with the common columns first and the whole event as JSON last.
 pub fn to_csv(records: &[Record]) -> String {
     const COLUMNS: [&str; 6] = ["type", "employee", "device", "operator", "reason", "role"];
-    let mut out = String::from("seq,time,type,employee,device,operator,reason,role,event\n");
+    // Merged journals: each row names its gateway, first.
+    let merged = records.iter().any(|r| r.gateway.is_some());
+    let mut out = String::from(if merged { "gateway," } else { "" });
+    out.push_str("seq,time,type,employee,device,operator,reason,role,event\n");
     for r in records {
         let time = r
             .time
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        let mut row = vec![r.seq.to_string(), time];
+        let mut row = Vec::new();
+        if merged {
+            row.push(r.gateway.clone().unwrap_or_default());
+        }
+        row.extend([r.seq.to_string(), time]);
         for c in COLUMNS {
             row.push(
                 r.event

@@ -32,6 +32,7 @@ pub struct HoursRow {
 
 struct Session {
     employee: String,
+    device: String,
     role: String,
     start: Timestamp,
     end: Option<Timestamp>,
@@ -67,6 +68,7 @@ pub fn hours(
                     field(r, "session"),
                     Session {
                         employee: field(r, "employee"),
+                        device: field(r, "device"),
                         role: field(r, "role"),
                         start: ts(r),
                         end: None,
@@ -92,10 +94,30 @@ pub fn hours(
             _ => {}
         }
     }
+    // A device holds one session at a time (on any gateway of a shared registry): a
+    // session the journal shows still open, or ending late, when the same device's next
+    // session starts was over by then. That is a session a gateway's crash left open (it
+    // ends in the journal only when that gateway starts again), while the device went on
+    // through another gateway: counted once, not twice.
+    let mut by_device: BTreeMap<&str, Vec<(Timestamp, &str)>> = BTreeMap::new();
+    for (id, s) in &sessions {
+        by_device.entry(&s.device).or_default().push((s.start, id));
+    }
+    let mut cut: BTreeMap<String, Timestamp> = BTreeMap::new();
+    for starts in by_device.values_mut() {
+        starts.sort();
+        for pair in starts.windows(2) {
+            cut.insert(pair[0].1.to_owned(), pair[1].0);
+        }
+    }
     let mut rows: BTreeMap<(String, Date), HoursRow> = BTreeMap::new();
     let wanted = |e: &str| employee.is_none_or(|x| x == e);
-    for s in sessions.values().filter(|s| wanted(&s.employee)) {
+    for (id, s) in sessions.iter().filter(|(_, s)| wanted(&s.employee)) {
         let end = s.end.unwrap_or(now);
+        let end = match cut.get(id) {
+            Some(next) if !s.device.is_empty() => end.min(*next),
+            _ => end,
+        };
         let schedule = policy
             .schedule_for(&s.role, Some(&s.employee))
             .map(|(_, sch)| sch);
@@ -262,6 +284,7 @@ mod tests {
             seq,
             time: t,
             event,
+            gateway: None,
         }
     }
 
@@ -270,6 +293,39 @@ mod tests {
         Policy::parse(std::path::Path::new("policy.toml"), text)
             .expect("policy")
             .policy
+    }
+
+    #[test]
+    fn a_session_a_crash_left_open_counts_until_the_device_goes_on_elsewhere() {
+        let tz = jiff::tz::db().get("UTC").expect("tz");
+        let ev = |t: &str, session: &str, ended: bool, gateway: &str| {
+            let mut r = rec(
+                0,
+                t,
+                serde_json::json!({"type": if ended { "session.ended" } else { "session.started" },
+                    "session": session, "employee": "e1", "role": "finance", "device": "d1"}),
+            );
+            r.gateway = Some(gateway.into());
+            r
+        };
+        // s1 on gateway a from 09:00; a crashes at 10:00 and the device goes on through
+        // b as s2 until 11:00; a restarts at 15:00 and only then ends s1 in its journal.
+        let records = vec![
+            ev("2027-04-06T09:00:00Z", "s1", false, "a"),
+            ev("2027-04-06T10:00:05Z", "s2", false, "b"),
+            ev("2027-04-06T11:00:05Z", "s2", true, "b"),
+            ev("2027-04-06T15:00:00Z", "s1", true, "a"),
+        ];
+        let day: Date = "2027-04-06".parse().expect("date");
+        let now: Timestamp = "2027-04-06T20:00:00Z".parse().expect("now");
+        let rows = hours(&records, &policy(), &tz, day, day, None, now);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].sessions, 2);
+        assert_eq!(
+            rows[0].connected_secs,
+            2 * 3600 + 5,
+            "09:00 to 11:00:05, once"
+        );
     }
 
     #[test]

@@ -145,9 +145,10 @@ pub struct Days {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// The gateway's journal public key (journal.pub): the journal, and the checkpoint
-    /// the report states, are verified with it first.
+    /// the report states, are verified with it first. With several journals, one key a
+    /// journal, in the order of the journals.
     #[arg(long)]
-    pub public_key: Option<PathBuf>,
+    pub public_key: Vec<PathBuf>,
 }
 
 impl Days {
@@ -181,9 +182,49 @@ impl Days {
     }
 }
 
-/// Verifies the journal in `dir`, with the public key in `key` when given and against a
-/// checkpoint kept earlier; the lines to print.
+/// Verifies the journals in `dirs` (several gateways' of one registry, or one), each
+/// with its public key in `keys` when given (one a journal, in order) and, for one
+/// journal, against a checkpoint kept earlier; the lines to print. Any damage is an
+/// error.
 pub fn verify(
+    dirs: &[PathBuf],
+    keys: &[PathBuf],
+    kept: Option<&Path>,
+) -> Result<Vec<String>, ToolError> {
+    let keys = paired(dirs, keys)?;
+    if dirs.len() > 1 && kept.is_some() {
+        return Err(ToolError::Usage(
+            "--checkpoint is for one journal: give one --dir".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for (dir, key) in dirs.iter().zip(keys) {
+        if dirs.len() > 1 {
+            out.push(format!("{}:", dir.display()));
+        }
+        let lines = verify_one(dir, key, kept)?;
+        let indent = if dirs.len() > 1 { "  " } else { "" };
+        out.extend(lines.into_iter().map(|l| format!("{indent}{l}")));
+    }
+    Ok(out)
+}
+
+/// Each journal's key: `keys` in the order of `dirs`, or none at all.
+fn paired<'a>(dirs: &[PathBuf], keys: &'a [PathBuf]) -> Result<Vec<Option<&'a Path>>, ToolError> {
+    if dirs.is_empty() {
+        return Err(ToolError::Usage("give a journal with --dir".into()));
+    }
+    match keys.len() {
+        0 => Ok(vec![None; dirs.len()]),
+        n if n == dirs.len() => Ok(keys.iter().map(|k| Some(k.as_path())).collect()),
+        n => Err(ToolError::Usage(format!(
+            "{n} --public-key for {} journals: give one key a journal, in the order of the --dir options",
+            dirs.len()
+        ))),
+    }
+}
+
+fn verify_one(
     dir: &Path,
     key: Option<&Path>,
     kept: Option<&Path>,
@@ -256,16 +297,33 @@ fn public_key(path: Option<&Path>) -> Result<Option<PublicKey>, ToolError> {
     })
 }
 
-/// The events of `dir` that `filter` selects.
-pub fn read(dir: &Path, filter: &FilterArgs) -> Result<Vec<Record>, ToolError> {
-    Ok(query::read(dir, &filter.filter())?)
+/// The events of the journals in `dirs` that `filter` selects, merged by time (each
+/// naming its gateway when there are several).
+pub fn read(dirs: &[PathBuf], filter: &FilterArgs) -> Result<Vec<Record>, ToolError> {
+    if dirs.is_empty() {
+        return Err(ToolError::Usage("give a journal with --dir".into()));
+    }
+    Ok(query::read_merged(dirs, &filter.filter())?)
 }
 
 /// Events as a table for people.
 pub fn table(records: &[Record]) -> String {
+    let merged = records.iter().any(|r| r.gateway.is_some());
+    let gw = |g: &str| {
+        if merged {
+            format!("{g:<16}  ")
+        } else {
+            String::new()
+        }
+    };
     let mut out = format!(
-        "{:>8}  {:<20}  {:<22}  {:<12}  {:<22}  DETAIL\n",
-        "SEQ", "TIME", "TYPE", "EMPLOYEE", "DEVICE"
+        "{}{:>8}  {:<20}  {:<22}  {:<12}  {:<22}  DETAIL\n",
+        gw("GATEWAY"),
+        "SEQ",
+        "TIME",
+        "TYPE",
+        "EMPLOYEE",
+        "DEVICE"
     );
     for r in records {
         let field = |k: &str| {
@@ -282,7 +340,8 @@ pub fn table(records: &[Record]) -> String {
             }
         }
         out.push_str(&format!(
-            "{:>8}  {:<20}  {:<22}  {:<12}  {:<22}  {}\n",
+            "{}{:>8}  {:<20}  {:<22}  {:<12}  {:<22}  {}\n",
+            gw(r.gateway.as_deref().unwrap_or("")),
             r.seq,
             rfc3339(r.time),
             field("type"),
@@ -320,7 +379,7 @@ pub fn checkpoint(dir: &Path, out: &Path) -> Result<String, ToolError> {
 
 /// Telework hours per employee and day against the schedules of the policy in `policy`.
 pub fn hours(
-    dir: &Path,
+    dirs: &[PathBuf],
     policy: &Path,
     days: &Days,
     employee: Option<&str>,
@@ -329,7 +388,7 @@ pub fn hours(
     let policy = ztgw_config::policy::Policy::load(policy)
         .map_err(|e| ToolError::Config(e.to_string()))?
         .policy;
-    let (records, stamp) = source(dir, days)?;
+    let (records, stamps) = source(dirs, days)?;
     let rows = report::hours(
         &records,
         &policy,
@@ -370,15 +429,15 @@ pub fn hours(
                 ]
             })
             .collect(),
-        stamp,
+        stamps,
     };
     emit(days, "hours", &rows, printed)
 }
 
 /// Admissions and posture compliance per day.
-pub fn posture(dir: &Path, days: &Days) -> Result<String, ToolError> {
+pub fn posture(dirs: &[PathBuf], days: &Days) -> Result<String, ToolError> {
     let tz = days.zone()?;
-    let (records, stamp) = source(dir, days)?;
+    let (records, stamps) = source(dirs, days)?;
     let rows = report::posture(&records, &tz, days.from, days.to);
     let counts = |m: &std::collections::BTreeMap<String, u32>| {
         m.iter()
@@ -416,38 +475,54 @@ pub fn posture(dir: &Path, days: &Days) -> Result<String, ToolError> {
                 ]
             })
             .collect(),
-        stamp,
+        stamps,
     };
     emit(days, "posture", &rows, printed)
 }
 
-/// The journal's records up to its last signed checkpoint (verified first, with the
-/// public key when given), and that checkpoint.
-fn source(dir: &Path, days: &Days) -> Result<(Vec<Record>, Stamp), ToolError> {
-    let key = public_key(days.public_key.as_deref())?;
-    let verified = verify_dir(dir, key.as_ref(), None)?;
-    let cp = verified.last_checkpoint.ok_or_else(|| {
-        ToolError::Failure("the journal has no signed checkpoint yet: nothing to report".into())
-    })?;
-    let records = query::read(dir, &Filter::default())?
-        .into_iter()
-        .filter(|r| r.seq < cp.head.size)
-        .collect();
-    let signed_at =
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(cp.head.time_ms) * 1_000_000)
-            .map(rfc3339)
-            .unwrap_or_default();
-    Ok((
-        records,
-        Stamp {
+/// The journals' records up to each one's last signed checkpoint (each verified first,
+/// with its public key when given), merged by time, and those checkpoints.
+fn source(dirs: &[PathBuf], days: &Days) -> Result<(Vec<Record>, Vec<Stamp>), ToolError> {
+    let keys = paired(dirs, &days.public_key)?;
+    let mut records: Vec<(usize, Record)> = Vec::new();
+    let mut stamps = Vec::new();
+    for (i, (dir, key)) in dirs.iter().zip(keys).enumerate() {
+        let key = public_key(key)?;
+        let verified = verify_dir(dir, key.as_ref(), None)?;
+        let cp = verified.last_checkpoint.ok_or_else(|| {
+            ToolError::Failure(format!(
+                "{}: the journal has no signed checkpoint yet: nothing to report",
+                dir.display()
+            ))
+        })?;
+        let name = (dirs.len() > 1)
+            .then(|| query::journal_name(dir))
+            .transpose()?;
+        records.extend(
+            query::read(dir, &Filter::default())?
+                .into_iter()
+                .filter(|r| r.seq < cp.head.size)
+                .map(|mut r| {
+                    r.gateway.clone_from(&name);
+                    (i, r)
+                }),
+        );
+        let signed_at =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(cp.head.time_ms) * 1_000_000)
+                .map(rfc3339)
+                .unwrap_or_default();
+        stamps.push(Stamp {
             records: cp.head.size,
             root: cp.head.root,
             signed_at,
             key_id: cp.key_id,
             signature: cp.signature,
             verified: verified.signatures_checked,
-        },
-    ))
+            gateway: name,
+        });
+    }
+    records.sort_by(|(i, a), (j, b)| (a.time, i, a.seq).cmp(&(b.time, j, b.seq)));
+    Ok((records.into_iter().map(|(_, r)| r).collect(), stamps))
 }
 
 /// Prints `printed` as `days` asks, to its file or as the text returned.
@@ -461,8 +536,10 @@ fn emit(
         ReportFormat::Table => {
             let mut t = table_text(&printed.columns, &printed.rows);
             t.push('\n');
-            t.push_str(&printed.stamp.sentence());
-            t.push('\n');
+            for stamp in &printed.stamps {
+                t.push_str(&stamp.sentence());
+                t.push('\n');
+            }
             t.into_bytes()
         }
         ReportFormat::Json => json(&serde_json::json!({
@@ -470,7 +547,8 @@ fn emit(
             "from": days.from.to_string(),
             "to": days.to.to_string(),
             "timezone": days.timezone,
-            "checkpoint": printed.stamp,
+            "checkpoint": printed.stamps.first(),
+            "checkpoints": if printed.stamps.len() > 1 { Some(&printed.stamps) } else { None },
             "rows": rows,
         }))?
         .into_bytes(),

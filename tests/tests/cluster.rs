@@ -61,7 +61,9 @@ fn a_laptop_fails_over_and_a_revocation_on_one_gateway_cuts_it_on_another() {
     assert_eq!(on_b.len(), 1, "B holds it now");
     let device = on_b[0]["device"].as_str().expect("device").to_owned();
 
-    // A comes back; the device is revoked there while connected through B.
+    // A comes back (a little later: its crash left the first session open in its
+    // journal until then); the device is revoked there while connected through B.
+    std::thread::sleep(Duration::from_secs(2));
     c.start_again(0);
     let (_, elsewhere) = c.sessions(0);
     assert_eq!(elsewhere.len(), 1, "A sees B's session: {elsewhere:?}");
@@ -95,6 +97,123 @@ fn a_laptop_fails_over_and_a_revocation_on_one_gateway_cuts_it_on_another() {
     for i in 0..2 {
         c.ztgw_ok(i, &["journal", "verify"]);
     }
+
+    // The auditors' view of both journals, merged by time.
+    let journals: Vec<_> = (0..2).map(|i| c.state(i).join("journal")).collect();
+    let keys: Vec<_> = (0..2).map(|i| c.state(i).join("journal.pub")).collect();
+    let audit = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(ztgw_tests::binary("ztgw-audit"));
+        cmd.args(args);
+        for (j, k) in journals.iter().zip(&keys) {
+            cmd.arg("--dir").arg(j).arg("--public-key").arg(k);
+        }
+        let out = cmd.output().expect("ztgw-audit");
+        assert!(
+            out.status.success(),
+            "ztgw-audit {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = audit(&["verify"]);
+    assert_eq!(
+        said.matches("signatures: every checkpoint verified")
+            .count(),
+        2,
+        "{said}"
+    );
+    // Verified with the other gateway's key, a journal is refused.
+    let swapped = std::process::Command::new(ztgw_tests::binary("ztgw-audit"))
+        .arg("verify")
+        .arg("--dir")
+        .arg(&journals[0])
+        .arg("--public-key")
+        .arg(&keys[1])
+        .output()
+        .expect("ztgw-audit");
+    assert!(
+        !swapped.status.success(),
+        "A's journal verified with B's key"
+    );
+    let merged: Vec<serde_json::Value> = {
+        let mut cmd = std::process::Command::new(ztgw_tests::binary("ztgw-audit"));
+        cmd.args(["query", "--json", "--type", "session.*"]);
+        for j in &journals {
+            cmd.arg("--dir").arg(j);
+        }
+        let out = cmd.output().expect("query");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    };
+    let times: Vec<&str> = merged
+        .iter()
+        .map(|r| r["time"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "merged by time: {times:?}"
+    );
+    let gateways: std::collections::BTreeSet<&str> = merged
+        .iter()
+        .filter_map(|r| r["gateway"].as_str())
+        .collect();
+    assert_eq!(
+        gateways.into_iter().collect::<Vec<_>>(),
+        ["192.0.2.1", "192.0.2.2"]
+    );
+    let at = |r: &serde_json::Value| {
+        time::OffsetDateTime::parse(
+            r["time"].as_str().expect("time"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("rfc3339")
+    };
+    let first_start = merged
+        .iter()
+        .find(|r| r["event"]["type"] == "session.started")
+        .map(at)
+        .expect("a start");
+    let last_end = merged
+        .iter()
+        .filter(|r| r["event"]["type"] == "session.ended")
+        .map(at)
+        .max()
+        .expect("an end");
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let report: serde_json::Value = serde_json::from_str(&audit(&[
+        "report",
+        "hours",
+        "--policy",
+        c.state(0).join("policy.toml").to_str().expect("utf-8"),
+        "--from",
+        &today,
+        "--to",
+        &today,
+        "--timezone",
+        "UTC",
+        "--format",
+        "json",
+    ]))
+    .expect("report JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    let row = rows
+        .iter()
+        .find(|r| r["employee"] == "e7001")
+        .expect("e7001's day");
+    assert_eq!(row["sessions"], 2, "{row}");
+    let connected = row["connected_secs"].as_i64().expect("secs");
+    let span = (last_end - first_start).whole_seconds() + 1;
+    assert!(
+        connected <= span,
+        "the first session (left open by A's crash until A restarted) overlaps the second: counted twice ({connected} s connected within {span} s)"
+    );
+    assert_eq!(
+        report["checkpoints"].as_array().map(Vec::len),
+        Some(2),
+        "one stamp a journal"
+    );
 }
 
 #[test]
@@ -144,11 +263,23 @@ fn a_policy_reload_on_one_gateway_applies_on_every_gateway() {
         last["sha256"], a_sha,
         "B restarted with the registry's policy"
     );
-    // The database goes away: nothing is granted meanwhile; everything resumes after.
+    // The database goes away: nothing is granted meanwhile, a connected laptop keeps
+    // its tunnel (longer than two of the gateway's reconciliation passes); everything
+    // resumes after.
+    let connected = c.laptop(0, "e7004", "hr");
+    let _connected_agent = connected.connect().expect("connects");
     let second = c.laptop(0, "e7003", "hr");
+    let stopped = Instant::now();
     c.pg.stop();
     let refused = second.connect();
     assert!(refused.is_err(), "admitted without the registry");
+    std::thread::sleep(Duration::from_secs(12).saturating_sub(stopped.elapsed()));
+    assert!(
+        connected.reaches_dns(),
+        "a live session lost its tunnel while the database was down"
+    );
+    let (mine, _) = c.sessions(0);
+    assert_eq!(mine.len(), 1, "A still lists its session: {mine:?}");
     c.pg.restart();
     let mut admitted = None;
     for _ in 0..10 {

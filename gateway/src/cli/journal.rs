@@ -17,9 +17,10 @@ pub enum JournalCommand {
     Verify {
         #[command(flatten)]
         source: Source,
-        /// The journal's public key (default: journal.pub of the state directory).
+        /// The journal's public key (default: journal.pub of the state directory). With
+        /// several --dir, one key a journal, in the same order.
         #[arg(long)]
-        public_key: Option<PathBuf>,
+        public_key: Vec<PathBuf>,
         /// A checkpoint kept from an earlier verification: the journal must still hold it.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -59,9 +60,10 @@ pub enum JournalCommand {
 /// Where the journal is.
 #[derive(Debug, clap::Args)]
 pub struct Source {
-    /// A journal directory (default: the gateway's, from --config).
+    /// A journal directory (default: the gateway's, from --config). Repeat it for the
+    /// journals of several gateways sharing a registry: their records are merged by time.
     #[arg(long)]
-    pub dir: Option<PathBuf>,
+    pub dir: Vec<PathBuf>,
 }
 
 pub fn run(config: &Path, cmd: JournalCommand) -> Result<(), Failure> {
@@ -71,15 +73,18 @@ pub fn run(config: &Path, cmd: JournalCommand) -> Result<(), Failure> {
             public_key,
             checkpoint,
         } => {
-            let dir = journal_dir(config, &source)?;
-            let key = public_key.or_else(|| {
+            let dirs = journal_dirs(config, &source)?;
+            // The gateway's own journal, with its own key unless told otherwise.
+            let keys = if public_key.is_empty() && source.dir.is_empty() {
                 Settings::load(config)
                     .ok()
                     .map(|s| s.state().journal_public())
-            });
-            for line in
-                tools::verify(&dir, key.as_deref(), checkpoint.as_deref()).map_err(failure)?
-            {
+                    .into_iter()
+                    .collect()
+            } else {
+                public_key
+            };
+            for line in tools::verify(&dirs, &keys, checkpoint.as_deref()).map_err(failure)? {
                 println!("{line}");
             }
             Ok(())
@@ -89,7 +94,7 @@ pub fn run(config: &Path, cmd: JournalCommand) -> Result<(), Failure> {
             filter,
             json,
         } => {
-            let records = tools::read(&journal_dir(config, &source)?, &filter).map_err(failure)?;
+            let records = tools::read(&journal_dirs(config, &source)?, &filter).map_err(failure)?;
             if json {
                 print!("{}", tools::export(&records, ExportFormat::Jsonl));
             } else {
@@ -98,27 +103,36 @@ pub fn run(config: &Path, cmd: JournalCommand) -> Result<(), Failure> {
             Ok(())
         }
         JournalCommand::Export { source, filter, to } => {
-            let records = tools::read(&journal_dir(config, &source)?, &filter).map_err(failure)?;
+            let records = tools::read(&journal_dirs(config, &source)?, &filter).map_err(failure)?;
             print!("{}", to.write(&records).map_err(failure)?);
             Ok(())
         }
         JournalCommand::Checkpoint { source, out } => {
-            let said = tools::checkpoint(&journal_dir(config, &source)?, &out).map_err(failure)?;
+            let dirs = journal_dirs(config, &source)?;
+            let [dir] = dirs.as_slice() else {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    "a checkpoint is of one journal: give one --dir",
+                ));
+            };
+            let said = tools::checkpoint(dir, &out).map_err(failure)?;
             println!("{said}");
             Ok(())
         }
     }
 }
 
-fn journal_dir(config: &Path, source: &Source) -> Result<PathBuf, Failure> {
-    match &source.dir {
-        Some(d) => Ok(d.clone()),
-        None => Settings::load(config).map(|s| s.journal.dir).map_err(|e| {
-            Failure::new(
-                exit::CONFIG,
-                format!("{e} (or give the journal with --dir)"),
-            )
-        }),
+fn journal_dirs(config: &Path, source: &Source) -> Result<Vec<PathBuf>, Failure> {
+    match source.dir.as_slice() {
+        [_, ..] => Ok(source.dir.clone()),
+        [] => Settings::load(config)
+            .map(|s| vec![s.journal.dir])
+            .map_err(|e| {
+                Failure::new(
+                    exit::CONFIG,
+                    format!("{e} (or give the journal with --dir)"),
+                )
+            }),
     }
 }
 

@@ -35,9 +35,10 @@ pub enum ReportCommand {
 pub struct Range {
     #[command(flatten)]
     pub days: Days,
-    /// A journal directory (default: the gateway's).
+    /// A journal directory (default: the gateway's). Repeat it for the journals of
+    /// several gateways sharing a registry (with one --public-key each, in order).
     #[arg(long)]
-    pub dir: Option<PathBuf>,
+    pub dir: Vec<PathBuf>,
     /// The policy whose schedules apply (default: the gateway's).
     #[arg(long)]
     pub policy: Option<PathBuf>,
@@ -45,15 +46,15 @@ pub struct Range {
 
 pub fn run(config: &Path, cmd: ReportCommand) -> Result<(), Failure> {
     let settings = || Settings::load(config).map_err(|e| Failure::new(exit::CONFIG, e.to_string()));
-    let dir = |range: &Range| match &range.dir {
-        Some(d) => Ok(d.clone()),
-        None => settings().map(|s| s.journal.dir),
+    let dir = |range: &Range| match range.dir.as_slice() {
+        [_, ..] => Ok(range.dir.clone()),
+        [] => settings().map(|s| vec![s.journal.dir]),
     };
     // The gateway's own journal is verified with its own key unless told otherwise.
     let days = |range: &Range| -> Result<Days, Failure> {
         let mut days = range.days.clone();
-        if days.public_key.is_none() && range.dir.is_none() {
-            days.public_key = Some(settings()?.state().journal_public());
+        if days.public_key.is_empty() && range.dir.is_empty() {
+            days.public_key = vec![settings()?.state().journal_public()];
         }
         Ok(days)
     };

@@ -5,6 +5,8 @@
 //! The stamp ties a report to a verifiable state of the journal: the records it was
 //! computed from (0 to `records - 1`), their Merkle root and the gateway's signature over
 //! them. Anyone with `journal.pub` can check that checkpoint with `ztgw-audit verify`.
+//! A report over several gateways' journals carries one stamp a journal, each naming
+//! its gateway.
 
 use std::fmt::Write as _;
 
@@ -24,13 +26,20 @@ pub struct Stamp {
     pub signature: String,
     /// Whether the signature (and the whole journal) was verified with the public key.
     pub verified: bool,
+    /// The gateway whose journal it is, when the report merges several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
 }
 
 impl Stamp {
     /// The stamp in one sentence.
     pub fn sentence(&self) -> String {
         format!(
-            "Computed from journal records 0 to {} (checkpoint of {} records signed {} by key {}, Merkle root {}); {}.",
+            "{}Computed from journal records 0 to {} (checkpoint of {} records signed {} by key {}, Merkle root {}); {}.",
+            self.gateway
+                .as_ref()
+                .map(|g| format!("Gateway {g}: "))
+                .unwrap_or_default(),
             self.records.saturating_sub(1),
             self.records,
             self.signed_at,
@@ -53,7 +62,8 @@ pub struct Printed {
     pub period: String,
     pub columns: Vec<String>,
     pub rows: Vec<Vec<String>>,
-    pub stamp: Stamp,
+    /// One a journal the report was computed from.
+    pub stamps: Vec<Stamp>,
 }
 
 impl Printed {
@@ -61,7 +71,9 @@ impl Printed {
     pub fn csv(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# {}, {}", self.title, self.period);
-        let _ = writeln!(out, "# {}", self.stamp.sentence());
+        for stamp in &self.stamps {
+            let _ = writeln!(out, "# {}", stamp.sentence());
+        }
         for row in std::iter::once(&self.columns).chain(&self.rows) {
             let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
             out.push_str(&cells.join(","));
@@ -78,37 +90,48 @@ impl Printed {
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
              <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
              <title>{title}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
-             <header><h1>{title}</h1><p class=\"period\">{period}</p></header>\n\
-             <section class=\"stamp\" aria-label=\"Journal checkpoint\">\n<h2>Journal checkpoint</h2>\n<dl>\n",
+             <header><h1>{title}</h1><p class=\"period\">{period}</p></header>\n",
             title = escape(&self.title),
             period = escape(&self.period),
         );
-        for (k, v) in [
-            (
-                "Records",
-                format!("0 to {}", self.stamp.records.saturating_sub(1)),
-            ),
-            ("Signed", self.stamp.signed_at.clone()),
-            ("Key", self.stamp.key_id.clone()),
-            ("Merkle root", self.stamp.root.clone()),
-            ("Signature", self.stamp.signature.clone()),
-            (
-                "Verified",
-                if self.stamp.verified {
-                    "yes, with the gateway's public key".into()
-                } else {
-                    "no (no public key given)".into()
-                },
-            ),
-        ] {
-            let _ = writeln!(
+        for stamp in &self.stamps {
+            let _ = write!(
                 out,
-                "<dt>{}</dt><dd><code>{}</code></dd>",
-                escape(k),
-                escape(&v)
+                "<section class=\"stamp\" aria-label=\"Journal checkpoint\">\n<h2>Journal checkpoint{}</h2>\n<dl>\n",
+                stamp
+                    .gateway
+                    .as_ref()
+                    .map(|g| format!(": gateway {}", escape(g)))
+                    .unwrap_or_default()
             );
+            for (k, v) in [
+                (
+                    "Records",
+                    format!("0 to {}", stamp.records.saturating_sub(1)),
+                ),
+                ("Signed", stamp.signed_at.clone()),
+                ("Key", stamp.key_id.clone()),
+                ("Merkle root", stamp.root.clone()),
+                ("Signature", stamp.signature.clone()),
+                (
+                    "Verified",
+                    if stamp.verified {
+                        "yes, with the gateway's public key".into()
+                    } else {
+                        "no (no public key given)".into()
+                    },
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "<dt>{}</dt><dd><code>{}</code></dd>",
+                    escape(k),
+                    escape(&v)
+                );
+            }
+            out.push_str("</dl>\n</section>\n");
         }
-        out.push_str("</dl>\n</section>\n<table>\n<thead><tr>");
+        out.push_str("<table>\n<thead><tr>");
         for c in &self.columns {
             let _ = write!(out, "<th scope=\"col\">{}</th>", escape(c));
         }
@@ -127,11 +150,11 @@ impl Printed {
                 self.columns.len().max(1)
             );
         }
-        let _ = write!(
-            out,
-            "</tbody>\n</table>\n<footer><p>{}</p></footer>\n</body>\n</html>\n",
-            escape(&self.stamp.sentence())
-        );
+        out.push_str("</tbody>\n</table>\n<footer>");
+        for stamp in &self.stamps {
+            let _ = write!(out, "<p>{}</p>", escape(&stamp.sentence()));
+        }
+        out.push_str("</footer>\n</body>\n</html>\n");
         out
     }
 
@@ -161,8 +184,10 @@ impl Printed {
             lines.push("Nothing in this period.".into());
         }
         let mut head = vec![self.title.clone(), self.period.clone(), String::new()];
-        head.extend(wrap(&self.stamp.sentence(), WRAP));
-        head.push(format!("Signature: {}", self.stamp.signature));
+        for stamp in &self.stamps {
+            head.extend(wrap(&stamp.sentence(), WRAP));
+            head.push(format!("Signature: {}", stamp.signature));
+        }
         head.push(String::new());
         pdf::document(&head, &lines, &self.title)
     }
@@ -364,14 +389,15 @@ mod tests {
                 .into_iter()
                 .map(|r| r.into_iter().map(str::to_owned).collect())
                 .collect(),
-            stamp: Stamp {
+            stamps: vec![Stamp {
                 records: 120,
                 root: "ab".repeat(32),
                 signed_at: "2027-04-03T09:00:00Z".into(),
                 key_id: "0011223344556677".into(),
                 signature: "c2ln".into(),
                 verified: true,
-            },
+                gateway: None,
+            }],
         }
     }
 
