@@ -121,3 +121,7 @@ for target in aarch64-apple-darwin x86_64-apple-darwin; do
 done
 bash deploy/scripts/package.sh
 cargo test --workspace --locked
+# The same end-to-end suite with every gateway's registry in PostgreSQL (a server each
+# test starts for itself): the registry switch (ZTGW_TEST_REGISTRY=postgres). The backup
+# test keeps SQLite (a PostgreSQL registry is backed up with pg_dump).
+ZTGW_TEST_REGISTRY=postgres cargo test -p ztgw-tests --locked

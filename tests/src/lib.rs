@@ -54,6 +54,9 @@ pub struct GatewayOptions {
     pub replace: Vec<(String, String)>,
     /// The policy to start with instead of the one `ztgw init` writes.
     pub policy: Option<String>,
+    /// Keep the registry in SQLite whatever `ZTGW_TEST_REGISTRY` says (a test of what
+    /// only an SQLite registry does: its file in a backup).
+    pub sqlite: bool,
 }
 
 /// A gateway running in-process on 127.0.0.1 with its own state directory.
@@ -62,6 +65,32 @@ pub struct TestGateway {
     pub dir: tempfile::TempDir,
     pub running: RunningGateway,
     pub manual_clock: Option<Arc<ManualClock>>,
+    /// The gateway's PostgreSQL registry, when the suite runs on PostgreSQL
+    /// ([`postgres_registry`]); stopped after the gateway.
+    pub pg: Option<std::sync::Mutex<postgres::Postgres>>,
+}
+
+/// The registry the fixtures' gateways keep: SQLite in their state directory (the
+/// default), or with `ZTGW_TEST_REGISTRY=postgres` a PostgreSQL server of their own,
+/// started here: the switch that runs the whole suite on either (`deploy/scripts/test.sh
+/// --registry postgres`).
+pub fn postgres_registry() -> Option<postgres::Postgres> {
+    match std::env::var("ZTGW_TEST_REGISTRY").as_deref() {
+        Ok("postgres") => Some(postgres::Postgres::start()),
+        Ok("sqlite" | "") | Err(_) => None,
+        Ok(other) => panic!("ZTGW_TEST_REGISTRY={other}: give sqlite or postgres"),
+    }
+}
+
+/// `settings` with a `[registry]` table for `pg` appended, unless it has one already
+/// (a test of the registry's own settings).
+pub fn with_registry(settings: String, pg: Option<&postgres::Postgres>) -> String {
+    match pg {
+        Some(pg) if !settings.contains("\n[registry]") => {
+            format!("{settings}\n[registry]\nurl = {:?}\n", pg.database("ztgw"))
+        }
+        _ => settings,
+    }
 }
 
 impl TestGateway {
@@ -123,6 +152,12 @@ impl TestGateway {
             assert!(text.contains(from.as_str()), "gateway.toml has no {from:?}");
             text = text.replace(from.as_str(), to);
         }
+        let pg = if opts.sqlite {
+            None
+        } else {
+            postgres_registry()
+        };
+        let text = with_registry(text, pg.as_ref());
         std::fs::write(&config, text).expect("write settings");
         if let Some(policy) = &opts.policy {
             std::fs::write(state.join("policy.toml"), policy).expect("write policy");
@@ -140,6 +175,7 @@ impl TestGateway {
             dir,
             running,
             manual_clock,
+            pg: pg.map(std::sync::Mutex::new),
         }
     }
 

@@ -40,6 +40,8 @@ pub struct Site {
     pub config: PathBuf,
     links: u8,
     pub dir: tempfile::TempDir,
+    /// The registry, when the suite runs on PostgreSQL ([`crate::postgres_registry`]).
+    pub pg: Option<crate::postgres::Postgres>,
 }
 
 #[derive(Debug)]
@@ -84,7 +86,8 @@ impl Site {
                 &format!("interface = {:?}", netns::unique("zt")),
             )
             .replace("workers = 0", "workers = 1");
-        std::fs::write(&config, edit(text)).expect("settings");
+        let pg = crate::postgres_registry();
+        std::fs::write(&config, crate::with_registry(edit(text), pg.as_ref())).expect("settings");
         std::fs::write(state.join("policy.toml"), policy).expect("policy");
         let serve = serve(&gw, &config);
         Self {
@@ -95,6 +98,7 @@ impl Site {
             config,
             links: 0,
             dir,
+            pg,
         }
     }
 

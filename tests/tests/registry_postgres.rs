@@ -121,6 +121,14 @@ async fn a_gateway_keeps_its_registry_in_postgres() {
         "the CRL numbers come from the database too"
     );
 
+    // `ztgw backup` covers a gateway's own files; the shared database is pg_dump's.
+    let refused = ztgw_gateway::backup::seal(
+        gw.ctx(),
+        &ztgw_pki::Secret::new("a passphrase long enough".to_owned()),
+    )
+    .expect_err("a backup of a PostgreSQL registry");
+    assert!(refused.to_string().contains("pg_dump"), "{refused}");
+
     // The database goes away: the gateway says so, and grants nothing without it.
     let addr = gw.running.metrics_addr;
     let health = move || ztgw_tests::http_get(addr, "/health");
