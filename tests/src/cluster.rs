@@ -47,9 +47,14 @@ pub struct Cluster {
 const PASSPHRASE: &str = "a passphrase for the test cluster\n";
 
 impl Cluster {
-    /// `n` gateways (2 or 3) sharing a new database, each with `policy`.
+    /// `n` gateways (1 to 3) sharing a new database, each with `policy`.
     pub fn start(n: usize, policy: &str) -> Self {
-        assert!((2..=3).contains(&n));
+        Self::start_with(n, policy, |s| s)
+    }
+
+    /// As [`Cluster::start`], with `edit` applied to every gateway.toml.
+    pub fn start_with(n: usize, policy: &str, edit: fn(String) -> String) -> Self {
+        assert!((1..=3).contains(&n));
         netns::require("wireguard-go", "wireguard-go");
         let pg = Postgres::start();
         let url = pg.database("cluster");
@@ -89,7 +94,7 @@ impl Cluster {
             if i == 0 {
                 text.push_str(&format!("\n[registry]\nurl = {url:?}\n"));
             }
-            std::fs::write(&config, text).expect("settings");
+            std::fs::write(&config, edit(text)).expect("settings");
             std::fs::write(state.join("policy.toml"), policy).expect("policy");
             let inside = match &internal {
                 None => {
@@ -224,11 +229,12 @@ impl Cluster {
         v["invitation"].as_str().expect("invitation").to_owned()
     }
 
-    /// A laptop with a link to every gateway, invited on gateway `i` and enrolled.
-    pub fn laptop(&mut self, i: usize, employee: &str, role: &str) -> SiteLaptop {
+    /// A namespace (names starting with `prefix`) with a link to every gateway and a
+    /// route to each one's address.
+    pub fn host(&mut self, prefix: &str) -> Netns {
         self.links += 1;
         let n = self.links;
-        let ns = Netns::new("zl");
+        let ns = Netns::new(prefix);
         for (g, m) in self.gateways.iter().enumerate() {
             let net = format!("172.{}.{n}", 16 + g);
             netns::link(&m.ns, &format!("{net}.1/24"), &ns, &format!("{net}.2/24"));
@@ -240,6 +246,12 @@ impl Cluster {
                 &format!("{net}.1"),
             ]);
         }
+        ns
+    }
+
+    /// A laptop with a link to every gateway, invited on gateway `i` and enrolled.
+    pub fn laptop(&mut self, i: usize, employee: &str, role: &str) -> SiteLaptop {
+        let ns = self.host("zl");
         let invitation = self.invitation(i, employee, role);
         enrol_laptop(
             ns,

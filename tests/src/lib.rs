@@ -2,6 +2,7 @@
 //! state directory on loopback, an enrolled agent, certificates made to order, and the
 //! real binaries; network namespaces with the real WireGuard client ([`netns`]).
 
+pub mod bench;
 pub mod cluster;
 pub mod lab;
 pub mod laptop;

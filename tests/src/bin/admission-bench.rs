@@ -13,8 +13,9 @@
 //! Run with `deploy/scripts/bench-admission.sh` (release build). Needs root.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ztgw_tests::bench::{Op, enrol_all, quantile, run};
 use ztgw_tests::lab::DNS;
 use ztgw_tests::netns::{self, Proc};
 use ztgw_tests::site::{ALWAYS, Posture, Site, lab_policy};
@@ -37,28 +38,7 @@ fn main() {
 }
 
 fn admissions(secs: u64) {
-    let site = Site::new_with(&lab_policy(ALWAYS), |s| {
-        s.replace(
-            "handshakes_per_second_per_source = 20",
-            "handshakes_per_second_per_source = 100000",
-        )
-        .replace("handshake_burst = 40", "handshake_burst = 100000")
-        .replace(
-            "enrolments_per_minute_per_source = 10",
-            "enrolments_per_minute_per_source = 100000",
-        )
-        .replace("enrolment_burst = 5", "enrolment_burst = 100000")
-        .replace(
-            "admissions_per_second_per_source = 50",
-            "admissions_per_second_per_source = 100000",
-        )
-        .replace("max_peers = 10000", "max_peers = 20000")
-        // All the agents share one source address here.
-        .replace(
-            "unauthenticated_connections_per_source = 32",
-            "unauthenticated_connections_per_source = 1000",
-        )
-    });
+    let site = Site::new_with(&lab_policy(ALWAYS), ztgw_tests::bench::unlimited);
     // Invitations for every agent, from the security unit.
     let invitations: Vec<String> = (0..AGENTS)
         .map(|i| site.invitation(&format!("b{i:04}"), "finance"))
@@ -88,22 +68,12 @@ fn inner(args: &[String]) {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let invitations = std::fs::read_to_string(dir.join("invitations")).expect("list");
-        let mut states = Vec::new();
-        for (i, inv) in invitations.lines().enumerate() {
-            let state_dir = dir.join(format!("agent-{i}"));
-            ztgw_agent::enroll::enroll(&ztgw_agent::enroll::EnrollOptions {
-                invitation: inv.to_owned(),
-                state_dir: state_dir.clone(),
-                ownership: ztgw_pki::wire::Ownership::Administration,
-                hostname: Some(format!("bench-{i}")),
-                root: "/".into(),
-                directory_password: None,
-            })
-            .await
-            .expect("enrol");
-            states.push(ztgw_agent::state::AgentState::new(state_dir));
-        }
+        let invitations: Vec<String> = std::fs::read_to_string(dir.join("invitations"))
+            .expect("list")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let states = enrol_all(&dir, &invitations).await;
         let states = Arc::new(states);
         let device = run(&states, secs, &root, Op::Device).await;
         let admission = run(&states, secs, &root, Op::Admit).await;
@@ -120,95 +90,6 @@ fn inner(args: &[String]) {
             admission.rate / device.rate.max(1.0)
         );
     });
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Device,
-    Admit,
-}
-
-struct Figures {
-    rate: f64,
-    p50: f64,
-    p99: f64,
-    done: usize,
-    errors: usize,
-}
-
-async fn run(
-    states: &Arc<Vec<ztgw_agent::state::AgentState>>,
-    secs: u64,
-    root: &std::path::Path,
-    op: Op,
-) -> Figures {
-    let end = Instant::now() + Duration::from_secs(secs);
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..states.len() {
-        let states = states.clone();
-        let root = root.to_owned();
-        tasks.spawn(async move {
-            let state = &states[i];
-            let (mut lat, mut errors) = (Vec::new(), 0usize);
-            while Instant::now() < end {
-                let t = Instant::now();
-                let ok = match op {
-                    Op::Device => ztgw_agent::renew::status(state).await.is_ok(),
-                    Op::Admit => match ztgw_agent::connect::admit(state, &root, || None).await {
-                        Ok(grant) => {
-                            let elapsed = t.elapsed();
-                            lat.push(elapsed);
-                            ztgw_agent::connect::remember(
-                                state,
-                                &ztgw_agent::connect::SessionRecord {
-                                    session: grant.session,
-                                    role: grant.role,
-                                    tunnel_address: grant.tunnel_address,
-                                    tunnel_address6: None,
-                                    ends_at: grant.ends_at,
-                                    interface: None,
-                                },
-                            )
-                            .ok();
-                            let _ = ztgw_agent::connect::disconnect(state).await;
-                            continue;
-                        }
-                        Err(_) => false,
-                    },
-                };
-                if ok {
-                    lat.push(t.elapsed());
-                } else {
-                    errors += 1;
-                }
-            }
-            (lat, errors)
-        });
-    }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    while let Some(r) = tasks.join_next().await {
-        if let Ok((l, e)) = r {
-            all.extend(l);
-            errors += e;
-        }
-    }
-    // Admissions are timed to the grant; the disconnects that follow are part of the
-    // load but not of the latency.
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    Figures {
-        rate: all.len() as f64 / elapsed,
-        p50: pct(0.5),
-        p99: pct(0.99),
-        done: all.len(),
-        errors,
-    }
 }
 
 fn revocations() {
@@ -246,7 +127,7 @@ fn revocations() {
     let mut cmd: Vec<u64> = gaps.iter().map(|g| g.1).collect();
     last.sort_unstable();
     cmd.sort_unstable();
-    let p = |v: &[u64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    let p = quantile;
     println!(
         "  revocation -> last forwarded packet ({ROUNDS} rounds, from the start of `ztgw device revoke`):\n    p50 {} ms   p99 {} ms   max {} ms   (target p99 <= 100 ms)",
         p(&last, 0.5),

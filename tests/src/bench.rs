@@ -1,0 +1,148 @@
+//! What the admission benchmarks share: agents enrolled from a list of invitations, and
+//! a load phase in which each agent repeats one operation for a while, with its figures.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ztgw_agent::state::AgentState;
+
+/// What each agent repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `GET /v1/device` over mTLS (a registry read, nothing journaled): the baseline.
+    Device,
+    /// A nonce and an admission over mTLS, then a disconnect (timed to the grant).
+    Admit,
+}
+
+/// One load phase's figures.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Figures {
+    pub rate: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub done: usize,
+    pub errors: usize,
+}
+
+/// Enrols one agent per invitation (state in `dir/agent-N`).
+pub async fn enrol_all(dir: &Path, invitations: &[String]) -> Vec<AgentState> {
+    let mut states = Vec::new();
+    for (i, inv) in invitations.iter().enumerate() {
+        let state_dir = dir.join(format!("agent-{i}"));
+        ztgw_agent::enroll::enroll(&ztgw_agent::enroll::EnrollOptions {
+            invitation: inv.clone(),
+            state_dir: state_dir.clone(),
+            ownership: ztgw_pki::wire::Ownership::Administration,
+            hostname: Some(format!("bench-{i}")),
+            root: "/".into(),
+            directory_password: None,
+        })
+        .await
+        .expect("enrol");
+        states.push(AgentState::new(state_dir));
+    }
+    states
+}
+
+/// Every agent repeats `op` for `secs` seconds, all at once; posture from `root`.
+pub async fn run(states: &Arc<Vec<AgentState>>, secs: u64, root: &Path, op: Op) -> Figures {
+    let end = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..states.len() {
+        let states = states.clone();
+        let root = root.to_owned();
+        tasks.spawn(async move {
+            let state = &states[i];
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            while Instant::now() < end {
+                let t = Instant::now();
+                let ok = match op {
+                    Op::Device => ztgw_agent::renew::status(state).await.is_ok(),
+                    Op::Admit => match ztgw_agent::connect::admit(state, &root, || None).await {
+                        Ok(grant) => {
+                            lat.push(t.elapsed());
+                            ztgw_agent::connect::remember(
+                                state,
+                                &ztgw_agent::connect::SessionRecord {
+                                    session: grant.session,
+                                    role: grant.role,
+                                    tunnel_address: grant.tunnel_address,
+                                    tunnel_address6: None,
+                                    ends_at: grant.ends_at,
+                                    interface: None,
+                                },
+                            )
+                            .ok();
+                            let _ = ztgw_agent::connect::disconnect(state).await;
+                            continue;
+                        }
+                        Err(_) => false,
+                    },
+                };
+                if ok {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        });
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    while let Some(r) = tasks.join_next().await {
+        if let Ok((l, e)) = r {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    // Admissions are timed to the grant; the disconnects that follow are part of the
+    // load but not of the latency.
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Figures {
+        rate: all.len() as f64 / elapsed,
+        p50: pct(0.5),
+        p99: pct(0.99),
+        done: all.len(),
+        errors,
+    }
+}
+
+/// gateway.toml with the per-source limits lifted: every benchmark agent shares one
+/// source address.
+pub fn unlimited(s: String) -> String {
+    s.replace(
+        "handshakes_per_second_per_source = 20",
+        "handshakes_per_second_per_source = 100000",
+    )
+    .replace("handshake_burst = 40", "handshake_burst = 100000")
+    .replace(
+        "enrolments_per_minute_per_source = 10",
+        "enrolments_per_minute_per_source = 100000",
+    )
+    .replace("enrolment_burst = 5", "enrolment_burst = 100000")
+    .replace(
+        "admissions_per_second_per_source = 50",
+        "admissions_per_second_per_source = 100000",
+    )
+    .replace("max_peers = 10000", "max_peers = 20000")
+    .replace(
+        "unauthenticated_connections_per_source = 32",
+        "unauthenticated_connections_per_source = 1000",
+    )
+}
+
+/// The `q` quantile of sorted `v`.
+pub fn quantile(v: &[u64], q: f64) -> u64 {
+    v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
+}
