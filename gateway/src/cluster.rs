@@ -50,6 +50,13 @@ pub fn join(ctx: &Context) -> Result<(), RegistryError> {
             "forgot the live sessions the previous run left in the registry"
         );
     }
+    let imported = crate::admin::schedule_override::import_file(ctx, ctx.clock.now())?;
+    if imported > 0 {
+        tracing::info!(
+            imported,
+            "moved the schedule overrides of overrides.json into the registry"
+        );
+    }
     settle_policy(ctx)
 }
 

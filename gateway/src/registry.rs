@@ -197,6 +197,16 @@ pub struct StoredPolicy {
     pub loaded_by: String,
 }
 
+/// An emergency schedule override in force (see `crate::admin::schedule_override`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverrideRecord {
+    /// `role:NAME` or `employee:ID`.
+    pub target: String,
+    pub until: OffsetDateTime,
+    pub reason: String,
+    pub operator: String,
+}
+
 /// Called when another gateway may have changed the registry (see
 /// [`Registry::on_change`]).
 pub type ChangeHook = std::sync::Arc<dyn Fn() + Send + Sync>;
@@ -377,6 +387,11 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     fn put_policy(&self, policy: &StoredPolicy, action: &ActionRecord)
     -> Result<(), RegistryError>;
     fn policy_in_force(&self) -> Result<Option<StoredPolicy>, RegistryError>;
+
+    /// Sets the override for its target (replacing one it had), with the action.
+    fn set_override(&self, o: &OverrideRecord, action: &ActionRecord) -> Result<(), RegistryError>;
+    /// The overrides still in force at `now`.
+    fn overrides(&self, now: OffsetDateTime) -> Result<Vec<OverrideRecord>, RegistryError>;
 
     /// A number that grows with every change another gateway must act on (an action
     /// recorded, a session replaced): when it has not moved, nothing needs a look.

@@ -312,6 +312,35 @@ pub fn what_gateways_share(reg: Arc<dyn Registry>) {
         )
         .expect("put");
     }
+    // Schedule overrides: one a target, the last set; expired ones no longer count.
+    let o = |target: &str, until: i64| super::OverrideRecord {
+        target: target.into(),
+        until: t(until),
+        reason: "emergency".into(),
+        operator: "op".into(),
+    };
+    reg.set_override(&o("role:finance", 100), &action("schedule.override"))
+        .expect("set");
+    reg.set_override(&o("employee:e1", 50), &action("schedule.override"))
+        .expect("set");
+    reg.set_override(&o("role:finance", 200), &action("schedule.override"))
+        .expect("replace");
+    let in_force = |at: i64| -> Vec<(String, i64)> {
+        reg.overrides(t(at))
+            .expect("overrides")
+            .into_iter()
+            .map(|o| (o.target, o.until.unix_timestamp() - t(0).unix_timestamp()))
+            .collect()
+    };
+    assert_eq!(
+        in_force(10),
+        [
+            ("employee:e1".to_owned(), 50),
+            ("role:finance".to_owned(), 200)
+        ]
+    );
+    assert_eq!(in_force(60), [("role:finance".to_owned(), 200)]);
+
     let p = reg.policy_in_force().expect("policy").expect("in force");
     assert_eq!((p.sha256.as_str(), p.text.as_str()), ("22", "second"));
     assert!(

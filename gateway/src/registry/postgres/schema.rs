@@ -98,7 +98,7 @@ CREATE TABLE actions (
 "#;
 
 /// What several gateways share beyond the registry of one: who they are, the live
-/// sessions, the policy in force; and the notification every change that another
+/// sessions, the policy in force, the schedule overrides; and the notification every change that another
 /// gateway must act on sends (delivered at commit, to every gateway listening on
 /// `ztgw_registry`).
 pub(super) const SCHEMA_2: &str = r#"
@@ -126,6 +126,12 @@ CREATE TABLE policies (
     loaded_at BIGINT NOT NULL,
     loaded_by TEXT NOT NULL,
     in_force INTEGER NOT NULL
+);
+CREATE TABLE overrides (
+    target TEXT PRIMARY KEY,
+    until BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    operator TEXT NOT NULL
 );
 CREATE FUNCTION ztgw_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

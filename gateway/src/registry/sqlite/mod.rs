@@ -11,7 +11,7 @@ use super::RegistryError;
 use super::sql::{Cell, Db, Param, Row, Sql, SqlError};
 
 /// Version 2 added the tables several gateways share (`gateways`, `live_sessions`,
-/// `policies`); `CREATE TABLE IF NOT EXISTS` made them, so going from 1 is only the
+/// `policies`, `overrides`); `CREATE TABLE IF NOT EXISTS` made them, so going from 1 is only the
 /// counter they need.
 const SCHEMA_VERSION: i64 = 2;
 
@@ -123,6 +123,12 @@ CREATE TABLE IF NOT EXISTS policies (
     loaded_at INTEGER NOT NULL,
     loaded_by TEXT NOT NULL,
     in_force INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS overrides (
+    target TEXT PRIMARY KEY,
+    until INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    operator TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS actions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -9,6 +9,7 @@ mod employees;
 mod gateways;
 mod invitations;
 mod live_sessions;
+mod overrides;
 mod policies;
 mod second_factor;
 
@@ -20,8 +21,8 @@ use super::sql::{Db, Param, Row, Sql};
 use super::values::from_ts;
 use super::{
     ActionRecord, AuditorRecord, CertificateRecord, DeviceRecord, EmployeeRecord, EndOfService,
-    Enrolment, GatewayRecord, InvitationRecord, LiveSession, Registry, RegistryError, StatusChange,
-    StoredPolicy,
+    Enrolment, GatewayRecord, InvitationRecord, LiveSession, OverrideRecord, Registry,
+    RegistryError, StatusChange, StoredPolicy,
 };
 use crate::session::factor::Attempts;
 
@@ -196,6 +197,12 @@ impl<D: Db> Registry for D {
     }
     fn policy_in_force(&self) -> Result<Option<StoredPolicy>, RegistryError> {
         policies::in_force(self)
+    }
+    fn set_override(&self, o: &OverrideRecord, action: &ActionRecord) -> Result<(), RegistryError> {
+        overrides::set(self, o, action)
+    }
+    fn overrides(&self, now: time::OffsetDateTime) -> Result<Vec<OverrideRecord>, RegistryError> {
+        overrides::in_force(self, now)
     }
     fn revision(&self) -> Result<i64, RegistryError> {
         policies::revision(self)
