@@ -603,9 +603,13 @@ impl StatePaths {
     pub fn crl(&self) -> PathBuf {
         self.dir.join("crl.pem")
     }
-    /// Emergency schedule overrides in force (`ztgw schedule override`).
+    /// Emergency schedule overrides an older gateway kept (moved into the registry).
     pub fn overrides(&self) -> PathBuf {
         self.dir.join("overrides.json")
+    }
+    /// Revocations made while the registry could not be reached, waiting for it.
+    pub fn queued_revocations(&self) -> PathBuf {
+        self.dir.join("queued-revocations.json")
     }
     pub fn registry(&self) -> PathBuf {
         self.dir.join("registry.db")

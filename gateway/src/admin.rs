@@ -7,6 +7,7 @@
 //! reason in the same transaction as the change.
 
 pub mod incident;
+pub mod queued;
 pub mod schedule_override;
 pub mod sessions;
 pub mod socket;
@@ -405,8 +406,17 @@ pub struct Outcome {
     pub access: Vec<AccessChange>,
 }
 
-/// Carries out one action for `operator`.
+/// Carries out one action for `operator`. A revocation made while the registry cannot
+/// be reached is queued for it ([`queued`]).
 pub fn handle(ctx: &Context, operator: &str, request: &AdminRequest) -> Outcome {
+    if let Some(out) = queued::intercept(ctx, operator, request) {
+        return out;
+    }
+    handle_now(ctx, operator, request)
+}
+
+/// [`handle`] without the queue: carried out now, or failing.
+pub(crate) fn handle_now(ctx: &Context, operator: &str, request: &AdminRequest) -> Outcome {
     let mut access = Vec::new();
     let result = act(ctx, operator, request, &mut access);
     Outcome { result, access }

@@ -113,6 +113,23 @@ fn settle_policy(ctx: &Context) -> Result<(), RegistryError> {
     }
 }
 
+/// Carries out the revocations queued while the registry could not be reached, if it
+/// can be now ([`crate::admin::queued`]), and applies them to the sessions.
+pub fn replay_queued(ctx: &Context, sessions: &SessionService) {
+    if ctx.queued.is_empty() {
+        return;
+    }
+    let (access, done) = ctx.queued.replay(ctx);
+    sessions.apply_all(&access);
+    if done > 0 {
+        tracing::info!(
+            done,
+            waiting = ctx.queued.len(),
+            "queued revocations carried out"
+        );
+    }
+}
+
 /// Follows the registry for a running gateway (see the module's words).
 #[derive(Debug)]
 pub struct Follower {
@@ -135,6 +152,7 @@ impl Follower {
     /// next look (the revision is noted only once everything was applied).
     pub fn look(&self) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        replay_queued(&self.ctx, &self.sessions);
         let revision = match self.ctx.registry.revision() {
             Ok(r) => r,
             Err(e) => {

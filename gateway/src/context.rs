@@ -52,6 +52,8 @@ pub struct Context {
     pub directory_health: crate::directory::sync::SyncHealth,
     /// What each `[export]` target has delivered.
     pub export: crate::export::Statuses,
+    /// Revocations waiting for the registry to be reachable.
+    pub queued: crate::admin::queued::Queue,
     crl_hooks: Mutex<Vec<CrlHook>>,
 }
 
@@ -94,6 +96,7 @@ impl Context {
             tracing::error!(event = ?cut, "the journal's damaged tail was cut at start");
         }
         let export = crate::export::Statuses::new(&settings.gateway.state_dir, &settings.export);
+        let queued = crate::admin::queued::Queue::load(paths.queued_revocations());
         Ok(Self {
             settings,
             registry,
@@ -104,6 +107,7 @@ impl Context {
             journal,
             directory_health: Default::default(),
             export,
+            queued,
             crl_hooks: Mutex::new(Vec::new()),
         })
     }

@@ -226,6 +226,7 @@ impl RunningGateway {
                         ctx.journal.retry();
                         journal_refusals(&ctx, &tally, false);
                         maintain_crl(&ctx, &tls);
+                        crate::cluster::replay_queued(&ctx, &sessions);
                         sessions.reconcile();
                     })
                     .await;

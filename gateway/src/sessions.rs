@@ -199,6 +199,12 @@ impl SessionService {
                 "wg_public_key is not a base64 WireGuard key",
             )
         })?;
+        if self.ctx.queued.covers(&record.id, &record.employee) {
+            return Err(ApiError::new(
+                Reason::DeviceRevoked,
+                "a revocation of this device or its employee is waiting to be recorded",
+            ));
+        }
         let employee_active = self
             .ctx
             .registry

@@ -253,6 +253,18 @@ pub enum Event {
         reason: String,
         operator: String,
     },
+    /// A revocation (of a device or an employee, or an incident) made while the registry
+    /// could not be reached: the sessions it concerns ended on this gateway at once, and
+    /// it waits in `queued-revocations.json` to be carried out when the registry is back
+    /// (its own record follows then).
+    #[serde(rename = "revocation.queued")]
+    RevocationQueued {
+        action: String,
+        device: Option<DeviceId>,
+        employee: Option<EmployeeId>,
+        operator: String,
+        error: String,
+    },
     /// A posture evaluation: which checks failed, never the device's software list (G15).
     #[serde(rename = "posture.checked")]
     PostureChecked {
@@ -334,6 +346,7 @@ impl Event {
             Self::DeviceApproved { .. } => "device.approved",
             Self::DeviceRoleChanged { .. } => "device.role_changed",
             Self::DeviceRevoked { .. } => "device.revoked",
+            Self::RevocationQueued { .. } => "revocation.queued",
             Self::DeviceDecommissioned { .. } => "device.decommissioned",
             Self::CertificateRenewed { .. } => "certificate.renewed",
             Self::EmployeeRevoked { .. } => "employee.revoked",

@@ -266,21 +266,55 @@ fn a_policy_reload_on_one_gateway_applies_on_every_gateway() {
     // The database goes away: nothing is granted meanwhile, a connected laptop keeps
     // its tunnel (longer than two of the gateway's reconciliation passes); everything
     // resumes after.
-    let connected = c.laptop(0, "e7004", "hr");
-    let _connected_agent = connected.connect().expect("connects");
+    let connected = c.laptop(1, "e7004", "hr");
+    let _connected_agent = connected.connect().expect("connects through B");
+    let doomed = c.laptop(0, "e7005", "hr");
+    let _doomed_agent = doomed.connect().expect("connects through A");
     let second = c.laptop(0, "e7003", "hr");
     let stopped = Instant::now();
     c.pg.stop();
     let refused = second.connect();
     assert!(refused.is_err(), "admitted without the registry");
+    // Revocations made on A meanwhile: A ends its own session at once and queues them;
+    // B cannot know yet.
+    let said = c.ztgw_ok(
+        0,
+        &["device", "revoke", &doomed.device, "--reason", "stolen"],
+    );
+    assert!(said.contains("queued"), "{said}");
+    assert!(
+        !doomed.reaches_dns(),
+        "the revoked device's tunnel through A is cut at once"
+    );
+    let said = c.ztgw_ok(
+        0,
+        &["device", "revoke", &connected.device, "--reason", "lost"],
+    );
+    assert!(said.contains("queued"), "{said}");
     std::thread::sleep(Duration::from_secs(12).saturating_sub(stopped.elapsed()));
     assert!(
         connected.reaches_dns(),
         "a live session lost its tunnel while the database was down"
     );
-    let (mine, _) = c.sessions(0);
-    assert_eq!(mine.len(), 1, "A still lists its session: {mine:?}");
+    let (mine, _) = c.sessions(1);
+    assert_eq!(mine.len(), 1, "B still lists its session: {mine:?}");
     c.pg.restart();
+    // The queued revocations are carried out on A once the registry answers, and reach B.
+    assert!(
+        netns::eventually(Duration::from_secs(15), || c.sessions(1).0.is_empty()),
+        "B still holds the session of a device revoked on A while the database was down"
+    );
+    assert!(!connected.reaches_dns());
+    let revoked: Vec<String> = c
+        .journal(0, "device.revoked")
+        .iter()
+        .filter_map(|e| e["device"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        revoked.contains(&doomed.device) && revoked.contains(&connected.device),
+        "both revocations recorded on A: {revoked:?}"
+    );
+    assert_eq!(c.journal(0, "revocation.queued").len(), 2);
     let mut admitted = None;
     for _ in 0..10 {
         match second.connect() {
