@@ -29,6 +29,8 @@ use crate::sessions::SessionService;
 
 /// How often a gateway looks at the registry's revision without being told to.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+/// How soon a look left for later (a change of this gateway's own under way) is made.
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
 
 /// Records this gateway among the registry's, and settles the policy it starts with.
 /// An error (a tunnel network another gateway has, the registry unreachable) stops the
@@ -149,19 +151,24 @@ impl Follower {
     }
 
     /// One look at the registry; one at a time. Whatever fails is tried again at the
-    /// next look (the revision is noted only once everything was applied).
-    pub fn look(&self) {
+    /// next look (the revision is noted only once everything was applied). Returns false
+    /// when it left the look for later: a change of this gateway's own is being applied
+    /// (it ends its sessions with its own reason; look again in a moment).
+    pub fn look(&self) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.ctx.is_changing() {
+            return false;
+        }
         replay_queued(&self.ctx, &self.sessions);
         let revision = match self.ctx.registry.revision() {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the registry: changes made on other gateways wait");
-                return;
+                return true;
             }
         };
         if *seen == Some(revision) {
-            return;
+            return true;
         }
         let mut complete = true;
         if let Err(e) = self.ctx.publish_crl() {
@@ -187,6 +194,7 @@ impl Follower {
         if complete {
             *seen = Some(revision);
         }
+        true
     }
 
     /// Looks whenever the registry announces a change, and every [`RECONCILE_EVERY`].
@@ -204,8 +212,11 @@ impl Follower {
         }
         loop {
             let me = self.clone();
-            let _ = tokio::task::spawn_blocking(move || me.look()).await;
-            let _ = tokio::time::timeout(RECONCILE_EVERY, wake.notified()).await;
+            let looked = tokio::task::spawn_blocking(move || me.look())
+                .await
+                .unwrap_or(true);
+            let wait = if looked { RECONCILE_EVERY } else { LOOK_AGAIN };
+            let _ = tokio::time::timeout(wait, wake.notified()).await;
         }
     }
 }

@@ -55,6 +55,20 @@ pub struct Context {
     /// Revocations waiting for the registry to be reachable.
     pub queued: crate::admin::queued::Queue,
     crl_hooks: Mutex<Vec<CrlHook>>,
+    /// Changes of access this gateway is making (recorded, not yet applied to its
+    /// sessions): see [`Context::changing`].
+    changing: std::sync::atomic::AtomicUsize,
+}
+
+/// Held while this gateway makes a change of access, from its record in the registry to
+/// its application to the sessions (see [`Context::changing`]).
+#[derive(Debug)]
+pub struct Changing<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -109,7 +123,23 @@ impl Context {
             export,
             queued,
             crl_hooks: Mutex::new(Vec::new()),
+            changing: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Marks a change of access under way here until the guard is dropped: the
+    /// registry's follower ([`crate::cluster::Follower`]) leaves the sessions alone
+    /// meanwhile, so that the change ends them with its own reason (an incident, not the
+    /// bare revocation the registry shows).
+    pub fn changing(&self) -> Changing<'_> {
+        self.changing
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Changing(&self.changing)
+    }
+
+    /// Whether a change of access is under way here.
+    pub fn is_changing(&self) -> bool {
+        self.changing.load(std::sync::atomic::Ordering::Acquire) > 0
     }
 
     /// This gateway's name among the gateways of a registry: its first name.

@@ -501,6 +501,7 @@ pub async fn serve(ctx: Context) -> anyhow::Result<()> {
 fn reload_policy(ctx: &Context, sessions: &SessionService) {
     // The outcome is logged and recorded by the context; a policy put in force reaches
     // the sessions.
+    let _changing = ctx.changing();
     if let Ok(active) = ctx.reload_policy("SIGHUP") {
         sessions.apply(&crate::admin::AccessChange::PolicyLoaded(active));
     }

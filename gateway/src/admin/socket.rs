@@ -169,6 +169,7 @@ async fn serve_one(
                     match tokio::task::spawn_blocking(move || {
                         crate::admin::sessions::handle(&ctx, &sessions, &operator, &request)
                             .unwrap_or_else(|| {
+                                let _changing = ctx.changing();
                                 let outcome = handle(&ctx, &operator, &request);
                                 // Sessions end before the command answers.
                                 sessions.apply_all(&outcome.access);

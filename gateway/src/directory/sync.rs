@@ -169,6 +169,7 @@ fn apply(
             reason: EmployeeRevokeReason::Directory,
             note: Some(e.why.sentence().into()),
         };
+        let _changing = ctx.changing();
         let outcome = crate::admin::handle(ctx, operator, &request);
         // Sessions end before the sync goes on, whatever the answer says.
         if let Some(s) = sessions {
@@ -194,6 +195,7 @@ fn apply(
             role: c.to.clone(),
             note: Some(format!("the directory places {} in {}", c.employee, c.to)),
         };
+        let _changing = ctx.changing();
         let outcome = crate::admin::handle(ctx, operator, &request);
         if let Some(s) = sessions {
             s.apply_all(&outcome.access);
