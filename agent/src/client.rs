@@ -50,6 +50,31 @@ impl ControlClient {
         parse(&self.send(Method::POST, path, Bytes::from(bytes)).await?)
     }
 
+    /// `POST path` whose answer the gateway streams with heartbeats (a session watch):
+    /// the gateway is taken for stopped (`Unreachable`) when the connection is not set up
+    /// within one and a half times `silence`, or when nothing of the answer arrives for
+    /// `silence`.
+    pub async fn post_heard<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Q,
+        silence: Duration,
+    ) -> Result<A, AgentError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| AgentError::Local(e.to_string()))?;
+        let answer = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.exchange_heard(Method::POST, path, Bytes::from(bytes), Some(silence)),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(AgentError::Unreachable {
+                address: self.address.clone(),
+                problem: "no answer in time".into(),
+            })
+        })?;
+        parse(&answer)
+    }
+
     /// `GET path`; the JSON answer, or the gateway's refusal.
     pub async fn get<A: DeserializeOwned>(&self, path: &str) -> Result<A, AgentError> {
         parse(&self.get_bytes(path).await?)
@@ -72,6 +97,82 @@ impl ControlClient {
     }
 
     async fn exchange(&self, method: Method, path: &str, body: Bytes) -> Result<Bytes, AgentError> {
+        self.exchange_heard(method, path, body, None).await
+    }
+
+    async fn exchange_heard(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        silence: Option<Duration>,
+    ) -> Result<Bytes, AgentError> {
+        let unreachable = |problem: String| AgentError::Unreachable {
+            address: self.address.clone(),
+            problem,
+        };
+        let silent = |d: Duration| unreachable(format!("nothing heard for {} s", d.as_secs()));
+        let setup = silence.map_or(REQUEST_TIMEOUT, |s| s + s / 2);
+        let (response, driver) = tokio::time::timeout(setup, self.request(method, path, body))
+            .await
+            .map_err(|_| silent(setup))??;
+        let status = response.status();
+        let bytes = match silence {
+            None => Limited::new(response.into_body(), MAX_RESPONSE_LEN)
+                .collect()
+                .await
+                .map_err(|e| AgentError::Protocol(format!("reading the answer: {e}")))?
+                .to_bytes(),
+            Some(silence) => {
+                let mut body = response.into_body();
+                let mut out = Vec::new();
+                loop {
+                    match tokio::time::timeout(silence, body.frame()).await {
+                        Err(_) => return Err(silent(silence)),
+                        Ok(None) => break,
+                        Ok(Some(Err(e))) => return Err(self.failure(&e)),
+                        Ok(Some(Ok(frame))) => {
+                            if let Some(data) = frame.data_ref() {
+                                if out.len() + data.len() > MAX_RESPONSE_LEN {
+                                    return Err(AgentError::Protocol(
+                                        "the answer is too large".into(),
+                                    ));
+                                }
+                                out.extend_from_slice(data);
+                            }
+                        }
+                    }
+                }
+                Bytes::from(out)
+            }
+        };
+        driver.abort();
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            let body: ErrorBody = serde_json::from_slice(&bytes).map_err(|_| {
+                AgentError::Protocol(format!("HTTP {status} without an error body"))
+            })?;
+            Err(AgentError::Refused {
+                status: status.as_u16(),
+                body,
+            })
+        }
+    }
+
+    /// Connects, and sends the request: its response's head, and the connection's task.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<
+        (
+            http::Response<hyper::body::Incoming>,
+            tokio::task::JoinHandle<Result<(), hyper::Error>>,
+        ),
+        AgentError,
+    > {
         let unreachable = |problem: String| AgentError::Unreachable {
             address: self.address.clone(),
             problem,
@@ -114,24 +215,7 @@ impl ControlClient {
                 });
             }
         };
-        let status = response.status();
-        let bytes = Limited::new(response.into_body(), MAX_RESPONSE_LEN)
-            .collect()
-            .await
-            .map_err(|e| AgentError::Protocol(format!("reading the answer: {e}")))?
-            .to_bytes();
-        driver.abort();
-        if status.is_success() {
-            Ok(bytes)
-        } else {
-            let body: ErrorBody = serde_json::from_slice(&bytes).map_err(|_| {
-                AgentError::Protocol(format!("HTTP {status} without an error body"))
-            })?;
-            Err(AgentError::Refused {
-                status: status.as_u16(),
-                body,
-            })
-        }
+        Ok((response, driver))
     }
 
     fn failure(&self, e: &(dyn std::error::Error + 'static)) -> AgentError {

@@ -204,14 +204,20 @@ pub async fn recheck(
 /// live; answers whether it still is, and if not, why it ended.
 pub async fn watch(state: &AgentState, session: &str) -> Result<WatchView, AgentError> {
     device_client(state)?
-        .post(
+        .post_heard(
             path::SESSION_WATCH,
             &EndRequest {
                 session: session.to_owned(),
             },
+            WATCH_SILENCE,
         )
         .await
 }
+
+/// How long a watch may hear nothing from the gateway (which sends a space every
+/// `WATCH_HEARTBEAT_SECS` while it waits) before the gateway is taken for stopped.
+pub const WATCH_SILENCE: std::time::Duration =
+    std::time::Duration::from_secs(ztgw_pki::wire::WATCH_SILENCE_SECS);
 
 /// Why a session ended, as the agent learnt it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,17 +266,21 @@ pub const GATEWAY_UNREACHABLE: &str = "gateway-unreachable";
 const UNREACHABLE_TRIES: u32 = 2;
 
 /// Watches `session` until the gateway ends it or refuses this device; returns why. A
-/// gateway that cannot be reached is asked again every `retry`; when it fails
-/// [`UNREACHABLE_TRIES`] times in a row and other gateways are known, the session is
-/// given up as [`GATEWAY_UNREACHABLE`] (to be admitted through another).
+/// gateway that cannot be reached is asked again every `retry`. When other gateways are
+/// known, the session is given up as [`GATEWAY_UNREACHABLE`] (to be admitted through
+/// another) once the gateway failed [`UNREACHABLE_TRIES`] times in a row, or at once
+/// when it fell silent ([`WATCH_SILENCE`] without a byte: a frozen process or a cut
+/// link, which reset no connection).
 pub async fn until_ended(state: &AgentState, session: &str, retry: std::time::Duration) -> Ended {
     let mut failures = 0;
     loop {
+        let asked = std::time::Instant::now();
         match watch(state, session).await {
             Err(e @ AgentError::Unreachable { .. }) => {
                 failures += 1;
+                let silent = asked.elapsed() >= WATCH_SILENCE;
                 let others = state.record().is_ok_and(|r| !r.other_addresses.is_empty());
-                if others && failures >= UNREACHABLE_TRIES {
+                if others && (silent || failures >= UNREACHABLE_TRIES) {
                     return Ended {
                         reason: Some(GATEWAY_UNREACHABLE.into()),
                         sentence: format!("{e}; another gateway takes over"),

@@ -2,9 +2,7 @@
 //! and the latest checkpoint of the live journal. Nothing else is reachable with an
 //! auditor's certificate, and these are reachable with nothing else.
 
-use bytes::Bytes;
 use http::{Response, StatusCode};
-use http_body_util::Full;
 use time::OffsetDateTime;
 use ztgw_pki::AuditorName;
 use ztgw_pki::wire::path;
@@ -24,7 +22,7 @@ pub fn answer(
     auditor: &AuditorName,
     route: &str,
     query: &str,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Result<Response<crate::control::routes::Body>, ApiError> {
     let dir = &ctx.settings.journal.dir;
     let limit = ctx.journal.durable_end();
     tracing::debug!(%auditor, route, "auditor request");

@@ -206,9 +206,12 @@ impl ControlPlane {
                             req,
                         );
                         async move {
-                            let r = answer.await;
-                            drop(guard);
-                            r
+                            // The request is under way until its body is sent (a
+                            // session watch streams for a while).
+                            let Ok(response) = answer.await;
+                            Ok::<_, std::convert::Infallible>(
+                                response.map(|body| connection::Guarded::new(body, guard)),
+                            )
                         }
                     })
                 };

@@ -13,6 +13,13 @@ use crate::invitation::InvitationId;
 pub const MAX_DESCRIPTION_LEN: usize = 255;
 
 /// Paths of the control-plane API.
+/// How often a gateway sends a space while a session watch waits (see the watch route):
+/// an agent that hears nothing for [`WATCH_SILENCE_SECS`] takes the gateway for stopped.
+pub const WATCH_HEARTBEAT_SECS: u64 = 1;
+/// How long an agent waits for a byte of a session watch's answer (connection set-up
+/// included, half as long again) before it takes the gateway for stopped.
+pub const WATCH_SILENCE_SECS: u64 = 4;
+
 pub mod path {
     pub const ENROL: &str = "/v1/enroll";
     pub const RENEW: &str = "/v1/renew";

@@ -200,6 +200,16 @@ impl Cluster {
         let _ = serve.child.wait();
     }
 
+    /// Sends gateway `i`'s process `signal` (`STOP` freezes it: its connections stay open
+    /// and its sockets accept, but nothing answers; `CONT` thaws it).
+    pub fn signal(&self, i: usize, signal: &str) {
+        if let Some(serve) = &self.gateways[i].serve {
+            netns::run(
+                Command::new("kill").args([&format!("-{signal}"), &serve.child.id().to_string()]),
+            );
+        }
+    }
+
     /// Starts gateway `i` again.
     pub fn start_again(&mut self, i: usize) {
         let m = &mut self.gateways[i];

@@ -328,3 +328,42 @@ fn a_policy_reload_on_one_gateway_applies_on_every_gateway() {
     assert!(admitted.is_some(), "admitted once the registry is back");
     assert!(second.reaches_dns());
 }
+
+/// A gateway that stops answering without closing anything (its process frozen: its
+/// sockets still accept, its connections stay open): the agent hears no heartbeat on its
+/// session watch and is back through the other gateway within 10 s; when the frozen one
+/// wakes up, it ends the session the other's admission replaced.
+#[test]
+fn a_laptop_leaves_a_gateway_that_stops_answering() {
+    let c = Cluster::start(2, &lab_policy(ALWAYS));
+    let mut c = c;
+    let laptop = c.laptop(0, "e7101", "hr");
+    let mut agent = laptop.connect().expect("connects through A");
+    let first = c.sessions(0).0;
+    assert_eq!(first.len(), 1);
+    let frozen = Instant::now();
+    c.signal(0, "STOP");
+    let back = netns::eventually(Duration::from_secs(10), || laptop.reaches_dns());
+    let took = frozen.elapsed();
+    c.signal(0, "CONT");
+    let (_, said) = said_until(&mut agent, "Connected", Duration::from_millis(500));
+    assert!(
+        back,
+        "no tunnel through B within 10 s of A freezing: {said:?}"
+    );
+    eprintln!("failover from a frozen gateway: {took:?}");
+    assert_eq!(c.sessions(1).0.len(), 1, "B holds the session");
+    // A, awake, learns from the registry that its session was replaced.
+    assert!(
+        netns::eventually(Duration::from_secs(5), || c.sessions(0).0.is_empty()),
+        "A still holds the replaced session"
+    );
+    let ended = c.journal(0, "session.ended");
+    assert!(
+        ended
+            .iter()
+            .any(|e| e["session"] == first[0]["id"] && e["reason"] == "replaced"),
+        "{ended:?}"
+    );
+    assert!(laptop.reaches_dns(), "the tunnel through B stays");
+}

@@ -15,6 +15,15 @@ use ztgw_pki::wire::{
 };
 
 use super::limits::SourceLimits;
+
+/// A response's body: whole, or (a session watch) streamed with heartbeats.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// While a session watch waits, a space is sent this often (JSON allows white space
+/// before a value): an agent that hears nothing for a few of these knows its gateway
+/// stopped answering, even when no connection was reset (a frozen process, a cut link).
+pub const WATCH_HEARTBEAT: std::time::Duration =
+    std::time::Duration::from_secs(ztgw_pki::wire::WATCH_HEARTBEAT_SECS);
 use crate::api_error::{ApiError, Reason};
 use crate::context::Context;
 use crate::device_auth::{Presented, authenticate, authenticate_auditor};
@@ -84,7 +93,7 @@ pub struct Caller {
 pub async fn route(
     caller: Caller,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+) -> Result<Response<Body>, std::convert::Infallible> {
     let timeout = caller.ctx.settings.control.request_timeout.get();
     let (parts, mut body) = req.into_parts();
     let answer = tokio::time::timeout(timeout, dispatch(caller, &parts, &mut body))
@@ -127,7 +136,7 @@ async fn dispatch(
     caller: Caller,
     parts: &http::request::Parts,
     body: &mut Incoming,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Result<Response<Body>, ApiError> {
     let Caller {
         ctx,
         sessions,
@@ -245,10 +254,7 @@ async fn dispatch(
                 .get()
                 .saturating_sub(std::time::Duration::from_secs(1))
                 .min(WATCH_LIMIT);
-            let answer = sessions
-                .watch(Arc::new(device), body.session, limit)
-                .await?;
-            json(StatusCode::OK, &answer)
+            watch_reply(sessions.watch(Arc::new(device), body.session, limit))
         }
         (Method::POST, path::INCIDENT) => {
             device(&caller).await?;
@@ -256,6 +262,7 @@ async fn dispatch(
             let answer = blocking(move || {
                 let device = authenticate(&ctx, &presented)?;
                 let mut access = Vec::new();
+                let _changing = ctx.changing();
                 let answer = crate::admin::incident::from_device(&ctx, &device, &body, &mut access);
                 sessions.apply_all(&access);
                 answer
@@ -430,7 +437,79 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-fn json(status: StatusCode, value: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError> {
+/// The answer to a session watch: at once if `watch` is over at its first poll (a
+/// refusal keeps its own status); otherwise `200` with a body that carries a space every
+/// [`WATCH_HEARTBEAT`] and then the watch's answer.
+fn watch_reply(
+    watch: impl std::future::Future<Output = Result<ztgw_pki::wire::WatchView, ApiError>>
+    + Send
+    + 'static,
+) -> Result<Response<Body>, ApiError> {
+    use std::task::{Context as TaskContext, Poll, Waker};
+    let mut watch = Box::pin(watch);
+    if let Poll::Ready(answer) = watch
+        .as_mut()
+        .poll(&mut TaskContext::from_waker(Waker::noop()))
+    {
+        return json(StatusCode::OK, &answer?);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+    tokio::spawn(async move {
+        // The first space at once: the answer's head goes with it, and the agent knows
+        // the watch is set up.
+        let mut beat = tokio::time::interval(WATCH_HEARTBEAT);
+        loop {
+            tokio::select! {
+                answer = &mut watch => {
+                    let bytes = match answer {
+                        Ok(view) => serde_json::to_vec(&view).unwrap_or_default(),
+                        // Past the first poll a watch only answers; a refusal would have
+                        // come first. Said as the body of the error, for the record.
+                        Err(e) => serde_json::to_vec(&e.body()).unwrap_or_default(),
+                    };
+                    let _ = tx.send(Bytes::from(bytes)).await;
+                    return;
+                }
+                _ = beat.tick() => {
+                    if tx.send(Bytes::from_static(b" ")).await.is_err() {
+                        // The agent went away: the watch (and its slot) goes too.
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut r = Response::new(ChannelBody(rx).boxed());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
+}
+
+/// A body whose frames come from a channel, ending when its sender is gone.
+#[derive(Debug)]
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Result<Response<Body>, ApiError> {
     let body = serde_json::to_vec(value).map_err(|e| {
         tracing::error!(error = %e, "response serialisation failed");
         ApiError::new(
@@ -441,7 +520,7 @@ fn json(status: StatusCode, value: &impl Serialize) -> Result<Response<Full<Byte
     Ok(response(status, body))
 }
 
-fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+fn error_response(e: &ApiError) -> Response<Body> {
     let body = serde_json::to_vec(&e.body())
         .unwrap_or_else(|_| b"{\"error\":\"internal_error\",\"message\":\"\"}".to_vec());
     response(e.reason.status(), body)
@@ -452,7 +531,7 @@ pub fn typed_response(
     status: StatusCode,
     content_type: &'static str,
     body: Vec<u8>,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     let mut r = response(status, body);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -461,8 +540,8 @@ pub fn typed_response(
     r
 }
 
-fn response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+fn response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
