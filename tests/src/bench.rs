@@ -64,18 +64,7 @@ pub async fn run(states: &Arc<Vec<AgentState>>, secs: u64, root: &Path, op: Op) 
                     Op::Admit => match ztgw_agent::connect::admit(state, &root, || None).await {
                         Ok(grant) => {
                             lat.push(t.elapsed());
-                            ztgw_agent::connect::remember(
-                                state,
-                                &ztgw_agent::connect::SessionRecord {
-                                    session: grant.session,
-                                    role: grant.role,
-                                    tunnel_address: grant.tunnel_address,
-                                    tunnel_address6: None,
-                                    ends_at: grant.ends_at,
-                                    interface: None,
-                                },
-                            )
-                            .ok();
+                            let _ = remember(state, grant);
                             let _ = ztgw_agent::connect::disconnect(state).await;
                             continue;
                         }
@@ -114,6 +103,33 @@ pub async fn run(states: &Arc<Vec<AgentState>>, secs: u64, root: &Path, op: Op) 
         done: all.len(),
         errors,
     }
+}
+
+/// Keeps `grant` in the agent's state as the session it holds (no tunnel: the
+/// benchmarks drive the control plane only), so that `disconnect` ends it.
+pub fn remember(
+    state: &AgentState,
+    grant: ztgw_pki::wire::SessionGrant,
+) -> Result<(), ztgw_agent::error::AgentError> {
+    ztgw_agent::connect::remember(
+        state,
+        &ztgw_agent::connect::SessionRecord {
+            session: grant.session,
+            role: grant.role,
+            tunnel_address: grant.tunnel_address,
+            tunnel_address6: None,
+            ends_at: grant.ends_at,
+            interface: None,
+        },
+    )
+}
+
+/// Each load phase's length: `BENCH_SECONDS`, 10 by default.
+pub fn phase_seconds() -> u64 {
+    std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
 }
 
 /// gateway.toml with the per-source limits lifted: every benchmark agent shares one

@@ -220,23 +220,7 @@ impl Cluster {
 
     /// An invitation made on gateway `i`.
     pub fn invitation(&self, i: usize, employee: &str, role: &str) -> String {
-        let out = self.ztgw_ok(
-            i,
-            &[
-                "invite",
-                "--employee",
-                employee,
-                "--role",
-                role,
-                "--approved-by",
-                "Head of IT",
-                "--reference",
-                "DEC-TEST",
-                "--json",
-            ],
-        );
-        let v: serde_json::Value = serde_json::from_str(&out).expect("invite JSON");
-        v["invitation"].as_str().expect("invitation").to_owned()
+        crate::site::invite(|args| self.ztgw_ok(i, args), employee, role)
     }
 
     /// A namespace (names starting with `prefix`) with a link to every gateway and a

@@ -250,23 +250,7 @@ impl Site {
 
     /// An invitation for `employee` in `role`, as the security unit makes it.
     pub fn invitation(&self, employee: &str, role: &str) -> String {
-        let invite = self.ztgw_ok(&[
-            "invite",
-            "--employee",
-            employee,
-            "--role",
-            role,
-            "--approved-by",
-            "Head of IT",
-            "--reference",
-            "DEC-TEST",
-            "--json",
-        ]);
-        let invite: serde_json::Value = serde_json::from_str(&invite).expect("invite JSON");
-        invite["invitation"]
-            .as_str()
-            .expect("invitation")
-            .to_owned()
+        invite(|args| self.ztgw_ok(args), employee, role)
     }
 
     /// A laptop invited for `employee` in `role`, enrolled with the agent, with a
@@ -298,6 +282,28 @@ impl Site {
             stdin,
         )
     }
+}
+
+/// An invitation for `employee` in `role`, made with `ztgw_ok` (which runs `ztgw ARGS`
+/// on a gateway and gives its standard output).
+pub fn invite(ztgw_ok: impl FnOnce(&[&str]) -> String, employee: &str, role: &str) -> String {
+    let out = ztgw_ok(&[
+        "invite",
+        "--employee",
+        employee,
+        "--role",
+        role,
+        "--approved-by",
+        "Head of IT",
+        "--reference",
+        "DEC-TEST",
+        "--json",
+    ]);
+    let invite: serde_json::Value = serde_json::from_str(&out).expect("invite JSON");
+    invite["invitation"]
+        .as_str()
+        .expect("invitation")
+        .to_owned()
 }
 
 /// Enrols a laptop in `ns` with `invitation` (`ztgw-agent enroll` given `args` more and

@@ -479,16 +479,7 @@ fn watch_reply(
             }
         }
     });
-    let mut r = Response::new(ChannelBody(rx).boxed());
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    Ok(r)
+    Ok(json_headers(Response::new(ChannelBody(rx).boxed())))
 }
 
 /// A body whose frames come from a channel, ending when its sender is gone.
@@ -541,8 +532,13 @@ pub fn typed_response(
 }
 
 fn response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
+    let mut r = json_headers(Response::new(Full::new(Bytes::from(body)).boxed()));
     *r.status_mut() = status;
+    r
+}
+
+/// `r` as JSON that no one keeps (every answer of the control plane).
+fn json_headers(mut r: Response<Body>) -> Response<Body> {
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),

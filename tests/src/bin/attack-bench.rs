@@ -268,17 +268,7 @@ async fn journey(
         Ok(None) => errors.push("renew: not renewed".into()),
         Err(e) => errors.push(format!("renew: {e}")),
     }
-    let _ = ztgw_agent::connect::remember(
-        &state,
-        &ztgw_agent::connect::SessionRecord {
-            session: grant.session,
-            role: grant.role,
-            tunnel_address: grant.tunnel_address,
-            tunnel_address6: None,
-            ends_at: grant.ends_at,
-            interface: None,
-        },
-    );
+    let _ = ztgw_tests::bench::remember(&state, grant);
     let t = Instant::now();
     match ztgw_agent::connect::disconnect(&state).await {
         Ok(_) => lat.push(t.elapsed()),

@@ -30,10 +30,7 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--inner") {
         return inner(&args[2..]);
     }
-    let secs: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let secs = ztgw_tests::bench::phase_seconds();
     println!("ztgw several-gateway benchmark ({AGENTS} agents, {secs} s per phase, one run)\n");
 
     let sqlite = {
