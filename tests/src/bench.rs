@@ -162,3 +162,46 @@ pub fn quantile(v: &[u64], q: f64) -> u64 {
         .copied()
         .unwrap_or(0)
 }
+
+/// One round of revocation to the last forwarded packet: `laptop` (connected) streams
+/// UDP to the internal DNS server through its tunnel, every millisecond for 3 s; after
+/// 300 ms `revoke` runs, then `settle` passes. Returns when `revoke` started and when it
+/// returned (ms since the epoch), to compare with when the server received the last
+/// datagram ([`last_udp_53`]).
+pub fn revocation_round(
+    laptop: &crate::site::SiteLaptop,
+    settle: Duration,
+    revoke: impl FnOnce(),
+) -> (u64, u64) {
+    let _stream = crate::netns::Proc::spawn({
+        let mut c = laptop.ns.command(crate::binary("netns-probe"));
+        c.args([
+            "udp-stream",
+            &format!("{}:53", crate::lab::DNS),
+            "--interval-ms",
+            "1",
+            "--duration-ms",
+            "3000",
+        ]);
+        c
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let before = unix_ms();
+    revoke();
+    let returned = unix_ms();
+    std::thread::sleep(settle);
+    (before, returned)
+}
+
+/// When the internal servers last received a datagram on udp/53 (ms since the epoch).
+pub fn last_udp_53(servers: &mut crate::netns::Proc) -> u64 {
+    let stats: serde_json::Value = serde_json::from_str(&servers.ask("stats")).expect("stats");
+    stats["udp/53"]["last_ms"].as_u64().unwrap_or(0)
+}
+
+/// Milliseconds since the epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

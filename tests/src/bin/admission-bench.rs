@@ -13,11 +13,10 @@
 //! Run with `deploy/scripts/bench-admission.sh` (release build). Needs root.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ztgw_tests::bench::{Op, enrol_all, quantile, run};
-use ztgw_tests::lab::DNS;
-use ztgw_tests::netns::{self, Proc};
+use ztgw_tests::bench::{Op, enrol_all, last_udp_53, quantile, revocation_round, run};
+use ztgw_tests::netns::{self};
 use ztgw_tests::site::{ALWAYS, Posture, Site, lab_policy};
 
 const AGENTS: usize = 200;
@@ -96,28 +95,11 @@ fn revocations() {
         let laptop = site.laptop(&format!("r{round:03}"), "finance", Posture::Compliant);
         let agent = laptop.connect().expect("connects");
         assert!(netns::eventually(Duration::from_secs(10), || laptop.reaches_dns()));
-        let stream = Proc::spawn({
-            let mut c = laptop.ns.command(ztgw_tests::binary("netns-probe"));
-            c.args([
-                "udp-stream",
-                &format!("{DNS}:53"),
-                "--interval-ms",
-                "1",
-                "--duration-ms",
-                "3000",
-            ]);
-            c
+        let (before, returned) = revocation_round(&laptop, Duration::from_millis(700), || {
+            site.ztgw_ok(&["device", "revoke", &laptop.device, "--reason", "lost"]);
         });
-        std::thread::sleep(Duration::from_millis(300));
-        let before = unix_ms();
-        site.ztgw_ok(&["device", "revoke", &laptop.device, "--reason", "lost"]);
-        let returned = unix_ms();
-        std::thread::sleep(Duration::from_millis(700));
-        let stats: serde_json::Value =
-            serde_json::from_str(&site.servers.ask("stats")).expect("stats");
-        let last = stats["udp/53"]["last_ms"].as_u64().unwrap_or(0);
+        let last = last_udp_53(&mut site.servers);
         gaps.push((last.saturating_sub(before), returned.saturating_sub(before)));
-        drop(stream);
         drop(agent);
     }
     let mut last: Vec<u64> = gaps.iter().map(|g| g.0).collect();
@@ -136,10 +118,4 @@ fn revocations() {
         p(&cmd, 0.5),
         p(&cmd, 0.99)
     );
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -14,12 +14,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ztgw_tests::bench::{Figures, Op, enrol_all, quantile, run, unlimited};
+use ztgw_tests::bench::{
+    Figures, Op, enrol_all, last_udp_53, quantile, revocation_round, run, unlimited,
+};
 use ztgw_tests::cluster::Cluster;
-use ztgw_tests::lab::DNS;
-use ztgw_tests::netns::{self, Netns, Proc};
+use ztgw_tests::netns::{self, Netns};
 use ztgw_tests::site::{ALWAYS, Posture, Site, lab_policy, make_root};
 
 const AGENTS: usize = 100;
@@ -123,27 +124,10 @@ fn revocations() {
         let laptop = c.laptop(1, &format!("r{round:03}"), "finance");
         let agent = laptop.connect().expect("connects");
         assert!(netns::eventually(Duration::from_secs(10), || laptop.reaches_dns()));
-        let stream = Proc::spawn({
-            let mut cmd = laptop.ns.command(ztgw_tests::binary("netns-probe"));
-            cmd.args([
-                "udp-stream",
-                &format!("{DNS}:53"),
-                "--interval-ms",
-                "1",
-                "--duration-ms",
-                "3000",
-            ]);
-            cmd
+        let (before, _) = revocation_round(&laptop, Duration::from_millis(1500), || {
+            c.ztgw_ok(0, &["device", "revoke", &laptop.device, "--reason", "lost"]);
         });
-        std::thread::sleep(Duration::from_millis(300));
-        let before = unix_ms();
-        c.ztgw_ok(0, &["device", "revoke", &laptop.device, "--reason", "lost"]);
-        std::thread::sleep(Duration::from_millis(1500));
-        let stats: serde_json::Value =
-            serde_json::from_str(&c.servers.ask("stats")).expect("stats");
-        let last = stats["udp/53"]["last_ms"].as_u64().unwrap_or(0);
-        gaps.push(last.saturating_sub(before));
-        drop(stream);
+        gaps.push(last_udp_53(&mut c.servers).saturating_sub(before));
         drop(agent);
     }
     gaps.sort_unstable();
@@ -153,10 +137,4 @@ fn revocations() {
         quantile(&gaps, 0.99),
         gaps[gaps.len() - 1]
     );
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
