@@ -18,7 +18,8 @@ use time::OffsetDateTime;
 
 use crate::identity::{
     AUDITOR_URI_PREFIX, AuditorName, DEVICE_URI_PREFIX, DeviceId, EMPLOYEE_URI_PREFIX, EmployeeId,
-    SerialNumber, WG_KEY_OID, WgPublicKey, encode_wg_key_extension,
+    OPERATOR_URI_PREFIX, OperatorName, SerialNumber, WG_KEY_OID, WgPublicKey,
+    encode_wg_key_extension,
 };
 use crate::secret::Secret;
 
@@ -116,6 +117,16 @@ pub struct DeviceClaims {
 #[derive(Debug, Clone)]
 pub struct AuditorClaims {
     pub name: AuditorName,
+    pub serial: SerialNumber,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+/// What a web console operator's certificate asserts (the operator's role is the
+/// registry's, not the certificate's: a role change needs no new certificate).
+#[derive(Debug, Clone)]
+pub struct OperatorClaims {
+    pub name: OperatorName,
     pub serial: SerialNumber,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
@@ -269,6 +280,25 @@ impl CertificateAuthority {
         )?;
         params.subject_alt_names = vec![uri(&format!("{AUDITOR_URI_PREFIX}{}", claims.name))?];
         self.sign(params, &csr.public_key, claims.serial.clone())
+    }
+
+    /// Creates a key for a web console operator and signs its client certificate. The
+    /// key (PKCS#8 DER) goes to the operator in a passphrase-protected PKCS#12 file; the
+    /// gateway keeps neither.
+    pub fn issue_operator(
+        &self,
+        claims: &OperatorClaims,
+    ) -> Result<(IssuedCertificate, Secret<Vec<u8>>), CaError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(signing)?;
+        let mut params = client_params(
+            &format!("ztgw operator {}", claims.name),
+            &claims.serial,
+            claims.not_before,
+            claims.not_after,
+        )?;
+        params.subject_alt_names = vec![uri(&format!("{OPERATOR_URI_PREFIX}{}", claims.name))?];
+        let cert = self.sign(params, &key, claims.serial.clone())?;
+        Ok((cert, Secret::new(key.serialize_der())))
     }
 
     /// Creates a key for the control plane and signs its server certificate for `names`
@@ -512,6 +542,34 @@ mod tests {
                 serial: claims().serial,
                 not_after: claims().not_after,
             }
+        );
+    }
+
+    #[test]
+    fn an_operator_certificate_names_the_operator_and_its_key_is_the_callers() {
+        let ca = ca();
+        let claims = OperatorClaims {
+            name: OperatorName::new("amina.k").expect("name"),
+            serial: SerialNumber::from_random([7; 16]),
+            not_before: t0(),
+            not_after: t0() + time::Duration::days(365),
+        };
+        let (issued, key) = ca.issue_operator(&claims).expect("issue");
+        assert_eq!(
+            CertificateIdentity::from_der(&issued.der).expect("identity"),
+            CertificateIdentity::Operator {
+                name: claims.name.clone(),
+                serial: claims.serial.clone(),
+                not_after: claims.not_after,
+            }
+        );
+        let (_, cert) = X509Certificate::from_der(&issued.der).expect("parse");
+        let eku = cert.extended_key_usage().expect("eku").expect("present");
+        assert!(eku.value.client_auth && !eku.value.server_auth);
+        let key = KeyPair::try_from(key.expose().as_slice()).expect("pkcs8 key");
+        assert_eq!(
+            cert.public_key().subject_public_key.data.as_ref(),
+            key.public_key_raw()
         );
     }
 

@@ -28,6 +28,9 @@ pub const DEVICE_URI_PREFIX: &str = "urn:ztgw:device:";
 pub const EMPLOYEE_URI_PREFIX: &str = "urn:ztgw:employee:";
 /// SAN URI prefix naming an auditor.
 pub const AUDITOR_URI_PREFIX: &str = "urn:ztgw:auditor:";
+/// SAN URI prefix naming an operator of the web console (a security unit's member or an
+/// auditor signing in with a browser).
+pub const OPERATOR_URI_PREFIX: &str = "urn:ztgw:operator:";
 
 /// Longest identifier accepted anywhere (device, employee, auditor, role names).
 pub const MAX_ID_LEN: usize = 64;
@@ -130,6 +133,11 @@ id_type!(
     /// An auditor's name, chosen by the security unit.
     AuditorName,
     "auditor name"
+);
+id_type!(
+    /// A web console operator's name, chosen by the security unit.
+    OperatorName,
+    "operator name"
 );
 
 impl DeviceId {
@@ -271,6 +279,12 @@ pub enum CertificateIdentity {
         serial: SerialNumber,
         not_after: OffsetDateTime,
     },
+    /// A person signing in to the web console; what they may do is the registry's record.
+    Operator {
+        name: OperatorName,
+        serial: SerialNumber,
+        not_after: OffsetDateTime,
+    },
 }
 
 /// Why a certificate does not carry a usable ztgw identity.
@@ -278,13 +292,13 @@ pub enum CertificateIdentity {
 pub enum IdentityError {
     #[error("the certificate is not valid DER")]
     Malformed,
-    #[error("the certificate names no ztgw device, employee or auditor")]
+    #[error("the certificate names no ztgw device, employee, auditor or operator")]
     NoIdentity,
     #[error("the certificate names {0} more than once")]
     Duplicate(&'static str),
     #[error("the certificate names a device but no employee, or an employee but no device")]
     Incomplete,
-    #[error("the certificate mixes an auditor identity with a device identity")]
+    #[error("the certificate mixes identities (device, auditor, operator)")]
     Mixed,
     #[error("the certificate's {0}")]
     BadId(#[from] IdError),
@@ -305,6 +319,7 @@ impl CertificateIdentity {
         let mut device = None;
         let mut employee = None;
         let mut auditor = None;
+        let mut operator = None;
         let mut wg_key = None;
         for ext in cert.extensions() {
             if oid_is(&ext.oid, WG_KEY_OID) {
@@ -330,32 +345,41 @@ impl CertificateIdentity {
                 set_once(&mut employee, EmployeeId::new(id)?, "an employee")?;
             } else if let Some(id) = uri.strip_prefix(AUDITOR_URI_PREFIX) {
                 set_once(&mut auditor, AuditorName::new(id)?, "an auditor")?;
+            } else if let Some(id) = uri.strip_prefix(OPERATOR_URI_PREFIX) {
+                set_once(&mut operator, OperatorName::new(id)?, "an operator")?;
             }
         }
         let serial = SerialNumber::from_slice(cert.raw_serial());
         let not_after = cert.validity().not_after.to_datetime();
-        match (device, employee, auditor) {
-            (Some(device), Some(employee), None) => Ok(Self::Device {
+        match (device, employee, auditor, operator) {
+            (Some(device), Some(employee), None, None) => Ok(Self::Device {
                 device,
                 employee,
                 wg_key: wg_key.ok_or(IdentityError::MissingWgKey)?,
                 serial,
                 not_after,
             }),
-            (None, None, Some(name)) => Ok(Self::Auditor {
+            (None, None, Some(name), None) => Ok(Self::Auditor {
                 name,
                 serial,
                 not_after,
             }),
-            (None, None, None) => Err(IdentityError::NoIdentity),
-            (_, _, Some(_)) => Err(IdentityError::Mixed),
+            (None, None, None, Some(name)) => Ok(Self::Operator {
+                name,
+                serial,
+                not_after,
+            }),
+            (None, None, None, None) => Err(IdentityError::NoIdentity),
+            (_, _, Some(_), _) | (_, _, _, Some(_)) => Err(IdentityError::Mixed),
             _ => Err(IdentityError::Incomplete),
         }
     }
 
     pub fn serial(&self) -> &SerialNumber {
         match self {
-            Self::Device { serial, .. } | Self::Auditor { serial, .. } => serial,
+            Self::Device { serial, .. }
+            | Self::Auditor { serial, .. }
+            | Self::Operator { serial, .. } => serial,
         }
     }
 }

@@ -7,8 +7,8 @@
 //! - [`invitation`]: the one-time invitation string an employee pastes to enrol, and the
 //!   hash the gateway keeps of its secret.
 //! - [`tls`]: rustls configurations (ring provider, TLS 1.3 only) for the control plane
-//!   and the agent, including pinning the CA by fingerprint at enrolment.
-//! - [`wire`]: the JSON bodies exchanged by the agent and the control plane.
+//!   and the agent, including pinning the CA by fingerprint at enrolment. (The JSON bodies
+//!   the agent and the gateway exchange live in `ztgw-api`.)
 //! - [`secret`]: a wrapper that keeps secrets out of `Debug` and zeroes them, and the
 //!   one function that writes secret files (mode 0600).
 //!
@@ -22,17 +22,16 @@ pub mod invitation;
 pub mod secret;
 pub mod tls;
 pub mod totp;
-pub mod wire;
 
 pub use tls::{RevocationState, ServerIdentity, TlsConfigError};
 
 pub use ca::{
     AuditorClaims, CaError, CertificateAuthority, CheckedCsr, CrlReason, DeviceClaims,
-    IssuedCertificate, RevokedEntry, generate_key_and_csr, pem_to_der,
+    IssuedCertificate, OperatorClaims, RevokedEntry, generate_key_and_csr, pem_to_der,
 };
 pub use identity::{
-    AuditorName, CertificateIdentity, DeviceId, EmployeeId, IdError, IdentityError, SerialNumber,
-    WgPublicKey,
+    AuditorName, CertificateIdentity, DeviceId, EmployeeId, IdError, IdentityError, OperatorName,
+    SerialNumber, WgPublicKey,
 };
 pub use invitation::{Invitation, InvitationError, InvitationId, InvitationSecret, SecretHash};
 pub use secret::{Existing, Secret, read_private_file, write_private_file};
