@@ -12,7 +12,7 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use ztgw_pki::wire::ErrorBody;
+use ztgw_api::control::ErrorBody;
 
 use crate::error::AgentError;
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
-use ztgw_pki::wire::{
+use ztgw_api::control::{
     AdmissionRequest, EndRequest, NonceView, RecheckRequest, RecheckView, RedactedString,
     SessionGrant, WatchView, path,
 };
@@ -217,7 +217,7 @@ pub async fn watch(state: &AgentState, session: &str) -> Result<WatchView, Agent
 /// How long a watch may hear nothing from the gateway (which sends a space every
 /// `WATCH_HEARTBEAT_SECS` while it waits) before the gateway is taken for stopped.
 pub const WATCH_SILENCE: std::time::Duration =
-    std::time::Duration::from_secs(ztgw_pki::wire::WATCH_SILENCE_SECS);
+    std::time::Duration::from_secs(ztgw_api::control::WATCH_SILENCE_SECS);
 
 /// Why a session ended, as the agent learnt it.
 #[derive(Debug, Clone, PartialEq, Eq)]

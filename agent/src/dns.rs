@@ -19,7 +19,7 @@
 
 use std::process::{Command, Stdio};
 
-use ztgw_pki::wire::{RecheckView, SessionGrant};
+use ztgw_api::control::{RecheckView, SessionGrant};
 
 /// The comment that marks the agent's Windows name-resolution rules.
 pub const NRPT_COMMENT: &str = "ztgw-agent session";

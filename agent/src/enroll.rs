@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use ring::rand::SecureRandom as _;
-use ztgw_pki::wire::{
+use ztgw_api::control::{
     DeviceDescription, EnrolRequest, EnrolResponse, Ownership, RedactedString, path,
 };
 use ztgw_pki::{Existing, Invitation, WgPublicKey, generate_key_and_csr, tls};
@@ -238,7 +238,7 @@ mod tests {
             device_id: device.clone(),
             employee_id: EmployeeId::new("e1").expect("id"),
             role: "finance".into(),
-            status: ztgw_pki::wire::DeviceStatus::Active,
+            status: ztgw_api::control::DeviceStatus::Active,
             certificate_pem: cert.pem,
             ca_pem: ca.cert_pem().to_owned(),
             not_after: now,

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
+use ztgw_api::control::ErrorBody;
 use ztgw_pki::InvitationError;
-use ztgw_pki::wire::ErrorBody;
 
 /// Why an agent command failed.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use ztgw_agent::dns::SplitDns;
 use ztgw_agent::enroll::{EnrollOptions, enroll};
 use ztgw_agent::renew::{renew, status};
 use ztgw_agent::state::AgentState;
-use ztgw_pki::wire::Ownership;
+use ztgw_api::control::Ownership;
 
 /// ztgw-agent: connects this device to your administration's telework gateway.
 #[derive(Debug, Parser)]
@@ -230,7 +230,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "This device is enrolled as {} for employee {} (role {}).",
                 record.device_id, record.employee_id, record.role
             );
-            if record.status == ztgw_pki::wire::DeviceStatus::Pending {
+            if record.status == ztgw_api::control::DeviceStatus::Pending {
                 println!("It is waiting for your security unit's approval before it can connect.");
             }
             println!(
@@ -415,8 +415,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             let _: serde_json::Value = ztgw_agent::renew::device_client(&state)
                 .map_err(|e| e.to_string())?
                 .post(
-                    ztgw_pki::wire::path::INCIDENT,
-                    &ztgw_pki::wire::IncidentRequest { kind, note },
+                    ztgw_api::control::path::INCIDENT,
+                    &ztgw_api::control::IncidentRequest { kind, note },
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -758,7 +758,7 @@ fn show_second_factor(sf: &ztgw_agent::enroll::SecondFactorSetup) {
 
 /// The employee's directory password: asked on the terminal without echo, or one line of
 /// standard input when that is not a terminal (a script).
-fn directory_password() -> Result<ztgw_pki::wire::RedactedString, String> {
+fn directory_password() -> Result<ztgw_api::control::RedactedString, String> {
     use std::io::{BufRead as _, IsTerminal as _};
     let password = if std::io::stdin().is_terminal() {
         rpassword::prompt_password("Your directory password (it is not shown): ")
@@ -776,7 +776,7 @@ fn directory_password() -> Result<ztgw_pki::wire::RedactedString, String> {
     if password.is_empty() {
         return Err("no directory password given".into());
     }
-    Ok(ztgw_pki::wire::RedactedString::new(password))
+    Ok(ztgw_api::control::RedactedString::new(password))
 }
 
 /// Asks the employee for the code on the terminal (none when there is no terminal).

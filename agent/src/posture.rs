@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use ztgw_pki::wire::{PostureProfileView, path};
+use ztgw_api::control::{PostureProfileView, path};
 use ztgw_posture::collect::{CollectOptions, collect};
 use ztgw_posture::evaluate::{Evaluation, Freshness, evaluate};
 use ztgw_posture::profile::Profile;

@@ -1,7 +1,7 @@
 //! `ztgw-agent renew` and `status`: the two mTLS requests of an enrolled device.
 
 use time::OffsetDateTime;
-use ztgw_pki::wire::{DeviceView, RenewRequest, RenewResponse, path};
+use ztgw_api::control::{DeviceView, RenewRequest, RenewResponse, path};
 use ztgw_pki::{CertificateIdentity, Existing, generate_key_and_csr, pem_to_der, tls};
 
 use crate::client::ControlClient;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use ztgw_pki::wire::DeviceStatus;
+use ztgw_api::control::DeviceStatus;
 use ztgw_pki::{DeviceId, EmployeeId, Existing, Secret, WgPublicKey, write_private_file};
 
 use crate::error::AgentError;

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::identity::{DeviceId, EmployeeId, WgPublicKey};
-use crate::invitation::InvitationId;
+use ztgw_pki::InvitationId;
+use ztgw_pki::{DeviceId, EmployeeId, WgPublicKey};
 
 /// Longest hostname or OS description a device may report.
 pub const MAX_DESCRIPTION_LEN: usize = 255;

@@ -101,7 +101,7 @@ pub fn journal_segment(data: &[u8]) {
 
 /// Every JSON body of the control plane's API.
 pub fn request_bodies(data: &[u8]) {
-    use ztgw_pki::wire::{
+    use ztgw_api::control::{
         AdmissionRequest, EndRequest, EnrolRequest, IncidentRequest, RecheckRequest, RenewRequest,
     };
     let _ = serde_json::from_slice::<EnrolRequest>(data);

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use ztgw_pki::wire::{DeviceStatus, Ownership, RedactedString};
+use ztgw_api::control::{DeviceStatus, Ownership, RedactedString};
 use ztgw_pki::{CrlReason, DeviceId, EmployeeId, Invitation, InvitationId, Secret, SecretHash};
 
 use crate::active_policy::ActivePolicy;

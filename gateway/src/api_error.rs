@@ -153,7 +153,7 @@ pub struct ApiError {
     pub reason: Reason,
     pub message: String,
     /// For a refused admission: every check that failed.
-    pub checks: Vec<ztgw_pki::wire::FailedCheck>,
+    pub checks: Vec<ztgw_api::control::FailedCheck>,
 }
 
 impl ApiError {
@@ -166,7 +166,7 @@ impl ApiError {
     }
 
     /// A refused admission or re-check, with the checks that failed.
-    pub fn refused(checks: Vec<ztgw_pki::wire::FailedCheck>) -> Self {
+    pub fn refused(checks: Vec<ztgw_api::control::FailedCheck>) -> Self {
         let n = checks.len();
         Self {
             reason: Reason::AdmissionRefused,
@@ -179,8 +179,8 @@ impl ApiError {
     }
 
     /// The JSON body every error answer carries.
-    pub fn body(&self) -> ztgw_pki::wire::ErrorBody {
-        ztgw_pki::wire::ErrorBody {
+    pub fn body(&self) -> ztgw_api::control::ErrorBody {
+        ztgw_api::control::ErrorBody {
             error: self.reason.code().to_owned(),
             message: self.message.clone(),
             checks: self.checks.clone(),
@@ -312,7 +312,7 @@ mod tests {
     /// gateway answers it with.
     #[test]
     fn the_api_document_names_every_endpoint_and_error() {
-        use ztgw_pki::wire::path;
+        use ztgw_api::control::path;
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md"))
             .expect("docs/api.md");
         let endpoints = [

@@ -4,8 +4,8 @@
 
 use http::{Response, StatusCode};
 use time::OffsetDateTime;
+use ztgw_api::control::path;
 use ztgw_pki::AuditorName;
-use ztgw_pki::wire::path;
 
 use crate::api_error::{ApiError, Reason};
 use crate::context::Context;

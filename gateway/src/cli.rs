@@ -512,7 +512,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
             let request = AdminRequest::Backup {
                 destination: to.display().to_string(),
-                passphrase: ztgw_pki::wire::RedactedString::new(passphrase.expose().clone()),
+                passphrase: ztgw_api::control::RedactedString::new(passphrase.expose().clone()),
             };
             // The gateway hands the archive back; this process writes it, as the operator.
             match admin(&cli.config, &operator, request)? {

@@ -6,7 +6,7 @@
 //! whose employee still teleworks, with the WireGuard key the registry holds.
 
 use time::OffsetDateTime;
-use ztgw_pki::wire::DeviceStatus;
+use ztgw_api::control::DeviceStatus;
 use ztgw_pki::{CertificateIdentity, IdentityError, SerialNumber};
 
 use crate::api_error::{ApiError, Reason};

@@ -7,10 +7,10 @@
 
 use base64::Engine as _;
 use time::OffsetDateTime;
-use ztgw_pki::ca::CheckedCsr;
-use ztgw_pki::wire::{
+use ztgw_api::control::{
     DeviceStatus, DeviceView, EnrolRequest, EnrolResponse, RenewRequest, RenewResponse,
 };
+use ztgw_pki::ca::CheckedCsr;
 use ztgw_pki::{DeviceClaims, DeviceId, SerialNumber};
 
 use crate::api_error::{ApiError, Reason};
@@ -217,10 +217,10 @@ pub fn enrol(
             .map_or("gateway", String::as_str)
     );
     Ok(EnrolResponse {
-        totp_secret: Some(ztgw_pki::wire::RedactedString::new(
+        totp_secret: Some(ztgw_api::control::RedactedString::new(
             totp.base32().to_string(),
         )),
-        totp_uri: Some(ztgw_pki::wire::RedactedString::new(
+        totp_uri: Some(ztgw_api::control::RedactedString::new(
             totp.uri(&issuer, inv.employee.as_str()).to_string(),
         )),
         device_id,

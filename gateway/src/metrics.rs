@@ -10,7 +10,7 @@ use http::{Response, StatusCode, header};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use ztgw_pki::wire::DeviceStatus;
+use ztgw_api::control::DeviceStatus;
 
 use crate::context::Context;
 use crate::control::Counters;

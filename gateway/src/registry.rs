@@ -16,7 +16,7 @@ mod tables;
 mod values;
 
 use time::OffsetDateTime;
-use ztgw_pki::wire::{DeviceStatus, Ownership};
+use ztgw_api::control::{DeviceStatus, Ownership};
 use ztgw_pki::{
     CrlReason, DeviceId, EmployeeId, InvitationId, RevokedEntry, SecretHash, SerialNumber,
     WgPublicKey,

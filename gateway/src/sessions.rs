@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use base64::Engine as _;
 use time::OffsetDateTime;
-use ztgw_pki::identity::WgPublicKey;
-use ztgw_pki::wire::{
+use ztgw_api::control::{
     AdmissionRequest, DeviceStatus, EndRequest, NonceView, RecheckRequest, RecheckView,
     RedactedString, SessionGrant, WatchView,
 };
+use ztgw_pki::identity::WgPublicKey;
 use ztgw_posture::evaluate::{Evaluation, Freshness, evaluate};
 use ztgw_posture::report::PostureReport;
 

@@ -34,7 +34,7 @@ pub async fn enrol_all(dir: &Path, invitations: &[String]) -> Vec<AgentState> {
         ztgw_agent::enroll::enroll(&ztgw_agent::enroll::EnrollOptions {
             invitation: inv.clone(),
             state_dir: state_dir.clone(),
-            ownership: ztgw_pki::wire::Ownership::Administration,
+            ownership: ztgw_api::control::Ownership::Administration,
             hostname: Some(format!("bench-{i}")),
             root: "/".into(),
             directory_password: None,
@@ -109,7 +109,7 @@ pub async fn run(states: &Arc<Vec<AgentState>>, secs: u64, root: &Path, op: Op) 
 /// benchmarks drive the control plane only), so that `disconnect` ends it.
 pub fn remember(
     state: &AgentState,
-    grant: ztgw_pki::wire::SessionGrant,
+    grant: ztgw_api::control::SessionGrant,
 ) -> Result<(), ztgw_agent::error::AgentError> {
     ztgw_agent::connect::remember(
         state,

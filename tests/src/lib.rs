@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use ztgw_agent::client::ControlClient;
 use ztgw_agent::enroll::{EnrollOptions, enroll};
 use ztgw_agent::state::{AgentState, EnrolmentRecord};
+use ztgw_api::control::Ownership;
 use ztgw_config::Settings;
 use ztgw_gateway::admin::{self, AdminRequest, AdminResponse};
 use ztgw_gateway::clock::{Clock, ManualClock, SystemClock, SystemEntropy};
@@ -30,7 +31,6 @@ use ztgw_gateway::daemon::RunningGateway;
 use ztgw_gateway::registry::{ActionRecord, CertificateRecord, DeviceRecord, InvitationRecord};
 use ztgw_gateway::state::{InitOptions, init};
 use ztgw_pki::ca::CheckedCsr;
-use ztgw_pki::wire::Ownership;
 use ztgw_pki::{
     CertificateAuthority, DeviceClaims, DeviceId, EmployeeId, Secret, SerialNumber, WgPublicKey,
     generate_key_and_csr, tls,
@@ -318,7 +318,7 @@ impl TestAgent {
             ownership: Ownership::Personal,
             hostname: Some("pc-test".into()),
             root: "/".into(),
-            directory_password: password.map(|p| ztgw_pki::wire::RedactedString::new(p.into())),
+            directory_password: password.map(|p| ztgw_api::control::RedactedString::new(p.into())),
         })
         .await?;
         Ok(Self {

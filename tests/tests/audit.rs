@@ -1,9 +1,9 @@
 //! Auditors read the live journal through the control plane with their own certificate;
 //! nothing else is reachable with it, and it is reachable with nothing else.
 
+use ztgw_api::control::{DeviceView, path};
 use ztgw_gateway::admin::{AdminRequest, AdminResponse, RevokeReason};
 use ztgw_gateway::journal::{PublicKey, SignedTreeHead};
-use ztgw_pki::wire::{DeviceView, path};
 use ztgw_pki::{AuditorName, Secret, generate_key_and_csr};
 use ztgw_tests::{GatewayOptions, TestGateway};
 

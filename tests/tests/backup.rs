@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use ztgw_agent::client::ControlClient;
+use ztgw_api::control::{DeviceView, RedactedString, path};
 use ztgw_config::Settings;
 use ztgw_gateway::admin::{AdminRequest, AdminResponse};
 use ztgw_gateway::backup::{self, BackupError};
@@ -15,7 +16,6 @@ use ztgw_gateway::journal::PublicKey;
 use ztgw_gateway::journal::query::{self, Filter};
 use ztgw_gateway::journal::verify::verify_dir;
 use ztgw_gateway::layout::{Layout, LayoutError};
-use ztgw_pki::wire::{DeviceView, RedactedString, path};
 use ztgw_pki::{Secret, tls};
 use ztgw_tests::{GatewayOptions, TestGateway, free_port};
 

@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use ztgw_pki::wire::path;
+use ztgw_api::control::path;
 use ztgw_pki::{Secret, tls};
 use ztgw_tests::{GatewayOptions, TestAgent, TestGateway};
 

@@ -171,7 +171,7 @@ async fn the_drift_between_the_directory_and_the_gateway() {
     assert!(
         devices
             .iter()
-            .all(|d| d.status == ztgw_pki::wire::DeviceStatus::Active)
+            .all(|d| d.status == ztgw_api::control::DeviceStatus::Active)
     );
 
     // Mistakes and failures, each said plainly.
@@ -303,7 +303,7 @@ async fn a_sync_ends_telework_refuses_mass_revocation_and_survives_a_stopped_dir
             .find(|d| d.employee.as_str() == e)
             .map(|d| d.status)
     };
-    use ztgw_pki::wire::DeviceStatus::{Active, Revoked};
+    use ztgw_api::control::DeviceStatus::{Active, Revoked};
 
     // Through the running gateway: e1003 (disabled), e1004 (gone), e1005 (no group).
     let out = sync(&gw, &["--json"]);

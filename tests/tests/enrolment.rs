@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
 use ztgw_agent::renew::{renew, status};
+use ztgw_api::control::DeviceStatus;
 use ztgw_gateway::admin::{AdminRequest, AdminResponse, EmployeeRevokeReason, RevokeReason};
 use ztgw_pki::identity::WG_KEY_OID;
-use ztgw_pki::wire::DeviceStatus;
 use ztgw_pki::{CertificateIdentity, EmployeeId, SerialNumber, pem_to_der};
 use ztgw_tests::{GatewayOptions, TestAgent, TestGateway, now};
 
@@ -272,7 +272,7 @@ impl KeepAlive {
 
     async fn get_device(&mut self) -> (u16, String) {
         use http_body_util::BodyExt as _;
-        let req = http::Request::get(ztgw_pki::wire::path::DEVICE)
+        let req = http::Request::get(ztgw_api::control::path::DEVICE)
             .header(http::header::HOST, "127.0.0.1")
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .expect("request");

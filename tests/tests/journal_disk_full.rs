@@ -87,7 +87,7 @@ async fn a_full_disk_makes_the_gateway_fail_closed() {
         .device(&agent.device_id())
         .expect("registry")
         .expect("device");
-    assert_eq!(device.status, ztgw_pki::wire::DeviceStatus::Revoked);
+    assert_eq!(device.status, ztgw_api::control::DeviceStatus::Revoked);
     assert_eq!(
         gw.ctx()
             .registry

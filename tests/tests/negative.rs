@@ -7,8 +7,8 @@ use base64::Engine as _;
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use ztgw_agent::AgentError;
+use ztgw_api::control::{DeviceView, path};
 use ztgw_gateway::admin::{AdminErrorCode, AdminRequest, RevokeReason};
-use ztgw_pki::wire::{DeviceView, path};
 use ztgw_pki::{
     CertificateAuthority, EmployeeId, Invitation, InvitationError, SerialNumber, WgPublicKey,
     generate_key_and_csr, pem_to_der,

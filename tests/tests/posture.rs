@@ -41,7 +41,7 @@ async fn an_enrolled_agent_checks_this_machine_against_its_roles_profile() {
 /// refused (and journaled) as such, whatever else the report says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_posture_report_is_refused() {
-    use ztgw_pki::wire::{AdmissionRequest, NonceView, path};
+    use ztgw_api::control::{AdmissionRequest, NonceView, path};
     let gw = TestGateway::start(GatewayOptions::default()).await;
     let agent = gw.enrol("e9902").await;
     let state = agent.state();

@@ -16,7 +16,7 @@ use ztgw_tests::site::{ALWAYS, Posture, lab_policy, make_root};
 use ztgw_tests::{GatewayOptions, TestAgent, TestGateway};
 
 /// What the gateway answered: the reason code and the failed checks' ids.
-fn answer(r: Result<ztgw_pki::wire::SessionGrant, AgentError>) -> (String, Vec<String>) {
+fn answer(r: Result<ztgw_api::control::SessionGrant, AgentError>) -> (String, Vec<String>) {
     match r {
         Ok(g) => ("granted".into(), vec![g.session]),
         Err(AgentError::Refused { body, .. }) => {

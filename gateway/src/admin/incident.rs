@@ -145,7 +145,7 @@ pub fn report(
 pub fn from_device(
     ctx: &Context,
     device: &crate::device_auth::AuthenticatedDevice,
-    req: &ztgw_pki::wire::IncidentRequest,
+    req: &ztgw_api::control::IncidentRequest,
     access: &mut Vec<AccessChange>,
 ) -> Result<serde_json::Value, crate::api_error::ApiError> {
     use crate::api_error::{ApiError, Reason};

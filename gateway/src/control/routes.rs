@@ -10,7 +10,7 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use ztgw_pki::wire::{
+use ztgw_api::control::{
     AdmissionRequest, EndRequest, EnrolRequest, IncidentRequest, RecheckRequest, RenewRequest, path,
 };
 
@@ -23,7 +23,7 @@ pub type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infall
 /// before a value): an agent that hears nothing for a few of these knows its gateway
 /// stopped answering, even when no connection was reset (a frozen process, a cut link).
 pub const WATCH_HEARTBEAT: std::time::Duration =
-    std::time::Duration::from_secs(ztgw_pki::wire::WATCH_HEARTBEAT_SECS);
+    std::time::Duration::from_secs(ztgw_api::control::WATCH_HEARTBEAT_SECS);
 use crate::api_error::{ApiError, Reason};
 use crate::context::Context;
 use crate::device_auth::{Presented, authenticate, authenticate_auditor};
@@ -353,7 +353,7 @@ async fn directory_login(
 fn posture_profile(
     ctx: &Context,
     device: &crate::device_auth::AuthenticatedDevice,
-) -> Result<ztgw_pki::wire::PostureProfileView, ApiError> {
+) -> Result<ztgw_api::control::PostureProfileView, ApiError> {
     let active = ctx.policy.current();
     let role = active
         .policy
@@ -369,7 +369,7 @@ fn posture_profile(
         active.policy.posture.get(&role.posture).ok_or_else(|| {
             ApiError::new(Reason::Internal, "the role's posture profile is missing")
         })?;
-    Ok(ztgw_pki::wire::PostureProfileView {
+    Ok(ztgw_api::control::PostureProfileView {
         role: device.record.role.clone(),
         profile_name: role.posture.clone(),
         profile: serde_json::to_value(profile)
@@ -441,7 +441,7 @@ async fn blocking<T: Send + 'static>(
 /// refusal keeps its own status); otherwise `200` with a body that carries a space every
 /// [`WATCH_HEARTBEAT`] and then the watch's answer.
 fn watch_reply(
-    watch: impl std::future::Future<Output = Result<ztgw_pki::wire::WatchView, ApiError>>
+    watch: impl std::future::Future<Output = Result<ztgw_api::control::WatchView, ApiError>>
     + Send
     + 'static,
 ) -> Result<Response<Body>, ApiError> {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use ztgw_pki::{DeviceId, EmployeeId};
 
-use ztgw_pki::wire::DeviceStatus;
+use ztgw_api::control::DeviceStatus;
 
 use crate::admin::{AdminError, AdminErrorCode, AdminRequest};
 use crate::registry::DeviceRecord;
@@ -240,7 +240,7 @@ pub fn drift(view: &DirectoryView, devices: &[DeviceRecord], max_revoke_percent:
 
 #[cfg(test)]
 mod tests {
-    use ztgw_pki::wire::Ownership;
+    use ztgw_api::control::Ownership;
     use ztgw_pki::{InvitationId, WgPublicKey};
 
     use super::*;

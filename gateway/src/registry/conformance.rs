@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use time::OffsetDateTime;
-use ztgw_pki::wire::{DeviceStatus, Ownership};
+use ztgw_api::control::{DeviceStatus, Ownership};
 use ztgw_pki::{
     CrlReason, DeviceId, EmployeeId, InvitationId, SecretHash, SerialNumber, WgPublicKey,
 };

@@ -2,14 +2,14 @@
 //! them all at once), and a granted session gets its terms.
 
 use time::{Duration, OffsetDateTime};
+use ztgw_api::control::DeviceStatus;
 use ztgw_config::policy::{Policy, Schedule};
 use ztgw_pki::identity::{EmployeeId, WgPublicKey};
-use ztgw_pki::wire::DeviceStatus;
 use ztgw_posture::evaluate::{Evaluation, Outcome};
 
 use super::lifecycle::EndReason;
 
-pub use ztgw_pki::wire::FailedCheck as Failure;
+pub use ztgw_api::control::FailedCheck as Failure;
 
 fn failure(id: &str, sentence: impl Into<String>, remedy: Option<&str>) -> Failure {
     Failure {

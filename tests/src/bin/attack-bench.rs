@@ -222,7 +222,7 @@ async fn journey(
     let enrolled = ztgw_agent::enroll::enroll(&ztgw_agent::enroll::EnrollOptions {
         invitation: invitation.to_owned(),
         state_dir: state_dir.clone(),
-        ownership: ztgw_pki::wire::Ownership::Administration,
+        ownership: ztgw_api::control::Ownership::Administration,
         hostname: Some(format!("bench-{i}")),
         root: "/".into(),
         directory_password: None,

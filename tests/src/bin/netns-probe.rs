@@ -366,7 +366,7 @@ fn opt<'a>(opts: &HashMap<&str, &'a str>, k: &str) -> anyhow::Result<&'a str> {
 /// N admissions of one device fired together: the race a laptop's keys allow.
 fn admit_burst(state_dir: &str, opts: &HashMap<&str, &str>) -> anyhow::Result<()> {
     use ztgw_agent::{posture, renew};
-    use ztgw_pki::wire::{AdmissionRequest, NonceView, SessionGrant, path};
+    use ztgw_api::control::{AdmissionRequest, NonceView, SessionGrant, path};
     let count: usize = opt(opts, "count")?.parse().context("--count")?;
     let root = std::path::PathBuf::from(opt(opts, "posture-root")?);
     let grants_file = opt(opts, "grants")?;
@@ -450,7 +450,7 @@ fn coded(e: &ztgw_agent::AgentError) -> String {
 
 /// Configures an interface with one of the grants `admit-burst` wrote.
 fn configure(state_dir: &str, opts: &HashMap<&str, &str>) -> anyhow::Result<()> {
-    use ztgw_pki::wire::SessionGrant;
+    use ztgw_api::control::SessionGrant;
     let grants: Vec<SessionGrant> =
         serde_json::from_str(&std::fs::read_to_string(opt(opts, "grants")?)?)?;
     let id = opt(opts, "session")?;

@@ -2,7 +2,7 @@
 //! certificate and its second-factor secret together), approval, role changes and the end
 //! of service.
 
-use ztgw_pki::wire::{DeviceStatus, Ownership};
+use ztgw_api::control::{DeviceStatus, Ownership};
 use ztgw_pki::{CrlReason, DeviceId, InvitationId, WgPublicKey};
 
 use super::{actions, certificates, change_from_row, update_one};

@@ -1,0 +1,12 @@
+//! The request and response types ztgw's parts exchange, in one place so that the agent,
+//! the gateway and the web console speak from one definition.
+//!
+//! - [`control`]: the JSON bodies of the control plane (`/v1/...`), between the agent and
+//!   the gateway, and the auditors' read-only endpoints.
+//! - [`console`]: the forms of the web console (`application/x-www-form-urlencoded`),
+//!   each parsed once into a typed value with its bounds checked.
+//!
+//! This crate holds types and their bounds only: no I/O, no clock, no decisions.
+
+pub mod console;
+pub mod control;
