@@ -7,6 +7,7 @@
 //! reason in the same transaction as the change.
 
 pub mod incident;
+pub mod operators;
 pub mod queued;
 pub mod schedule_override;
 pub mod sessions;
@@ -128,6 +129,18 @@ pub enum AdminRequest {
         name: ztgw_pki::AuditorName,
         note: Option<String>,
     },
+    /// Issue a web console operator's certificate for the key in the CSR, with a role.
+    OperatorAdd {
+        name: ztgw_pki::OperatorName,
+        role: ztgw_api::console::OperatorRole,
+        csr_pem: String,
+        valid_for_secs: u64,
+    },
+    OperatorRevoke {
+        name: ztgw_pki::OperatorName,
+        note: Option<String>,
+    },
+    OperatorList,
     /// An encrypted backup of the gateway's state, handed back to the caller, which
     /// writes it (the gateway writes no file where a client says). `destination` is only
     /// recorded in the journal.
@@ -252,6 +265,17 @@ pub enum AdminResponse {
         ca_pem: String,
         #[serde(with = "time::serde::rfc3339")]
         not_after: OffsetDateTime,
+    },
+    Operator {
+        name: ztgw_pki::OperatorName,
+        role: ztgw_api::console::OperatorRole,
+        certificate_pem: String,
+        ca_pem: String,
+        #[serde(with = "time::serde::rfc3339")]
+        not_after: OffsetDateTime,
+    },
+    Operators {
+        operators: Vec<ztgw_api::console::OperatorView>,
     },
     /// An encrypted backup. On the admin socket, this line announces `bytes` raw bytes
     /// that follow it; the client puts them in `archive`.
@@ -710,6 +734,16 @@ fn act(
             publish(ctx)?;
             Ok(done(format!("auditor {name} revoked"), vec![]))
         }
+        AdminRequest::OperatorAdd {
+            name,
+            role,
+            csr_pem,
+            valid_for_secs,
+        } => operators::add(ctx, now, operator, name, *role, csr_pem, *valid_for_secs),
+        AdminRequest::OperatorRevoke { name, note } => {
+            operators::revoke(ctx, now, operator, name, note)
+        }
+        AdminRequest::OperatorList => operators::list(ctx),
         AdminRequest::DirectorySync { .. } => Err(AdminError::new(
             AdminErrorCode::Invalid,
             "the directory sync runs in the gateway's directory task or in `ztgw directory sync`, not as an action",

@@ -3,6 +3,7 @@
 mod directory;
 pub mod docs;
 mod journal;
+mod operator;
 mod policy;
 mod report;
 
@@ -106,6 +107,9 @@ pub enum Command {
     /// Auditors: certificates for reading the journal through the control plane.
     #[command(subcommand)]
     Auditor(AuditorCommand),
+    /// Web console operators: certificates (PKCS#12) for security units and auditors.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
     /// Reports from the journal: telework hours (G11), admissions and posture (G12).
     #[command(subcommand)]
     Report(report::ReportCommand),
@@ -564,6 +568,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Journal(cmd) => journal::run(&cli.config, cmd),
         Command::Directory(cmd) => directory::run(&cli.config, &operator, cmd),
         Command::Report(cmd) => report::run(&cli.config, cmd),
+        Command::Operator(cmd) => operator::run(&cli.config, &operator, cmd),
         Command::Auditor(AuditorCommand::Revoke { name, note }) => show(
             admin(
                 &cli.config,
@@ -1142,6 +1147,31 @@ fn show(response: AdminResponse, json: bool) -> Result<(), Failure> {
                 "auditor {name}: certificate valid until {}",
                 rfc3339(not_after)
             )
+        }
+        AdminResponse::Operator {
+            name,
+            role,
+            not_after,
+            ..
+        } => println!(
+            "operator {name} ({}): certificate valid until {}",
+            role.as_str(),
+            rfc3339(not_after)
+        ),
+        AdminResponse::Operators { operators } => {
+            if operators.is_empty() {
+                println!(
+                    "no operators (add one with: ztgw operator add NAME --role ROLE --out FILE.p12)"
+                );
+            }
+            for o in operators {
+                println!(
+                    "{:<24} {:<14} {}",
+                    o.name.as_str(),
+                    o.role.as_str(),
+                    if o.revoked { "revoked" } else { "active" }
+                );
+            }
         }
     }
     Ok(())

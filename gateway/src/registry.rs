@@ -132,6 +132,17 @@ pub struct AuditorRecord {
     pub revoked: Option<StatusChange>,
 }
 
+/// A web console operator: who may sign in with which certificate, and do what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorRecord {
+    pub name: ztgw_pki::OperatorName,
+    pub role: ztgw_api::console::OperatorRole,
+    pub serial: SerialNumber,
+    pub not_after: OffsetDateTime,
+    pub added: StatusChange,
+    pub revoked: Option<StatusChange>,
+}
+
 /// Everything an enrolment writes, atomically.
 #[derive(Debug, Clone)]
 pub struct Enrolment {
@@ -341,6 +352,21 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     fn revoke_auditor(
         &self,
         name: &ztgw_pki::AuditorName,
+        change: &StatusChange,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError>;
+
+    /// Adds a web console operator. Names are never reused.
+    fn add_operator(&self, o: &OperatorRecord, action: &ActionRecord) -> Result<(), RegistryError>;
+    fn operator(
+        &self,
+        name: &ztgw_pki::OperatorName,
+    ) -> Result<Option<OperatorRecord>, RegistryError>;
+    /// Every operator, revoked ones included, by name.
+    fn operators(&self) -> Result<Vec<OperatorRecord>, RegistryError>;
+    fn revoke_operator(
+        &self,
+        name: &ztgw_pki::OperatorName,
         change: &StatusChange,
         action: &ActionRecord,
     ) -> Result<(), RegistryError>;

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use ztgw_pki::{AuditorName, DeviceId, EmployeeId, InvitationId};
+use ztgw_pki::{AuditorName, DeviceId, EmployeeId, InvitationId, OperatorName};
 
 /// One audit event. The JSON form has a `type` field and the event's fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +130,29 @@ pub enum Event {
         auditor: AuditorName,
         operator: String,
         note: Option<String>,
+    },
+    /// A web console operator added (`ztgw operator add`), with the role given.
+    #[serde(rename = "operator.added")]
+    OperatorAdded {
+        name: OperatorName,
+        role: String,
+        serial: String,
+        operator: String,
+        not_after: String,
+    },
+    #[serde(rename = "operator.revoked")]
+    OperatorRevoked {
+        name: OperatorName,
+        operator: String,
+        note: Option<String>,
+    },
+    /// The web console refused an action to a signed-in operator (an auditor trying to
+    /// act, a forged or missing CSRF token): who, what, and why.
+    #[serde(rename = "console.refused")]
+    ConsoleRefused {
+        name: String,
+        action: String,
+        reason: String,
     },
     #[serde(rename = "admission.granted")]
     AdmissionGranted {
@@ -372,6 +395,9 @@ impl Event {
             Self::PostureChecked { .. } => "posture.checked",
             Self::AuditorAdded { .. } => "auditor.added",
             Self::AuditorRevoked { .. } => "auditor.revoked",
+            Self::OperatorAdded { .. } => "operator.added",
+            Self::OperatorRevoked { .. } => "operator.revoked",
+            Self::ConsoleRefused { .. } => "console.refused",
             Self::JournalTruncated { .. } => "journal.truncated",
             Self::JournalPurged { .. } => "journal.purged",
             Self::JournalResumed { .. } => "journal.resumed",

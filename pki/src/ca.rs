@@ -282,14 +282,13 @@ impl CertificateAuthority {
         self.sign(params, &csr.public_key, claims.serial.clone())
     }
 
-    /// Creates a key for a web console operator and signs its client certificate. The
-    /// key (PKCS#8 DER) goes to the operator in a passphrase-protected PKCS#12 file; the
-    /// gateway keeps neither.
+    /// Signs a web console operator's client certificate for the key in the CSR (made
+    /// where the operator's PKCS#12 file is written: the gateway never holds the key).
     pub fn issue_operator(
         &self,
+        csr: &CheckedCsr,
         claims: &OperatorClaims,
-    ) -> Result<(IssuedCertificate, Secret<Vec<u8>>), CaError> {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(signing)?;
+    ) -> Result<IssuedCertificate, CaError> {
         let mut params = client_params(
             &format!("ztgw operator {}", claims.name),
             &claims.serial,
@@ -297,8 +296,7 @@ impl CertificateAuthority {
             claims.not_after,
         )?;
         params.subject_alt_names = vec![uri(&format!("{OPERATOR_URI_PREFIX}{}", claims.name))?];
-        let cert = self.sign(params, &key, claims.serial.clone())?;
-        Ok((cert, Secret::new(key.serialize_der())))
+        self.sign(params, &csr.public_key, claims.serial.clone())
     }
 
     /// Creates a key for the control plane and signs its server certificate for `names`
@@ -546,7 +544,7 @@ mod tests {
     }
 
     #[test]
-    fn an_operator_certificate_names_the_operator_and_its_key_is_the_callers() {
+    fn an_operator_certificate_names_the_operator_and_certifies_the_csrs_key() {
         let ca = ca();
         let claims = OperatorClaims {
             name: OperatorName::new("amina.k").expect("name"),
@@ -554,7 +552,9 @@ mod tests {
             not_before: t0(),
             not_after: t0() + time::Duration::days(365),
         };
-        let (issued, key) = ca.issue_operator(&claims).expect("issue");
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let csr = CheckedCsr::parse_pem(&csr_pem(&key, CertificateParams::default())).expect("csr");
+        let issued = ca.issue_operator(&csr, &claims).expect("issue");
         assert_eq!(
             CertificateIdentity::from_der(&issued.der).expect("identity"),
             CertificateIdentity::Operator {
@@ -566,7 +566,6 @@ mod tests {
         let (_, cert) = X509Certificate::from_der(&issued.der).expect("parse");
         let eku = cert.extended_key_usage().expect("eku").expect("present");
         assert!(eku.value.client_auth && !eku.value.server_auth);
-        let key = KeyPair::try_from(key.expose().as_slice()).expect("pkcs8 key");
         assert_eq!(
             cert.public_key().subject_public_key.data.as_ref(),
             key.public_key_raw()

@@ -20,6 +20,7 @@ fn postgres_passes_what_every_registry_must() {
     conformance::a_wireguard_key_belongs_to_one_device_in_service(open(&pg, "wgkey"));
     conformance::revocation_lists_only_unexpired_revoked_certificates(open(&pg, "crl"));
     conformance::what_gateways_share(open(&pg, "shared"));
+    conformance::operators_are_added_listed_and_revoked(open(&pg, "operators"));
 }
 
 #[test]

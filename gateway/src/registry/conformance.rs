@@ -348,3 +348,67 @@ pub fn what_gateways_share(reg: Arc<dyn Registry>) {
         "a policy put moves the revision"
     );
 }
+
+/// Web console operators: added once under a name, listed, revoked once; a revoked
+/// operator's certificate is on the revocation list until it expires.
+pub fn operators_are_added_listed_and_revoked(reg: Arc<dyn Registry>) {
+    use ztgw_api::console::OperatorRole;
+    use ztgw_pki::OperatorName;
+
+    let record = |name: &str, serial: u8, role| super::OperatorRecord {
+        name: OperatorName::new(name).expect("name"),
+        role,
+        serial: SerialNumber::from_random([serial; 16]),
+        not_after: t(100_000),
+        added: StatusChange {
+            at: t(1),
+            by: "root".into(),
+            reason: "added".into(),
+            note: None,
+        },
+        revoked: None,
+    };
+    let amina = record("amina", 1, OperatorRole::SecurityUnit);
+    let omar = record("omar", 2, OperatorRole::Auditor);
+    reg.add_operator(&amina, &action("operator.added"))
+        .expect("add");
+    reg.add_operator(&omar, &action("operator.added"))
+        .expect("add");
+    assert!(matches!(
+        reg.add_operator(&record("amina", 3, OperatorRole::Auditor), &action("a")),
+        Err(RegistryError::Duplicate(_))
+    ));
+    assert_eq!(
+        reg.operator(&amina.name).expect("read"),
+        Some(amina.clone())
+    );
+    assert_eq!(
+        reg.operators().expect("list"),
+        vec![amina.clone(), omar.clone()]
+    );
+    assert!(reg.revoked_certificates(t(50)).expect("crl").is_empty());
+    let change = StatusChange {
+        at: t(20),
+        by: "root".into(),
+        reason: "revoked".into(),
+        note: Some("left the unit".into()),
+    };
+    reg.revoke_operator(&omar.name, &change, &action("operator.revoked"))
+        .expect("revoke");
+    assert!(
+        reg.revoke_operator(&omar.name, &change, &action("operator.revoked"))
+            .is_err(),
+        "revoked once"
+    );
+    let read = reg.operator(&omar.name).expect("read").expect("there");
+    assert_eq!(read.revoked, Some(change));
+    let listed = reg.revoked_certificates(t(50)).expect("crl");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].serial, omar.serial);
+    assert!(
+        reg.revoked_certificates(t(200_000))
+            .expect("crl")
+            .is_empty(),
+        "expired ones drop off"
+    );
+}

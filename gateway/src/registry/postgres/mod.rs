@@ -25,7 +25,11 @@ use super::sql::{Cell, Db, Param, Row, Sql, SqlError, dollar_params};
 
 /// The schema, one migration a version; a database at a version this ztgw does not know
 /// (a newer one's) is refused.
-const MIGRATIONS: &[(i32, &str)] = &[(1, schema::SCHEMA_1), (2, schema::SCHEMA_2)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, schema::SCHEMA_1),
+    (2, schema::SCHEMA_2),
+    (3, schema::SCHEMA_3),
+];
 
 /// The advisory lock under which migrations run.
 const MIGRATION_LOCK: i64 = 0x7a74_6777; // "ztgw"

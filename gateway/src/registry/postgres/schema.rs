@@ -144,3 +144,22 @@ CREATE TRIGGER actions_notify AFTER INSERT ON actions
 CREATE TRIGGER replacements_notify AFTER UPDATE ON meta
     FOR EACH ROW WHEN (NEW.key = 'replacements') EXECUTE FUNCTION ztgw_notify();
 "#;
+
+/// The web console's operators (`ztgw operator add|revoke`), shared by every gateway of
+/// the registry. A revocation is an action: it notifies the other gateways.
+pub(super) const SCHEMA_3: &str = r#"
+CREATE TABLE operators (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    serial BYTEA NOT NULL UNIQUE,
+    not_after BIGINT NOT NULL,
+    added_at BIGINT NOT NULL,
+    added_by TEXT NOT NULL,
+    add_reason TEXT NOT NULL,
+    add_note TEXT,
+    revoked_at BIGINT,
+    revoked_by TEXT,
+    revoke_reason TEXT,
+    revoke_note TEXT
+);
+"#;

@@ -13,7 +13,7 @@ use super::sql::{Cell, Db, Param, Row, Sql, SqlError};
 /// Version 2 added the tables several gateways share (`gateways`, `live_sessions`,
 /// `policies`, `overrides`); `CREATE TABLE IF NOT EXISTS` made them, so going from 1 is only the
 /// counter they need.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -78,6 +78,20 @@ CREATE TABLE IF NOT EXISTS certificates (
 CREATE INDEX IF NOT EXISTS certificates_device ON certificates(device_id);
 CREATE TABLE IF NOT EXISTS auditors (
     name TEXT PRIMARY KEY,
+    serial BLOB NOT NULL UNIQUE,
+    not_after INTEGER NOT NULL,
+    added_at INTEGER NOT NULL,
+    added_by TEXT NOT NULL,
+    add_reason TEXT NOT NULL,
+    add_note TEXT,
+    revoked_at INTEGER,
+    revoked_by TEXT,
+    revoke_reason TEXT,
+    revoke_note TEXT
+);
+CREATE TABLE IF NOT EXISTS operators (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
     serial BLOB NOT NULL UNIQUE,
     not_after INTEGER NOT NULL,
     added_at INTEGER NOT NULL,
@@ -177,14 +191,16 @@ impl SqliteRegistry {
                 .map_err(storage)?;
             }
             Some(SCHEMA_VERSION) => {}
-            Some(1) => {
-                conn.execute_batch(
+            // Versions 2 and 3 only add tables, which the schema above creates.
+            Some(v @ 1..=2) => {
+                conn.execute_batch(&format!(
                     "BEGIN;
                      INSERT OR IGNORE INTO meta (key, value) VALUES ('replacements', 0);
-                     UPDATE meta SET value = 2 WHERE key = 'schema_version';
-                     COMMIT;",
-                )
+                     UPDATE meta SET value = {SCHEMA_VERSION} WHERE key = 'schema_version';
+                     COMMIT;"
+                ))
                 .map_err(storage)?;
+                tracing::info!(from = v, to = SCHEMA_VERSION, "registry schema upgraded");
             }
             Some(v) => {
                 return Err(RegistryError::Corrupt(format!(
@@ -342,6 +358,12 @@ mod tests {
     fn revocation_lists_only_unexpired_revoked_certificates() {
         let (_dir, reg) = open();
         conformance::revocation_lists_only_unexpired_revoked_certificates(reg);
+    }
+
+    #[test]
+    fn operators_are_added_listed_and_revoked() {
+        let (_dir, reg) = open();
+        conformance::operators_are_added_listed_and_revoked(reg);
     }
 
     #[test]

@@ -52,7 +52,9 @@ pub(super) fn revoked(
     db.read(|sql| {
         let mut out: Vec<RevokedEntry> = sql
             .query_all(
-                &format!("{SELECT} WHERE revoked_at IS NOT NULL AND not_after > ?1 ORDER BY serial"),
+                &format!(
+                    "{SELECT} WHERE revoked_at IS NOT NULL AND not_after > ?1 ORDER BY serial"
+                ),
                 &[ts(now).into()],
                 decode,
             )?
@@ -65,17 +67,22 @@ pub(super) fn revoked(
                 })
             })
             .collect();
-        out.extend(sql.query_all(
-            "SELECT serial, revoked_at FROM auditors WHERE revoked_at IS NOT NULL AND not_after > ?1",
-            &[ts(now).into()],
-            |r| {
-                Ok(RevokedEntry {
-                    serial: SerialNumber::from_slice(&r.bytes(0)?),
-                    revoked_at: from_ts(r.int(1)?)?,
-                    reason: CrlReason::AffiliationChanged,
-                })
-            },
-        )?);
+        for table in ["auditors", "operators"] {
+            out.extend(sql.query_all(
+                &format!(
+                    "SELECT serial, revoked_at FROM {table}
+                     WHERE revoked_at IS NOT NULL AND not_after > ?1"
+                ),
+                &[ts(now).into()],
+                |r| {
+                    Ok(RevokedEntry {
+                        serial: SerialNumber::from_slice(&r.bytes(0)?),
+                        revoked_at: from_ts(r.int(1)?)?,
+                        reason: CrlReason::AffiliationChanged,
+                    })
+                },
+            )?);
+        }
         Ok(out)
     })
 }

@@ -9,6 +9,7 @@ mod employees;
 mod gateways;
 mod invitations;
 mod live_sessions;
+mod operators;
 mod overrides;
 mod policies;
 mod second_factor;
@@ -21,8 +22,8 @@ use super::sql::{Db, Param, Row, Sql};
 use super::values::from_ts;
 use super::{
     ActionRecord, AuditorRecord, CertificateRecord, DeviceRecord, EmployeeRecord, EndOfService,
-    Enrolment, GatewayRecord, InvitationRecord, LiveSession, OverrideRecord, Registry,
-    RegistryError, StatusChange, StoredPolicy,
+    Enrolment, GatewayRecord, InvitationRecord, LiveSession, OperatorRecord, OverrideRecord,
+    Registry, RegistryError, StatusChange, StoredPolicy,
 };
 use crate::session::factor::Attempts;
 
@@ -144,6 +145,26 @@ impl<D: Db> Registry for D {
         action: &ActionRecord,
     ) -> Result<(), RegistryError> {
         auditors::revoke(self, name, change, action)
+    }
+    fn add_operator(&self, o: &OperatorRecord, action: &ActionRecord) -> Result<(), RegistryError> {
+        operators::add(self, o, action)
+    }
+    fn operator(
+        &self,
+        name: &ztgw_pki::OperatorName,
+    ) -> Result<Option<OperatorRecord>, RegistryError> {
+        operators::one(self, name)
+    }
+    fn operators(&self) -> Result<Vec<OperatorRecord>, RegistryError> {
+        operators::all(self)
+    }
+    fn revoke_operator(
+        &self,
+        name: &ztgw_pki::OperatorName,
+        change: &StatusChange,
+        action: &ActionRecord,
+    ) -> Result<(), RegistryError> {
+        operators::revoke(self, name, change, action)
     }
     fn record_action(&self, action: &ActionRecord) -> Result<(), RegistryError> {
         self.write(|sql| actions::insert(sql, action))
