@@ -40,6 +40,22 @@ pub struct Settings {
     /// `[registry]`: a PostgreSQL registry shared by several gateways; absent, the
     /// registry is SQLite in the state directory.
     pub registry: Option<RegistrySection>,
+    /// `[console]`: the web console for security units and auditors; off unless its
+    /// section gives it an address.
+    pub console: Option<ConsoleSection>,
+}
+
+/// `[console]`: the web console (HTTPS with the gateway's certificate; operators sign in
+/// with the client certificate of `ztgw operator add`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// Where the console listens, e.g. "10.0.0.1:9443" on the administration network.
+    /// The address must be one of `gateway.names` (the certificate's names) for browsers.
+    pub listen: SocketAddr,
+    /// Most connections open at once (browsers open a few each).
+    #[serde(default = "defaults::console_max_connections")]
+    pub max_connections: usize,
 }
 
 /// `[registry]`: the registry in PostgreSQL.
@@ -391,6 +407,8 @@ struct RawSettings {
     export: std::collections::BTreeMap<String, ExportTarget>,
     #[serde(default)]
     registry: Option<RegistrySection>,
+    #[serde(default)]
+    console: Option<ConsoleSection>,
 }
 
 impl Settings {
@@ -421,6 +439,7 @@ impl Settings {
             directory: raw.directory,
             export: raw.export,
             registry: raw.registry,
+            console: raw.console,
         };
         // The policy is configuration, beside these settings; the admin socket and the
         // journal are the service's, in its state directory.
@@ -839,6 +858,9 @@ mod defaults {
     pub fn policy_file() -> PathBuf {
         PathBuf::from("policy.toml")
     }
+    pub fn console_max_connections() -> usize {
+        64
+    }
     pub fn metrics_listen() -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], 9469))
     }
@@ -1057,6 +1079,12 @@ notify_command = []
 # Prometheus metrics (/metrics) and the health check (/health), plain HTTP: keep this on
 # a local or management address.
 listen = "127.0.0.1:9469"
+
+# The web console for security units and auditors (docs/console.md), HTTPS with this
+# gateway's certificate: off unless this section is given. Operators sign in with the
+# certificate of `ztgw operator add`. For example, on the administration network:
+# [console]
+# listen = "10.0.0.1:9443"                 # an address among [gateway] names
 
 # The registry is SQLite in the state directory unless [registry] puts it in PostgreSQL
 # (docs/operators.md), for example:

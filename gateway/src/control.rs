@@ -227,7 +227,7 @@ impl ControlPlane {
     }
 }
 
-fn presented_identity(
+pub(crate) fn presented_identity(
     stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
 ) -> Presented {
     match stream

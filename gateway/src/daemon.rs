@@ -42,6 +42,8 @@ pub struct RunningGateway {
     pub refusals: Arc<crate::control::refusals::RefusalTally>,
     /// Where `/metrics` and `/health` are served.
     pub metrics_addr: SocketAddr,
+    /// Where the web console listens (`[console]`), when it is on.
+    pub console_addr: Option<SocketAddr>,
     pub sessions: Arc<SessionService>,
     tls: Arc<TlsState>,
     admin_socket: PathBuf,
@@ -60,6 +62,11 @@ pub enum StartError {
     Tls(#[from] ztgw_pki::TlsConfigError),
     #[error("binding the control plane on {addr}: {source}")]
     BindControl {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("binding the web console on {addr}: {source}")]
+    BindConsole {
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -155,6 +162,19 @@ impl RunningGateway {
         let observed = control.observed();
         let refusals = control.refusals();
 
+        let console_error = |source| StartError::BindConsole {
+            addr: ctx.settings.console.as_ref().map_or(listen, |c| c.listen),
+            source,
+        };
+        let console = crate::console::Console::bind(ctx.clone(), tls.clone(), sessions.clone())
+            .await
+            .map_err(console_error)?;
+        let console_addr = console
+            .as_ref()
+            .map(|c| c.local_addr())
+            .transpose()
+            .map_err(console_error)?;
+
         let admin_path = ctx.settings.admin.socket.clone();
         let admin = socket::bind(&admin_path, &ctx.settings.admin.group).map_err(|source| {
             StartError::BindAdmin {
@@ -186,6 +206,9 @@ impl RunningGateway {
             sessions.clone(),
         ));
         tasks.spawn(control.run());
+        if let Some(console) = console {
+            tasks.spawn(console.run());
+        }
         tasks.spawn(socket::serve(admin, ctx.clone(), sessions.clone()));
         {
             let sessions = sessions.clone();
@@ -315,7 +338,7 @@ impl RunningGateway {
                 }
             });
         }
-        tracing::info!(%control_addr, admin_socket = %admin_path.display(), policy_sha256 = %policy.sha256, "gateway started");
+        tracing::info!(%control_addr, console = ?console_addr, admin_socket = %admin_path.display(), policy_sha256 = %policy.sha256, "gateway started");
         Ok(Self {
             ctx,
             control_addr,
@@ -323,6 +346,7 @@ impl RunningGateway {
             observed,
             refusals,
             metrics_addr,
+            console_addr,
             sessions,
             tls,
             admin_socket: admin_path,

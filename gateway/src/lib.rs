@@ -21,6 +21,7 @@ pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod cluster;
+pub mod console;
 pub mod context;
 pub mod control;
 pub mod daemon;

@@ -21,6 +21,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::{AdminEnvelope, AdminError, AdminErrorCode, AdminResponse, handle};
 use crate::context::Context;
+use crate::sessions::SessionService;
 
 /// Largest request line accepted on the admin socket.
 pub const MAX_REQUEST_LEN: u64 = 64 * 1024;
@@ -161,31 +162,9 @@ async fn serve_one(
         }
         Ok(envelope) => {
             let operator = format!("{} (uid {uid})", envelope.operator);
-            // An invitation the directory must confirm is checked there first.
-            match crate::directory::vet(&ctx.settings, envelope.request).await {
+            match carry_out(ctx.clone(), sessions, operator, envelope.request).await {
+                Ok(response) => SocketReply::Ok(response),
                 Err(e) => SocketReply::Error(e),
-                Ok(request) => {
-                    let ctx = ctx.clone();
-                    match tokio::task::spawn_blocking(move || {
-                        crate::admin::sessions::handle(&ctx, &sessions, &operator, &request)
-                            .unwrap_or_else(|| {
-                                let _changing = ctx.changing();
-                                let outcome = handle(&ctx, &operator, &request);
-                                // Sessions end before the command answers.
-                                sessions.apply_all(&outcome.access);
-                                outcome.result
-                            })
-                    })
-                    .await
-                    {
-                        Ok(Ok(response)) => SocketReply::Ok(response),
-                        Ok(Err(e)) => SocketReply::Error(e),
-                        Err(e) => SocketReply::Error(AdminError {
-                            code: AdminErrorCode::Internal,
-                            message: format!("the action failed: {e}"),
-                        }),
-                    }
-                }
             }
         }
         Err(e) => SocketReply::Error(AdminError {
@@ -208,6 +187,36 @@ async fn serve_one(
         }
         None => self::reply(&mut write, &reply).await,
     }
+}
+
+/// Carries out one action on the running gateway for `operator`, as the admin socket and
+/// the web console both do: the directory's check of an invitation first, then the
+/// action (journal first, the operator recorded), then its changes of access applied to
+/// the live sessions before it answers.
+pub async fn carry_out(
+    ctx: Arc<Context>,
+    sessions: Arc<SessionService>,
+    operator: String,
+    request: crate::admin::AdminRequest,
+) -> Result<AdminResponse, AdminError> {
+    // An invitation the directory must confirm is checked there first.
+    let request = crate::directory::vet(&ctx.settings, request).await?;
+    tokio::task::spawn_blocking(move || {
+        crate::admin::sessions::handle(&ctx, &sessions, &operator, &request).unwrap_or_else(|| {
+            let _changing = ctx.changing();
+            let outcome = handle(&ctx, &operator, &request);
+            // Sessions end before the action answers.
+            sessions.apply_all(&outcome.access);
+            outcome.result
+        })
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(AdminError {
+            code: AdminErrorCode::Internal,
+            message: format!("the action failed: {e}"),
+        })
+    })
 }
 
 /// Whether the caller `uid` (primary group `gid`) may use the admin socket: root, the
