@@ -44,6 +44,12 @@ command -v dbus-daemon >/dev/null 2>&1 || need_packages+=(dbus-daemon)
 # The independent journal verifier (audit/verify-journal.py) runs on Debian's python3
 # with cryptography (tests/journal_tamper.rs).
 /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || need_packages+=(python3-cryptography)
+# The web console's tests drive a real browser (tests/console.rs): Debian's chromium and
+# its WebDriver, NSS's tools to import the operator's PKCS#12 file, and npm for axe-core.
+command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_packages+=(chromium-driver)
+command -v pk12util >/dev/null 2>&1 || need_packages+=(libnss3-tools)
+command -v npm >/dev/null 2>&1 || need_packages+=(npm)
 # Schedules use the system's time-zone database (see docs/policy.md).
 [[ -e /usr/share/zoneinfo/Africa/Casablanca ]] || need_packages+=(tzdata)
 if ((${#need_packages[@]})); then
@@ -101,6 +107,14 @@ rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup com
 for target in x86_64-pc-windows-gnu aarch64-apple-darwin x86_64-apple-darwin; do
     rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target"
 done
+
+# axe-core, which the console's tests run on every page (the version tests/src/browser.rs
+# names), from the npm registry into target/axe.
+axe_version=$(sed -n 's/^pub const AXE_VERSION: &str = "\(.*\)";$/\1/p' tests/src/browser.rs)
+if ! grep -qs "\"version\": \"$axe_version\"" target/axe/node_modules/axe-core/package.json; then
+    echo "test.sh: installing axe-core $axe_version"
+    npm install --prefix target/axe --no-audit --no-fund --no-save "axe-core@$axe_version" >/dev/null
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

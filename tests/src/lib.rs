@@ -3,7 +3,9 @@
 //! real binaries; network namespaces with the real WireGuard client ([`netns`]).
 
 pub mod bench;
+pub mod browser;
 pub mod cluster;
+pub mod console;
 pub mod lab;
 pub mod laptop;
 pub mod netns;

@@ -120,6 +120,39 @@ pub fn link(a: &Netns, a_cidr: &str, b: &Netns, b_cidr: &str) {
     b.ip(&["link", "set", &ib, "up"]);
 }
 
+/// A veth pair between this test's host namespace and `b`, made by the test (unique
+/// names) and removed on drop: the host end gets `host_cidr`, `b`'s end `b_cidr`. For a
+/// program that must run in the host's namespace (a browser) to reach a namespace.
+#[derive(Debug)]
+pub struct HostLink {
+    host_end: String,
+}
+
+impl HostLink {
+    pub fn new(host_cidr: &str, b: &Netns, b_cidr: &str) -> Self {
+        let host_end = unique("vh");
+        let ib = unique("vb");
+        run(Command::new("ip").args([
+            "link", "add", &host_end, "type", "veth", "peer", "name", &ib, "netns", &b.name,
+        ]));
+        let link = Self { host_end };
+        run(Command::new("ip").args(["addr", "add", host_cidr, "dev", &link.host_end]));
+        b.ip(&["addr", "add", b_cidr, "dev", &ib]);
+        run(Command::new("ip").args(["link", "set", &link.host_end, "up"]));
+        b.ip(&["link", "set", &ib, "up"]);
+        link
+    }
+}
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_end])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 /// A child process, killed by its pid on drop. Its standard output is read line by line
 /// on a thread of its own, so a test never blocks on it for longer than it chooses.
 #[derive(Debug)]

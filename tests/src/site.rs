@@ -65,6 +65,12 @@ impl Site {
 
     /// As [`Site::new`], with `edit` applied to gateway.toml before the gateway starts.
     pub fn new_with(policy: &str, edit: impl FnOnce(String) -> String) -> Self {
+        Self::new_named(policy, &[], edit)
+    }
+
+    /// As [`Site::new_with`], the gateway's certificate also naming `names` (addresses
+    /// the gateway is reached at besides [`GATEWAY`], such as its web console's).
+    pub fn new_named(policy: &str, names: &[&str], edit: impl FnOnce(String) -> String) -> Self {
         netns::require("wireguard-go", "wireguard-go");
         let dir = tempfile::tempdir().expect("tempdir");
         let gw = Netns::new("zs");
@@ -76,6 +82,7 @@ impl Site {
                 .args(["init", "--dir"])
                 .arg(&state)
                 .args(["--name", GATEWAY, "--endpoint", &format!("{GATEWAY}:51820")])
+                .args(names.iter().flat_map(|n| ["--name", n]))
                 .args(["--control-listen", &format!("{GATEWAY}:8443")]),
         );
         let config = state.join("gateway.toml");

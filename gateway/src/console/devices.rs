@@ -54,7 +54,7 @@ fn device_table(p: &Page, devices: &[DeviceSummary]) -> Markup {
                         td { a href=(format!("/devices/{}", d.id.as_str())) { (d.id.as_str()) } }
                         td { (d.employee.as_str()) }
                         td { (d.role) }
-                        td { (status(d.status)) }
+                        td { (p.t(status(d.status))) }
                         td { (d.hostname) }
                         td { (when(d.enrolled_at)) }
                     } }
@@ -64,12 +64,12 @@ fn device_table(p: &Page, devices: &[DeviceSummary]) -> Markup {
     }
 }
 
-fn status(s: DeviceStatus) -> &'static str {
+fn status(s: DeviceStatus) -> Msg {
     match s {
-        DeviceStatus::Pending => "pending",
-        DeviceStatus::Active => "active",
-        DeviceStatus::Revoked => "revoked",
-        DeviceStatus::Decommissioned => "decommissioned",
+        DeviceStatus::Pending => Msg::StatusPending,
+        DeviceStatus::Active => Msg::StatusActive,
+        DeviceStatus::Revoked => Msg::StatusRevoked,
+        DeviceStatus::Decommissioned => Msg::StatusDecommissioned,
     }
 }
 
@@ -110,7 +110,7 @@ pub async fn show(r: &Req<'_>, id: &str) -> Response {
                 tbody {
                     tr { th scope="row" { (p.t(Msg::Employee)) } td { (d.employee.as_str()) } }
                     tr { th scope="row" { (p.t(Msg::Role)) } td { (d.role) } }
-                    tr { th scope="row" { (p.t(Msg::Status)) } td { (status(d.status)) } }
+                    tr { th scope="row" { (p.t(Msg::Status)) } td { (p.t(status(d.status))) } }
                     tr { th scope="row" { (p.t(Msg::Hostname)) } td { (d.hostname) " · " (detail.os) } }
                     tr { th scope="row" { (p.t(Msg::Schedule)) } td { (detail.schedule.as_deref().unwrap_or("—")) } }
                     tr { th scope="row" { (p.t(Msg::Enrolled)) } td { (when(d.enrolled_at)) } }
@@ -132,7 +132,7 @@ pub async fn show(r: &Req<'_>, id: &str) -> Response {
                 tbody { @for c in &detail.certificates { tr {
                     td class="detail" { (c.serial) }
                     td { (when(c.not_after)) }
-                    td { @if let Some(at) = c.revoked_at { "revoked " (when(at)) } @else { "—" } }
+                    td { @if let Some(at) = c.revoked_at { (p.t(Msg::StatusRevoked)) " " (when(at)) } @else { "—" } }
                 } } }
             }
             @if p.may_act() {
@@ -222,8 +222,10 @@ pub async fn invite(r: &Req<'_>, f: InviteForm) -> Response {
                 tr { th scope="row" { (p.t(Msg::Role)) } td { (issued.role) } }
                 tr { th scope="row" { (p.t(Msg::Expires)) } td { (when(issued.expires_at)) } }
             } }
-            p { label for="invitation" { (p.t(Msg::Invitation)) } }
-            p class="invitation" id="invitation" { (text) }
+            p {
+                label for="invitation" { (p.t(Msg::Invitation)) }
+                textarea class="invitation" id="invitation" readonly rows="3" { (text) }
+            }
             @if let Ok(svg) = qr {
                 div class="qr" role="img" aria-label=(p.t(Msg::QrCode)) { (layout::trusted(svg)) }
             }
@@ -310,7 +312,7 @@ pub async fn employees(r: &Req<'_>) -> Response {
                     tbody { @for (id, revoked) in &rows { tr {
                         td { (id.as_str()) }
                         td { (devices.iter().filter(|d| &d.employee == id).count()) }
-                        td { @if let Some(c) = revoked { "revoked " (when(c.at)) " · " (c.reason) (note_suffix(&c.note)) } @else { "active" } }
+                        td { @if let Some(c) = revoked { (p.t(Msg::StatusRevoked)) " " (when(c.at)) " · " (c.reason) (note_suffix(&c.note)) } @else { (p.t(Msg::StatusActive)) } }
                     } } }
                 }
             }

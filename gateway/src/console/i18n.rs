@@ -228,7 +228,11 @@ messages! {
     BadForm => ["The form could not be read", "Le formulaire n'a pas pu être lu", "تعذرت قراءة النموذج"],
     TooLarge => ["The form is too large.", "Le formulaire est trop volumineux.", "النموذج كبير جدًا."],
     Unavailable => ["The gateway cannot answer this now", "La passerelle ne peut pas répondre pour l'instant", "لا يمكن للبوابة الإجابة الآن"],
-    Chart => ["Chart", "Graphique", "رسم بياني"],
+    StatusPending => ["awaiting approval", "en attente d'approbation", "في انتظار الموافقة"],
+    StatusActive => ["active", "actif", "نشط"],
+    StatusRevoked => ["revoked", "révoqué", "ملغى"],
+    StatusDecommissioned => ["decommissioned", "restitué", "مسترجع"],
+    NoRefusalsInPeriod => ["No refusal in this period.", "Aucun refus sur cette période.", "لا يوجد رفض خلال هذه الفترة."],
 }
 
 #[cfg(test)]

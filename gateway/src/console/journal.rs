@@ -72,7 +72,7 @@ fn status_line(p: &Page, report: &Result<Report, String>) -> Markup {
                 @match &r.last_checkpoint {
                     Some(c) => {
                         (p.t(Msg::LastCheckpoint)) " "
-                        (OffsetDateTime::from_unix_timestamp(c.head.time_ms.div_euclid(1000)).map(when).unwrap_or_default())
+                        @if let Ok(t) = OffsetDateTime::from_unix_timestamp(c.head.time_ms.div_euclid(1000)) { (when(t)) }
                     },
                     None => (p.t(Msg::NoCheckpoint)),
                 }
@@ -126,7 +126,7 @@ pub async fn overview(r: &Req<'_>) -> Response {
             }
             (status_line(p, &report))
             h2 { (p.t(Msg::RefusalsToday)) " (UTC)" }
-            (reason_table(p, &refusals))
+            (reason_table(p, &refusals, Msg::NoRefusals))
         },
     ))
 }
@@ -155,9 +155,9 @@ pub fn by_reason(records: &[Record]) -> BTreeMap<String, u32> {
     counts
 }
 
-pub fn reason_table(p: &Page, counts: &BTreeMap<String, u32>) -> Markup {
+pub fn reason_table(p: &Page, counts: &BTreeMap<String, u32>, none: Msg) -> Markup {
     html! {
-        @if counts.is_empty() { p { (p.t(Msg::NoRefusals)) } } @else {
+        @if counts.is_empty() { p { (p.t(none)) } } @else {
             table {
                 thead { tr { th scope="col" { (p.t(Msg::Reason)) } th scope="col" { (p.t(Msg::Count)) } } }
                 tbody { @for (reason, n) in counts { tr { td { (reason) } td { (n) } } } }

@@ -215,17 +215,21 @@ pub fn failed(page: &Page, title: &str, message: &str, back: &str) -> Markup {
     )
 }
 
-/// A time as people read it: `2027-04-06 09:12 UTC`.
-pub fn when(t: OffsetDateTime) -> String {
+/// A time as people read it, `2027-04-06 09:12 UTC`, kept left to right in Arabic pages.
+pub fn when(t: OffsetDateTime) -> Markup {
     let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
+    let text = format!(
         "{:04}-{:02}-{:02} {:02}:{:02} UTC",
         t.year(),
         u8::from(t.month()),
         t.day(),
         t.hour(),
         t.minute()
-    )
+    );
+    let iso = t
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    html! { time datetime=(iso) dir="ltr" { (text) } }
 }
 
 /// Markup made elsewhere and already safe (an SVG drawn by a library from our data).

@@ -102,7 +102,7 @@ pub async fn page(r: &Req<'_>) -> Response {
     let title = format!("{} — {}", p.t(Msg::Reports), &from.to_string()[..7]);
     let checkpoint = OffsetDateTime::from_unix_timestamp(cp.head.time_ms.div_euclid(1000))
         .map(when)
-        .unwrap_or_default();
+        .unwrap_or_else(|_| html! {});
     r.ok(layout::frame(
         p,
         &title,
@@ -164,7 +164,7 @@ pub async fn page(r: &Req<'_>) -> Response {
                     label: reason.clone(), value: f64::from(*n), target: None,
                 }).collect::<Vec<_>>()))
             }
-            (reason_table(p, &refusals))
+            (reason_table(p, &refusals, Msg::NoRefusalsInPeriod))
         },
     ))
 }

@@ -1,6 +1,6 @@
 //! The console's requests: who asks, in which language, for which page or action, and
 //! the headers every answer carries (a strict Content-Security-Policy, no caching, no
-//! framing, no referrer).
+//! framing, no referrer to other sites).
 //!
 //! A change (POST) is checked in this order before it reaches the admin code: the
 //! request comes from the console's own pages (`Sec-Fetch-Site`, `Origin`), the role may
@@ -414,7 +414,7 @@ pub fn html(status: StatusCode, markup: Markup) -> Response {
 }
 
 /// An answer with the console's headers: strict CSP, no caching (pages hold personal
-/// data), no sniffing, no framing, no referrer, HTTPS only.
+/// data), no sniffing, no framing, no referrer to other origins, HTTPS only.
 pub fn with_headers(status: StatusCode, content_type: &'static str, body: Bytes) -> Response {
     let mut r = hyper::Response::new(Full::new(body));
     *r.status_mut() = status;
@@ -430,9 +430,11 @@ pub fn with_headers(status: StatusCode, content_type: &'static str, body: Bytes)
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Not `no-referrer`: with it browsers send `Origin: null` on the console's own forms,
+    // and the origin check needs the real one. Nothing is sent to another origin.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::STRICT_TRANSPORT_SECURITY,

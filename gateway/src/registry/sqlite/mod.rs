@@ -388,4 +388,29 @@ mod tests {
             Err(RegistryError::Corrupt(_))
         ));
     }
+
+    #[test]
+    fn a_registry_of_schema_2_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.db");
+        drop(SqliteRegistry::open(&path).expect("open"));
+        // As the previous ztgw left it: schema 2, no operators table.
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "DROP TABLE operators; UPDATE meta SET value = 2 WHERE key = 'schema_version';",
+        )
+        .expect("downgrade");
+        drop(conn);
+        let reg: Arc<dyn Registry> = Arc::new(SqliteRegistry::open(&path).expect("upgrade"));
+        conformance::operators_are_added_listed_and_revoked(reg);
+        let conn = Connection::open(&path).expect("open");
+        let version: i64 = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+    }
 }
