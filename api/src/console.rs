@@ -271,17 +271,35 @@ pub struct OverrideForm {
     pub reason: Text,
 }
 
-/// `POST /policy/diff`: the proposal pasted into the page (read-only: auditors may too).
+/// `POST /policy/diff` (`multipart/form-data`): the proposal uploaded as a file, or
+/// pasted (read-only: auditors may too).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDiffForm {
     pub csrf: String,
+    /// The file chosen (empty when none was).
+    #[serde(default)]
+    pub upload: String,
+    /// The text pasted (empty when none was).
+    #[serde(default)]
     pub proposal: String,
+}
+
+impl PolicyDiffForm {
+    /// The proposal: the file when one was chosen, else the text pasted.
+    pub fn text(&self) -> &str {
+        if self.upload.trim().is_empty() {
+            &self.proposal
+        } else {
+            &self.upload
+        }
+    }
 }
 
 impl fmt::Debug for PolicyDiffForm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyDiffForm")
+            .field("upload_bytes", &self.upload.len())
             .field("proposal_bytes", &self.proposal.len())
             .finish_non_exhaustive()
     }

@@ -520,6 +520,21 @@ impl Settings {
                 ),
             ));
         }
+        if let Some(console) = &self.console
+            && console.max_connections == 0
+        {
+            // The key as written in [console], not [control]'s of the same name.
+            let section = text.find("[console]").unwrap_or(0);
+            let span = text[section..]
+                .find("max_connections")
+                .map(|at| section + at..section + at + "max_connections".len());
+            return Err(ConfigError::at(
+                &self.file,
+                text,
+                span,
+                "console.max_connections must be at least 1",
+            ));
+        }
         if self.control.second_factor_failures == 0 {
             return Err(at(
                 "second_factor_failures",
@@ -1140,6 +1155,34 @@ mod tests {
         assert_eq!(s.enrolment, defaults::enrolment());
         assert_eq!(s.control.max_request_bytes, defaults::max_request_bytes());
         assert_eq!(s.control.handshake_timeout, defaults::handshake_timeout());
+    }
+
+    #[test]
+    fn the_console_is_off_unless_its_section_gives_it_an_address() {
+        let path = Path::new("/etc/ztgw/gateway.toml");
+        let s = Settings::parse(path, &template(&values())).expect("template parses");
+        assert_eq!(s.console, None, "off by default");
+        let on = template(&values()) + "\n[console]\nlisten = \"10.0.0.1:9443\"\n";
+        let s = Settings::parse(path, &on).expect("parses");
+        assert_eq!(
+            s.console,
+            Some(ConsoleSection {
+                listen: "10.0.0.1:9443".parse().expect("addr"),
+                max_connections: 64,
+            })
+        );
+        let zero = format!("{on}max_connections = 0\n");
+        let e = Settings::parse(path, &zero).expect_err("zero").to_string();
+        let line = zero.lines().count();
+        assert!(
+            e.contains(&format!("gateway.toml:{line}:1")) && e.contains("console.max_connections"),
+            "{e}"
+        );
+        let typo = format!("{on}lisen = 1\n");
+        let e = Settings::parse(path, &typo)
+            .expect_err("unknown key")
+            .to_string();
+        assert!(e.contains("lisen"), "{e}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("journal_frames", journal_frames),
     ("journal_segment", journal_segment),
     ("request_bodies", request_bodies),
+    ("console_forms", console_forms),
 ];
 
 /// An IP packet from a laptop or from the internal network.
@@ -110,4 +111,37 @@ pub fn request_bodies(data: &[u8]) {
     let _ = serde_json::from_slice::<RecheckRequest>(data);
     let _ = serde_json::from_slice::<EndRequest>(data);
     let _ = serde_json::from_slice::<IncidentRequest>(data);
+}
+
+/// A web console form, as a browser may send it or an attacker may forge it: the first
+/// byte picks the encoding (URL-encoded, or multipart with the boundary `zz`), the rest is
+/// the body. Its fields, then each of the console's forms from them.
+pub fn console_forms(data: &[u8]) {
+    use ztgw_api::console::{
+        DeviceForm, EmployeeForm, IncidentForm, InviteForm, JournalSearch, OverrideForm,
+        PolicyDiffForm, RevokeForm, SessionEndForm,
+    };
+    let Some((kind, body)) = data.split_first() else {
+        return;
+    };
+    let content_type = match kind % 2 {
+        0 => "application/x-www-form-urlencoded",
+        _ => "multipart/form-data; boundary=zz",
+    };
+    let Ok(fields) = ztgw_api::form::fields(Some(content_type), body) else {
+        return;
+    };
+    assert!(fields.len() <= ztgw_api::form::MAX_FIELDS);
+    let Ok(encoded) = serde_urlencoded::to_string(&fields) else {
+        return;
+    };
+    let _ = serde_urlencoded::from_str::<InviteForm>(&encoded);
+    let _ = serde_urlencoded::from_str::<DeviceForm>(&encoded);
+    let _ = serde_urlencoded::from_str::<RevokeForm>(&encoded);
+    let _ = serde_urlencoded::from_str::<EmployeeForm>(&encoded);
+    let _ = serde_urlencoded::from_str::<SessionEndForm>(&encoded);
+    let _ = serde_urlencoded::from_str::<IncidentForm>(&encoded);
+    let _ = serde_urlencoded::from_str::<OverrideForm>(&encoded);
+    let _ = serde_urlencoded::from_str::<PolicyDiffForm>(&encoded);
+    let _ = serde_urlencoded::from_str::<JournalSearch>(&encoded);
 }

@@ -40,6 +40,7 @@ pub enum OperatorCommand {
     },
     /// Revoke an operator's certificate at once (their next request is refused).
     Revoke {
+        /// The operator's name, as given to `ztgw operator add`.
         name: OperatorName,
         /// A free-text note kept with the action in the registry and the journal.
         #[arg(long)]
@@ -47,6 +48,7 @@ pub enum OperatorCommand {
     },
     /// The operators, their roles, and whether they are revoked.
     List {
+        /// Print the list as JSON.
         #[arg(long)]
         json: bool,
     },

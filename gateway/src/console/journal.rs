@@ -230,9 +230,20 @@ pub async fn search(r: &Req<'_>) -> Response {
             form method="get" action="/journal" {
                 (layout::field("q-employee", "employee", p.t(Msg::Employee), text(q.employee.as_ref().map(|e| e.as_str())).as_deref(), false))
                 (layout::field("q-device", "device", p.t(Msg::Device), text(q.device.as_ref().map(|d| d.as_str())).as_deref(), false))
-                (layout::field("q-kind", "kind", p.t(Msg::EventType), text(q.kind.as_ref().map(|k| k.as_str())).as_deref(), false))
-                (layout::field("q-from", "from", p.t(Msg::From), text(q.from.as_ref().map(|d| d.as_str())).as_deref(), false))
-                (layout::field("q-to", "to", p.t(Msg::To), text(q.to.as_ref().map(|d| d.as_str())).as_deref(), false))
+                p {
+                    label for="q-kind" { (p.t(Msg::EventType)) }
+                    select id="q-kind" name="kind" {
+                        @for (value, label) in KINDS {
+                            @let chosen = q.kind.as_ref().map(|k| k.as_str()) == Some(*value) || (value.is_empty() && q.kind.is_none());
+                            option value=(value) selected[chosen] { (if value.is_empty() { p.t(Msg::AllEvents) } else { label }) }
+                        }
+                        @if let Some(k) = q.kind.as_ref().filter(|k| !KINDS.iter().any(|(v, _)| *v == k.as_str())) {
+                            option value=(k.as_str()) selected { (k.as_str()) }
+                        }
+                    }
+                }
+                (date_field("q-from", "from", p.t(Msg::From), q.from.as_ref().map(|d| d.as_str())))
+                (date_field("q-to", "to", p.t(Msg::To), q.to.as_ref().map(|d| d.as_str())))
                 button type="submit" { (p.t(Msg::Search)) }
             }
             p {
@@ -262,6 +273,39 @@ pub async fn search(r: &Req<'_>) -> Response {
             }
         },
     ))
+}
+
+/// The event types offered by the search (a family ends with '.'), the types' own names.
+const KINDS: &[(&str, &str)] = &[
+    ("", ""),
+    ("admission.", "admission.*"),
+    ("session.", "session.*"),
+    ("posture.checked", "posture.checked"),
+    ("device.", "device.*"),
+    ("employee.", "employee.*"),
+    ("invitation.created", "invitation.created"),
+    ("enrolment.", "enrolment.*"),
+    ("certificate.", "certificate.*"),
+    ("incident.", "incident.*"),
+    ("schedule.override", "schedule.override"),
+    ("policy.", "policy.*"),
+    ("revocation.queued", "revocation.queued"),
+    ("operator.", "operator.*"),
+    ("console.refused", "console.refused"),
+    ("auditor.", "auditor.*"),
+    ("directory.", "directory.*"),
+    ("journal.", "journal.*"),
+    ("gateway.", "gateway.*"),
+];
+
+/// A labelled date (the browser's date picker; `YYYY-MM-DD`).
+fn date_field(id: &str, name: &str, label: &str, value: Option<&str>) -> Markup {
+    html! {
+        p {
+            label for=(id) { (label) }
+            input type="date" id=(id) name=(name) value=[value];
+        }
+    }
 }
 
 fn field(event: &serde_json::Value, k: &str) -> String {

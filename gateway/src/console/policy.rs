@@ -1,5 +1,5 @@
 //! The policy in force (G2, G4, G18): its text and hash, `explain` for a question (role,
-//! destination, time), and `diff` against a proposal pasted into the page. Neither
+//! destination, time), and `diff` against a proposal uploaded (or pasted) into the page. Neither
 //! changes anything: auditors may use both. The proposal is parsed here and forgotten.
 
 use std::path::Path;
@@ -39,7 +39,7 @@ pub async fn page(r: &Req<'_>, proposal: Option<PolicyDiffForm>) -> Response {
         _ => None,
     };
     let compared = proposal.map(|f| {
-        Policy::parse(Path::new("proposal.toml"), &f.proposal)
+        Policy::parse(Path::new("proposal.toml"), f.text())
             .map(|checked| diff::diff(&active.policy, &checked.policy))
             .map_err(|e| e.to_string())
     });
@@ -68,18 +68,22 @@ pub async fn page(r: &Req<'_>, proposal: Option<PolicyDiffForm>) -> Response {
                 }
             }
             h2 id="diff" { (p.t(Msg::Diff)) }
-            form method="post" action="/policy/diff" aria-labelledby="diff" {
+            form method="post" action="/policy/diff" enctype="multipart/form-data" aria-labelledby="diff" {
                 (csrf_field(p))
                 p {
+                    label for="upload" { (p.t(Msg::ProposalFile)) }
+                    input type="file" id="upload" name="upload" accept=".toml,text/plain";
+                }
+                p {
                     label for="proposal" { (p.t(Msg::Proposal)) }
-                    textarea id="proposal" name="proposal" rows="10" required {}
+                    textarea id="proposal" name="proposal" rows="8" {}
                 }
                 button type="submit" { (p.t(Msg::DiffButton)) }
             }
             @if let Some(c) = &compared {
                 @match c {
                     Ok(changes) if changes.is_empty() => p class="done" role="status" { (p.t(Msg::NoChange)) },
-                    Ok(changes) => ul role="status" { @for change in changes { li { (change) } } },
+                    Ok(changes) => div role="status" { ul { @for change in changes { li { (change) } } } },
                     Err(e) => pre class="error" role="alert" { (e) },
                 }
             }

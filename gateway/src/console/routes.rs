@@ -252,24 +252,37 @@ async fn post(r: &Req<'_>, req: hyper::Request<Incoming>) -> Response {
     } else {
         ztgw_api::console::MAX_FORM_BYTES
     };
+    let req_content_type = header_str(&req, header::CONTENT_TYPE).map(str::to_owned);
     let body = match read_body(r, req, limit).await {
         Ok(b) => b,
         Err(response) => return response,
     };
-    let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
-        .ok()
-        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
+    let content_type = req_content_type.as_deref();
+    let fields = match ztgw_api::form::fields(content_type, &body) {
+        Ok(fields) => fields,
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                layout::failed(&r.page, r.page.t(Msg::BadForm), &e, "/"),
+            );
+        }
+    };
+    let token = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v);
     let now = r.ctx().clock.now().unix_timestamp();
-    if !token.is_some_and(|t| r.shared.csrf.check(r.page.operator, now, &t)) {
+    if !token.is_some_and(|t| r.shared.csrf.check(r.page.operator, now, t)) {
         return refuse(r, "csrf-token-invalid", r.page.t(Msg::CsrfRefused), "token").await;
     }
-    dispatch(r, path, &body)
+    dispatch(r, path, &fields)
         .await
         .unwrap_or_else(|response| response)
 }
 
-/// The action at `path`, with its form parsed from `body`.
-async fn dispatch(r: &Req<'_>, path: &str, body: &[u8]) -> Result<Response, Response> {
+/// The action at `path`, with its form parsed from `body`'s fields.
+async fn dispatch(
+    r: &Req<'_>,
+    path: &str,
+    body: &[(String, String)],
+) -> Result<Response, Response> {
     Ok(match path {
         "/devices/invite" => devices::invite(r, form(r, body)?).await,
         "/devices/approve" => devices::approve(r, form(r, body)?).await,
@@ -285,9 +298,10 @@ async fn dispatch(r: &Req<'_>, path: &str, body: &[u8]) -> Result<Response, Resp
     })
 }
 
-/// Parses a form body into `T`; the error names the field at fault.
-fn form<T: DeserializeOwned>(r: &Req<'_>, body: &[u8]) -> Result<T, Response> {
-    serde_urlencoded::from_bytes(body).map_err(|e| {
+/// Parses a form's fields into `T`; the error names the field at fault.
+fn form<T: DeserializeOwned>(r: &Req<'_>, fields: &[(String, String)]) -> Result<T, Response> {
+    let encoded = serde_urlencoded::to_string(fields).unwrap_or_default();
+    serde_urlencoded::from_str(&encoded).map_err(|e| {
         html(
             StatusCode::BAD_REQUEST,
             layout::failed(
