@@ -166,12 +166,38 @@ async fn an_auditor_verifies_searches_and_exports_the_journal_and_may_not_act() 
     assert!(text.contains("Journal: intact"), "{text}");
     b.check("auditor-verify").await;
 
-    let text = b.open(&url("/journal?kind=operator.added")).await;
+    let text = b.open(&url("/journal?kind=operator.")).await;
     assert!(text.contains("\"name\":\"omar\""), "{text}");
     assert!(text.contains("Shown: the latest 1 of 1"), "{text}");
     b.check("auditor-journal-search").await;
 
+    // Comparing a proposed policy, uploaded as a file, changes nothing: auditors may.
+    let proposal = cs.site.dir.path().join("proposal.toml");
+    std::fs::write(
+        &proposal,
+        lab_policy(ALWAYS).replace(
+            "resources = [\"database\", \"dns\"]",
+            "resources = [\"dns\"]",
+        ),
+    )
+    .expect("proposal");
+    b.open(&url("/policy")).await;
+    b.client
+        .find(Locator::Id("upload"))
+        .await
+        .expect("the file input")
+        .send_keys(&proposal.display().to_string())
+        .await
+        .expect("choose the file");
+    let text = b.submit("/policy/diff").await;
+    assert!(
+        text.contains("role finance loses resource database"),
+        "{text}"
+    );
+    b.check("auditor-policy-diff").await;
+
     // The export downloads the search's events as CSV.
+    b.open(&url("/journal?kind=operator.")).await;
     b.client
         .find(Locator::Css("a[download]"))
         .await

@@ -1,7 +1,7 @@
 //! The web console against bad input and the wrong people, over real HTTPS (curl with
 //! the operator's PKCS#12 file), on a gateway running in-process with the settings
 //! `ztgw init` writes and `[console]` added: no certificate, a certificate that is not an
-//! operator's, a revoked or expired one, forged and missing CSRF tokens, a request from
+//! operator's (an API auditor's, a device's), a revoked or expired one, forged and missing CSRF tokens, a request from
 //! another site, oversized and malformed forms, an unconfirmed revocation, markup in a
 //! field shown back as text. Each refusal says why; those of a signed-in operator are
 //! journaled.
@@ -132,6 +132,17 @@ async fn the_console_refuses_the_wrong_people_and_says_why() {
     assert!(out.status.success(), "{out:?}");
     let (status, page) = c.curl(
         Cert::Pem(&bundle.join("auditor.pem"), &bundle.join("auditor.key")),
+        "/?lang=en",
+        &[],
+    );
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("not an operator"), "{page}");
+
+    // Nor is a device's.
+    let agent = c.gw.enrol("e1029").await;
+    let state = agent.state();
+    let (status, page) = c.curl(
+        Cert::Pem(&state.certificate(), &state.tls_key()),
         "/?lang=en",
         &[],
     );
@@ -281,6 +292,39 @@ async fn the_console_refuses_forged_oversized_and_malformed_forms() {
         "{page}"
     );
     assert!(!page.contains("<script>"), "{page}");
+
+    // A proposal uploaded as a file (multipart), and a multipart body without its
+    // boundary.
+    let proposal = c.gw.dir.path().join("proposal.toml");
+    std::fs::write(
+        &proposal,
+        "[resources.x]\nhosts = [\"10.9.0.1\"]\nports = [\"tcp/22\"]\n",
+    )
+    .expect("proposal");
+    let (status, page) = c.curl(
+        Cert::P12(&amina),
+        "/policy/diff?lang=en",
+        &[
+            "-F",
+            &format!("csrf={token}"),
+            "-F",
+            &format!("upload=@{}", proposal.display()),
+        ],
+    );
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<li>"), "the changes are listed: {page}");
+    let (status, page) = c.curl(
+        Cert::P12(&amina),
+        "/policy/diff?lang=en",
+        &[
+            "--data-binary",
+            "--x--",
+            "-H",
+            "Content-Type: multipart/form-data",
+        ],
+    );
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("without a boundary"), "{page}");
 
     // Every answer: the policy, no caching.
     let out = Command::new("curl")
