@@ -166,10 +166,34 @@ impl Browser {
         }
     }
 
-    /// Opens `url` and returns the page's text.
+    /// Opens `url` and returns the page's text once a console page (its `main`) is
+    /// there. Chromium's own error page (a connection that failed under load: `ERR_…`)
+    /// is retried twice, a second apart; any other page without `main` fails the test.
     pub async fn open(&self, url: &str) -> String {
-        self.client.goto(url).await.expect("the page opens");
-        self.text().await
+        for attempt in 1..=3 {
+            self.client.goto(url).await.expect("the page opens");
+            let ours = self
+                .client
+                .execute(
+                    "return document.querySelector('main#main') !== null;",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            let text = self.text().await;
+            if ours {
+                return text;
+            }
+            assert!(
+                text.contains("ERR_") && attempt < 3,
+                "{url} is not a console page (attempt {attempt}):\n{text}"
+            );
+            eprintln!("{url}: chromium's error page, opening it again:\n{text}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        unreachable!("the loop returns or fails")
     }
 
     pub async fn text(&self) -> String {
