@@ -1088,8 +1088,50 @@ fn end_device(
     publish(ctx)
 }
 
-/// Longest validity of an auditor's certificate.
-pub const MAX_AUDITOR_VALIDITY_SECS: u64 = 2 * 365 * 86_400;
+/// Longest validity of a person's certificate (an auditor's, a console operator's).
+pub const MAX_PERSON_CERT_VALIDITY_SECS: u64 = 2 * 365 * 86_400;
+
+/// What a person's client certificate is signed from: their CSR checked, a fresh serial,
+/// and a validity from `now` of 1 second to [`MAX_PERSON_CERT_VALIDITY_SECS`]. `who` names
+/// the kind of person in the refusals ("an auditor"); `exists` whether the name is taken
+/// (names are never reused).
+struct PersonCertificate {
+    csr: ztgw_pki::CheckedCsr,
+    serial: ztgw_pki::SerialNumber,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+}
+
+fn person_certificate(
+    ctx: &Context,
+    now: OffsetDateTime,
+    who: &str,
+    name: &str,
+    exists: bool,
+    csr_pem: &str,
+    valid_for_secs: u64,
+) -> Result<PersonCertificate, AdminError> {
+    if valid_for_secs == 0 || valid_for_secs > MAX_PERSON_CERT_VALIDITY_SECS {
+        return Err(AdminError::new(
+            AdminErrorCode::Invalid,
+            format!("{who}'s certificate may be valid for 1 second to 2 years"),
+        ));
+    }
+    if exists {
+        return Err(AdminError::new(
+            AdminErrorCode::Conflict,
+            format!("{name} exists (names are never reused; revoke and choose another name)"),
+        ));
+    }
+    let csr = ztgw_pki::CheckedCsr::parse_pem(csr_pem)
+        .map_err(|e| AdminError::new(AdminErrorCode::Invalid, format!("the CSR: {e}")))?;
+    Ok(PersonCertificate {
+        csr,
+        serial: ztgw_pki::SerialNumber::from_random(random(ctx.entropy.as_ref())?),
+        not_before: now,
+        not_after: now + time::Duration::seconds(i64::try_from(valid_for_secs).unwrap_or(i64::MAX)),
+    })
+}
 
 fn add_auditor(
     ctx: &Context,
@@ -1099,27 +1141,21 @@ fn add_auditor(
     csr_pem: &str,
     valid_for_secs: u64,
 ) -> Result<AdminResponse, AdminError> {
-    if valid_for_secs == 0 || valid_for_secs > MAX_AUDITOR_VALIDITY_SECS {
-        return Err(AdminError::new(
-            AdminErrorCode::Invalid,
-            "an auditor certificate may be valid for 1 second to 2 years",
-        ));
-    }
-    if ctx.registry.auditor(name)?.is_some() {
-        return Err(AdminError::new(
-            AdminErrorCode::Conflict,
-            format!(
-                "auditor {name} exists (names are never reused; revoke and choose another name)"
-            ),
-        ));
-    }
-    let csr = ztgw_pki::CheckedCsr::parse_pem(csr_pem)
-        .map_err(|e| AdminError::new(AdminErrorCode::Invalid, format!("the CSR: {e}")))?;
+    let p = person_certificate(
+        ctx,
+        now,
+        "an auditor",
+        &format!("auditor {name}"),
+        ctx.registry.auditor(name)?.is_some(),
+        csr_pem,
+        valid_for_secs,
+    )?;
+    let csr = p.csr;
     let claims = ztgw_pki::AuditorClaims {
         name: name.clone(),
-        serial: ztgw_pki::SerialNumber::from_random(random(ctx.entropy.as_ref())?),
-        not_before: now,
-        not_after: now + time::Duration::seconds(i64::try_from(valid_for_secs).unwrap_or(i64::MAX)),
+        serial: p.serial,
+        not_before: p.not_before,
+        not_after: p.not_after,
     };
     let cert = ctx
         .ca

@@ -1,7 +1,7 @@
 //! A gateway with its web console on, reachable from this host's namespace (where the
 //! browser runs) over a veth pair the test makes, and its operators' PKCS#12 files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::netns::HostLink;
@@ -48,21 +48,43 @@ impl ConsoleSite {
 
     /// `ztgw operator add NAME --role ROLE`: the PKCS#12 file (passphrase [`PASSPHRASE`]).
     pub fn operator(&self, name: &str, role: &str) -> PathBuf {
-        let dir = self.site.dir.path();
-        let pass = dir.join("operator.pass");
-        std::fs::write(&pass, PASSPHRASE).expect("passphrase");
-        let p12 = dir.join(format!("{name}.p12"));
-        self.site.ztgw_ok(&[
-            "operator",
-            "add",
+        add_operator(
+            |args| {
+                self.site.ztgw_ok(args);
+            },
+            self.site.dir.path(),
             name,
-            "--role",
             role,
-            "--out",
-            &p12.display().to_string(),
-            "--passphrase-file",
-            &pass.display().to_string(),
-        ]);
-        p12
+            "365d",
+        )
     }
+}
+
+/// `ztgw operator add NAME --role ROLE --valid-for VALID_FOR`, run by `ztgw_ok` (which
+/// runs `ztgw ARGS` on a gateway and fails the test if it fails): the PKCS#12 file it
+/// wrote in `dir` (passphrase [`PASSPHRASE`]).
+pub fn add_operator(
+    ztgw_ok: impl FnOnce(&[&str]),
+    dir: &Path,
+    name: &str,
+    role: &str,
+    valid_for: &str,
+) -> PathBuf {
+    let pass = dir.join("operator.pass");
+    std::fs::write(&pass, PASSPHRASE).expect("passphrase");
+    let p12 = dir.join(format!("{name}.p12"));
+    ztgw_ok(&[
+        "operator",
+        "add",
+        name,
+        "--role",
+        role,
+        "--valid-for",
+        valid_for,
+        "--out",
+        &p12.display().to_string(),
+        "--passphrase-file",
+        &pass.display().to_string(),
+    ]);
+    p12
 }

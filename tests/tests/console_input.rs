@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ztgw_tests::console::PASSPHRASE;
+use ztgw_tests::console::{PASSPHRASE, add_operator};
 use ztgw_tests::{GatewayOptions, TestGateway};
 
 struct Console {
@@ -45,25 +45,16 @@ impl Console {
     }
 
     fn operator(&self, name: &str, role: &str, valid_for: &str) -> PathBuf {
-        let dir = self.gw.dir.path();
-        let pass = dir.join("operator.pass");
-        std::fs::write(&pass, PASSPHRASE).expect("passphrase");
-        let p12 = dir.join(format!("{name}.p12"));
-        let out = self.ztgw(&[
-            "operator",
-            "add",
+        add_operator(
+            |args| {
+                let out = self.ztgw(args);
+                assert!(out.status.success(), "{out:?}");
+            },
+            self.gw.dir.path(),
             name,
-            "--role",
             role,
-            "--valid-for",
             valid_for,
-            "--out",
-            &p12.display().to_string(),
-            "--passphrase-file",
-            &pass.display().to_string(),
-        ]);
-        assert!(out.status.success(), "{out:?}");
-        p12
+        )
     }
 
     /// curl `path` with the client certificate `cert` (a PKCS#12 file, or PEM

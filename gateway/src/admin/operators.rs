@@ -9,16 +9,12 @@ use ztgw_pki::OperatorName;
 
 use super::{
     AdminError, AdminErrorCode, AdminResponse, action, apply, check_note, done, journal,
-    journal_reducing_access, publish,
+    journal_reducing_access, person_certificate, publish,
 };
-use crate::clock::random;
 use crate::context::Context;
 use crate::enrolment::rfc3339;
 use crate::journal::Event;
 use crate::registry::{OperatorRecord, StatusChange};
-
-/// Longest validity of an operator's certificate.
-pub const MAX_OPERATOR_VALIDITY_SECS: u64 = 2 * 365 * 86_400;
 
 pub(super) fn add(
     ctx: &Context,
@@ -29,27 +25,21 @@ pub(super) fn add(
     csr_pem: &str,
     valid_for_secs: u64,
 ) -> Result<AdminResponse, AdminError> {
-    if valid_for_secs == 0 || valid_for_secs > MAX_OPERATOR_VALIDITY_SECS {
-        return Err(AdminError::new(
-            AdminErrorCode::Invalid,
-            "an operator certificate may be valid for 1 second to 2 years",
-        ));
-    }
-    if ctx.registry.operator(name)?.is_some() {
-        return Err(AdminError::new(
-            AdminErrorCode::Conflict,
-            format!(
-                "operator {name} exists (names are never reused; revoke and choose another name)"
-            ),
-        ));
-    }
-    let csr = ztgw_pki::CheckedCsr::parse_pem(csr_pem)
-        .map_err(|e| AdminError::new(AdminErrorCode::Invalid, format!("the CSR: {e}")))?;
+    let p = person_certificate(
+        ctx,
+        now,
+        "an operator",
+        &format!("operator {name}"),
+        ctx.registry.operator(name)?.is_some(),
+        csr_pem,
+        valid_for_secs,
+    )?;
+    let csr = p.csr;
     let claims = ztgw_pki::OperatorClaims {
         name: name.clone(),
-        serial: ztgw_pki::SerialNumber::from_random(random(ctx.entropy.as_ref())?),
-        not_before: now,
-        not_after: now + time::Duration::seconds(i64::try_from(valid_for_secs).unwrap_or(i64::MAX)),
+        serial: p.serial,
+        not_before: p.not_before,
+        not_after: p.not_after,
     };
     let cert = ctx
         .ca

@@ -63,12 +63,7 @@ pub fn frame(page: &Page, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(lang.code()) dir=(lang.dir()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · " (lang.t(Msg::Console)) }
-                link rel="stylesheet" href=(CSS_PATH);
-            }
+            (head(lang, title))
             body {
                 a class="skip" href="#main" { (lang.t(Msg::SkipToContent)) }
                 header {
@@ -102,6 +97,18 @@ pub fn frame(page: &Page, title: &str, body: Markup) -> Markup {
     }
 }
 
+/// A page's `<head>`: its title, and the stylesheet (the only asset).
+fn head(lang: Lang, title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · " (lang.t(Msg::Console)) }
+            link rel="stylesheet" href=(CSS_PATH);
+        }
+    }
+}
+
 /// The language switch: links to this page in the other languages.
 fn switch(lang: Lang, path: &str) -> Markup {
     html! {
@@ -126,12 +133,7 @@ pub fn refusal(lang: Lang, title: &str, text: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(lang.code()) dir=(lang.dir()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · " (lang.t(Msg::Console)) }
-                link rel="stylesheet" href=(CSS_PATH);
-            }
+            (head(lang, title))
             body {
                 header { p class="brand" { (lang.t(Msg::Console)) } (switch(lang, "/")) }
                 main id="main" {
