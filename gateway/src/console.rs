@@ -71,6 +71,7 @@ impl Console {
                 ctx,
                 sessions,
                 csrf: auth::Csrf::new(secret),
+                journal_reads: Semaphore::new(routes::MAX_JOURNAL_READS),
             }),
             tls,
             limits,

@@ -317,6 +317,34 @@ async fn the_console_refuses_forged_oversized_and_malformed_forms() {
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("without a boundary"), "{page}");
 
+    // Exports read the journal two at a time; more at once wait their turn, none refused.
+    let exports: Vec<_> = (0..6)
+        .map(|_| {
+            Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "30",
+                    "--cacert",
+                ])
+                .arg(&c.ca)
+                .args(["--cert-type", "P12", "--cert"])
+                .arg(format!("{}:{PASSPHRASE}", amina.display()))
+                .arg(format!("{}/journal/export.csv", c.url))
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("curl")
+        })
+        .collect();
+    for export in exports {
+        let out = export.wait_with_output().expect("curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    }
+
     // Every answer: the policy, no caching.
     let out = Command::new("curl")
         .args(["-s", "-D", "-", "-o", "/dev/null", "--cacert"])

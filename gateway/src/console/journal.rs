@@ -28,7 +28,7 @@ pub async fn latest(
     max: usize,
 ) -> Result<(Vec<Record>, usize), Response> {
     let read = r
-        .read(move |ctx| {
+        .read_journal(move |ctx| {
             query::read_at_most(
                 &ctx.settings.journal.dir,
                 &filter,
@@ -50,7 +50,7 @@ pub async fn latest(
 
 /// The journal verified with the gateway's key, up to its durable end.
 async fn verified(r: &Req<'_>) -> Result<Result<Report, String>, Response> {
-    r.read(|ctx| {
+    r.read_journal(|ctx| {
         verify_dir_until(
             &ctx.settings.journal.dir,
             Some(&ctx.journal.public_key()),

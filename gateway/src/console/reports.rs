@@ -43,7 +43,7 @@ pub async fn page(r: &Req<'_>) -> Response {
     };
     let policy = r.ctx().policy.current();
     let read = r
-        .read(move |ctx| -> Result<_, String> {
+        .read_journal(move |ctx| -> Result<_, String> {
             let dir = &ctx.settings.journal.dir;
             let limit = ctx.journal.durable_end();
             let verified = verify_dir_until(dir, Some(&ctx.journal.public_key()), None, limit)

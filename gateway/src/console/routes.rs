@@ -27,12 +27,19 @@ use crate::device_auth::Presented;
 use crate::journal::Event;
 use crate::sessions::SessionService;
 
+/// Reads of the whole journal at once (a search, an export, the verification, a
+/// report): each can take a while and hold up to [`super::journal::MAX_READ`] events, so
+/// the others wait for a place, at most the request timeout.
+pub const MAX_JOURNAL_READS: usize = 2;
+
 /// What every request of the console shares.
 #[derive(Debug)]
 pub struct Shared {
     pub ctx: Arc<Context>,
     pub sessions: Arc<SessionService>,
     pub csrf: Csrf,
+    /// Places for journal reads ([`MAX_JOURNAL_READS`]).
+    pub journal_reads: tokio::sync::Semaphore,
 }
 
 pub type Response = hyper::Response<Full<Bytes>>;
@@ -122,6 +129,32 @@ impl Req<'_> {
                     ),
                 )
             })
+    }
+
+    /// [`Req::read`] for work that reads the whole journal: it waits for one of the
+    /// [`MAX_JOURNAL_READS`] places, at most the request timeout (then 503).
+    pub async fn read_journal<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Context) -> T + Send + 'static,
+    ) -> Result<T, Response> {
+        let timeout = self.ctx().settings.control.request_timeout.get();
+        let _place = match tokio::time::timeout(timeout, self.shared.journal_reads.acquire()).await
+        {
+            Ok(Ok(place)) => place,
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!("console: every journal read place stayed taken");
+                return Err(html(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    layout::failed(
+                        &self.page,
+                        self.page.t(Msg::Unavailable),
+                        self.page.t(Msg::Unavailable),
+                        "/",
+                    ),
+                ));
+            }
+        };
+        self.read(f).await
     }
 
     /// The page for a request whose fields are wrong (`message` names the field).
