@@ -1,6 +1,8 @@
 //! Evaluating a report that lists 2,000 packages against a profile (target: median
-//! ≤ 50 µs), beside parsing the same report from JSON, measured in the same run; and the
-//! size of a typical report (target ≤ 16 KiB).
+//! ≤ 50 µs), beside parsing the same report from JSON, measured in the same run; parsing
+//! a typical report (150 packages; target ≤ 100 µs) against parsing the same bytes as
+//! plain JSON (`serde_json::Value`, the baseline); and the size of a typical report
+//! (target ≤ 16 KiB).
 //!
 //! Run: `cargo bench -p ztgw-posture --bench evaluate`
 
@@ -151,6 +153,12 @@ fn main() {
     g.bench_function("parse-2000-packages", |b| {
         b.iter(|| PostureReport::parse(black_box(&json)))
     });
+    g.bench_function("parse-typical", |b| {
+        b.iter(|| PostureReport::parse(black_box(&typical)))
+    });
+    g.bench_function("json-value-typical", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&typical)))
+    });
     g.finish();
     c.final_summary();
 
@@ -169,6 +177,16 @@ fn main() {
             eval / 1000.0,
             parse / 1000.0,
             eval / parse
+        ),
+        _ => println!("posture: medians not found under target/criterion/posture"),
+    }
+    match (median_ns("parse-typical"), median_ns("json-value-typical")) {
+        (Some(parse), Some(plain)) => println!(
+            "posture: parsing a typical report (150 packages, {} bytes) median {:.1} us (target <= 100 us), {:.2}x parsing the same bytes as plain JSON ({:.1} us)",
+            typical.len(),
+            parse / 1000.0,
+            parse / plain,
+            plain / 1000.0
         ),
         _ => println!("posture: medians not found under target/criterion/posture"),
     }

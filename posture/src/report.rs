@@ -17,8 +17,10 @@ pub const MAX_LIST: usize = 256;
 /// Longest string in a report.
 pub const MAX_STRING: usize = 512;
 
-/// A fact and how it was found, or why it is not known.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A fact and how it was found, or why it is not known. In JSON an object with a
+/// `status` (`known` or `unknown`) beside the variant's fields; read in one pass (see the
+/// `Deserialize` impl below), whatever the order of its keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Fact<T> {
     Known { value: T, source: String },
@@ -43,6 +45,76 @@ impl<T> Fact<T> {
         match self {
             Self::Known { value, .. } => Some(value),
             Self::Unknown { .. } => None,
+        }
+    }
+}
+
+/// serde's derive for an internally tagged enum first copies the whole object into a
+/// buffer of its own (every string of a 2,000-package list allocated twice) before it
+/// knows the variant. Only `Known` has a `value`, so it is read as `T` where it stands,
+/// before or after `status`: one pass, no copy. Unknown keys are ignored, as the derive
+/// did; a key given twice is refused.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Fact<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FactVisitor(std::marker::PhantomData))
+    }
+}
+
+struct FactVisitor<T>(std::marker::PhantomData<T>);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum FactStatus {
+    Known,
+    Unknown,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "kebab-case")]
+enum FactKey {
+    Status,
+    Value,
+    Source,
+    Reason,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for FactVisitor<T> {
+    type Value = Fact<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a fact: {\"status\": \"known\", \"value\", \"source\"} or {\"status\": \"unknown\", \"reason\"}")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fact<T>, A::Error> {
+        use serde::de::Error;
+        fn once<V, E: Error>(slot: &mut Option<V>, v: V, key: &'static str) -> Result<(), E> {
+            if slot.replace(v).is_some() {
+                return Err(E::duplicate_field(key));
+            }
+            Ok(())
+        }
+        let (mut status, mut value, mut source, mut reason) = (None, None, None, None);
+        while let Some(key) = map.next_key::<FactKey>()? {
+            match key {
+                FactKey::Status => once(&mut status, map.next_value::<FactStatus>()?, "status")?,
+                FactKey::Value => once(&mut value, map.next_value::<T>()?, "value")?,
+                FactKey::Source => once(&mut source, map.next_value::<String>()?, "source")?,
+                FactKey::Reason => once(&mut reason, map.next_value::<String>()?, "reason")?,
+                FactKey::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        match status.ok_or_else(|| A::Error::missing_field("status"))? {
+            FactStatus::Known => Ok(Fact::Known {
+                value: value.ok_or_else(|| A::Error::missing_field("value"))?,
+                source: source.ok_or_else(|| A::Error::missing_field("source"))?,
+            }),
+            FactStatus::Unknown => Ok(Fact::Unknown {
+                reason: reason.ok_or_else(|| A::Error::missing_field("reason"))?,
+            }),
         }
     }
 }
@@ -193,12 +265,18 @@ impl PostureReport {
                 ),
             });
         }
-        let version: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| ReportError {
-                code: "report_malformed",
-                message: format!("the report is not JSON: {e}"),
-            })?;
-        match version.get("schema_version").and_then(|v| v.as_u64()) {
+        // The version first, alone (the rest of the document skipped, not built), so a
+        // report of another schema is named as such rather than as malformed.
+        #[derive(Deserialize)]
+        struct Versioned {
+            #[serde(default)]
+            schema_version: Option<serde_json::Value>,
+        }
+        let versioned: Versioned = serde_json::from_slice(bytes).map_err(|e| ReportError {
+            code: "report_malformed",
+            message: format!("the report is not JSON: {e}"),
+        })?;
+        match versioned.schema_version.as_ref().and_then(|v| v.as_u64()) {
             Some(v) if v == u64::from(SCHEMA_VERSION) => {}
             Some(v) => {
                 return Err(ReportError {
@@ -215,7 +293,7 @@ impl PostureReport {
                 });
             }
         }
-        let report: Self = serde_json::from_value(version).map_err(|e| ReportError {
+        let report: Self = serde_json::from_slice(bytes).map_err(|e| ReportError {
             code: "report_malformed",
             message: format!("the report does not follow the schema: {e}"),
         })?;
@@ -271,5 +349,58 @@ fn longest_string(v: &serde_json::Value) -> usize {
         serde_json::Value::Array(a) => a.iter().map(longest_string).max().unwrap_or(0),
         serde_json::Value::Object(o) => o.values().map(longest_string).max().unwrap_or(0),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod fact_tests {
+    use super::*;
+
+    #[test]
+    fn a_fact_reads_in_any_key_order_and_refuses_what_is_wrong() {
+        let parse = |json: &str| serde_json::from_str::<Fact<Vec<u32>>>(json);
+        let known = Fact::known(vec![1, 2], "dpkg");
+        for json in [
+            r#"{"status":"known","value":[1,2],"source":"dpkg"}"#,
+            r#"{"value":[1,2],"source":"dpkg","status":"known"}"#,
+            r#"{"source":"dpkg","extra":{"a":[1]},"value":[1,2],"status":"known"}"#,
+        ] {
+            assert_eq!(parse(json).expect(json), known, "{json}");
+        }
+        assert_eq!(
+            parse(r#"{"reason":"not read","status":"unknown"}"#).expect("unknown"),
+            Fact::unknown("not read")
+        );
+        for (json, expected) in [
+            (r#"{"value":[1],"source":"x"}"#, "missing field `status`"),
+            (
+                r#"{"status":"known","source":"x"}"#,
+                "missing field `value`",
+            ),
+            (
+                r#"{"status":"known","value":[1]}"#,
+                "missing field `source`",
+            ),
+            (r#"{"status":"unknown"}"#, "missing field `reason`"),
+            (
+                r#"{"status":"maybe","reason":"x"}"#,
+                "unknown variant `maybe`",
+            ),
+            (
+                r#"{"status":"known","value":[1],"value":[2],"source":"x"}"#,
+                "duplicate field `value`",
+            ),
+            (
+                r#"{"status":"known","value":"no","source":"x"}"#,
+                "invalid type",
+            ),
+            (r#"[]"#, "invalid type"),
+        ] {
+            let e = parse(json).expect_err(json).to_string();
+            assert!(e.contains(expected), "{json}: {e}");
+        }
+        // What the agent writes reads back the same.
+        let json = serde_json::to_string(&known).expect("json");
+        assert_eq!(parse(&json).expect("round trip"), known);
     }
 }
