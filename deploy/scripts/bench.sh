@@ -3,7 +3,8 @@
 # baselines: the data plane (tunnel throughput against a wireguard-go gateway,
 # handshakes, 10,000 idle peers), admissions (200 concurrent agents; revocation to the
 # last packet), several gateways on PostgreSQL (admissions against SQLite; revocation
-# on one gateway to the last packet on another), and the audit journal (durable appends and verification per second).
+# on one gateway to the last packet on another), the audit journal (durable appends and
+# verification per second), and posture reports (parsing against plain JSON, evaluation).
 # Needs root (network namespaces). docs/capacity.md records the figures.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,3 +15,5 @@ echo
 bash deploy/scripts/bench-cluster.sh
 echo
 cargo bench --locked -p ztgw-journal --bench journal
+echo
+cargo bench --locked -p ztgw-posture --bench evaluate
