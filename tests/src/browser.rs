@@ -3,7 +3,8 @@
 //! an NSS database of its own (`pk12util`) and chosen without a prompt by the
 //! `AutoSelectCertificateForUrls` policy (a file under /etc/chromium/policies/managed,
 //! named for this test process and removed when its last browser is dropped). The CA is trusted in that
-//! database only. Pages are checked with `axe-core` and saved as screenshots.
+//! database only. Pages are checked with `axe-core` and saved as screenshots. Each
+//! browser runs in a network namespace of its own (see [`crate::console::ConsoleSite`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,12 +12,14 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 
-use crate::netns::{self, Proc};
+use crate::netns::{self, HostLink, Netns, Proc};
 
 /// Where Debian's chromium reads managed policies.
 const POLICY_DIR: &str = "/etc/chromium/policies/managed";
 /// The axe-core the test script installs (`deploy/scripts/test.sh`).
 pub const AXE_VERSION: &str = "4.14.1";
+/// chromedriver's port in the browser's namespace.
+const DRIVER_PORT: u16 = 9515;
 
 /// The managed policy that picks the client certificate without asking (headless
 /// chromium would wait for an answer forever). One file for every browser of the
@@ -63,6 +66,8 @@ impl Drop for Policy {
 pub struct Browser {
     pub client: Client,
     driver: Proc,
+    /// This host's way to chromedriver in the browser's namespace.
+    _link: HostLink,
     _policy: Policy,
     pub downloads: PathBuf,
     screenshots: PathBuf,
@@ -91,7 +96,10 @@ impl Browser {
     /// A browser that trusts `ca_pem` and shows the certificate in `p12` (its passphrase
     /// `passphrase`) to the sites that ask for one. Screenshots go to
     /// `target/console-screenshots/NAME-*.png`.
-    pub async fn start(name: &str, ca_pem: &Path, p12: Option<(&Path, &str)>) -> Self {
+    ///
+    /// The browser runs in the namespace `ns` (chromedriver listening there, reached from
+    /// this host over a link of its own that admits this host's address only).
+    pub async fn start(name: &str, ca_pem: &Path, p12: Option<(&Path, &str)>, ns: &Netns) -> Self {
         netns::require("chromium", "chromium");
         netns::require("chromedriver", "chromium-driver");
         netns::require("pk12util", "libnss3-tools");
@@ -113,21 +121,25 @@ impl Browser {
             );
         }
         let policy = Policy::hold();
-        let port = crate::free_port();
-        let mut cmd = Command::new("chromedriver");
-        // Its own process group: chromium and its helpers go with it on drop.
+        let (host, driver_addr) = netns::slash30();
+        let link = HostLink::new(&format!("{host}/30"), ns, &format!("{driver_addr}/30"));
+        let mut cmd = ns.command("chromedriver");
+        // Its own process group: chromium and its helpers go with it on drop
+        // (`ip netns exec` runs chromedriver in its own place).
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.env("HOME", home.path())
-            .arg(format!("--port={port}"))
+            .arg(format!("--port={DRIVER_PORT}"))
+            .arg(format!("--allowed-ips={host}"))
             .stderr(Stdio::null());
         let driver = Proc::spawn(cmd);
+        let driver_url = format!("http://{driver_addr}:{DRIVER_PORT}");
         assert!(
             netns::eventually(Duration::from_secs(10), || std::net::TcpStream::connect((
-                "127.0.0.1",
-                port
+                driver_addr,
+                DRIVER_PORT
             ))
             .is_ok()),
-            "chromedriver did not start"
+            "chromedriver did not start at {driver_url}"
         );
         let downloads = home.path().join("downloads");
         std::fs::create_dir_all(&downloads).expect("downloads");
@@ -151,7 +163,7 @@ impl Browser {
         );
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
+            .connect(&driver_url)
             .await
             .expect("a WebDriver session with chromium");
         let screenshots = workspace().join("target/console-screenshots");
@@ -159,6 +171,7 @@ impl Browser {
         Self {
             client,
             driver,
+            _link: link,
             _policy: policy,
             downloads,
             screenshots: screenshots.join(name),

@@ -1,18 +1,14 @@
-//! A gateway with its web console on, reachable from this host's namespace (where the
-//! browser runs) over a veth pair the test makes, and its operators' PKCS#12 files.
+//! A gateway with its web console on, reachable from a namespace of the browser's own
+//! over a veth pair the test makes, and its operators' PKCS#12 files.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
-
-use crate::netns::HostLink;
+use crate::netns::{self, Netns};
 use crate::site::Site;
+use std::path::{Path, PathBuf};
 
 /// The console's port in the gateway's namespace.
 pub const CONSOLE_PORT: u16 = 9443;
 /// The passphrase of every operator's PKCS#12 file in the tests.
 pub const PASSPHRASE: &str = "correct horse battery staple";
-
-static LINKS: AtomicU8 = AtomicU8::new(0);
 
 #[derive(Debug)]
 pub struct ConsoleSite {
@@ -20,29 +16,35 @@ pub struct ConsoleSite {
     /// `https://ADDRESS:9443`, the console as the browser reaches it.
     pub url: String,
     pub ca: PathBuf,
-    _link: HostLink,
+    /// The browser's namespace, linked to the gateway's. Chromium aborts a page load in
+    /// flight (`ERR_NETWORK_CHANGED`) when an address or link of its namespace changes,
+    /// as they do in the host's namespace whenever another test makes or removes a link
+    /// there: in a namespace of its own, only this site's link is there.
+    pub client: Netns,
 }
 
 impl ConsoleSite {
     /// A site with `policy`, its gateway's console on, and `edit` applied to its settings.
     pub fn new(policy: &str, edit: impl FnOnce(String) -> String) -> Self {
-        // A /30 of the benchmarking range (RFC 2544) of its own: this process and call.
-        let n = LINKS.fetch_add(1, Ordering::Relaxed) % 60;
-        let a = std::process::id() % 250;
-        let host = format!("198.18.{a}.{}", n * 4 + 1);
-        let console = format!("198.18.{a}.{}", n * 4 + 2);
-        let site = Site::new_named(policy, &[&console], |text| {
+        let (client_addr, console) = netns::slash30();
+        let site = Site::new_named(policy, &[&console.to_string()], |text| {
             edit(format!(
                 "{text}\n[console]\nlisten = \"0.0.0.0:{CONSOLE_PORT}\"\n"
             ))
         });
-        let link = HostLink::new(&format!("{host}/30"), &site.gw, &format!("{console}/30"));
+        let client = Netns::new("cb");
+        netns::link(
+            &client,
+            &format!("{client_addr}/30"),
+            &site.gw,
+            &format!("{console}/30"),
+        );
         let ca = site.config.with_file_name("ca.pem");
         Self {
             url: format!("https://{console}:{CONSOLE_PORT}"),
             site,
             ca,
-            _link: link,
+            client,
         }
     }
 

@@ -120,6 +120,20 @@ pub fn link(a: &Netns, a_cidr: &str, b: &Netns, b_cidr: &str) {
     b.ip(&["link", "set", &ib, "up"]);
 }
 
+/// The two usable addresses of a /30 of the benchmarking range (RFC 2544,
+/// 198.18.0.0/15) of this process and call, for a link a test makes: 128 per process.
+pub fn slash30() -> (Ipv4Addr, Ipv4Addr) {
+    static LINKS: AtomicU32 = AtomicU32::new(0);
+    let n = LINKS.fetch_add(1, Ordering::Relaxed) % 128;
+    let second = 18 + u8::from(n >= 64);
+    let third = u8::try_from(std::process::id() % 250).unwrap_or(0);
+    let fourth = u8::try_from((n % 64) * 4).unwrap_or(0);
+    (
+        Ipv4Addr::new(198, second, third, fourth + 1),
+        Ipv4Addr::new(198, second, third, fourth + 2),
+    )
+}
+
 /// A veth pair between this test's host namespace and `b`, made by the test (unique
 /// names) and removed on drop: the host end gets `host_cidr`, `b`'s end `b_cidr`. For a
 /// program that must run in the host's namespace (a browser) to reach a namespace.

@@ -36,7 +36,13 @@ async fn a_security_unit_invites_approves_and_revokes_a_device_and_its_tunnel_is
         )
     });
     let p12 = cs.operator("amina", "security-unit");
-    let b = Browser::start("security-unit", &cs.ca, Some((&p12, PASSPHRASE))).await;
+    let b = Browser::start(
+        "security-unit",
+        &cs.ca,
+        Some((&p12, PASSPHRASE)),
+        &cs.client,
+    )
+    .await;
     let url = |path: &str| format!("{}{path}", cs.url);
 
     let text = b.open(&url("/?lang=en")).await;
@@ -159,7 +165,7 @@ async fn a_security_unit_invites_approves_and_revokes_a_device_and_its_tunnel_is
 async fn an_auditor_verifies_searches_and_exports_the_journal_and_may_not_act() {
     let cs = ConsoleSite::new(&lab_policy(ALWAYS), |s| s);
     let p12 = cs.operator("omar", "auditor");
-    let b = Browser::start("auditor", &cs.ca, Some((&p12, PASSPHRASE))).await;
+    let b = Browser::start("auditor", &cs.ca, Some((&p12, PASSPHRASE)), &cs.client).await;
     let url = |path: &str| format!("{}{path}", cs.url);
 
     let text = b.open(&url("/journal/verify?lang=en")).await;
