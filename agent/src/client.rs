@@ -1,5 +1,6 @@
-//! HTTPS to the control plane: one connection per request, HTTP/1.1, bounded in size
-//! and time.
+//! HTTPS to the control plane: HTTP/1.1, bounded in size and time. A client keeps its
+//! connection open between requests (keep-alive), so the requests of one operation
+//! (profile, nonce and admission or re-check) cost one TLS handshake, not one each.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
@@ -21,11 +23,25 @@ pub const MAX_RESPONSE_LEN: usize = 1024 * 1024;
 /// How long one request may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A control plane at `address` (`host:port`), reached with `config`.
+/// How long a connection may have been idle and still be used for the next request:
+/// well under the gateway's own idle timeout (`[control] idle_timeout`, 20 s by default),
+/// so that the gateway does not close it just as a request goes out.
+pub const KEEP_IDLE: Duration = Duration::from_secs(8);
+
+/// A control plane at `address` (`host:port`), reached with `config`. Clones share the
+/// connection kept open.
 #[derive(Debug, Clone)]
 pub struct ControlClient {
     address: String,
     config: Arc<ClientConfig>,
+    idle: Arc<std::sync::Mutex<Option<Idle>>>,
+}
+
+/// A connection whose last answer was read whole, and since when it waits.
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<Full<Bytes>>,
+    since: std::time::Instant,
 }
 
 impl ControlClient {
@@ -33,6 +49,7 @@ impl ControlClient {
         Self {
             address: address.into(),
             config: Arc::new(config),
+            idle: Arc::default(),
         }
     }
 
@@ -113,7 +130,7 @@ impl ControlClient {
         };
         let silent = |d: Duration| unreachable(format!("nothing heard for {} s", d.as_secs()));
         let setup = silence.map_or(REQUEST_TIMEOUT, |s| s + s / 2);
-        let (response, driver) = tokio::time::timeout(setup, self.request(method, path, body))
+        let (response, sender) = tokio::time::timeout(setup, self.request(method, path, body))
             .await
             .map_err(|_| silent(setup))??;
         let status = response.status();
@@ -146,7 +163,8 @@ impl ControlClient {
                 Bytes::from(out)
             }
         };
-        driver.abort();
+        // Read whole: the connection may carry the next request.
+        self.keep(sender);
         if status.is_success() {
             Ok(bytes)
         } else {
@@ -160,7 +178,8 @@ impl ControlClient {
         }
     }
 
-    /// Connects, and sends the request: its response's head, and the connection's task.
+    /// Sends the request on the connection kept open, or on a new one: its response's
+    /// head, and the connection (to keep once the response is read whole).
     async fn request(
         &self,
         method: Method,
@@ -169,7 +188,72 @@ impl ControlClient {
     ) -> Result<
         (
             http::Response<hyper::body::Incoming>,
-            tokio::task::JoinHandle<Result<(), hyper::Error>>,
+            SendRequest<Full<Bytes>>,
+        ),
+        AgentError,
+    > {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, self.address.as_str())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| AgentError::Local(e.to_string()))?;
+        let request = match self.reusable().await {
+            Some(mut sender) => match sender.try_send_request(request).await {
+                Ok(response) => return Ok((response, sender)),
+                Err(mut e) => match e.take_message() {
+                    // The connection closed before the request went out: a new one. A
+                    // request that went out is never sent twice (an admission's nonce
+                    // is spent by the first).
+                    Some(request) => request,
+                    None => return Err(self.failure(e.error())),
+                },
+            },
+            None => request,
+        };
+        self.connect_and_send(request).await
+    }
+
+    /// The connection kept open, if it is still open, ready, and not idle too long.
+    async fn reusable(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()?;
+        if idle.since.elapsed() > KEEP_IDLE || idle.sender.is_closed() {
+            return None;
+        }
+        let mut sender = idle.sender;
+        // Ready at once unless the connection is closing (an error then).
+        match tokio::time::timeout(Duration::from_secs(1), sender.ready()).await {
+            Ok(Ok(())) => Some(sender),
+            _ => None,
+        }
+    }
+
+    /// Keeps `sender`'s connection open for the next request.
+    fn keep(&self, sender: SendRequest<Full<Bytes>>) {
+        if !sender.is_closed() {
+            *self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Idle {
+                sender,
+                since: std::time::Instant::now(),
+            });
+        }
+    }
+
+    /// Connects (TCP, TLS, HTTP/1.1) and sends `request`.
+    async fn connect_and_send(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<
+        (
+            http::Response<hyper::body::Incoming>,
+            SendRequest<Full<Bytes>>,
         ),
         AgentError,
     > {
@@ -190,14 +274,9 @@ impl ControlClient {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| self.failure(&e))?;
+        // The connection's task ends when the connection closes: by the gateway, or once
+        // this client (and its clones) no longer hold it.
         let driver = tokio::spawn(conn);
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, self.address.as_str())
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .map_err(|e| AgentError::Local(e.to_string()))?;
         let response = match sender.send_request(request).await {
             Ok(r) => r,
             Err(e) => {
@@ -215,7 +294,7 @@ impl ControlClient {
                 });
             }
         };
-        Ok((response, driver))
+        Ok((response, sender))
     }
 
     fn failure(&self, e: &(dyn std::error::Error + 'static)) -> AgentError {

@@ -11,16 +11,18 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 use ztgw_api::control::{
-    AdmissionRequest, EndRequest, NonceView, RecheckRequest, RecheckView, RedactedString,
-    SessionGrant, WatchView, path,
+    AdmissionRequest, EndRequest, NonceRequest, NonceView, RecheckRequest, RecheckView,
+    RedactedString, SessionGrant, WatchView, path,
 };
 
+use crate::client::ControlClient;
 use crate::dns::SplitDns;
 use crate::error::AgentError;
-use crate::posture::{collect_for, profile_for};
+use crate::posture::{collect_for, profile_with};
 use crate::renew::device_client;
 use crate::state::AgentState;
 use ztgw_pki::Existing;
+use ztgw_posture::profile::Profile;
 
 /// What the agent remembers of its session (no key material).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,13 +63,16 @@ fn session_path(state: &AgentState) -> PathBuf {
 }
 
 /// A fresh posture report for a new nonce, as JSON, and whether the gateway wants a
-/// second-factor code with it.
-async fn fresh_report(state: &AgentState, root: &Path) -> Result<(String, bool), AgentError> {
-    let client = device_client(state)?;
-    let (_, profile) = profile_for(state).await?;
-    let nonce: NonceView = client
-        .post(path::SESSION_NONCE, &serde_json::json!({}))
-        .await?;
+/// second-factor code with it. The nonce comes with the profile to collect for (a
+/// gateway that does not send it is asked for it), over `client`'s connection, which the
+/// admission or re-check then uses too.
+async fn fresh_report(client: &ControlClient, root: &Path) -> Result<(String, bool), AgentError> {
+    let nonce: NonceView = client.post(path::SESSION_NONCE, &NonceRequest {}).await?;
+    let profile = match &nonce.profile {
+        Some(p) => Profile::deserialize(p)
+            .map_err(|e| AgentError::Protocol(format!("the posture profile: {e}")))?,
+        None => profile_with(client).await?.1,
+    };
     let report = collect_for(&profile, root.to_owned(), nonce.nonce);
     let json = serde_json::to_string(&report).map_err(|e| AgentError::Local(e.to_string()))?;
     Ok((json, nonce.second_factor))
@@ -81,8 +86,9 @@ pub async fn admit(
     code: impl FnOnce() -> Option<String>,
 ) -> Result<SessionGrant, AgentError> {
     let record = state.record()?;
-    let (posture, wants_code) = fresh_report(state, posture_root).await?;
-    let grant: SessionGrant = device_client(state)?
+    let client = device_client(state)?;
+    let (posture, wants_code) = fresh_report(&client, posture_root).await?;
+    let grant: SessionGrant = client
         .post(
             path::SESSION,
             &AdmissionRequest {
@@ -183,8 +189,9 @@ pub async fn recheck(
     posture_root: &Path,
     code: impl FnOnce() -> Option<String>,
 ) -> Result<RecheckView, AgentError> {
-    let (posture, wants_code) = fresh_report(state, posture_root).await?;
-    let view: RecheckView = device_client(state)?
+    let client = device_client(state)?;
+    let (posture, wants_code) = fresh_report(&client, posture_root).await?;
+    let view: RecheckView = client
         .post(
             path::SESSION_RECHECK,
             &RecheckRequest {

@@ -9,6 +9,7 @@ use ztgw_posture::evaluate::{Evaluation, Freshness, evaluate};
 use ztgw_posture::profile::Profile;
 use ztgw_posture::report::PostureReport;
 
+use crate::client::ControlClient;
 use crate::error::AgentError;
 use crate::renew::device_client;
 use crate::state::AgentState;
@@ -17,21 +18,24 @@ use crate::state::AgentState;
 /// not enrolled) the strict defaults.
 pub async fn profile_for(state: &AgentState) -> Result<(String, Profile), AgentError> {
     match state.record() {
-        Ok(_) => {
-            let view: PostureProfileView = device_client(state)?.get(path::POSTURE_PROFILE).await?;
-            let profile: Profile = serde_json::from_value(view.profile)
-                .map_err(|e| AgentError::Protocol(format!("the posture profile: {e}")))?;
-            Ok((
-                format!("{} (role {})", view.profile_name, view.role),
-                profile,
-            ))
-        }
+        Ok(_) => profile_with(&device_client(state)?).await,
         Err(AgentError::NotEnrolled { .. }) => Ok((
             "the default profile (not enrolled)".into(),
             Profile::default(),
         )),
         Err(e) => Err(e),
     }
+}
+
+/// The gateway's profile for the device whose certificate `client` presents.
+pub async fn profile_with(client: &ControlClient) -> Result<(String, Profile), AgentError> {
+    let view: PostureProfileView = client.get(path::POSTURE_PROFILE).await?;
+    let profile: Profile = serde_json::from_value(view.profile)
+        .map_err(|e| AgentError::Protocol(format!("the posture profile: {e}")))?;
+    Ok((
+        format!("{} (role {})", view.profile_name, view.role),
+        profile,
+    ))
 }
 
 /// Collects this device's report for `profile` (the nonce is the gateway's, or empty

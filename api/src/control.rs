@@ -225,6 +225,12 @@ pub struct FailedCheck {
     pub remedy: Option<String>,
 }
 
+/// `POST /v1/session/nonce`'s body: an empty object (read whole, so that the connection
+/// carries the admission that follows).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NonceRequest {}
+
 /// `POST /v1/session/nonce` (mTLS): a one-time nonce for the next posture report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NonceView {

@@ -336,6 +336,20 @@ impl TestAgent {
     pub fn device_id(&self) -> DeviceId {
         self.record.device_id.clone()
     }
+
+    /// A TLS client configuration with this device's certificate, offering `alpn`.
+    pub fn tls_config(&self, alpn: &[u8]) -> rustls::ClientConfig {
+        let state = self.state();
+        let read = |p: PathBuf| std::fs::read_to_string(p).expect("agent file");
+        let mut c = ztgw_pki::tls::mtls_client_config(
+            &read(state.ca()),
+            &read(state.certificate()),
+            &ztgw_pki::Secret::new(read(state.tls_key())),
+        )
+        .expect("config");
+        c.alpn_protocols = vec![alpn.to_vec()];
+        c
+    }
 }
 
 /// A device certificate signed by `ca` with the given validity and WireGuard key.

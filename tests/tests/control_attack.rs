@@ -21,8 +21,8 @@ use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use ztgw_api::control::path;
-use ztgw_pki::{Secret, tls};
-use ztgw_tests::{GatewayOptions, TestAgent, TestGateway};
+use ztgw_pki::tls;
+use ztgw_tests::{GatewayOptions, TestGateway};
 
 fn fast_handshakes(s: String) -> String {
     s.replace(
@@ -61,19 +61,6 @@ async fn tls_to(
 
 fn anonymous(gw: &TestGateway, alpn: &[u8]) -> rustls::ClientConfig {
     let mut c = tls::pinned_client_config(*gw.ctx().ca.fingerprint()).expect("config");
-    c.alpn_protocols = vec![alpn.to_vec()];
-    c
-}
-
-fn device(agent: &TestAgent, alpn: &[u8]) -> rustls::ClientConfig {
-    let state = agent.state();
-    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).expect("agent file");
-    let mut c = tls::mtls_client_config(
-        &read(state.ca()),
-        &read(state.certificate()),
-        &Secret::new(read(state.tls_key())),
-    )
-    .expect("config");
     c.alpn_protocols = vec![alpn.to_vec()];
     c
 }
@@ -450,7 +437,7 @@ async fn request_bodies_held_in_memory_are_bounded() {
     })
     .await;
     let agent = gw.enrol("e8004").await;
-    let h2: Sender<Unfinished> = h2_from(&gw, Ipv4Addr::LOCALHOST, device(&agent, b"h2")).await;
+    let h2: Sender<Unfinished> = h2_from(&gw, Ipv4Addr::LOCALHOST, agent.tls_config(b"h2")).await;
     let waiting = unfinished_requests(&h2, path::SESSION_END, b"{", 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held = gw.running.observed.bodies.in_use();

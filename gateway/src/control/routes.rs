@@ -7,11 +7,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use ztgw_api::control::{
-    AdmissionRequest, EndRequest, EnrolRequest, IncidentRequest, RecheckRequest, RenewRequest, path,
+    AdmissionRequest, EndRequest, EnrolRequest, IncidentRequest, NonceRequest, RecheckRequest,
+    RenewRequest, path,
 };
 
 use super::limits::SourceLimits;
@@ -100,7 +101,14 @@ pub async fn route(
         .await
         .unwrap_or_else(|_| Err(ApiError::new(Reason::Timeout, "the request took too long")));
     Ok(match answer {
-        Ok(response) => response,
+        Ok(response) => {
+            // A body the endpoint had no use for (a GET's) is read too: left unread, it
+            // would end the connection after this answer instead of keeping it open.
+            if !body.is_end_stream() {
+                drain(&mut body).await;
+            }
+            response
+        }
         Err(e) => {
             drain(&mut body).await;
             error_response(&e)
@@ -200,11 +208,12 @@ async fn dispatch(
             if !limits.allow_admission(source) {
                 return Err(too_many_admissions());
             }
-            let answer = blocking(move || {
-                let device = authenticate(&ctx, &presented)?;
-                sessions.nonce(&device)
-            })
-            .await?;
+            let device = device(&caller).await?;
+            // No body, or `{}` (what the agent sends).
+            if !body.is_end_stream() {
+                let NonceRequest {} = read_json(parts, body, max, &bodies).await?;
+            }
+            let answer = blocking(move || sessions.nonce(&device)).await?;
             json(StatusCode::OK, &answer)
         }
         (Method::POST, path::SESSION) => {
