@@ -120,10 +120,18 @@ async fn auditor_and_device_certificates_open_only_their_own_doors() {
         note: None,
     })
     .expect("revoke auditor");
+    // On the connection it already holds (kept alive), the next request is refused...
     let err = auditor
         .get_bytes(path::AUDIT_VERIFY)
         .await
-        .expect_err("revoked auditor");
+        .expect_err("revoked auditor, kept connection");
+    assert_eq!(err.code(), Some("certificate_revoked"), "{err}");
+    // ...and a new connection is refused at the handshake.
+    let err = gw
+        .client_with(&cert, &key)
+        .get_bytes(path::AUDIT_VERIFY)
+        .await
+        .expect_err("revoked auditor, new connection");
     assert_eq!(
         err.tls_error(),
         Some(&rustls::Error::AlertReceived(
