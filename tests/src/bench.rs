@@ -22,6 +22,7 @@ pub struct Figures {
     pub rate: f64,
     pub p50: f64,
     pub p99: f64,
+    pub max: f64,
     pub done: usize,
     pub errors: usize,
 }
@@ -90,17 +91,80 @@ pub async fn run(states: &Arc<Vec<AgentState>>, secs: u64, root: &Path, op: Op) 
     }
     // Admissions are timed to the grant; the disconnects that follow are part of the
     // load but not of the latency.
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort_unstable();
+    figures(all, errors, start.elapsed().as_secs_f64())
+}
+
+/// Open loop: admissions arrive at `rate` per second for `secs` seconds, on schedule
+/// whatever the gateway's answers (a closed loop of agents would wait for each answer
+/// before the next arrival, and measure its own queueing). Each arrival takes an agent
+/// that is not in an admission or disconnect already (agents cycle through `states`); its
+/// latency runs from the arrival's scheduled moment to the grant, so waiting for a free
+/// agent counts too. Each admission is followed by a disconnect, not timed.
+pub async fn open_loop(
+    states: &Arc<Vec<AgentState>>,
+    rate: u32,
+    secs: u64,
+    root: &Path,
+) -> Figures {
+    let (free_tx, free_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    for i in 0..states.len() {
+        let _ = free_tx.send(i);
+    }
+    let free_rx = Arc::new(tokio::sync::Mutex::new(free_rx));
+    let period = Duration::from_secs(1) / rate.max(1);
+    let arrivals = u64::from(rate) * secs;
+    let start = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..arrivals {
+        let due = start + period * u32::try_from(n).unwrap_or(u32::MAX);
+        tokio::time::sleep_until(due).await;
+        let (states, free_tx, free_rx, root) = (
+            states.clone(),
+            free_tx.clone(),
+            free_rx.clone(),
+            root.to_owned(),
+        );
+        tasks.spawn(async move {
+            let i = free_rx.lock().await.recv().await?;
+            let state = &states[i];
+            let outcome = ztgw_agent::connect::admit(state, &root, || None).await;
+            let latency = due.elapsed();
+            let ok = match outcome {
+                Ok(grant) => {
+                    let _ = remember(state, grant);
+                    let _ = ztgw_agent::connect::disconnect(state).await;
+                    true
+                }
+                Err(_) => false,
+            };
+            let _ = free_tx.send(i);
+            Some((latency, ok))
+        });
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Some((l, true))) => lat.push(l),
+            _ => errors += 1,
+        }
+    }
+    figures(lat, errors, start.elapsed().as_secs_f64())
+}
+
+/// The figures of `lat` (one per operation done) over `elapsed` seconds.
+fn figures(mut lat: Vec<Duration>, errors: usize, elapsed: f64) -> Figures {
+    lat.sort_unstable();
     let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     Figures {
-        rate: all.len() as f64 / elapsed,
+        rate: lat.len() as f64 / elapsed,
         p50: pct(0.5),
         p99: pct(0.99),
-        done: all.len(),
+        max: pct(1.0),
+        done: lat.len(),
         errors,
     }
 }
