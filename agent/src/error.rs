@@ -134,6 +134,7 @@ fn refusal_sentence(status: u16, body: &ErrorBody) -> String {
         "directory_unavailable" => "The gateway could not reach the directory to check your password. The invitation is still valid: try again in a few minutes.".into(),
         "device_pending_approval" => "This device is enrolled and waiting for your security unit's approval. Try again once they confirm it.".into(),
         "device_revoked" | "certificate_revoked" => "This device's access has been revoked. Contact your security unit.".into(),
+        "certificate_expired" => "This device's certificate has expired. Ask your security unit for a new invitation and enrol again.".into(),
         "device_decommissioned" => "This device has been decommissioned and can no longer connect.".into(),
         "wireguard_key_in_use" => "This device's WireGuard key is already registered. Remove the agent's state directory and enrol with a new invitation.".into(),
         "rate_limited" => "Too many attempts from your network. Wait a minute, then try again.".into(),

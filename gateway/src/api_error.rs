@@ -39,6 +39,7 @@ pub enum Reason {
     CertificateIdentityInvalid,
     CertificateUnknown,
     CertificateRevoked,
+    CertificateExpired,
     DeviceUnknown,
     DevicePending,
     DeviceRevoked,
@@ -88,6 +89,7 @@ impl Reason {
             Self::CertificateIdentityInvalid => "certificate_identity_invalid",
             Self::CertificateUnknown => "certificate_unknown",
             Self::CertificateRevoked => "certificate_revoked",
+            Self::CertificateExpired => "certificate_expired",
             Self::DeviceUnknown => "device_unknown",
             Self::DevicePending => "device_pending_approval",
             Self::DeviceRevoked => "device_revoked",
@@ -125,6 +127,7 @@ impl Reason {
             | Self::CertificateIdentityInvalid
             | Self::CertificateUnknown
             | Self::CertificateRevoked
+            | Self::CertificateExpired
             | Self::DeviceUnknown
             | Self::DevicePending
             | Self::DeviceRevoked
@@ -270,6 +273,7 @@ mod tests {
         CertificateIdentityInvalid,
         CertificateUnknown,
         CertificateRevoked,
+        CertificateExpired,
         DeviceUnknown,
         DevicePending,
         DeviceRevoked,

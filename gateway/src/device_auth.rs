@@ -2,8 +2,9 @@
 //!
 //! TLS has already verified the chain and the CRL. This adds what TLS cannot know: the
 //! certificate must be one the registry issued, not revoked since the connection opened
-//! (HTTP/2 and keep-alive connections outlive a CRL swap), for a device still in service,
-//! whose employee still teleworks, with the WireGuard key the registry holds.
+//! (HTTP/2 and keep-alive connections outlive a CRL swap), not expired since (nor do they
+//! end when it expires), for a device still in service, whose employee still teleworks,
+//! with the WireGuard key the registry holds.
 
 use time::OffsetDateTime;
 use ztgw_api::control::DeviceStatus;
@@ -73,6 +74,8 @@ pub fn authenticate(ctx: &Context, presented: &Presented) -> Result<Authenticate
             "this request needs a device certificate",
         ));
     };
+    let now = ctx.clock.now();
+    still_valid(not_after, now)?;
     let cert = ctx.registry.certificate(serial)?.ok_or_else(|| {
         ApiError::new(
             Reason::CertificateUnknown,
@@ -123,7 +126,6 @@ pub fn authenticate(ctx: &Context, presented: &Presented) -> Result<Authenticate
         not_after: *not_after,
     };
     // The first use of a renewed certificate retires the ones before it.
-    let now = ctx.clock.now();
     let older: Vec<SerialNumber> = ctx
         .registry
         .certificates_of(&device.record.id)?
@@ -136,6 +138,21 @@ pub fn authenticate(ctx: &Context, presented: &Presented) -> Result<Authenticate
         tracing::warn!(device = %device.record.id, error = %e, "could not retire the certificates a renewed one replaced");
     }
     Ok(device)
+}
+
+/// Refuses a certificate past its validity: TLS checked it when the connection opened,
+/// and a kept connection may outlive it.
+fn still_valid(not_after: &OffsetDateTime, now: OffsetDateTime) -> Result<(), ApiError> {
+    if *not_after <= now {
+        return Err(ApiError::new(
+            Reason::CertificateExpired,
+            format!(
+                "this certificate expired at {}",
+                crate::enrolment::rfc3339(*not_after)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn ended(status: DeviceStatus) -> ApiError {
@@ -168,12 +185,18 @@ pub fn authenticate_auditor(
         }
         Presented::Identity(i) => i,
     };
-    let CertificateIdentity::Auditor { name, serial, .. } = identity else {
+    let CertificateIdentity::Auditor {
+        name,
+        serial,
+        not_after,
+    } = identity
+    else {
         return Err(ApiError::new(
             Reason::WrongCertificateKind,
             "this request needs an auditor certificate",
         ));
     };
+    still_valid(not_after, ctx.clock.now())?;
     let record = ctx.registry.auditor(name)?.ok_or_else(|| {
         ApiError::new(
             Reason::CertificateUnknown,

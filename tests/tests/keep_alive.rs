@@ -176,3 +176,31 @@ async fn a_connection_the_gateway_closed_while_idle_is_replaced() {
     );
     gw.running.shutdown("test").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_does_not_outlive_its_certificate() {
+    let gw = TestGateway::start(GatewayOptions {
+        manual_clock: true,
+        ..Default::default()
+    })
+    .await;
+    let agent = gw.enrol("e8204").await;
+    let device = ztgw_agent::renew::device_client(&agent.state()).expect("device client");
+    device
+        .get::<DeviceView>(path::DEVICE)
+        .await
+        .expect("a valid certificate");
+    let before = connections(&gw);
+    // TLS checked the certificate's dates at the handshake; the connection stays open
+    // past them, and each request on it is checked again.
+    let clock = gw.manual_clock.as_ref().expect("manual clock");
+    clock.advance(time::Duration::days(31)); // certificates last 30 days
+    let err = device
+        .get::<DeviceView>(path::DEVICE)
+        .await
+        .expect_err("an expired certificate");
+    assert_eq!(err.code(), Some("certificate_expired"), "{err}");
+    assert!(err.to_string().contains("expired"), "{err}");
+    assert_eq!(connections(&gw), before, "refused on the kept connection");
+    gw.running.shutdown("test").await;
+}

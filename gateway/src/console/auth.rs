@@ -36,7 +36,8 @@ pub enum NotSignedIn {
     NoCertificate,
     /// A certificate of a device, an API auditor, or none of ours.
     NotAnOperator,
-    /// Unknown, revoked, or not the operator's current certificate.
+    /// Unknown, revoked, expired (a browser keeps its connection past the certificate's
+    /// end), or not the operator's current certificate.
     NotCurrent,
     /// The registry could not be read.
     Registry(RegistryError),
@@ -46,7 +47,16 @@ pub enum NotSignedIn {
 pub fn identify(ctx: &Context, presented: &Presented) -> Result<Operator, NotSignedIn> {
     let (name, serial) = match presented {
         Presented::Nothing => return Err(NotSignedIn::NoCertificate),
-        Presented::Identity(CertificateIdentity::Operator { name, serial, .. }) => (name, serial),
+        Presented::Identity(CertificateIdentity::Operator {
+            name,
+            serial,
+            not_after,
+        }) => {
+            if *not_after <= ctx.clock.now() {
+                return Err(NotSignedIn::NotCurrent);
+            }
+            (name, serial)
+        }
         Presented::Identity(_) | Presented::Invalid(_) => return Err(NotSignedIn::NotAnOperator),
     };
     let record = ctx
