@@ -27,7 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 
 /// An IP packet from a laptop or from the internal network.
 pub fn packet(data: &[u8]) {
-    if let Ok(h) = ztgw_gateway::dataplane::packet::parse(data) {
+    if let Ok(h) = ztgw_dataplane::packet::parse(data) {
         let _ = h.service();
     }
 }

@@ -17,9 +17,9 @@ use crate::admin::socket;
 use crate::context::Context;
 use crate::control::tls::TlsState;
 use crate::control::{ControlPlane, Counters};
-use crate::dataplane::shell::{Config as DataPlaneConfig, DataPlane};
 use crate::revocation;
 use crate::sessions::SessionService;
+use ztgw_dataplane::shell::{Config as DataPlaneConfig, DataPlane};
 
 /// The session timer's longest sleep: a window's end is acted on within this.
 const SESSION_TICK: Duration = Duration::from_millis(200);
@@ -81,7 +81,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("the data plane: {0}")]
-    DataPlane(#[from] crate::dataplane::shell::StartError),
+    DataPlane(#[from] ztgw_dataplane::shell::StartError),
     #[error("{path}: not a WireGuard private key")]
     WireguardKey { path: String },
     #[error("joining the registry's gateways: {0}")]

@@ -52,7 +52,7 @@ pub struct Snapshot {
     pub admissions_granted: u64,
     pub admissions_refused: u64,
     /// The data plane's counters (absent when it does not run).
-    pub dataplane: Option<crate::dataplane::counters::Snapshot>,
+    pub dataplane: Option<ztgw_dataplane::counters::Snapshot>,
     pub peers: u64,
     /// Peers and sessions reconciliation removed (never expected).
     pub orphans_removed: u64,

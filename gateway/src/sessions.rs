@@ -29,9 +29,6 @@ use crate::admin::AccessChange;
 use crate::api_error::{ApiError, Reason};
 use crate::clock::random;
 use crate::context::Context;
-use crate::dataplane::accounting::Report;
-use crate::dataplane::peers::{PeerSpec, PresharedKey};
-use crate::dataplane::shell::{DataPlane, PeerInfo};
 use crate::device_auth::AuthenticatedDevice;
 use crate::enrolment::rfc3339;
 use crate::journal::Event;
@@ -42,6 +39,9 @@ use crate::session::lifecycle::{
 use crate::session::nonce::{NONCE_LIFETIME, Nonces};
 use crate::session::pool::Pool;
 use crate::session::protocol::{self, Admission, Effects, Refused};
+use ztgw_dataplane::accounting::Report;
+use ztgw_dataplane::peers::{PeerSpec, PresharedKey};
+use ztgw_dataplane::shell::{DataPlane, PeerInfo};
 
 /// Keepalive the client is told to send (through NAT).
 const KEEPALIVE_SECS: u16 = 25;
@@ -542,7 +542,7 @@ impl SessionService {
         self.orphans.load(Ordering::Relaxed)
     }
 
-    pub fn dataplane_counters(&self) -> Option<crate::dataplane::counters::Snapshot> {
+    pub fn dataplane_counters(&self) -> Option<ztgw_dataplane::counters::Snapshot> {
         self.dataplane.as_ref().map(DataPlane::counters)
     }
 

@@ -8,10 +8,10 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
-pub use crate::source::source_of;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use ztgw_config::settings::ControlSection;
+pub use ztgw_dataplane::source::source_of;
 
 /// The keyed limiters of the control plane. Their key stores grow with the number of
 /// sources seen; [`SourceLimits::forget_idle`] (called every few seconds) trims them.

@@ -27,8 +27,8 @@ use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
 use serde_json::json;
 use ztgw_config::policy::{CompiledPolicy, Network, Policy};
-use ztgw_gateway::dataplane::peers::{PeerSpec, PresharedKey};
-use ztgw_gateway::dataplane::shell::{Config, DataPlane};
+use ztgw_dataplane::peers::{PeerSpec, PresharedKey};
+use ztgw_dataplane::shell::{Config, DataPlane};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -13,6 +13,9 @@
 //! - [`path`]: the way of one datagram or one packet through the gateway (handshake
 //!   routing, tunnels, enforcement), writing its output to a [`path::Sink`].
 //!
+//! - [`source`]: what per-source limits count as one source (the control plane's
+//!   limits use it too).
+//!
 //! The shell ([`shell`]) owns the TUN device and the UDP sockets, runs the workers and
 //! the timers, and is the only way to install a peer ([`shell::DataPlane::add_peer`]).
 
@@ -24,6 +27,7 @@ pub mod packet;
 pub mod path;
 pub mod peers;
 pub mod shell;
+pub mod source;
 
 #[cfg(test)]
 mod fixtures;
