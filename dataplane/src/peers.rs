@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use ztgw_config::policy::RoleId;
 
 use super::accounting::Accounting;
-use super::conntrack::{Conntrack, MAX_FLOWS_PER_SESSION};
+use super::conntrack::{Conntrack, FastHash, MAX_FLOWS_PER_SESSION};
 use super::enforce::Session;
 
 /// Most peers installed at once (`[wireguard] max_peers` overrides it). The session
@@ -167,9 +167,9 @@ impl Peer {
 
 #[derive(Debug, Default)]
 struct Maps {
-    by_index: HashMap<u32, Arc<Peer>>,
-    by_key: HashMap<[u8; 32], Arc<Peer>>,
-    by_addr: HashMap<IpAddr, Arc<Peer>>,
+    by_index: HashMap<u32, Arc<Peer>, FastHash>,
+    by_key: HashMap<[u8; 32], Arc<Peer>, FastHash>,
+    by_addr: HashMap<IpAddr, Arc<Peer>, FastHash>,
     by_session: HashMap<String, Arc<Peer>>,
     next_index: u32,
 }
