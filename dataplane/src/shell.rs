@@ -6,6 +6,7 @@
 //! the TUN device is multi-queue, so the kernel hashes each flow to one queue. Different
 //! peers are decrypted and encrypted on different cores, and the packets of one flow stay
 //! in order. A peer's tunnel is behind its own lock, held for one packet at a time.
+//! Each worker counts on counters of its own ([`PerWorker`]), summed when read.
 //!
 //! With TUN offload, one read from the device returns a whole TCP segment burst split
 //! into packets, and decrypted packets written in one batch are coalesced (GRO) before
@@ -31,7 +32,7 @@ use ztgw_config::policy::{CompiledPolicy, Decision, Network, Proto};
 
 use super::accounting::Report;
 use super::conntrack::{Flow, FlowKey};
-use super::counters::{Counters, DropReason, Snapshot};
+use super::counters::{DropReason, PerWorker, Snapshot};
 use super::path::{self, Path, SCRATCH_LEN, Sink};
 use super::peers::{PeerError, PeerSpec, PeerState, PeerTable};
 
@@ -131,7 +132,8 @@ struct Shared {
     cookie_limit: DefaultKeyedRateLimiter<IpAddr>,
     peers: PeerTable,
     policy: ArcSwap<CompiledPolicy>,
-    counters: Counters,
+    /// Slot `2i` is UDP worker `i`'s, `2i + 1` TUN worker `i`'s, the last the timers'.
+    counters: PerWorker,
     epoch: Instant,
 }
 
@@ -140,7 +142,8 @@ impl Shared {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn with_path<R>(&self, f: impl FnOnce(&Path<'_>) -> R) -> R {
+    /// The path as worker `slot` sees it (its own counters).
+    fn with_path<R>(&self, slot: usize, f: impl FnOnce(&Path<'_>) -> R) -> R {
         let policy = self.policy.load();
         f(&Path {
             secret: &self.secret,
@@ -152,7 +155,7 @@ impl Shared {
             policy: &policy,
             pool: self.config.network,
             pool6: self.config.network6,
-            counters: &self.counters,
+            counters: self.counters.get(slot),
         })
     }
 }
@@ -187,7 +190,7 @@ impl DataPlane {
             ),
             peers: PeerTable::new(config.max_peers),
             policy: ArcSwap::new(policy),
-            counters: Counters::default(),
+            counters: PerWorker::new(2 * workers + 1),
             epoch: Instant::now(),
             config,
             gateway_addr,
@@ -197,11 +200,12 @@ impl DataPlane {
         });
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
-        for (queue, socket) in queues.into_iter().zip(sockets) {
+        for (i, (queue, socket)) in queues.into_iter().zip(sockets).enumerate() {
             let queue = Arc::new(queue);
             let socket = Arc::new(socket);
             tasks.push(tokio::spawn(udp_worker(
                 shared.clone(),
+                2 * i,
                 socket.clone(),
                 queue.clone(),
                 offload,
@@ -209,6 +213,7 @@ impl DataPlane {
             )));
             tasks.push(tokio::spawn(tun_worker(
                 shared.clone(),
+                2 * i + 1,
                 queue,
                 socket.clone(),
                 stopped.clone(),
@@ -216,6 +221,7 @@ impl DataPlane {
             if tasks.len() == 2 {
                 tasks.push(tokio::spawn(timers(
                     shared.clone(),
+                    2 * workers,
                     socket,
                     stopped.clone(),
                 )));
@@ -568,10 +574,10 @@ impl Sink for Batch {
     }
 }
 
-async fn send_network(shared: &Shared, socket: &UdpSocket, batch: &Batch) {
+async fn send_network(shared: &Shared, slot: usize, socket: &UdpSocket, batch: &Batch) {
     for (dst, buf) in &batch.net[..batch.net_len] {
         if socket.send_to(buf, *dst).await.is_err() {
-            shared.counters.drop(DropReason::WriteFailed);
+            shared.counters.get(slot).drop(DropReason::WriteFailed);
         }
     }
 }
@@ -579,6 +585,7 @@ async fn send_network(shared: &Shared, socket: &UdpSocket, batch: &Batch) {
 /// Datagrams in, decrypted packets out to the TUN device.
 async fn udp_worker(
     shared: Arc<Shared>,
+    slot: usize,
     socket: Arc<UdpSocket>,
     tun: Arc<AsyncDevice>,
     offload: bool,
@@ -598,7 +605,7 @@ async fn udp_worker(
         let now = shared.now_ms();
         let mut received = first;
         let mut n = 0;
-        shared.with_path(|path| {
+        shared.with_path(slot, |path| {
             while let Ok((len, src)) = received {
                 path.from_network(src, &buf[..len], &mut scratch, now, &mut batch);
                 n += 1;
@@ -608,7 +615,7 @@ async fn udp_worker(
                 received = socket.try_recv_from(&mut buf);
             }
         });
-        send_network(&shared, &socket, &batch).await;
+        send_network(&shared, slot, &socket, &batch).await;
         if batch.tun_len == 0 {
             continue;
         }
@@ -624,7 +631,7 @@ async fn udp_worker(
         };
         if let Err(e) = written {
             tracing::debug!(error = %e, "TUN write failed");
-            shared.counters.drop(DropReason::WriteFailed);
+            shared.counters.get(slot).drop(DropReason::WriteFailed);
         }
     }
 }
@@ -632,6 +639,7 @@ async fn udp_worker(
 /// Packets from the internal network in, encrypted datagrams out.
 async fn tun_worker(
     shared: Arc<Shared>,
+    slot: usize,
     tun: Arc<AsyncDevice>,
     socket: Arc<UdpSocket>,
     mut stop: watch::Receiver<bool>,
@@ -653,24 +661,30 @@ async fn tun_worker(
                 tracing::debug!(error = %e, "TUN read failed");
                 shared
                     .counters
+                    .get(slot)
                     .drop(DropReason::Enforce(super::enforce::Drop::Malformed));
                 continue;
             }
         };
         batch.clear();
         let now = shared.now_ms();
-        shared.with_path(|path| {
+        shared.with_path(slot, |path| {
             for (b, size) in bufs.iter().zip(&sizes).take(n) {
                 path.from_tunnel(&b[..*size], &mut scratch, now, &mut batch);
             }
         });
-        send_network(&shared, &socket, &batch).await;
+        send_network(&shared, slot, &socket, &batch).await;
     }
 }
 
 /// Every peer's timers each [`TICK`]; the shared handshake limiter and the per-source
 /// limiter are reset and trimmed every second.
-async fn timers(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut stop: watch::Receiver<bool>) {
+async fn timers(
+    shared: Arc<Shared>,
+    slot: usize,
+    socket: Arc<UdpSocket>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut scratch = vec![0u8; SCRATCH_LEN];
     let mut batch = Batch::new(0);
     let mut interval = tokio::time::interval(TICK);
@@ -690,8 +704,8 @@ async fn timers(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut stop: watch::Re
         let now = shared.now_ms();
         for peer in shared.peers.all() {
             batch.clear();
-            shared.with_path(|path| path.tick(&peer, &mut scratch, now, &mut batch));
-            send_network(&shared, &socket, &batch).await;
+            shared.with_path(slot, |path| path.tick(&peer, &mut scratch, now, &mut batch));
+            send_network(&shared, slot, &socket, &batch).await;
         }
     }
 }
