@@ -23,6 +23,10 @@ pub const DB: &str = "10.20.1.5";
 pub const TCP_PORTS: &str = "5432,80,22,8080";
 pub const UDP_PORTS: &str = "53,9999,161";
 
+/// The tunnel network: laptops are numbered from its start, the capacity benchmark's
+/// idle peers from 100.64.128.0 (a /15: room for 50,000 of them).
+pub const TUNNEL_NETWORK: &str = "100.64.0.0/15";
+
 /// How the gateway's data plane is started.
 #[derive(Debug, Clone)]
 pub struct LabOptions {
@@ -91,7 +95,7 @@ impl Lab {
         let mut offload = false;
         let (gateway, gateway_key, port) = if opts.wireguard_go_gateway {
             let wg = WgClient::start(&gw, Ipv4Addr::new(100, 64, 0, 1));
-            gw.ip(&["route", "add", "100.64.0.0/16", "dev", &wg.iface]);
+            gw.ip(&["route", "add", TUNNEL_NETWORK, "dev", &wg.iface]);
             let port = wg.listen_port();
             let key = wg.public_key;
             (GatewayProcess::WireguardGo(wg), key, port)
@@ -106,7 +110,7 @@ impl Lab {
                 "--interface",
                 &netns::unique("zt"),
                 "--network",
-                "100.64.0.0/16",
+                TUNNEL_NETWORK,
             ])
             .args(["--listen", "0.0.0.0:0", "--policy"])
             .arg(&policy)
@@ -269,7 +273,7 @@ pub fn internal_network(gw: &Netns, iperf3: bool) -> (Netns, Proc) {
             &internal_iface(&internal),
         ]);
     }
-    internal.ip(&["route", "add", "100.64.0.0/16", "via", "10.20.0.1"]);
+    internal.ip(&["route", "add", TUNNEL_NETWORK, "via", "10.20.0.1"]);
     gw.sysctl("net.ipv4.ip_forward", "1");
     let mut servers = Proc::spawn({
         let mut c = internal.command(crate::binary("netns-probe"));

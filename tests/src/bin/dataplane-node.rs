@@ -8,9 +8,10 @@
 //! update SESSION ROLE
 //! remove SESSION            -> {"ok":true,"at_ms":...,"report":{...}}
 //! peer SESSION | counters | reports
-//! add-idle N                -> installs N peers with random keys (capacity benchmarks)
+//! add-idle N                -> installs N more peers (at most 60,000 in all) with random keys (capacity benchmarks)
 //! rss                       -> {"rss_kib":...}
 //! peer-count                -> {"peers":...}
+//! idle-count                -> {"idle":...} (peers add-idle installed)
 //! ```
 //!
 //! Started with: `dataplane-node --interface NAME --network CIDR --listen ADDR:PORT
@@ -111,12 +112,15 @@ fn command(dp: &DataPlane, line: &str) -> anyhow::Result<serde_json::Value> {
         ["reports"] => json!(dp.reports()),
         ["add-idle", n] => {
             let n: u32 = n.parse()?;
-            if n > 32_000 {
-                bail!("add-idle: at most 32000 peers");
+            // Numbered on from those a previous add-idle installed.
+            let start = idle_count(dp);
+            if start + n > 60_000 {
+                bail!("add-idle: at most 60000 peers in all");
             }
-            for i in 0..n {
-                // The upper half of 100.64.0.0/16, clear of the tests' laptops.
-                let addr = IpAddr::from([100, 64, 128 + (i >> 8) as u8, i as u8]);
+            let first = u32::from(std::net::Ipv4Addr::new(100, 64, 128, 0));
+            for i in start..start + n {
+                // From 100.64.128.0 on, in the lab's /15, clear of the tests' laptops.
+                let addr = IpAddr::from(std::net::Ipv4Addr::from(first + i));
                 dp.add_peer(&PeerSpec {
                     session: format!("idle-{i}"),
                     public_key: ztgw_tests::netns::x25519_public(ztgw_tests::rand_bytes()),
@@ -131,8 +135,16 @@ fn command(dp: &DataPlane, line: &str) -> anyhow::Result<serde_json::Value> {
         }
         ["rss"] => json!({"rss_kib": rss_kib()?}),
         ["peer-count"] => json!({"peers": dp.peer_count()}),
+        ["idle-count"] => json!({"idle": idle_count(dp)}),
         _ => bail!("unknown command: {line}"),
     })
+}
+
+/// How many peers add-idle installed (they are numbered from 0).
+fn idle_count(dp: &DataPlane) -> u32 {
+    (0..60_000)
+        .find(|i| dp.peer(&format!("idle-{i}")).is_none())
+        .unwrap_or(60_000)
 }
 
 fn key32(s: &str) -> anyhow::Result<[u8; 32]> {
