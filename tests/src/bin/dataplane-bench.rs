@@ -86,7 +86,7 @@ fn throughput(secs: u64) {
         rows.push((name, up, down));
     }
     let (_, base_up, base_down) = rows[0];
-    println!("\n  ratio against wireguard-go (target >= 1.5 both ways):");
+    println!("\n  ratio against wireguard-go (target >= 2.0 both ways):");
     for (name, up, down) in &rows[1..] {
         println!(
             "  {name:<34} laptop->internal {:>5.2}x   internal->laptop {:>5.2}x",
