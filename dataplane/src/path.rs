@@ -13,6 +13,7 @@
 //! Output is written to a [`Sink`]; the shell decides how to send it. Time is `now_ms`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
@@ -39,6 +40,11 @@ pub trait Sink {
 /// The smallest scratch buffer the path needs (boringtun's rule: at least 148 bytes and
 /// the largest packet plus 32).
 pub const SCRATCH_LEN: usize = 65_535 + 32;
+
+/// The peer of the previous packet of a batch from the TUN device, by its tunnel
+/// address ([`Path::from_tunnel_in_batch`]). Kept for one batch only.
+#[derive(Debug, Default)]
+pub struct LastPeer(Option<(IpAddr, Arc<Peer>)>);
 
 /// What kind of WireGuard message a datagram is, as far as roaming cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,12 +201,32 @@ impl Path<'_> {
 
     /// A packet read from the TUN device (from the internal network).
     pub fn from_tunnel(&self, pkt: &[u8], scratch: &mut [u8], now_ms: u64, out: &mut impl Sink) {
+        self.from_tunnel_in_batch(pkt, scratch, now_ms, out, &mut LastPeer::default());
+    }
+
+    /// A packet of a batch read from the TUN device at once. A burst of packets to one
+    /// laptop finds its peer once: `last` remembers the previous packet's (for this
+    /// batch only; a peer removed meanwhile is found removed under its lock).
+    pub fn from_tunnel_in_batch(
+        &self,
+        pkt: &[u8],
+        scratch: &mut [u8],
+        now_ms: u64,
+        out: &mut impl Sink,
+        last: &mut LastPeer,
+    ) {
         // Parsed once: the destination finds the peer, the header is then enforced.
         let h = match packet::parse(pkt) {
             Ok(h) => h,
             Err(_) => return self.counters.drop(DropReason::Enforce(Drop::Malformed)),
         };
-        let Some(peer) = self.peers.by_addr(h.dst) else {
+        if !matches!(&last.0, Some((addr, _)) if *addr == h.dst) {
+            let Some(found) = self.peers.by_addr(h.dst) else {
+                return self.counters.drop(DropReason::NoPeer);
+            };
+            last.0 = Some((h.dst, found));
+        }
+        let Some((_, peer)) = &last.0 else {
             return self.counters.drop(DropReason::NoPeer);
         };
         let mut guard = peer.lock();

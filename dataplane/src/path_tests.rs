@@ -325,6 +325,56 @@ fn a_removed_peer_passes_nothing_and_loses_its_tunnel() {
 }
 
 #[test]
+fn a_batch_from_inside_reaches_each_laptop_and_none_removed_in_its_middle() {
+    let gw = Gateway::new(100);
+    let (key_a, key_b) = (StaticSecret::from([16; 32]), StaticSecret::from([17; 32]));
+    gw.install("s-a", &key_a, A, "finance");
+    gw.install("s-b", &key_b, B, "finance");
+    let mut a = Laptop::new(&key_a, &gw, 5, PSK);
+    let mut b = Laptop::new(&key_b, &gw, 6, PSK);
+    assert!(a.connect(&gw) && b.connect(&gw));
+    for (laptop, addr) in [(&mut a, A), (&mut b, B)] {
+        let opening = laptop.seal(&build::tcp4(addr, 40000, DB, 5432, 0x02));
+        assert_eq!(gw.receive(laptop.addr, &opening).tun.len(), 1);
+    }
+    let to_a = build::tcp4(DB, 5432, A, 40000, 0x12);
+    let to_b = build::tcp4(DB, 5432, B, 40000, 0x12);
+    let to_nobody = build::tcp4(DB, 5432, Ipv4Addr::new(100, 64, 0, 9), 40000, 0x12);
+
+    // Interleaved, each packet goes to its own laptop, sealed with its own keys.
+    let mut out = Out::default();
+    let mut scratch = vec![0; SCRATCH_LEN];
+    let mut last = LastPeer::default();
+    for pkt in [&to_a, &to_a, &to_b, &to_nobody, &to_a, &to_b] {
+        gw.path()
+            .from_tunnel_in_batch(pkt, &mut scratch, 0, &mut out, &mut last);
+    }
+    let to: Vec<_> = out.net.iter().map(|(dst, _)| *dst).collect();
+    assert_eq!(to, [a.addr, a.addr, b.addr, a.addr, b.addr]);
+    for (dst, datagram) in &out.net {
+        let (laptop, expected) = if *dst == a.addr {
+            (&mut a, &to_a)
+        } else {
+            (&mut b, &to_b)
+        };
+        assert_eq!(laptop.open(datagram).as_ref(), Some(expected));
+    }
+    assert_eq!(gw.counters().drops(DropReason::NoPeer), 1);
+
+    // A peer removed between two packets of the batch gets none after its removal.
+    let mut out = Out::default();
+    let mut last = LastPeer::default();
+    gw.path()
+        .from_tunnel_in_batch(&to_a, &mut scratch, 0, &mut out, &mut last);
+    let (_, state) = gw.peers.remove("s-a").expect("removed");
+    drop(state);
+    gw.path()
+        .from_tunnel_in_batch(&to_a, &mut scratch, 0, &mut out, &mut last);
+    assert_eq!(out.net.len(), 1);
+    assert_eq!(gw.counters().drops(DropReason::Removed), 1);
+}
+
+#[test]
 fn timers_end_idle_flows_into_the_accounting() {
     let gw = Gateway::new(100);
     let key = StaticSecret::from([15; 32]);

@@ -716,8 +716,9 @@ async fn tun_worker(
         batch.clear();
         let now = shared.now_ms();
         shared.with_path(slot, |path| {
+            let mut last = path::LastPeer::default();
             for (b, size) in bufs.iter().zip(&sizes).take(n) {
-                path.from_tunnel(&b[..*size], &mut scratch, now, &mut batch);
+                path.from_tunnel_in_batch(&b[..*size], &mut scratch, now, &mut batch, &mut last);
             }
         });
         send_network(&shared, slot, &socket, &batch).await;
