@@ -154,6 +154,9 @@ CREATE TABLE IF NOT EXISTS actions (
 );
 "#;
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 256;
+
 /// The SQLite registry. One connection behind a mutex: registry operations are short
 /// and the control plane calls them from blocking tasks.
 #[derive(Debug)]
@@ -174,6 +177,8 @@ impl SqliteRegistry {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
+        // Room for every statement the registry's tables use (about a hundred).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let version: Option<i64> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -268,14 +273,19 @@ impl Db for SqliteRegistry {
 }
 
 impl Sql for &Connection {
+    // Statements come from the connection's cache: compiling them again at every call
+    // (SQLite's tokenizer, parser and planner) was 4-5 % of the gateway's time under
+    // admissions (docs/perf/admission-before.txt). Their text is fixed per call site,
+    // parameters apart, so the cache holds a bounded set.
     fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, SqlError> {
-        Connection::execute(self, sql, rusqlite::params_from_iter(params))
+        let mut stmt = self.prepare_cached(sql).map_err(sql_error)?;
+        stmt.execute(rusqlite::params_from_iter(params))
             .map(|n| n as u64)
             .map_err(sql_error)
     }
 
     fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, SqlError> {
-        let mut stmt = self.prepare(sql).map_err(sql_error)?;
+        let mut stmt = self.prepare_cached(sql).map_err(sql_error)?;
         let columns = stmt.column_count();
         let rows = stmt
             .query_map(rusqlite::params_from_iter(params), |r| {
