@@ -5,7 +5,8 @@
 //!   [`Path::from_network`] (peer lookup by receiver index, boringtun's decryption,
 //!   anti-spoofing, the role's compiled policy, the flow table, accounting, counters),
 //!   against boringtun's decryption of the same kind of datagram by a bare `Tunn`: the
-//!   path with enforcement off.
+//!   path with enforcement off; in the paired rounds, as a burst received at once
+//!   ([`Path::from_network_in_batch`], the peer found once).
 //! - Internal → laptop: a reply segment through [`Path::from_tunnel`] (header parse,
 //!   peer lookup by tunnel address, the flow the laptop opened, encryption), against a
 //!   bare `Tunn` encrypting the same packet; in the paired rounds, as a burst read from
@@ -31,7 +32,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
 use ztgw_config::policy::{CompiledPolicy, Network, Policy};
 use ztgw_dataplane::counters::Counters;
 use ztgw_dataplane::packet::build;
-use ztgw_dataplane::path::{LastPeer, Path, SCRATCH_LEN, Sink, new_tunnel};
+use ztgw_dataplane::path::{LastIndex, LastPeer, Path, SCRATCH_LEN, Sink, new_tunnel};
 use ztgw_dataplane::peers::{PeerSpec, PeerState, PeerTable, PresharedKey};
 
 const LAPTOP: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
@@ -355,9 +356,18 @@ fn main() {
             let sealed: Vec<_> = (0..BATCH).map(|_| seal(&mut laptop, &outbound)).collect();
             let mut sink = Count::default();
             let path = gw.path();
+            // As the shell does with the datagrams one wake-up of the socket returned.
+            let mut last = LastIndex::default();
             let t = Instant::now();
             for d in &sealed {
-                path.from_network(LAPTOP_UDP, black_box(d), scratch, 3, &mut sink);
+                path.from_network_in_batch(
+                    LAPTOP_UDP,
+                    black_box(d),
+                    scratch,
+                    3,
+                    &mut sink,
+                    &mut last,
+                );
             }
             (t.elapsed(), sink.bytes)
         };

@@ -46,6 +46,11 @@ pub const SCRATCH_LEN: usize = 65_535 + 32;
 #[derive(Debug, Default)]
 pub struct LastPeer(Option<(IpAddr, Arc<Peer>)>);
 
+/// The peer of the previous transport data message of a batch from the network, by
+/// its receiver index ([`Path::from_network_in_batch`]). Kept for one batch only.
+#[derive(Debug, Default)]
+pub struct LastIndex(Option<(u32, Arc<Peer>)>);
+
 /// What kind of WireGuard message a datagram is, as far as roaming cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -93,6 +98,29 @@ impl Path<'_> {
         now_ms: u64,
         out: &mut impl Sink,
     ) {
+        self.from_network_in_batch(
+            src,
+            datagram,
+            scratch,
+            now_ms,
+            out,
+            &mut LastIndex::default(),
+        );
+    }
+
+    /// A datagram of a batch received at once. A burst of transport data for one
+    /// peer finds it once: `last` remembers the previous data message's peer by its
+    /// receiver index (for this batch only; a peer removed meanwhile is found removed
+    /// under its lock). Handshake messages are always looked up.
+    pub fn from_network_in_batch(
+        &self,
+        src: SocketAddr,
+        datagram: &[u8],
+        scratch: &mut [u8],
+        now_ms: u64,
+        out: &mut impl Sink,
+        last: &mut LastIndex,
+    ) {
         add(&self.counters.datagrams_in, 1);
         let packet = match self.rate.verify_packet(Some(src.ip()), datagram, scratch) {
             Ok(p) => p,
@@ -119,7 +147,17 @@ impl Path<'_> {
             }
             Packet::HandshakeResponse(ref p) => self.peers.by_index(p.receiver_idx >> 8),
             Packet::PacketCookieReply(ref p) => self.peers.by_index(p.receiver_idx >> 8),
-            Packet::PacketData(ref p) => self.peers.by_index(p.receiver_idx >> 8),
+            Packet::PacketData(ref p) => {
+                let index = p.receiver_idx >> 8;
+                match &last.0 {
+                    Some((i, peer)) if *i == index => Some(peer.clone()),
+                    _ => {
+                        let found = self.peers.by_index(index);
+                        last.0 = found.as_ref().map(|peer| (index, peer.clone()));
+                        found
+                    }
+                }
+            }
         };
         let Some(peer) = peer else {
             let reason = match packet {

@@ -375,6 +375,56 @@ fn a_batch_from_inside_reaches_each_laptop_and_none_removed_in_its_middle() {
 }
 
 #[test]
+fn a_batch_from_the_network_reaches_through_each_laptops_tunnel_and_none_removed() {
+    let gw = Gateway::new(100);
+    let (key_a, key_b) = (StaticSecret::from([18; 32]), StaticSecret::from([19; 32]));
+    gw.install("s-a", &key_a, A, "finance");
+    gw.install("s-b", &key_b, B, "finance");
+    let mut a = Laptop::new(&key_a, &gw, 7, PSK);
+    let mut b = Laptop::new(&key_b, &gw, 8, PSK);
+    assert!(a.connect(&gw) && b.connect(&gw));
+    let from_a = build::tcp4(A, 40000, DB, 5432, 0x02);
+    let from_b = build::tcp4(B, 40000, DB, 5432, 0x02);
+    // Interleaved: each datagram is opened by its own laptop's tunnel (A's could not
+    // open B's).
+    let batch = [
+        (a.addr, a.seal(&from_a)),
+        (a.addr, a.seal(&from_a)),
+        (b.addr, b.seal(&from_b)),
+        (a.addr, a.seal(&from_a)),
+    ];
+    let mut out = Out::default();
+    let mut scratch = vec![0; SCRATCH_LEN];
+    let mut last = LastIndex::default();
+    for (src, datagram) in &batch {
+        gw.path()
+            .from_network_in_batch(*src, datagram, &mut scratch, 0, &mut out, &mut last);
+    }
+    assert_eq!(
+        out.tun,
+        [
+            from_a.clone(),
+            from_a.clone(),
+            from_b.clone(),
+            from_a.clone()
+        ]
+    );
+
+    // Removed between two datagrams of the batch: nothing after its removal.
+    let mut out = Out::default();
+    let mut last = LastIndex::default();
+    let (first, second) = (a.seal(&from_a), a.seal(&from_a));
+    gw.path()
+        .from_network_in_batch(a.addr, &first, &mut scratch, 0, &mut out, &mut last);
+    let (_, state) = gw.peers.remove("s-a").expect("removed");
+    drop(state);
+    gw.path()
+        .from_network_in_batch(a.addr, &second, &mut scratch, 0, &mut out, &mut last);
+    assert_eq!(out.tun.len(), 1);
+    assert_eq!(gw.counters().drops(DropReason::Removed), 1);
+}
+
+#[test]
 fn timers_end_idle_flows_into_the_accounting() {
     let gw = Gateway::new(100);
     let key = StaticSecret::from([15; 32]);

@@ -653,8 +653,16 @@ async fn udp_worker(
         let mut received = first;
         let mut n = 0;
         shared.with_path(slot, |path| {
+            let mut last = path::LastIndex::default();
             while let Ok((len, src)) = received {
-                path.from_network(src, &buf[..len], &mut scratch, now, &mut batch);
+                path.from_network_in_batch(
+                    src,
+                    &buf[..len],
+                    &mut scratch,
+                    now,
+                    &mut batch,
+                    &mut last,
+                );
                 n += 1;
                 if n == UDP_BATCH {
                     break;
