@@ -12,20 +12,28 @@
 //!   bare `Tunn` encrypting the same packet; in the paired rounds, as a burst read from
 //!   the TUN device at once ([`Path::from_tunnel_in_batch`], the peer found once).
 //!
+//! The goal is measured against a third arm: the same path with enforcement taken out
+//! (`unenforced_from_network`, `unenforced_from_tunnel` below: the path's own steps,
+//! from the same peer table and counters, without anti-spoofing, the policy, the flow
+//! table and accounting). The gateway has no such switch; the bench replicates the
+//! path's steps, so a change to [`Path`] is a change to make here too.
+//!
 //! Each side runs the same real handshake as the gateway's tests. Criterion measures
-//! the four on their own; the ratio printed at the end comes from paired rounds (the
-//! path and boringtun alone one after the other on the same kind of packets, 400
-//! times), which a shared machine's drift between benchmarks does not bias.
+//! the four on their own; the ratios printed at the end come from rounds in which the
+//! three arms run one after the other (in turn first) on the same kind of packets, 400
+//! times, which a shared machine's drift between benchmarks does not bias.
 //!
 //! Run: `cargo bench -p ztgw-dataplane --bench path`
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use boringtun::noise::rate_limiter::RateLimiter;
-use boringtun::noise::{Tunn, TunnResult};
+use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use criterion::{BatchSize, Criterion};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
@@ -33,11 +41,14 @@ use ztgw_config::policy::{CompiledPolicy, Network, Policy};
 use ztgw_dataplane::counters::Counters;
 use ztgw_dataplane::packet::build;
 use ztgw_dataplane::path::{LastIndex, LastPeer, Path, SCRATCH_LEN, Sink, new_tunnel};
-use ztgw_dataplane::peers::{PeerSpec, PeerState, PeerTable, PresharedKey};
+use ztgw_dataplane::peers::{Peer, PeerSpec, PeerState, PeerTable, PresharedKey};
 
 const LAPTOP: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
+/// The second laptop, whose packets take the path without enforcement.
+const LAPTOP2: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 3);
 const DB: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 5);
 const LAPTOP_UDP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), 51000);
+const LAPTOP2_UDP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 8)), 51000);
 const PSK: [u8; 32] = [9; 32];
 /// Inner packets of the size a TCP transfer through a 1,420-byte tunnel MTU sends.
 const PAYLOAD: usize = 1_360;
@@ -132,12 +143,12 @@ impl Gateway {
         }
     }
 
-    fn install(&self, laptop: &StaticSecret) {
+    fn install(&self, laptop: &StaticSecret, session: &str, tunnel_addr: Ipv4Addr) {
         let spec = PeerSpec {
-            session: "s-bench".into(),
+            session: session.into(),
             public_key: PublicKey::from(laptop).to_bytes(),
             preshared_key: PresharedKey::new(PSK),
-            tunnel_addr: LAPTOP.into(),
+            tunnel_addr: tunnel_addr.into(),
             tunnel_addr6: None,
             role: "finance".into(),
             keepalive: None,
@@ -165,7 +176,7 @@ fn seal(tunn: &mut Tunn, pkt: &[u8]) -> Vec<u8> {
 }
 
 /// A handshake between the laptop and the gateway's path; returns the laptop's tunnel.
-fn connect_through_path(gw: &Gateway, laptop: &StaticSecret) -> Tunn {
+fn connect_through_path(gw: &Gateway, laptop: &StaticSecret, src: SocketAddr) -> Tunn {
     let mut tunn = Tunn::new(laptop.clone(), gw.public, Some(PSK), None, 77, None);
     let mut buf = vec![0; SCRATCH_LEN];
     let init = match tunn.format_handshake_initiation(&mut buf, true) {
@@ -173,16 +184,95 @@ fn connect_through_path(gw: &Gateway, laptop: &StaticSecret) -> Tunn {
         _ => panic!("no initiation"),
     };
     let mut out = Capture::default();
-    gw.path()
-        .from_network(LAPTOP_UDP, &init, &mut buf, 0, &mut out);
+    gw.path().from_network(src, &init, &mut buf, 0, &mut out);
     let response = out.net.pop().expect("handshake response");
     let keepalive = match tunn.decapsulate(None, &response, &mut buf) {
         TunnResult::WriteToNetwork(p) => p.to_vec(),
         _ => panic!("handshake did not complete"),
     };
     gw.path()
-        .from_network(LAPTOP_UDP, &keepalive, &mut buf, 0, &mut out);
+        .from_network(src, &keepalive, &mut buf, 0, &mut out);
     tunn
+}
+
+/// [`Path::from_network_in_batch`] for a transport data message with enforcement taken
+/// out: the shared rate limiter's check, the peer by receiver index (once a burst), its
+/// lock, boringtun's decryption, the endpoint, the counters, the output. What the path
+/// adds to this is [`ztgw_dataplane::enforce::from_laptop`]: anti-spoofing, the
+/// policy, the flow table, accounting.
+fn unenforced_from_network(
+    gw: &Gateway,
+    src: SocketAddr,
+    datagram: &[u8],
+    scratch: &mut [u8],
+    out: &mut impl Sink,
+    last: &mut Option<(u32, Arc<Peer>)>,
+) {
+    gw.counters.datagrams_in.fetch_add(1, Ordering::Relaxed);
+    let Ok(Packet::PacketData(p)) = gw.rate.verify_packet(Some(src.ip()), datagram, scratch) else {
+        return;
+    };
+    let index = p.receiver_idx >> 8;
+    if !matches!(last, Some((i, _)) if *i == index) {
+        *last = gw.peers.by_index(index).map(|peer| (index, peer));
+    }
+    let Some((_, peer)) = last else {
+        return;
+    };
+    let mut guard = peer.lock();
+    let Some(st) = guard.as_mut() else {
+        return;
+    };
+    if let TunnResult::WriteToTunnelV4(inner, _) =
+        st.tunn.decapsulate(Some(src.ip()), datagram, scratch)
+    {
+        st.endpoint = Some(src);
+        st.forwarded += 1;
+        gw.counters.forwarded_in.fetch_add(1, Ordering::Relaxed);
+        gw.counters
+            .forwarded_in_bytes
+            .fetch_add(inner.len() as u64, Ordering::Relaxed);
+        out.to_tunnel(inner);
+    }
+}
+
+/// [`Path::from_tunnel_in_batch`] with enforcement taken out: the destination read
+/// from the IPv4 header (no other field parsed), the peer by tunnel address (once a
+/// burst), its lock, boringtun's encryption, the counters, the output. What the path
+/// adds to this is the whole header's parse and
+/// [`ztgw_dataplane::enforce::to_laptop_parsed`]: the flow the laptop opened.
+fn unenforced_from_tunnel(
+    gw: &Gateway,
+    pkt: &[u8],
+    scratch: &mut [u8],
+    out: &mut impl Sink,
+    last: &mut Option<(IpAddr, Arc<Peer>)>,
+) {
+    let Some(dst) = pkt.get(16..20).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+        return;
+    };
+    let dst = IpAddr::from(dst);
+    if !matches!(last, Some((a, _)) if *a == dst) {
+        *last = gw.peers.by_addr(dst).map(|peer| (dst, peer));
+    }
+    let Some((_, peer)) = last else {
+        return;
+    };
+    let mut guard = peer.lock();
+    let Some(st) = guard.as_mut() else {
+        return;
+    };
+    let Some(endpoint) = st.endpoint else {
+        return;
+    };
+    if let TunnResult::WriteToNetwork(p) = st.tunn.encapsulate(pkt, scratch) {
+        gw.counters.forwarded_out.fetch_add(1, Ordering::Relaxed);
+        gw.counters
+            .forwarded_out_bytes
+            .fetch_add(pkt.len() as u64, Ordering::Relaxed);
+        gw.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
+        out.to_network(endpoint, p);
+    }
 }
 
 /// Two bare tunnels (laptop, gateway) after a handshake: the path without enforcement.
@@ -235,8 +325,11 @@ impl Sink for Capture {
 fn main() {
     let laptop_key = StaticSecret::from([10; 32]);
     let gw = Gateway::new();
-    gw.install(&laptop_key);
-    let mut laptop = connect_through_path(&gw, &laptop_key);
+    gw.install(&laptop_key, "s-bench", LAPTOP);
+    let mut laptop = connect_through_path(&gw, &laptop_key, LAPTOP_UDP);
+    let laptop2_key = StaticSecret::from([11; 32]);
+    gw.install(&laptop2_key, "s-bench-2", LAPTOP2);
+    let mut laptop2 = connect_through_path(&gw, &laptop2_key, LAPTOP2_UDP);
     let (mut bare_laptop, mut bare_gw) = bare_pair(&gw.secret, &laptop_key);
 
     // The laptop opens its flow (SYN), allowed by the role's rule for tcp/5432.
@@ -268,6 +361,25 @@ fn main() {
         (out.tun, out.net.len()),
         (1, 1),
         "enforcement allows the flow both ways"
+    );
+    // The second laptop's packets take the path without enforcement: no flow was
+    // opened, yet they go through both ways.
+    let outbound2 = segment(LAPTOP2, 40000, DB, 5432, 0x10);
+    let inbound2 = segment(DB, 5432, LAPTOP2, 40000, 0x10);
+    let mut out = Capture::default();
+    unenforced_from_network(
+        &gw,
+        LAPTOP2_UDP,
+        &seal(&mut laptop2, &outbound2),
+        &mut scratch,
+        &mut out,
+        &mut None,
+    );
+    unenforced_from_tunnel(&gw, &inbound2, &mut scratch, &mut out, &mut None);
+    assert_eq!(
+        (out.tun, out.net.len()),
+        (1, 1),
+        "the path without enforcement forwards both ways"
     );
 
     let mut c = Criterion::default()
@@ -345,14 +457,13 @@ fn main() {
         snapshot.forwarded_out,
         snapshot.drops.iter().map(|d| d.1).sum::<u64>()
     );
-    // The ratio is taken from paired rounds, the gateway's path and boringtun alone one
-    // after the other (in turn first), each round on fresh datagrams: on a shared
-    // machine, the medians of two benchmarks run seconds apart differ by more than
-    // what is measured here.
-    let to_internal = paired(ROUNDS, |path_first| {
-        // Each side seals its datagrams just before it is timed: both find them equally
-        // warm in the cache.
-        let run_path = |scratch: &mut [u8]| {
+    // The ratios are taken from rounds in which the three arms run one after the other
+    // (in turn first), each on fresh datagrams: on a shared machine, the medians of
+    // benchmarks run seconds apart differ by more than what is measured here. Each arm
+    // seals its datagrams just before it is timed: all find them equally warm in the
+    // cache.
+    let to_internal = rounds(ROUNDS, &mut scratch, |arm, scratch| match arm {
+        Arm::Path => {
             let sealed: Vec<_> = (0..BATCH).map(|_| seal(&mut laptop, &outbound)).collect();
             let mut sink = Count::default();
             let path = gw.path();
@@ -370,8 +481,25 @@ fn main() {
                 );
             }
             (t.elapsed(), sink.bytes)
-        };
-        let mut run_bare = |scratch: &mut [u8]| {
+        }
+        Arm::Unenforced => {
+            let sealed: Vec<_> = (0..BATCH).map(|_| seal(&mut laptop2, &outbound2)).collect();
+            let mut sink = Count::default();
+            let mut last = None;
+            let t = Instant::now();
+            for d in &sealed {
+                unenforced_from_network(
+                    &gw,
+                    LAPTOP2_UDP,
+                    black_box(d),
+                    scratch,
+                    &mut sink,
+                    &mut last,
+                );
+            }
+            (t.elapsed(), sink.bytes)
+        }
+        Arm::Bare => {
             let sealed: Vec<_> = (0..BATCH)
                 .map(|_| seal(&mut bare_laptop, &outbound))
                 .collect();
@@ -385,11 +513,10 @@ fn main() {
                 }
             }
             (t.elapsed(), bytes)
-        };
-        run_pair(path_first, &mut scratch, run_path, &mut run_bare)
+        }
     });
-    let to_laptop = paired(ROUNDS, |path_first| {
-        let run_path = |scratch: &mut [u8]| {
+    let to_laptop = rounds(ROUNDS, &mut scratch, |arm, scratch| match arm {
+        Arm::Path => {
             let mut sink = Count::default();
             let path = gw.path();
             // As the shell does with what one read from the TUN device returned.
@@ -399,8 +526,17 @@ fn main() {
                 path.from_tunnel_in_batch(black_box(&inbound), scratch, 3, &mut sink, &mut last);
             }
             (t.elapsed(), sink.bytes)
-        };
-        let mut run_bare = |scratch: &mut [u8]| {
+        }
+        Arm::Unenforced => {
+            let mut sink = Count::default();
+            let mut last = None;
+            let t = Instant::now();
+            for _ in 0..BATCH {
+                unenforced_from_tunnel(&gw, black_box(&inbound2), scratch, &mut sink, &mut last);
+            }
+            (t.elapsed(), sink.bytes)
+        }
+        Arm::Bare => {
             let mut bytes = 0;
             let t = Instant::now();
             for _ in 0..BATCH {
@@ -411,72 +547,88 @@ fn main() {
                 }
             }
             (t.elapsed(), bytes)
-        };
-        run_pair(path_first, &mut scratch, run_path, &mut run_bare)
+        }
     });
     for (direction, r) in [
         ("laptop -> internal", to_internal),
         ("internal -> laptop", to_laptop),
     ] {
         println!(
-            "dataplane: {direction}, {} byte packets, {ROUNDS} paired rounds of {BATCH}: the gateway's path {:.0} ns a packet, boringtun alone {:.0} ns: enforcement and the rest of the path cost {:+.1} % (median of the rounds' ratios; target <= 5 %)",
+            "dataplane: {direction}, {} byte packets, {ROUNDS} rounds of {BATCH}: the gateway's path {:.0} ns a packet, the same path without enforcement {:.0} ns, boringtun alone {:.0} ns",
             outbound.len(),
             r.path_ns,
+            r.unenforced_ns,
             r.bare_ns,
-            (r.ratio - 1.0) * 100.0
+        );
+        println!(
+            "dataplane: {direction}: enforcement (anti-spoofing, policy, flow table, accounting) costs {:+.1} % over the path without it (target <= 5 %); the whole path {:+.1} % over boringtun alone (medians of the rounds' ratios)",
+            (r.enforcement - 1.0) * 100.0,
+            (r.whole - 1.0) * 100.0
         );
     }
 }
 
-/// Paired rounds.
+/// Rounds.
 const ROUNDS: usize = 400;
 
-/// Medians over paired rounds: nanoseconds a packet each way, and the ratio.
-struct Paired {
-    path_ns: f64,
-    bare_ns: f64,
-    ratio: f64,
+/// The three arms of a round.
+#[derive(Debug, Clone, Copy)]
+enum Arm {
+    /// The gateway's path.
+    Path,
+    /// The same path with enforcement taken out.
+    Unenforced,
+    /// boringtun alone.
+    Bare,
 }
 
+const ARMS: [Arm; 3] = [Arm::Path, Arm::Unenforced, Arm::Bare];
+
+/// Medians over the rounds: nanoseconds a packet for each arm, and the ratios of the
+/// path to the path without enforcement and to boringtun alone.
+struct Medians {
+    path_ns: f64,
+    unenforced_ns: f64,
+    bare_ns: f64,
+    enforcement: f64,
+    whole: f64,
+}
+
+/// What one arm took for a batch, and the bytes it produced (checked non-zero: the
+/// batch went through).
 type Timed = (Duration, usize);
 
-/// Runs one round: the path and the bare tunnel, in the order given; both must have
-/// produced the same number of bytes (the same packets went through).
-fn run_pair(
-    path_first: bool,
+/// Runs `rounds` rounds of the three arms, each round starting with the next arm in
+/// turn.
+fn rounds(
+    rounds: usize,
     scratch: &mut [u8],
-    run_path: impl FnOnce(&mut [u8]) -> Timed,
-    run_bare: &mut impl FnMut(&mut [u8]) -> Timed,
-) -> (Duration, Duration) {
-    let (p, b) = if path_first {
-        let p = run_path(scratch);
-        (p, run_bare(scratch))
-    } else {
-        let b = run_bare(scratch);
-        (run_path(scratch), b)
-    };
-    assert!(
-        p.1 > 0 && b.1 > 0,
-        "both sides forwarded the round's packets"
-    );
-    (p.0, b.0)
-}
-
-fn paired(rounds: usize, mut round: impl FnMut(bool) -> (Duration, Duration)) -> Paired {
-    let mut path = Vec::with_capacity(rounds);
-    let mut bare = Vec::with_capacity(rounds);
-    let mut ratio = Vec::with_capacity(rounds);
+    mut run: impl FnMut(Arm, &mut [u8]) -> Timed,
+) -> Medians {
+    let mut ns: [Vec<f64>; 3] = std::array::from_fn(|_| Vec::with_capacity(rounds));
+    let mut enforcement = Vec::with_capacity(rounds);
+    let mut whole = Vec::with_capacity(rounds);
     for i in 0..rounds {
-        let (p, b) = round(i % 2 == 0);
-        let (p, b) = (p.as_nanos() as f64, b.as_nanos() as f64);
-        path.push(p / BATCH as f64);
-        bare.push(b / BATCH as f64);
-        ratio.push(p / b);
+        let mut took = [0.0; 3];
+        for k in 0..ARMS.len() {
+            let a = (i + k) % ARMS.len();
+            let (t, bytes) = run(ARMS[a], scratch);
+            assert!(bytes > 0, "{:?} forwarded the round's packets", ARMS[a]);
+            took[a] = t.as_nanos() as f64;
+        }
+        for (a, t) in took.iter().enumerate() {
+            ns[a].push(t / BATCH as f64);
+        }
+        enforcement.push(took[0] / took[1]);
+        whole.push(took[0] / took[2]);
     }
-    Paired {
-        path_ns: median(&mut path),
-        bare_ns: median(&mut bare),
-        ratio: median(&mut ratio),
+    let [path, unenforced, bare] = &mut ns;
+    Medians {
+        path_ns: median(path),
+        unenforced_ns: median(unenforced),
+        bare_ns: median(bare),
+        enforcement: median(&mut enforcement),
+        whole: median(&mut whole),
     }
 }
 
