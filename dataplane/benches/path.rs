@@ -23,6 +23,9 @@
 //! three arms run one after the other (in turn first) on the same kind of packets, 400
 //! times, which a shared machine's drift between benchmarks does not bias.
 //!
+//! Criterion also measures enforcement's pieces on their own (`enforcement/…`: the
+//! whole decision, the header parse, the policy lookup, the flow's key and its update).
+//!
 //! Run: `cargo bench -p ztgw-dataplane --bench path`
 
 use std::hint::black_box;
@@ -37,9 +40,11 @@ use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use criterion::{BatchSize, Criterion};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
-use ztgw_config::policy::{CompiledPolicy, Network, Policy};
+use ztgw_config::policy::{CompiledPolicy, Decision, Network, Policy, Proto};
+use ztgw_dataplane::conntrack::{Conntrack, FlowKey, MAX_FLOWS};
 use ztgw_dataplane::counters::Counters;
-use ztgw_dataplane::packet::build;
+use ztgw_dataplane::enforce::{self, Session};
+use ztgw_dataplane::packet::{self, build};
 use ztgw_dataplane::path::{LastIndex, LastPeer, Path, SCRATCH_LEN, Sink, new_tunnel};
 use ztgw_dataplane::peers::{Peer, PeerSpec, PeerState, PeerTable, PresharedKey};
 
@@ -443,6 +448,7 @@ fn main() {
         )
     });
     g.finish();
+    enforcement_parts(&mut c, &gw.policy, &outbound);
     c.final_summary();
 
     // Under a profiler (`--profile-time`), only the benchmark asked for runs.
@@ -566,6 +572,61 @@ fn main() {
             (r.whole - 1.0) * 100.0
         );
     }
+}
+
+/// What enforcement costs, piece by piece, on one segment of an open flow (each on its
+/// own, in a loop: warmer than on the path, where the cryptography runs in between).
+fn enforcement_parts(c: &mut Criterion, policy: &CompiledPolicy, segment: &[u8]) {
+    let role = policy.role("finance").expect("role");
+    let session = Session {
+        id: 1,
+        tunnel_addr: LAPTOP.into(),
+        tunnel_addr6: None,
+        role,
+    };
+    let mut ct = Conntrack::new(MAX_FLOWS);
+    let syn = build::tcp4(LAPTOP, 40000, DB, 5432, 0x02);
+    enforce::from_laptop(&session, &syn, policy, &mut ct, |_| false, 0).expect("opens");
+    let h = packet::parse(segment).expect("segment");
+    let key = FlowKey::outbound(1, &h).expect("a flow");
+    let Decision::Allow(rule) = policy.decide(role, DB.into(), Proto::Tcp, 5432) else {
+        panic!("the role may reach the database");
+    };
+    let label = policy.label(rule).expect("label").clone();
+    let mut g = c.benchmark_group("enforcement");
+    g.bench_function("from-laptop", |b| {
+        let mut now = 1;
+        b.iter(|| {
+            now += 1;
+            enforce::from_laptop(
+                &session,
+                black_box(segment),
+                policy,
+                &mut ct,
+                |_| false,
+                now,
+            )
+            .is_ok()
+        })
+    });
+    g.bench_function("parse", |b| {
+        b.iter(|| packet::parse(black_box(segment)).is_ok())
+    });
+    g.bench_function("decide", |b| {
+        b.iter(|| policy.decide(role, black_box(IpAddr::V4(DB)), Proto::Tcp, 5432))
+    });
+    g.bench_function("flow-key", |b| {
+        b.iter(|| FlowKey::outbound(1, black_box(&h)))
+    });
+    g.bench_function("flow-update", |b| {
+        let mut now = 1;
+        b.iter(|| {
+            now += 1;
+            ct.outbound(black_box(key), rule, || label.clone(), &h, now)
+                .is_ok()
+        })
+    });
+    g.finish();
 }
 
 /// Rounds.
