@@ -4,6 +4,7 @@
 //! Time is a parameter (milliseconds on any monotonic clock).
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ pub const ICMP_MS: u64 = 30_000;
 pub type SessionId = u32;
 
 /// A flow, seen from the laptop's side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
     pub session: SessionId,
     /// 6, 17, or 1 for ICMP and ICMPv6.
@@ -65,6 +66,38 @@ impl FlowKey {
             remote: h.src,
             remote_port: src_port,
         })
+    }
+}
+
+/// The flow table is looked up at every packet: a key hashes as three or four words
+/// rather than a write per field, discriminant and address byte (equal keys write the
+/// same words, as `Hash` must; an IPv4 address in an IPv6 key writes as its mapped form,
+/// a collision `Eq` still tells apart).
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(
+            u64::from(self.session)
+                | u64::from(self.laptop_port) << 32
+                | u64::from(self.remote_port) << 48,
+        );
+        match (self.laptop, self.remote) {
+            (IpAddr::V4(l), IpAddr::V4(r)) => {
+                state.write_u64(u64::from(l.to_bits()) << 32 | u64::from(r.to_bits()));
+                state.write_u16(u16::from(self.proto) | 4 << 8);
+            }
+            (l, r) => {
+                state.write_u128(v6_bits(l));
+                state.write_u128(v6_bits(r));
+                state.write_u16(u16::from(self.proto) | 6 << 8);
+            }
+        }
+    }
+}
+
+fn v6_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped().to_bits(),
+        IpAddr::V6(a) => a.to_bits(),
     }
 }
 
@@ -375,6 +408,55 @@ mod tests {
             (f.state, f.packets_out, f.packets_in),
             (State::TcpEstablished, 2, 1)
         );
+    }
+
+    #[test]
+    fn keys_that_hash_alike_are_still_different_flows() {
+        // An IPv4 key writes the same words as its IPv4-mapped IPv6 form when either
+        // address is IPv6; and keys differing in any one field are different flows.
+        let base = FlowKey {
+            session: 1,
+            proto: 6,
+            laptop: LAPTOP.into(),
+            laptop_port: 40000,
+            remote: SERVER.into(),
+            remote_port: 5432,
+        };
+        let variants = [
+            base,
+            FlowKey { session: 2, ..base },
+            FlowKey { proto: 17, ..base },
+            FlowKey {
+                laptop_port: 40001,
+                ..base
+            },
+            FlowKey {
+                remote_port: 5433,
+                ..base
+            },
+            FlowKey {
+                remote: Ipv4Addr::new(10, 20, 1, 6).into(),
+                ..base
+            },
+            FlowKey {
+                laptop: LAPTOP.to_ipv6_mapped().into(),
+                ..base
+            },
+            FlowKey {
+                laptop: LAPTOP.to_ipv6_mapped().into(),
+                remote: SERVER.to_ipv6_mapped().into(),
+                ..base
+            },
+        ];
+        let mut table: HashMap<FlowKey, usize, FastHash> = HashMap::default();
+        for (i, k) in variants.iter().enumerate() {
+            assert_eq!(table.insert(*k, i), None, "{k:?} is a flow of its own");
+        }
+        for (i, k) in variants.iter().enumerate() {
+            assert_eq!(table.get(k), Some(&i));
+        }
+        let hasher = FastHash::new();
+        assert_eq!(hasher.hash_one(base), hasher.hash_one(variants[0]));
     }
 
     #[test]
