@@ -2,7 +2,7 @@
 # Capacity (G17): every benchmark, one run each, printing its figures with their
 # baselines: the data plane (tunnel throughput against a wireguard-go gateway,
 # handshakes, 10,000 and 50,000 idle peers; the cost of enforcement per packet against
-# boringtun alone), admissions (200 concurrent agents; revocation to the
+# the same path without it and boringtun alone), admissions (200 concurrent agents; revocation to the
 # last packet), several gateways on PostgreSQL (admissions against SQLite; revocation
 # on one gateway to the last packet on another), the audit journal (durable appends and
 # verification per second), and posture reports (parsing against plain JSON, evaluation).
