@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0
-cargo build --release --locked --bins
+# The packaged binaries only (the test crate's tools are not shipped).
+cargo build --release --locked -p ztgw-gateway -p ztgw-agent -p ztgw-audit --bins
 gen=target/generated
 rm -rf "$gen"
 mkdir -p "$gen/man" "$gen/man-agent" "$gen/completions"

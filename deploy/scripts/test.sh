@@ -119,10 +119,12 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The end-to-end tests run the real `ztgw` and `ztgw-agent` binaries, and check the
-# packages built here.
-cargo build --workspace --bins --locked
-# The agent for Windows 10/11, which the Wine test runs; its lints for that target too.
-cargo build -p ztgw-agent --target x86_64-pc-windows-gnu --locked
+# packages built here. The binaries and the tests are built together so that they share
+# one feature resolution (the one with dev-dependencies): `cargo test` below then
+# rebuilds nothing.
+cargo build --workspace --bins --tests --locked
+# The agent for Windows 10/11: its lints for that target. package.sh builds the release
+# binary that the installer ships and the Wine test runs.
 cargo clippy -p ztgw-agent -p ztgw-posture --target x86_64-pc-windows-gnu --locked -- -D warnings
 # The macOS agent type-checks (and lints) for both Apple architectures. Without Xcode's
 # SDK, ring's C is compiled freestanding with a stand-in for Apple's
@@ -137,5 +139,8 @@ bash deploy/scripts/package.sh
 cargo test --workspace --locked
 # The same end-to-end suite with every gateway's registry in PostgreSQL (a server each
 # test starts for itself): the registry switch (ZTGW_TEST_REGISTRY=postgres). The backup
-# test keeps SQLite (a PostgreSQL registry is backed up with pg_dump).
-ZTGW_TEST_REGISTRY=postgres cargo test -p ztgw-tests --locked
+# test keeps SQLite (a PostgreSQL registry is backed up with pg_dump). Every integration
+# test of the workspace, not `-p ztgw-tests`: selecting one package resolves features
+# without the others' dev-dependencies and would rebuild our crates (2-3 minutes); the
+# other crates' integration tests take about a second and ignore the switch.
+ZTGW_TEST_REGISTRY=postgres cargo test --workspace --locked --test '*'

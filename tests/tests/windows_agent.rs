@@ -1,8 +1,9 @@
-//! The Windows build of the agent (`ztgw-agent.exe`, built by the test script for
-//! x86_64-pc-windows-gnu) run under Wine: it starts, reports the posture of the Windows
-//! it runs on (Wine's: every fact known or unknown with its reason, no crash), and
-//! enrols against a test gateway on loopback — the TLS stack and the CA pinning of the
-//! Windows build — refusing a gateway whose CA is not the one the invitation pins.
+//! The Windows build of the agent (`ztgw-agent.exe`, the release build for
+//! x86_64-pc-windows-gnu that `deploy/scripts/package.sh` builds and the installer ships)
+//! run under Wine: it starts, reports the posture of the Windows it runs on (Wine's:
+//! every fact known or unknown with its reason, no crash), and enrols against a test
+//! gateway on loopback — the TLS stack and the CA pinning of the Windows build — refusing
+//! a gateway whose CA is not the one the invitation pins.
 //!
 //! The installer `deploy/scripts/package.sh` builds (NSIS) installs the agent silently,
 //! registers it with Windows, and its uninstaller removes it and keeps the device's keys.
@@ -25,10 +26,10 @@ fn windows_agent() -> PathBuf {
         .and_then(Path::parent)
         .expect("target directory")
         .to_owned();
-    let exe = target.join("x86_64-pc-windows-gnu/debug/ztgw-agent.exe");
+    let exe = target.join("x86_64-pc-windows-gnu/release/ztgw-agent.exe");
     assert!(
         exe.exists(),
-        "{} is missing: build it with `rustup target add x86_64-pc-windows-gnu && apt-get install gcc-mingw-w64-x86-64 && cargo build -p ztgw-agent --target x86_64-pc-windows-gnu` (deploy/scripts/test.sh does)",
+        "{} is missing: build it with `rustup target add x86_64-pc-windows-gnu && apt-get install gcc-mingw-w64-x86-64 && cargo build --release -p ztgw-agent --target x86_64-pc-windows-gnu` (deploy/scripts/package.sh does)",
         exe.display()
     );
     exe
