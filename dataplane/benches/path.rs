@@ -41,7 +41,7 @@ use boringtun::x25519::{PublicKey, StaticSecret};
 use criterion::{BatchSize, Criterion};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
 use ztgw_config::policy::{CompiledPolicy, Decision, Network, Policy, Proto};
-use ztgw_dataplane::conntrack::{Conntrack, FlowKey, MAX_FLOWS};
+use ztgw_dataplane::conntrack::{Conntrack, FlowKey, MAX_FLOWS, Refused, Stamp};
 use ztgw_dataplane::counters::Counters;
 use ztgw_dataplane::enforce::{self, Session};
 use ztgw_dataplane::packet::{self, build};
@@ -593,6 +593,10 @@ fn enforcement_parts(c: &mut Criterion, policy: &CompiledPolicy, segment: &[u8])
         panic!("the role may reach the database");
     };
     let label = policy.label(rule).expect("label").clone();
+    let stamp = Stamp {
+        policy: policy.generation(),
+        role,
+    };
     let mut g = c.benchmark_group("enforcement");
     g.bench_function("from-laptop", |b| {
         let mut now = 1;
@@ -622,8 +626,15 @@ fn enforcement_parts(c: &mut Criterion, policy: &CompiledPolicy, segment: &[u8])
         let mut now = 1;
         b.iter(|| {
             now += 1;
-            ct.outbound(black_box(key), rule, || label.clone(), &h, now)
-                .is_ok()
+            ct.outbound::<Refused>(
+                black_box(key),
+                stamp,
+                || Ok(rule),
+                |_| label.clone(),
+                &h,
+                now,
+            )
+            .is_ok()
         })
     });
     g.finish();

@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ztgw_config::policy::{RuleId, RuleLabel};
+use ztgw_config::policy::{RoleId, RuleId, RuleLabel};
 
 use super::packet::{Header, IcmpKind, TcpFlags, Transport};
 
@@ -179,12 +179,42 @@ pub enum Refused {
 /// flow are the laptop's to choose).
 pub type FastHash = ahash::RandomState;
 
-/// The flow table.
+/// Under what a flow's rule was decided: the compiled policy in force (its
+/// generation) and the session's role. A packet of a live flow decided under the stamp
+/// in force is not decided again; a reload or a role change makes every stamp stale,
+/// and the flow's next packet is decided afresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub policy: u64,
+    pub role: RoleId,
+}
+
+/// A flow in its slot, with the stamp its rule was decided under.
+#[derive(Debug)]
+struct Slot {
+    key: FlowKey,
+    flow: Flow,
+    decided: Stamp,
+}
+
+/// The flow table. Flows live in slots that an index finds by key; the slot of the
+/// previous packet's flow is tried first (its key compared), so a burst of one flow is
+/// found without hashing, in both directions (a flow's key is the laptop's view of it
+/// either way).
 #[derive(Debug)]
 pub struct Conntrack {
-    flows: HashMap<FlowKey, Flow, FastHash>,
+    index: HashMap<FlowKey, u32, FastHash>,
+    slots: Vec<Option<Slot>>,
+    /// Slots emptied, reused first.
+    free: Vec<u32>,
+    /// The slot of the previous packet's flow; a hint, checked against the key.
+    last: Option<u32>,
     per_session: HashMap<SessionId, usize, FastHash>,
     max_flows: usize,
+    /// Flows that ended outside [`Conntrack::retain`] (expired, to make room for a
+    /// new one or replaced by one with their key): handed out by its next call, so that
+    /// accounting sees every flow that ended.
+    ended: Vec<(FlowKey, Flow)>,
     /// New flows refused because a table was full.
     pub refused_full: u64,
 }
@@ -192,48 +222,83 @@ pub struct Conntrack {
 impl Conntrack {
     pub fn new(max_flows: usize) -> Self {
         Self {
-            flows: HashMap::default(),
+            index: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            last: None,
             per_session: HashMap::default(),
-            max_flows,
+            // Slots are numbered with 32 bits.
+            max_flows: max_flows.min(u32::MAX as usize),
+            ended: Vec::new(),
             refused_full: 0,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.index.is_empty()
     }
 
     pub fn get(&self, key: &FlowKey) -> Option<&Flow> {
-        self.flows.get(key)
+        let i = *self.index.get(key)?;
+        self.slots.get(i as usize)?.as_ref().map(|s| &s.flow)
     }
 
-    /// A packet from the laptop on `key`, allowed by `rule`: creates or advances its flow.
-    /// A new flow keeps `label()` for good.
-    pub fn outbound(
+    /// The slot of `key`'s flow: the previous packet's if it is that flow, else from
+    /// the index.
+    fn find(&mut self, key: &FlowKey) -> Option<usize> {
+        if let Some(i) = self.last
+            && matches!(self.slots.get(i as usize), Some(Some(s)) if s.key == *key)
+        {
+            return Some(i as usize);
+        }
+        let i = *self.index.get(key)?;
+        self.last = Some(i);
+        Some(i as usize)
+    }
+
+    /// The live flow in slot `i`.
+    fn live(&mut self, i: Option<usize>, now: u64) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(i?)?
+            .as_mut()
+            .filter(|s| !s.flow.expired(now))
+    }
+
+    /// A packet from the laptop on `key`: advances its live flow, or creates one. The
+    /// rule is `decide()`'s, asked only when the flow is new or was decided under
+    /// another stamp than `stamp` (an error from it refuses the packet and leaves the
+    /// table as it was). A new flow keeps `label(rule)` for good. The rule allowing
+    /// the packet.
+    pub fn outbound<E: From<Refused>>(
         &mut self,
         key: FlowKey,
-        rule: RuleId,
-        label: impl FnOnce() -> Arc<RuleLabel>,
+        stamp: Stamp,
+        decide: impl FnOnce() -> Result<RuleId, E>,
+        label: impl FnOnce(RuleId) -> Arc<RuleLabel>,
         h: &Header,
         now: u64,
-    ) -> Result<(), Refused> {
+    ) -> Result<RuleId, E> {
         let flags = tcp_flags(h);
-        if let Some(f) = self.flows.get_mut(&key)
-            && !f.expired(now)
-        {
+        let found = self.find(&key);
+        if let Some(slot) = self.live(found, now) {
+            if slot.decided != stamp {
+                slot.flow.rule = decide()?;
+                slot.decided = stamp;
+            }
+            let f = &mut slot.flow;
             f.last_ms = now;
             f.packets_out += 1;
             f.bytes_out += h.len as u64;
-            f.rule = rule;
             advance(f, flags);
-            return Ok(());
+            return Ok(f.rule);
         }
+        let rule = decide()?;
         if key.proto == 6 && !flags.is_some_and(|f| f.syn && !f.ack) {
-            return Err(Refused::NotAnOpening);
+            return Err(Refused::NotAnOpening.into());
         }
         self.make_room(key.session, now)?;
         let state = match key.proto {
@@ -241,63 +306,84 @@ impl Conntrack {
             17 => State::Udp { replied: false },
             _ => State::Icmp,
         };
-        if self
-            .flows
-            .insert(
-                key,
-                Flow {
-                    rule,
-                    label: label(),
-                    state,
-                    first_ms: now,
-                    last_ms: now,
-                    packets_out: 1,
-                    bytes_out: h.len as u64,
-                    packets_in: 0,
-                    bytes_in: 0,
-                },
-            )
-            .is_none()
-        {
-            *self.per_session.entry(key.session).or_default() += 1;
-        }
-        Ok(())
+        let slot = Slot {
+            key,
+            flow: Flow {
+                rule,
+                label: label(rule),
+                state,
+                first_ms: now,
+                last_ms: now,
+                packets_out: 1,
+                bytes_out: h.len as u64,
+                packets_in: 0,
+                bytes_in: 0,
+            },
+            decided: stamp,
+        };
+        let i = match self.index.get(&key) {
+            // Its expired flow, which the new one replaces.
+            Some(&i) => {
+                if let Some(old) = self.slots.get_mut(i as usize).and_then(|s| s.replace(slot)) {
+                    self.ended.push((old.key, old.flow));
+                }
+                i
+            }
+            None => {
+                let i = match self.free.pop() {
+                    Some(i) => {
+                        self.slots[i as usize] = Some(slot);
+                        i
+                    }
+                    None => {
+                        self.slots.push(Some(slot));
+                        // At most `max_flows` slots, which fits 32 bits.
+                        (self.slots.len() - 1) as u32
+                    }
+                };
+                self.index.insert(key, i);
+                *self.per_session.entry(key.session).or_default() += 1;
+                i
+            }
+        };
+        self.last = Some(i);
+        Ok(rule)
     }
 
     /// A packet from the internal network towards the laptop: allowed only on a live
     /// flow the laptop opened.
     pub fn inbound(&mut self, key: &FlowKey, h: &Header, now: u64) -> bool {
         let flags = tcp_flags(h);
-        match self.flows.get_mut(key) {
-            Some(f) if !f.expired(now) => {
-                f.last_ms = now;
-                f.packets_in += 1;
-                f.bytes_in += h.len as u64;
-                if let State::Udp { replied } = &mut f.state {
-                    *replied = true;
-                }
-                advance(f, flags);
-                true
-            }
-            _ => false,
+        let found = self.find(key);
+        let Some(slot) = self.live(found, now) else {
+            return false;
+        };
+        let f = &mut slot.flow;
+        f.last_ms = now;
+        f.packets_in += 1;
+        f.bytes_in += h.len as u64;
+        if let State::Udp { replied } = &mut f.state {
+            *replied = true;
         }
+        advance(f, flags);
+        true
     }
 
     /// An ICMP error about the flow `key` (a router's "fragmentation needed", a host's
     /// "port unreachable"): counted on the flow if it is live, without changing its state.
     /// Whether it is.
     pub fn related(&mut self, key: &FlowKey, h: &Header, now: u64) -> bool {
-        match self.flows.get_mut(key) {
-            Some(f) if !f.expired(now) => {
-                f.packets_in += 1;
-                f.bytes_in += h.len as u64;
-                true
-            }
-            _ => false,
-        }
+        let found = self.find(key);
+        let Some(slot) = self.live(found, now) else {
+            return false;
+        };
+        slot.flow.packets_in += 1;
+        slot.flow.bytes_in += h.len as u64;
+        true
     }
 
-    /// Removes and returns the flows idle past their timeout.
+    /// Removes and returns the flows idle past their timeout (and any that ended since
+    /// the last call, see [`Conntrack::retain`]).
     pub fn expire(&mut self, now: u64) -> Vec<(FlowKey, Flow)> {
         self.retain(|_, f| !f.expired(now))
     }
@@ -308,35 +394,45 @@ impl Conntrack {
     }
 
     /// Removes and returns the flows for which `keep` says no (a role or policy change
-    /// that no longer allows them).
+    /// that no longer allows them), after those that ended otherwise since the last
+    /// call (expired to make room, replaced by a new flow with their key). A table left
+    /// empty gives its memory back.
     pub fn retain(&mut self, keep: impl Fn(&FlowKey, &Flow) -> bool) -> Vec<(FlowKey, Flow)> {
-        let gone: Vec<FlowKey> = self
-            .flows
-            .iter()
-            .filter(|(k, f)| !keep(k, f))
-            .map(|(k, _)| *k)
-            .collect();
-        gone.into_iter().filter_map(|k| self.remove(&k)).collect()
-    }
-
-    fn remove(&mut self, key: &FlowKey) -> Option<(FlowKey, Flow)> {
-        let f = self.flows.remove(key)?;
-        if let Some(n) = self.per_session.get_mut(&key.session) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_session.remove(&key.session);
+        let mut gone = std::mem::take(&mut self.ended);
+        for (i, cell) in self.slots.iter_mut().enumerate() {
+            let Some(s) = cell.take_if(|s| !keep(&s.key, &s.flow)) else {
+                continue;
+            };
+            self.index.remove(&s.key);
+            // `i` is below `max_flows`, which fits 32 bits.
+            self.free.push(i as u32);
+            if let Some(n) = self.per_session.get_mut(&s.key.session) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_session.remove(&s.key.session);
+                }
             }
+            gone.push((s.key, s.flow));
         }
-        Some((*key, f))
+        if self.index.is_empty() {
+            self.index = HashMap::default();
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.per_session = HashMap::default();
+            self.last = None;
+        }
+        gone
     }
 
     fn make_room(&mut self, session: SessionId, now: u64) -> Result<(), Refused> {
         let session_full =
             || self.per_session.get(&session).copied().unwrap_or(0) >= MAX_FLOWS_PER_SESSION;
-        if self.flows.len() >= self.max_flows || session_full() {
-            self.expire(now);
+        if self.index.len() >= self.max_flows || session_full() {
+            // Their records wait for the next call to `retain`.
+            let ended = self.expire(now);
+            self.ended = ended;
         }
-        if self.flows.len() >= self.max_flows {
+        if self.index.len() >= self.max_flows {
             self.refused_full += 1;
             return Err(Refused::TableFull);
         }
@@ -385,12 +481,22 @@ mod tests {
         super::super::fixtures::rule(SERVER, ztgw_config::policy::Proto::Tcp)
     }
 
+    const STAMP: Stamp = Stamp {
+        policy: 1,
+        role: RoleId::NONE,
+    };
+
+    /// A packet from the laptop on `key`, allowed by `rule()`.
+    fn open(ct: &mut Conntrack, key: FlowKey, h: &Header, now: u64) -> Result<RuleId, Refused> {
+        ct.outbound(key, STAMP, || Ok(rule()), |_| label(), h, now)
+    }
+
     #[test]
     fn replies_pass_only_on_flows_the_laptop_opened() {
         let mut ct = Conntrack::new(16);
         let syn = parse(&build::tcp4(LAPTOP, 40000, SERVER, 5432, 0x02)).expect("syn");
         let key = FlowKey::outbound(7, &syn).expect("key");
-        ct.outbound(key, rule(), label, &syn, 0).expect("opens");
+        open(&mut ct, key, &syn, 0).expect("opens");
         let synack = parse(&build::tcp4(SERVER, 5432, LAPTOP, 40000, 0x12)).expect("synack");
         assert!(ct.inbound(&FlowKey::inbound(7, &synack).expect("key"), &synack, 10));
         // The same packet for another session, or another port, is not a reply.
@@ -401,13 +507,103 @@ mod tests {
         let probe = parse(&build::tcp4(SERVER, 33333, LAPTOP, 22, 0x02)).expect("probe");
         assert!(!ct.inbound(&FlowKey::inbound(7, &probe).expect("key"), &probe, 10));
         let ack = parse(&build::tcp4(LAPTOP, 40000, SERVER, 5432, 0x10)).expect("ack");
-        ct.outbound(key, rule(), label, &ack, 20)
-            .expect("continues");
+        open(&mut ct, key, &ack, 20).expect("continues");
         let f = ct.get(&key).expect("flow");
         assert_eq!(
             (f.state, f.packets_out, f.packets_in),
             (State::TcpEstablished, 2, 1)
         );
+    }
+
+    #[test]
+    fn a_flow_is_decided_once_per_stamp() {
+        let mut ct = Conntrack::new(16);
+        let syn = parse(&build::tcp4(LAPTOP, 40000, SERVER, 5432, 0x02)).expect("syn");
+        let ack = parse(&build::tcp4(LAPTOP, 40000, SERVER, 5432, 0x10)).expect("ack");
+        let key = FlowKey::outbound(7, &syn).expect("key");
+        let asked = std::cell::Cell::new(0);
+        let decide = |r: Result<RuleId, Refused>| {
+            asked.set(asked.get() + 1);
+            r
+        };
+        let reload = Stamp { policy: 2, ..STAMP };
+        let moved = Stamp {
+            role: super::super::fixtures::policy().role("hr").expect("role"),
+            ..STAMP
+        };
+        let steps = [
+            (STAMP, &syn, Ok(rule()), 1),
+            (STAMP, &ack, Ok(rule()), 1),
+            (STAMP, &ack, Ok(rule()), 1),
+            // A new stamp is decided again, once; a refusal changes nothing.
+            (reload, &ack, Err(Refused::TableFull), 2),
+            (reload, &ack, Ok(rule()), 3),
+            (reload, &ack, Ok(rule()), 3),
+            (moved, &ack, Ok(rule()), 4),
+        ];
+        for (i, (stamp, h, verdict, want_asked)) in steps.into_iter().enumerate() {
+            let got = ct.outbound(key, stamp, || decide(verdict), |_| label(), h, i as u64);
+            assert_eq!(got, verdict, "step {i}");
+            assert_eq!(asked.get(), want_asked, "step {i}: decisions asked");
+        }
+        assert_eq!(ct.get(&key).map(|f| f.packets_out), Some(6));
+    }
+
+    #[test]
+    fn interleaved_flows_and_reused_slots_count_on_their_own_flows() {
+        let mut ct = Conntrack::new(16);
+        let out = |port: u16| parse(&build::udp4(LAPTOP, port, SERVER, 53, 10)).expect("udp");
+        let back = |port: u16| parse(&build::udp4(SERVER, 53, LAPTOP, port, 20)).expect("udp");
+        let key = |port: u16| FlowKey::outbound(1, &out(port)).expect("key");
+        for port in [1000, 1001, 1000, 1000, 1001] {
+            open(&mut ct, key(port), &out(port), 0).expect("opens");
+        }
+        assert!(ct.inbound(&key(1001), &back(1001), 1));
+        assert!(ct.inbound(&key(1000), &back(1000), 1));
+        let counts =
+            |ct: &Conntrack, port| ct.get(&key(port)).map(|f| (f.packets_out, f.packets_in));
+        assert_eq!(counts(&ct, 1000), Some((3, 1)));
+        assert_eq!(counts(&ct, 1001), Some((2, 1)));
+        // The last packet's flow ends and another takes its slot: the slot is found by
+        // the new key only.
+        assert_eq!(ct.retain(|k, _| k.laptop_port != 1000).len(), 1);
+        assert!(!ct.inbound(&key(1000), &back(1000), 2));
+        open(&mut ct, key(1002), &out(1002), 2).expect("opens");
+        assert!(!ct.inbound(&key(1000), &back(1000), 3));
+        assert!(ct.inbound(&key(1002), &back(1002), 3));
+        assert_eq!(counts(&ct, 1002), Some((1, 1)));
+        assert_eq!(ct.len(), 2);
+        assert_eq!(ct.slots.len(), 2, "the freed slot was reused");
+    }
+
+    #[test]
+    fn every_flow_that_ends_reaches_accounting_and_an_empty_table_frees_its_memory() {
+        let mut ct = Conntrack::new(2);
+        let udp = |port: u16| parse(&build::udp4(LAPTOP, port, SERVER, 53, 10)).expect("udp");
+        let key = |port: u16| FlowKey::outbound(1, &udp(port)).expect("key");
+        open(&mut ct, key(1), &udp(1), 0).expect("opens");
+        open(&mut ct, key(2), &udp(2), 0).expect("opens");
+        // A new flow when the table is full: the expired ones make room, and are not
+        // lost to accounting.
+        open(&mut ct, key(3), &udp(3), UDP_MS + 1).expect("room");
+        // An expired flow replaced by a new one with its key, before any tick.
+        open(&mut ct, key(3), &udp(3), 3 * UDP_MS).expect("again");
+        let mut ended: Vec<(u16, u64)> = ct
+            .expire(3 * UDP_MS)
+            .iter()
+            .map(|(k, f)| (k.laptop_port, f.first_ms))
+            .collect();
+        ended.sort();
+        assert_eq!(ended, [(1, 0), (2, 0), (3, UDP_MS + 1)]);
+        assert_eq!(ct.len(), 1);
+        assert_eq!(ct.remove_session(1).len(), 1);
+        assert!(ct.is_empty());
+        assert_eq!(
+            (ct.slots.capacity(), ct.free.capacity(), ct.index.capacity()),
+            (0, 0, 0)
+        );
+        open(&mut ct, key(4), &udp(4), 0).expect("opens again");
+        assert_eq!(ct.len(), 1);
     }
 
     #[test]
@@ -463,18 +659,12 @@ mod tests {
         let mut ct = Conntrack::new(16);
         let ack = parse(&build::tcp4(LAPTOP, 40000, SERVER, 80, 0x10)).expect("ack");
         assert_eq!(
-            ct.outbound(
-                FlowKey::outbound(1, &ack).expect("key"),
-                rule(),
-                label,
-                &ack,
-                0
-            ),
+            open(&mut ct, FlowKey::outbound(1, &ack).expect("key"), &ack, 0),
             Err(Refused::NotAnOpening)
         );
         let udp = parse(&build::udp4(LAPTOP, 5000, SERVER, 53, 4)).expect("udp");
         let key = FlowKey::outbound(1, &udp).expect("key");
-        ct.outbound(key, rule(), label, &udp, 0).expect("udp");
+        open(&mut ct, key, &udp, 0).expect("udp");
         let reply = parse(&build::udp4(SERVER, 53, LAPTOP, 5000, 40)).expect("reply");
         assert!(ct.inbound(&FlowKey::inbound(1, &reply).expect("key"), &reply, UDP_MS));
         assert!(
@@ -496,40 +686,35 @@ mod tests {
         let mut ct = Conntrack::new(4);
         for port in 0..4u16 {
             let u = parse(&build::udp4(LAPTOP, 1000 + port, SERVER, 53, 0)).expect("udp");
-            ct.outbound(FlowKey::outbound(1, &u).expect("key"), rule(), label, &u, 0)
-                .expect("room");
+            open(&mut ct, FlowKey::outbound(1, &u).expect("key"), &u, 0).expect("room");
         }
         let u = parse(&build::udp4(LAPTOP, 2000, SERVER, 53, 0)).expect("udp");
         assert_eq!(
-            ct.outbound(FlowKey::outbound(2, &u).expect("key"), rule(), label, &u, 1),
+            open(&mut ct, FlowKey::outbound(2, &u).expect("key"), &u, 1),
             Err(Refused::TableFull)
         );
         assert_eq!(ct.refused_full, 1);
         // Expired flows make room.
-        ct.outbound(
+        open(
+            &mut ct,
             FlowKey::outbound(2, &u).expect("key"),
-            rule(),
-            label,
             &u,
             UDP_MS + 10,
         )
         .expect("room after expiry");
         assert_eq!(ct.len(), 1);
         let mut big = Conntrack::new(MAX_FLOWS);
-        let r = rule();
         for port in 0..MAX_FLOWS_PER_SESSION as u16 {
             let u = parse(&build::udp4(LAPTOP, port, SERVER, 53, 0)).expect("udp");
-            big.outbound(FlowKey::outbound(3, &u).expect("key"), r, label, &u, 0)
-                .expect("room");
+            open(&mut big, FlowKey::outbound(3, &u).expect("key"), &u, 0).expect("room");
         }
         let u = parse(&build::udp4(LAPTOP, 60000, SERVER, 53, 0)).expect("udp");
         assert_eq!(
-            big.outbound(FlowKey::outbound(3, &u).expect("key"), rule(), label, &u, 0),
+            open(&mut big, FlowKey::outbound(3, &u).expect("key"), &u, 0),
             Err(Refused::SessionFull)
         );
         assert!(
-            big.outbound(FlowKey::outbound(4, &u).expect("key"), rule(), label, &u, 0)
-                .is_ok(),
+            open(&mut big, FlowKey::outbound(4, &u).expect("key"), &u, 0).is_ok(),
             "other sessions are not starved"
         );
         assert_eq!(big.remove_session(3).len(), MAX_FLOWS_PER_SESSION);

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use ztgw_config::policy::{CompiledPolicy, Decision, DenyReason, RoleId, RuleId};
 
-use super::conntrack::{Conntrack, FlowKey, Refused, SessionId};
+use super::conntrack::{Conntrack, FlowKey, Refused, SessionId, Stamp};
 use super::packet::{self, PacketError};
 
 /// What the data plane knows of a session, per packet.
@@ -90,27 +90,42 @@ pub fn from_laptop(
     {
         return Err(Drop::IcmpType);
     }
-    let (proto, port) = h.service().ok_or(Drop::Unsupported)?;
-    let rule = match policy.decide(s.role, h.dst, proto, port) {
-        Decision::Allow(rule) => rule,
-        Decision::Deny(reason) => return Err(Drop::Policy(reason)),
+    let decide = || {
+        let (proto, port) = h.service().ok_or(Drop::Unsupported)?;
+        match policy.decide(s.role, h.dst, proto, port) {
+            Decision::Allow(rule) => Ok(rule),
+            Decision::Deny(reason) => Err(Drop::Policy(reason)),
+        }
     };
-    if let Some(key) = FlowKey::outbound(s.id, &h) {
-        let label = || {
-            policy.label(rule).cloned().unwrap_or_else(|| {
-                std::sync::Arc::new(ztgw_config::policy::RuleLabel {
-                    name: "(unknown rule)".into(),
-                    policy: String::new(),
-                })
+    let Some(key) = FlowKey::outbound(s.id, &h) else {
+        // What opens no flow (none today: every packet decided here has ports or an
+        // echo identifier) is decided alone.
+        return decide();
+    };
+    let label = |rule| {
+        policy.label(rule).cloned().unwrap_or_else(|| {
+            std::sync::Arc::new(ztgw_config::policy::RuleLabel {
+                name: "(unknown rule)".into(),
+                policy: String::new(),
             })
-        };
-        ct.outbound(key, rule, label, &h, now_ms)
-            .map_err(|r| match r {
-                Refused::TableFull | Refused::SessionFull => Drop::TableFull,
-                Refused::NotAnOpening => Drop::NotAnOpening,
-            })?;
+        })
+    };
+    // A packet of a flow already decided under this policy and role is not decided
+    // again (the flow's key holds everything a decision reads).
+    let stamp = Stamp {
+        policy: policy.generation(),
+        role: s.role,
+    };
+    ct.outbound(key, stamp, decide, label, &h, now_ms)
+}
+
+impl From<Refused> for Drop {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::TableFull | Refused::SessionFull => Drop::TableFull,
+            Refused::NotAnOpening => Drop::NotAnOpening,
+        }
     }
-    Ok(rule)
 }
 
 /// Decides a packet from the internal network towards the laptop of session `s`.
@@ -270,6 +285,61 @@ mod tests {
             to_laptop(&hr, &build::tcp4(DB, 5432, B, 40000, 0x12), &mut ct, 5),
             Err(Drop::NotAFlow)
         );
+    }
+
+    #[test]
+    fn an_open_flow_is_decided_again_under_a_new_policy_or_role() {
+        let old = policy();
+        let finance = Session {
+            id: 1,
+            tunnel_addr: A.into(),
+            tunnel_addr6: None,
+            role: old.role("finance").expect("role"),
+        };
+        let mut ct = Conntrack::new(1024);
+        let syn = build::tcp4(A, 40000, DB, 5432, 0x02);
+        let ack = build::tcp4(A, 40000, DB, 5432, 0x10);
+        assert!(from_laptop(&finance, &syn, &old, &mut ct, in_pool, 0).is_ok());
+        assert!(from_laptop(&finance, &ack, &old, &mut ct, in_pool, 1).is_ok());
+        // The same text compiled again is another generation that decides alike.
+        let again = policy();
+        assert_ne!(again.generation(), old.generation());
+        assert!(from_laptop(&finance, &ack, &again, &mut ct, in_pool, 2).is_ok());
+        // A reload that takes the database from finance refuses the open flow's next
+        // packet, though the flow is still in the table.
+        let text = super::super::fixtures::POLICY
+            .replace(r#"resources = ["db", "dns"]"#, r#"resources = ["dns"]"#);
+        let reloaded = CompiledPolicy::compile(
+            &ztgw_config::policy::Policy::parse(std::path::Path::new("p.toml"), &text)
+                .expect("policy")
+                .policy,
+        );
+        let finance_now = Session {
+            role: reloaded.role("finance").expect("role"),
+            ..finance
+        };
+        assert_eq!(
+            from_laptop(&finance_now, &ack, &reloaded, &mut ct, in_pool, 3),
+            Err(Drop::Policy(DenyReason::NoRule))
+        );
+        let key = FlowKey::outbound(1, &packet::parse(&ack).expect("ack")).expect("key");
+        assert_eq!(
+            ct.get(&key).map(|f| f.packets_out),
+            Some(3),
+            "a refused packet leaves the flow as it was"
+        );
+        // Under the policy in force, a role change (to hr, without the database) is
+        // decided again too; back to finance, the flow goes on.
+        let as_hr = Session {
+            role: old.role("hr").expect("role"),
+            ..finance
+        };
+        assert_eq!(
+            from_laptop(&as_hr, &ack, &old, &mut ct, in_pool, 4),
+            Err(Drop::Policy(DenyReason::NoRule))
+        );
+        assert!(from_laptop(&finance, &ack, &old, &mut ct, in_pool, 5).is_ok());
+        assert_eq!(ct.get(&key).map(|f| f.packets_out), Some(4));
     }
 
     #[test]

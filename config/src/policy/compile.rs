@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Network, Policy, Proto, Service};
 
@@ -160,7 +161,12 @@ pub struct CompiledPolicy {
     rules: Vec<RuleInfo>,
     /// Each rule's name and the policy it came from, shared by the flows it allows.
     labels: Vec<Arc<RuleLabel>>,
+    /// Which compilation this is ([`CompiledPolicy::generation`]).
+    generation: u64,
 }
+
+/// The next compilation's generation; 0 is the empty policy's, which allows nothing.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// A rule as a flow remembers it: the name `role/resource` and the hash of the policy
 /// it came from, fixed when the flow is created whatever is reloaded later.
@@ -201,7 +207,15 @@ impl CompiledPolicy {
             out.role_names.push(role_name);
         }
         out.labels = label_rules(&out.rules, "");
+        out.generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         out
+    }
+
+    /// Which compilation this is, unique in the process (a clone shares it, and decides
+    /// alike): a decision remembered with the generation it was made under is this
+    /// policy's decision while the generation is the one in force.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The id of the role called `name`.
