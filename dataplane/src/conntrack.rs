@@ -43,6 +43,7 @@ pub struct FlowKey {
 
 impl FlowKey {
     /// The key of a packet from the laptop; `None` for what opens no flow.
+    #[inline]
     pub fn outbound(session: SessionId, h: &Header) -> Option<Self> {
         let (proto, src_port, dst_port) = ports(h, IcmpKind::EchoRequest)?;
         Some(Self {
@@ -56,6 +57,7 @@ impl FlowKey {
     }
 
     /// The key of the flow a packet towards the laptop would belong to.
+    #[inline]
     pub fn inbound(session: SessionId, h: &Header) -> Option<Self> {
         let (proto, src_port, dst_port) = ports(h, IcmpKind::EchoReply)?;
         Some(Self {
@@ -103,6 +105,7 @@ fn v6_bits(a: IpAddr) -> u128 {
 
 /// Protocol number and (source, destination) ports of a packet that belongs to a flow;
 /// an ICMP echo of kind `echo` counts its identifier as the laptop's port.
+#[inline]
 fn ports(h: &Header, echo: IcmpKind) -> Option<(u8, u16, u16)> {
     match h.transport {
         Transport::Tcp {

@@ -99,6 +99,7 @@ const ICMP: u8 = 1;
 const ICMPV6: u8 = 58;
 
 /// Parses an IPv4 or IPv6 packet.
+#[inline]
 pub fn parse(p: &[u8]) -> Result<Header, PacketError> {
     match p.first().map(|b| b >> 4) {
         Some(4) => parse_v4(p),
@@ -108,6 +109,7 @@ pub fn parse(p: &[u8]) -> Result<Header, PacketError> {
     }
 }
 
+#[inline]
 fn parse_v4(p: &[u8]) -> Result<Header, PacketError> {
     if p.len() < 20 {
         return Err(PacketError::TooShort);
@@ -134,6 +136,7 @@ fn parse_v4(p: &[u8]) -> Result<Header, PacketError> {
     })
 }
 
+#[inline]
 fn parse_v6(p: &[u8]) -> Result<Header, PacketError> {
     if p.len() < 40 {
         return Err(PacketError::TooShort);
@@ -161,6 +164,7 @@ fn parse_v6(p: &[u8]) -> Result<Header, PacketError> {
     })
 }
 
+#[inline]
 fn transport(proto: u8, t: &[u8], v6: bool) -> Result<Transport, PacketError> {
     let port = |at: usize| -> Result<u16, PacketError> {
         Ok(u16::from_be_bytes([
