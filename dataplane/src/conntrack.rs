@@ -203,9 +203,18 @@ struct Slot {
 /// The flow table. Flows live in slots that an index finds by key; the slot of the
 /// previous packet's flow is tried first (its key compared), so a burst of one flow is
 /// found without hashing, in both directions (a flow's key is the laptop's view of it
-/// either way).
+/// either way). The tables are allocated with the first flow and freed with the last:
+/// an idle peer's table is one pointer.
 #[derive(Debug)]
 pub struct Conntrack {
+    tables: Option<Box<Tables>>,
+    max_flows: usize,
+    /// New flows refused because a table was full.
+    pub refused_full: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
     index: HashMap<FlowKey, u32, FastHash>,
     slots: Vec<Option<Slot>>,
     /// Slots emptied, reused first.
@@ -213,43 +222,13 @@ pub struct Conntrack {
     /// The slot of the previous packet's flow; a hint, checked against the key.
     last: Option<u32>,
     per_session: HashMap<SessionId, usize, FastHash>,
-    max_flows: usize,
     /// Flows that ended outside [`Conntrack::retain`] (expired, to make room for a
     /// new one or replaced by one with their key): handed out by its next call, so that
     /// accounting sees every flow that ended.
     ended: Vec<(FlowKey, Flow)>,
-    /// New flows refused because a table was full.
-    pub refused_full: u64,
 }
 
-impl Conntrack {
-    pub fn new(max_flows: usize) -> Self {
-        Self {
-            index: HashMap::default(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            last: None,
-            per_session: HashMap::default(),
-            // Slots are numbered with 32 bits.
-            max_flows: max_flows.min(u32::MAX as usize),
-            ended: Vec::new(),
-            refused_full: 0,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    pub fn get(&self, key: &FlowKey) -> Option<&Flow> {
-        let i = *self.index.get(key)?;
-        self.slots.get(i as usize)?.as_ref().map(|s| &s.flow)
-    }
-
+impl Tables {
     /// The slot of `key`'s flow: the previous packet's if it is that flow, else from
     /// the index.
     fn find(&mut self, key: &FlowKey) -> Option<usize> {
@@ -263,69 +242,20 @@ impl Conntrack {
         Some(i as usize)
     }
 
-    /// The live flow in slot `i`.
-    fn live(&mut self, i: Option<usize>, now: u64) -> Option<&mut Slot> {
+    /// The live flow of `key`.
+    fn live(&mut self, key: &FlowKey, now: u64) -> Option<&mut Slot> {
+        let i = self.find(key)?;
         self.slots
-            .get_mut(i?)?
+            .get_mut(i)?
             .as_mut()
             .filter(|s| !s.flow.expired(now))
     }
 
-    /// A packet from the laptop on `key`: advances its live flow, or creates one. The
-    /// rule is `decide()`'s, asked only when the flow is new or was decided under
-    /// another stamp than `stamp` (an error from it refuses the packet and leaves the
-    /// table as it was). A new flow keeps `label(rule)` for good. The rule allowing
-    /// the packet.
-    pub fn outbound<E: From<Refused>>(
-        &mut self,
-        key: FlowKey,
-        stamp: Stamp,
-        decide: impl FnOnce() -> Result<RuleId, E>,
-        label: impl FnOnce(RuleId) -> Arc<RuleLabel>,
-        h: &Header,
-        now: u64,
-    ) -> Result<RuleId, E> {
-        let flags = tcp_flags(h);
-        let found = self.find(&key);
-        if let Some(slot) = self.live(found, now) {
-            if slot.decided != stamp {
-                slot.flow.rule = decide()?;
-                slot.decided = stamp;
-            }
-            let f = &mut slot.flow;
-            f.last_ms = now;
-            f.packets_out += 1;
-            f.bytes_out += h.len as u64;
-            advance(f, flags);
-            return Ok(f.rule);
-        }
-        let rule = decide()?;
-        if key.proto == 6 && !flags.is_some_and(|f| f.syn && !f.ack) {
-            return Err(Refused::NotAnOpening.into());
-        }
-        self.make_room(key.session, now)?;
-        let state = match key.proto {
-            6 => State::TcpOpening,
-            17 => State::Udp { replied: false },
-            _ => State::Icmp,
-        };
-        let slot = Slot {
-            key,
-            flow: Flow {
-                rule,
-                label: label(rule),
-                state,
-                first_ms: now,
-                last_ms: now,
-                packets_out: 1,
-                bytes_out: h.len as u64,
-                packets_in: 0,
-                bytes_in: 0,
-            },
-            decided: stamp,
-        };
+    /// Puts a new flow in a slot (replacing its key's expired flow, which goes to
+    /// `ended`).
+    fn insert(&mut self, slot: Slot) {
+        let key = slot.key;
         let i = match self.index.get(&key) {
-            // Its expired flow, which the new one replaces.
             Some(&i) => {
                 if let Some(old) = self.slots.get_mut(i as usize).and_then(|s| s.replace(slot)) {
                     self.ended.push((old.key, old.flow));
@@ -350,6 +280,94 @@ impl Conntrack {
             }
         };
         self.last = Some(i);
+    }
+
+    fn flows_of(&self, session: SessionId) -> usize {
+        self.per_session.get(&session).copied().unwrap_or(0)
+    }
+}
+
+impl Conntrack {
+    pub fn new(max_flows: usize) -> Self {
+        Self {
+            tables: None,
+            // Slots are numbered with 32 bits.
+            max_flows: max_flows.min(u32::MAX as usize),
+            refused_full: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tables.as_ref().map_or(0, |t| t.index.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, key: &FlowKey) -> Option<&Flow> {
+        let t = self.tables.as_ref()?;
+        let i = *t.index.get(key)?;
+        t.slots.get(i as usize)?.as_ref().map(|s| &s.flow)
+    }
+
+    /// The live flow of `key`, if the table has any.
+    fn live(&mut self, key: &FlowKey, now: u64) -> Option<&mut Slot> {
+        self.tables.as_mut()?.live(key, now)
+    }
+
+    /// A packet from the laptop on `key`: advances its live flow, or creates one. The
+    /// rule is `decide()`'s, asked only when the flow is new or was decided under
+    /// another stamp than `stamp` (an error from it refuses the packet and leaves the
+    /// table as it was). A new flow keeps `label(rule)` for good. The rule allowing
+    /// the packet.
+    pub fn outbound<E: From<Refused>>(
+        &mut self,
+        key: FlowKey,
+        stamp: Stamp,
+        decide: impl FnOnce() -> Result<RuleId, E>,
+        label: impl FnOnce(RuleId) -> Arc<RuleLabel>,
+        h: &Header,
+        now: u64,
+    ) -> Result<RuleId, E> {
+        let flags = tcp_flags(h);
+        if let Some(slot) = self.live(&key, now) {
+            if slot.decided != stamp {
+                slot.flow.rule = decide()?;
+                slot.decided = stamp;
+            }
+            let f = &mut slot.flow;
+            f.last_ms = now;
+            f.packets_out += 1;
+            f.bytes_out += h.len as u64;
+            advance(f, flags);
+            return Ok(f.rule);
+        }
+        let rule = decide()?;
+        if key.proto == 6 && !flags.is_some_and(|f| f.syn && !f.ack) {
+            return Err(Refused::NotAnOpening.into());
+        }
+        self.make_room(key.session, now)?;
+        let state = match key.proto {
+            6 => State::TcpOpening,
+            17 => State::Udp { replied: false },
+            _ => State::Icmp,
+        };
+        self.tables.get_or_insert_default().insert(Slot {
+            key,
+            flow: Flow {
+                rule,
+                label: label(rule),
+                state,
+                first_ms: now,
+                last_ms: now,
+                packets_out: 1,
+                bytes_out: h.len as u64,
+                packets_in: 0,
+                bytes_in: 0,
+            },
+            decided: stamp,
+        });
         Ok(rule)
     }
 
@@ -357,8 +375,7 @@ impl Conntrack {
     /// flow the laptop opened.
     pub fn inbound(&mut self, key: &FlowKey, h: &Header, now: u64) -> bool {
         let flags = tcp_flags(h);
-        let found = self.find(key);
-        let Some(slot) = self.live(found, now) else {
+        let Some(slot) = self.live(key, now) else {
             return false;
         };
         let f = &mut slot.flow;
@@ -376,8 +393,7 @@ impl Conntrack {
     /// "port unreachable"): counted on the flow if it is live, without changing its state.
     /// Whether it is.
     pub fn related(&mut self, key: &FlowKey, h: &Header, now: u64) -> bool {
-        let found = self.find(key);
-        let Some(slot) = self.live(found, now) else {
+        let Some(slot) = self.live(key, now) else {
             return false;
         };
         slot.flow.packets_in += 1;
@@ -399,47 +415,53 @@ impl Conntrack {
     /// Removes and returns the flows for which `keep` says no (a role or policy change
     /// that no longer allows them), after those that ended otherwise since the last
     /// call (expired to make room, replaced by a new flow with their key). A table left
-    /// empty gives its memory back.
+    /// empty is freed.
     pub fn retain(&mut self, keep: impl Fn(&FlowKey, &Flow) -> bool) -> Vec<(FlowKey, Flow)> {
-        let mut gone = std::mem::take(&mut self.ended);
-        for (i, cell) in self.slots.iter_mut().enumerate() {
+        let Some(t) = self.tables.as_mut() else {
+            return Vec::new();
+        };
+        let mut gone = std::mem::take(&mut t.ended);
+        for (i, cell) in t.slots.iter_mut().enumerate() {
             let Some(s) = cell.take_if(|s| !keep(&s.key, &s.flow)) else {
                 continue;
             };
-            self.index.remove(&s.key);
+            t.index.remove(&s.key);
             // `i` is below `max_flows`, which fits 32 bits.
-            self.free.push(i as u32);
-            if let Some(n) = self.per_session.get_mut(&s.key.session) {
+            t.free.push(i as u32);
+            if let Some(n) = t.per_session.get_mut(&s.key.session) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
-                    self.per_session.remove(&s.key.session);
+                    t.per_session.remove(&s.key.session);
                 }
             }
             gone.push((s.key, s.flow));
         }
-        if self.index.is_empty() {
-            self.index = HashMap::default();
-            self.slots = Vec::new();
-            self.free = Vec::new();
-            self.per_session = HashMap::default();
-            self.last = None;
+        if t.index.is_empty() {
+            self.tables = None;
         }
         gone
     }
 
     fn make_room(&mut self, session: SessionId, now: u64) -> Result<(), Refused> {
-        let session_full =
-            || self.per_session.get(&session).copied().unwrap_or(0) >= MAX_FLOWS_PER_SESSION;
-        if self.index.len() >= self.max_flows || session_full() {
+        let full = |t: &Tables| {
+            t.index.len() >= self.max_flows || t.flows_of(session) >= MAX_FLOWS_PER_SESSION
+        };
+        if self.tables.as_deref().is_some_and(full) {
             // Their records wait for the next call to `retain`.
             let ended = self.expire(now);
-            self.ended = ended;
+            if !ended.is_empty() {
+                self.tables.get_or_insert_default().ended = ended;
+            }
         }
-        if self.index.len() >= self.max_flows {
+        if self.len() >= self.max_flows {
             self.refused_full += 1;
             return Err(Refused::TableFull);
         }
-        if self.per_session.get(&session).copied().unwrap_or(0) >= MAX_FLOWS_PER_SESSION {
+        if self
+            .tables
+            .as_deref()
+            .is_some_and(|t| t.flows_of(session) >= MAX_FLOWS_PER_SESSION)
+        {
             self.refused_full += 1;
             return Err(Refused::SessionFull);
         }
@@ -576,7 +598,8 @@ mod tests {
         assert!(ct.inbound(&key(1002), &back(1002), 3));
         assert_eq!(counts(&ct, 1002), Some((1, 1)));
         assert_eq!(ct.len(), 2);
-        assert_eq!(ct.slots.len(), 2, "the freed slot was reused");
+        let t = ct.tables.as_ref().expect("tables");
+        assert_eq!(t.slots.len(), 2, "the freed slot was reused");
     }
 
     #[test]
@@ -601,10 +624,7 @@ mod tests {
         assert_eq!(ct.len(), 1);
         assert_eq!(ct.remove_session(1).len(), 1);
         assert!(ct.is_empty());
-        assert_eq!(
-            (ct.slots.capacity(), ct.free.capacity(), ct.index.capacity()),
-            (0, 0, 0)
-        );
+        assert!(ct.tables.is_none(), "an empty table is freed");
         open(&mut ct, key(4), &udp(4), 0).expect("opens again");
         assert_eq!(ct.len(), 1);
     }
