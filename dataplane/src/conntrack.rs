@@ -630,6 +630,36 @@ mod tests {
     }
 
     #[test]
+    fn packets_that_open_no_flow_allocate_nothing() {
+        let mut ct = Conntrack::new(16);
+        let ack = parse(&build::tcp4(LAPTOP, 40000, SERVER, 5432, 0x10)).expect("ack");
+        let udp = parse(&build::udp4(LAPTOP, 5000, SERVER, 53, 4)).expect("udp");
+        let back = parse(&build::udp4(SERVER, 53, LAPTOP, 5000, 4)).expect("reply");
+        let (ack_key, udp_key) = (
+            FlowKey::outbound(1, &ack).expect("key"),
+            FlowKey::outbound(1, &udp).expect("key"),
+        );
+        // Refused by the policy, a TCP segment that opens nothing, a reply to nothing.
+        let denied = ct.outbound(
+            udp_key,
+            STAMP,
+            || Err(Refused::TableFull),
+            |_| label(),
+            &udp,
+            0,
+        );
+        assert_eq!(denied, Err(Refused::TableFull));
+        assert_eq!(open(&mut ct, ack_key, &ack, 0), Err(Refused::NotAnOpening));
+        assert!(!ct.inbound(&udp_key, &back, 0));
+        assert!(
+            ct.tables.is_none(),
+            "an idle peer's table stays unallocated"
+        );
+        open(&mut ct, udp_key, &udp, 0).expect("opens");
+        assert!(ct.tables.is_some());
+    }
+
+    #[test]
     fn keys_that_hash_alike_are_still_different_flows() {
         // The last two keys write the same words (an IPv4 address beside an IPv6 one
         // hashes as its mapped form); they, and keys differing in any one field, are
