@@ -207,6 +207,22 @@ impl TestGateway {
         self.dir.path().join("state")
     }
 
+    /// Takes the lock every publication of the CRL takes, until the returned file is
+    /// dropped. A test that writes `crl.pem` itself holds it while it looks at the
+    /// effect: with the registry in PostgreSQL, the cluster follower publishes at its
+    /// first look and at every change of the registry, and would otherwise overwrite
+    /// the file in between.
+    pub fn hold_crl(&self) -> std::fs::File {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.state_dir().join("crl.pem.lock"))
+            .expect("the CRL's lock file");
+        lock.lock().expect("the CRL's lock");
+        lock
+    }
+
     /// Carries out an admin request the way `ztgw` does against a running gateway:
     /// through the admin socket.
     pub fn admin(&self, request: AdminRequest) -> Result<AdminResponse, admin::AdminError> {

@@ -39,13 +39,16 @@ async fn metrics_and_health_are_scraped() {
         .expect("health");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 
-    // Without a usable revocation list the gateway says it is unhealthy.
+    // Without a usable revocation list the gateway says it is unhealthy (no publication
+    // repairs the file while that is looked at).
+    let hold = gw.hold_crl();
     std::fs::write(gw.state_dir().join("crl.pem"), "damaged").expect("write");
     let (status, body) = tokio::task::spawn_blocking(move || ztgw_tests::http_get(addr, "/health"))
         .await
         .expect("health");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("revocation list"), "{body}");
+    drop(hold);
     let (status, _) = tokio::task::spawn_blocking(move || ztgw_tests::http_get(addr, "/nothing"))
         .await
         .expect("404");

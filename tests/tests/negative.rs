@@ -523,12 +523,15 @@ async fn an_unusable_revocation_list_fails_closed() {
         ("expired", expired),
         ("another CA's", foreign),
     ] {
+        // No publication repairs the file while the refusal is looked at.
+        let hold = gw.hold_crl();
         std::fs::write(&crl_path, contents).expect("write CRL");
         gw.running.enforce_crl_on_disk();
         let err = ztgw_agent::renew::status(&agent.state())
             .await
             .expect_err(name);
         assert!(err.tls_error().is_some(), "{name}: {err}");
+        drop(hold);
         // Enrolment needs no client certificate and keeps working.
         gw.enrol("e9602").await;
         // The maintenance loop re-signs a fresh CRL and service comes back.

@@ -89,19 +89,11 @@ async fn a_crl_number_never_goes_back() {
         .ca()
         .sign_crl(&[], 5_000, t, t + time::Duration::days(1))
         .expect("CRL");
-    // Written under the lock every publication takes: with the registry in
-    // PostgreSQL, the cluster watcher's first look publishes too, and one that read the
-    // file before this write would otherwise overwrite it after.
-    let crl = gw.state_dir().join("crl.pem");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(crl.with_extension("pem.lock"))
-        .expect("lock file");
-    lock.lock().expect("lock");
-    std::fs::write(&crl, ahead).expect("write");
-    drop(lock);
+    // Written under the lock every publication takes (a publication that read the
+    // file before this write would otherwise overwrite it after).
+    let hold = gw.hold_crl();
+    std::fs::write(gw.state_dir().join("crl.pem"), ahead).expect("write");
+    drop(hold);
     gw.ctx().publish_crl().expect("publish");
     let (_, number) = crl_in_force(&gw);
     assert!(number > 5_000, "published number {number}");
