@@ -57,14 +57,7 @@ pub fn publish(
         path: path.display().to_string(),
         source,
     };
-    let lock_path = path.with_extension("pem.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(write_error)?;
-    lock.lock().map_err(write_error)?;
+    let lock = publication_lock(path).map_err(write_error)?;
     let revoked = registry.revoked_certificates(now)?;
     // The next number, and never one at or below the CRL on disk (a registry restored
     // from an older backup has an older counter).
@@ -82,6 +75,19 @@ pub fn publish(
         "published revocation list"
     );
     Ok(())
+}
+
+/// Takes the lock that every publication of the CRL at `path` holds while it reads the
+/// file and replaces it (one publication at a time, across processes); released when
+/// the returned file is dropped.
+pub fn publication_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("pem.lock"))?;
+    lock.lock()?;
+    Ok(lock)
 }
 
 /// Loads the CRL at `path` if it is ours and current at `now`.

@@ -213,14 +213,8 @@ impl TestGateway {
     /// first look and at every change of the registry, and would otherwise overwrite
     /// the file in between.
     pub fn hold_crl(&self) -> std::fs::File {
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.state_dir().join("crl.pem.lock"))
-            .expect("the CRL's lock file");
-        lock.lock().expect("the CRL's lock");
-        lock
+        ztgw_gateway::revocation::publication_lock(&self.state_dir().join("crl.pem"))
+            .expect("the CRL's publication lock")
     }
 
     /// Carries out an admin request the way `ztgw` does against a running gateway:
