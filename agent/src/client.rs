@@ -267,6 +267,10 @@ impl ControlClient {
         let tcp = tokio::net::TcpStream::connect(&self.address)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
+        // A request leaves in more than one write (the admission's did, after the
+        // nonce's on the same connection): with Nagle's algorithm its last segment
+        // waited for the gateway's delayed acknowledgement, 40 ms an admission.
+        let _ = tcp.set_nodelay(true);
         let tls = tokio_rustls::TlsConnector::from(self.config.clone())
             .connect(server_name, tcp)
             .await

@@ -140,6 +140,10 @@ impl ControlPlane {
                 }
             };
             Counters::bump(&self.counters.connections);
+            // What is written goes out at once (a response, a watched session's next
+            // event): Nagle's algorithm would hold a short last segment back until the
+            // client acknowledged the one before, up to its delayed-ACK 40 ms.
+            let _ = tcp.set_nodelay(true);
             if !self.limits.allow_handshake(peer.ip()) {
                 Counters::bump(&self.counters.refused_rate_limited);
                 continue;
