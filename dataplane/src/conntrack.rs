@@ -164,6 +164,16 @@ impl Flow {
     fn expired(&self, now: u64) -> bool {
         now.saturating_sub(self.last_ms) > self.timeout()
     }
+
+    /// A packet of `len` bytes (TCP `flags`) sent on the flow at `now`: its rule.
+    #[inline]
+    fn sent(&mut self, flags: Option<TcpFlags>, len: usize, now: u64) -> RuleId {
+        self.last_ms = now;
+        self.packets_out += 1;
+        self.bytes_out += len as u64;
+        advance(self, flags);
+        self.rule
+    }
 }
 
 /// Why a new flow was not created.
@@ -336,12 +346,7 @@ impl Conntrack {
                 slot.flow.rule = decide()?;
                 slot.decided = stamp;
             }
-            let f = &mut slot.flow;
-            f.last_ms = now;
-            f.packets_out += 1;
-            f.bytes_out += h.len as u64;
-            advance(f, flags);
-            return Ok(f.rule);
+            return Ok(slot.flow.sent(flags, h.len, now));
         }
         let rule = decide()?;
         if key.proto == 6 && !flags.is_some_and(|f| f.syn && !f.ack) {
@@ -369,6 +374,22 @@ impl Conntrack {
             decided: stamp,
         });
         Ok(rule)
+    }
+
+    /// A packet from the laptop on `key`'s live flow, if it was decided under `stamp`:
+    /// advanced as [`Conntrack::outbound`] would, and the rule allowing it. `None`
+    /// otherwise, the flow left as it was: what [`Conntrack::outbound`] decides.
+    #[inline]
+    pub fn outbound_decided(
+        &mut self,
+        key: &FlowKey,
+        stamp: Stamp,
+        flags: Option<TcpFlags>,
+        len: usize,
+        now: u64,
+    ) -> Option<RuleId> {
+        let slot = self.live(key, now)?;
+        (slot.decided == stamp).then(|| slot.flow.sent(flags, len, now))
     }
 
     /// A packet from the internal network towards the laptop: allowed only on a live

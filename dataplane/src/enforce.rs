@@ -78,6 +78,31 @@ pub fn from_laptop(
     is_tunnel_addr: impl Fn(IpAddr) -> bool,
     now_ms: u64,
 ) -> Result<RuleId, Drop> {
+    let stamp = Stamp {
+        policy: policy.generation(),
+        role: s.role,
+    };
+    // Most packets: IPv4 TCP or UDP from the session's own address, not to another
+    // laptop, on a flow already decided under this policy and role. Their key and
+    // flags are read straight from the bytes (the checks of the parse below, none
+    // skipped) and the flow advanced as below. Anything else, or a packet the flow
+    // table does not take so, is parsed and decided below.
+    if let Some(seg) = packet::ipv4_segment(pkt)
+        && s.owns(IpAddr::V4(seg.src))
+        && !is_tunnel_addr(IpAddr::V4(seg.dst))
+    {
+        let key = FlowKey {
+            session: s.id,
+            proto: seg.proto,
+            laptop: IpAddr::V4(seg.src),
+            laptop_port: seg.src_port,
+            remote: IpAddr::V4(seg.dst),
+            remote_port: seg.dst_port,
+        };
+        if let Some(rule) = ct.outbound_decided(&key, stamp, seg.flags, seg.len, now_ms) {
+            return Ok(rule);
+        }
+    }
     let h = packet::parse(pkt).map_err(parse_drop)?;
     if !s.owns(h.src) {
         return Err(Drop::Spoofed);
@@ -112,10 +137,6 @@ pub fn from_laptop(
     };
     // A packet of a flow already decided under this policy and role is not decided
     // again (the flow's key holds everything a decision reads).
-    let stamp = Stamp {
-        policy: policy.generation(),
-        role: s.role,
-    };
     ct.outbound(key, stamp, decide, label, &h, now_ms)
 }
 
@@ -340,6 +361,75 @@ mod tests {
         );
         assert!(from_laptop(&finance, &ack, &old, &mut ct, in_pool, 5).is_ok());
         assert_eq!(ct.get(&key).map(|f| f.packets_out), Some(4));
+    }
+
+    /// The packets of a decided IPv4 flow are read straight from their bytes: they
+    /// advance the flow exactly as the general parse did (counts, bytes, TCP state),
+    /// and what that read cannot take (a new flow, a malformed packet) is decided as
+    /// before.
+    #[test]
+    fn a_decided_flow_is_advanced_alike_by_the_short_read() {
+        use super::super::conntrack::State;
+        let policy = policy();
+        let finance = Session {
+            id: 1,
+            tunnel_addr: A.into(),
+            tunnel_addr6: None,
+            role: policy.role("finance").expect("role"),
+        };
+        let stamp = Stamp {
+            policy: policy.generation(),
+            role: finance.role,
+        };
+        let mut ct = Conntrack::new(1024);
+        let syn = build::tcp4(A, 40000, DB, 5432, 0x02);
+        let ack = build::tcp4(A, 40000, DB, 5432, 0x10);
+        let fin = build::tcp4(A, 40000, DB, 5432, 0x11);
+        let dns = build::udp4(A, 5353, Ipv4Addr::new(10, 20, 0, 53), 53, 100);
+        let tcp_key = FlowKey::outbound(1, &packet::parse(&syn).expect("syn")).expect("key");
+        let udp_key = FlowKey::outbound(1, &packet::parse(&dns).expect("dns")).expect("key");
+        // A new flow is not the short read's: nothing to advance yet.
+        let seg = packet::ipv4_segment(&ack).expect("an IPv4 TCP segment");
+        assert_eq!(
+            ct.outbound_decided(&tcp_key, stamp, seg.flags, seg.len, 0),
+            None
+        );
+        assert!(from_laptop(&finance, &syn, &policy, &mut ct, in_pool, 0).is_ok());
+        assert!(from_laptop(&finance, &dns, &policy, &mut ct, in_pool, 1).is_ok());
+        let flow = ct.get(&tcp_key).expect("flow").clone();
+        assert_eq!(flow.state, State::TcpOpening);
+        // Both flows' next packets are read short: IPv4 TCP and UDP, each flow now
+        // decided under the stamp in force.
+        for pkt in [&ack, &dns, &fin] {
+            assert_eq!(packet::ipv4_segment(pkt).map(|s| s.len), Some(pkt.len()));
+        }
+        assert_eq!(
+            from_laptop(&finance, &ack, &policy, &mut ct, in_pool, 5),
+            Ok(flow.rule)
+        );
+        assert!(from_laptop(&finance, &dns, &policy, &mut ct, in_pool, 6).is_ok());
+        assert!(from_laptop(&finance, &fin, &policy, &mut ct, in_pool, 7).is_ok());
+        let tcp = ct.get(&tcp_key).expect("flow");
+        assert_eq!(
+            (tcp.packets_out, tcp.bytes_out, tcp.last_ms, tcp.state),
+            (3, 3 * syn.len() as u64, 7, State::TcpClosing)
+        );
+        let udp = ct.get(&udp_key).expect("flow");
+        assert_eq!(
+            (udp.packets_out, udp.bytes_out, udp.last_ms),
+            (2, 2 * dns.len() as u64, 6)
+        );
+        // A packet of the flow cut short, or from another address, is refused as before.
+        assert_eq!(
+            from_laptop(&finance, &ack[..30], &policy, &mut ct, in_pool, 8),
+            Err(Drop::Malformed)
+        );
+        let spoofed = build::tcp4(B, 40000, DB, 5432, 0x10);
+        assert_eq!(
+            from_laptop(&finance, &spoofed, &policy, &mut ct, in_pool, 8),
+            Err(Drop::Spoofed)
+        );
+        assert_eq!(ct.get(&tcp_key).map(|f| f.packets_out), Some(3));
     }
 
     #[test]

@@ -27,9 +27,34 @@ pub const TARGETS: &[(&str, Target)] = &[
 
 /// An IP packet from a laptop or from the internal network.
 pub fn packet(data: &[u8]) {
-    if let Ok(h) = ztgw_dataplane::packet::parse(data) {
+    use std::net::IpAddr;
+    use ztgw_dataplane::packet::{self, Transport};
+    let parsed = packet::parse(data);
+    if let Ok(h) = &parsed {
         let _ = h.service();
     }
+    // The short read of IPv4 TCP and UDP agrees with the parse, both ways.
+    let general = parsed.ok().and_then(|h| match (h.src, h.dst, h.transport) {
+        (
+            IpAddr::V4(src),
+            IpAddr::V4(dst),
+            Transport::Tcp {
+                src_port,
+                dst_port,
+                flags,
+            },
+        ) => Some((src, dst, 6, src_port, dst_port, Some(flags), h.len)),
+        (IpAddr::V4(src), IpAddr::V4(dst), Transport::Udp { src_port, dst_port }) => {
+            Some((src, dst, 17, src_port, dst_port, None, h.len))
+        }
+        _ => None,
+    });
+    let short = packet::ipv4_segment(data).map(|s| {
+        (
+            s.src, s.dst, s.proto, s.src_port, s.dst_port, s.flags, s.len,
+        )
+    });
+    assert_eq!(short, general, "the short read and the parse disagree");
 }
 
 /// An invitation as an employee pastes it; what decodes encodes back to the same.
