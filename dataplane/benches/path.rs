@@ -47,8 +47,8 @@ use ztgw_dataplane::conntrack::{Conntrack, FlowKey, MAX_FLOWS, Refused, Stamp};
 use ztgw_dataplane::counters::Counters;
 use ztgw_dataplane::enforce::{self, Session};
 use ztgw_dataplane::packet::{self, build};
-use ztgw_dataplane::path::{LastIndex, LastPeer, Path, SCRATCH_LEN, Sink, new_tunnel};
-use ztgw_dataplane::peers::{Peer, PeerSpec, PeerState, PeerTable, PresharedKey};
+use ztgw_dataplane::path::{LastIndex, LastPeer, Path, SCRATCH_LEN, Sink};
+use ztgw_dataplane::peers::{Peer, PeerSpec, PeerState, PeerTable, PresharedKey, Tunnel};
 
 const LAPTOP: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
 /// The second laptop, whose packets take the path without enforcement.
@@ -162,9 +162,9 @@ impl Gateway {
         };
         let role = self.policy.role("finance").expect("role");
         self.peers
-            .insert(&spec, |index| {
+            .insert(&spec, |_| {
                 PeerState::new(
-                    new_tunnel(&self.secret, spec.public_key, PSK, None, index),
+                    Tunnel::pending(PresharedKey::new(PSK), None),
                     role,
                     "finance".into(),
                 )
@@ -230,8 +230,11 @@ fn unenforced_from_network(
     let Some(st) = guard.as_mut() else {
         return;
     };
+    let Some(tunn) = st.tunnel.get_mut() else {
+        return;
+    };
     if let TunnResult::WriteToTunnelV4(inner, _) =
-        st.tunn.decapsulate(Some(src.ip()), datagram, scratch)
+        tunn.decapsulate(Some(src.ip()), datagram, scratch)
     {
         st.endpoint = Some(src);
         st.forwarded += 1;
@@ -269,10 +272,10 @@ fn unenforced_from_tunnel(
     let Some(st) = guard.as_mut() else {
         return;
     };
-    let Some(endpoint) = st.endpoint else {
+    let (Some(endpoint), Some(tunn)) = (st.endpoint, st.tunnel.get_mut()) else {
         return;
     };
-    if let TunnResult::WriteToNetwork(p) = st.tunn.encapsulate(pkt, scratch) {
+    if let TunnResult::WriteToNetwork(p) = tunn.encapsulate(pkt, scratch) {
         gw.counters.forwarded_out.fetch_add(1, Ordering::Relaxed);
         gw.counters
             .forwarded_out_bytes

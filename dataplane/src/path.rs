@@ -196,9 +196,19 @@ impl Path<'_> {
         now_ms: u64,
         out: &mut impl Sink,
     ) {
+        // The tunnel is made at the peer's first initiation; before it, nothing else
+        // the peer could send has a session to open it.
+        let tunn = if kind == Kind::Initiation {
+            st.tunnel.make(self.secret, peer.public_key, peer.index)
+        } else {
+            match st.tunnel.get_mut() {
+                Some(t) => t,
+                None => return self.counters.drop(DropReason::Tunnel),
+            }
+        };
         // The endpoint roams only on what authenticated: a handshake message that
         // verified or transport data that decrypted (a keepalive is `Done`).
-        match st.tunn.decapsulate(Some(src.ip()), datagram, scratch) {
+        match tunn.decapsulate(Some(src.ip()), datagram, scratch) {
             TunnResult::Done if kind == Kind::CookieReply => {}
             TunnResult::Done => st.endpoint = Some(src),
             TunnResult::Err(_) => self.counters.drop(DropReason::Tunnel),
@@ -209,7 +219,7 @@ impl Path<'_> {
                 }
                 self.send(out, src, reply);
                 // Packets queued while the handshake was under way.
-                while let TunnResult::WriteToNetwork(p) = st.tunn.decapsulate(None, &[], scratch) {
+                while let TunnResult::WriteToNetwork(p) = tunn.decapsulate(None, &[], scratch) {
                     self.send(out, src, p);
                 }
             }
@@ -275,10 +285,11 @@ impl Path<'_> {
         if let Err(d) = enforce::to_laptop_parsed(&session, &h, &mut st.conntrack, now_ms) {
             return self.deny(st, d, pkt, now_ms);
         }
-        let Some(endpoint) = st.endpoint else {
+        // No endpoint, no tunnel: the laptop has not completed a handshake yet.
+        let (Some(endpoint), Some(tunn)) = (st.endpoint, st.tunnel.get_mut()) else {
             return self.counters.drop(DropReason::NoEndpoint);
         };
-        match st.tunn.encapsulate(pkt, scratch) {
+        match tunn.encapsulate(pkt, scratch) {
             TunnResult::WriteToNetwork(p) => {
                 add(&self.counters.forwarded_out, 1);
                 add(&self.counters.forwarded_out_bytes, pkt.len() as u64);
@@ -300,7 +311,11 @@ impl Path<'_> {
         if !ended.is_empty() {
             st.accounting.flows_ended(ended);
         }
-        match st.tunn.update_timers(scratch) {
+        // A tunnel not yet made has no timers.
+        let Some(tunn) = st.tunnel.get_mut() else {
+            return true;
+        };
+        match tunn.update_timers(scratch) {
             TunnResult::WriteToNetwork(p) => {
                 if let Some(endpoint) = st.endpoint {
                     self.send(out, endpoint, p);

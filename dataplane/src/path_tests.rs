@@ -9,7 +9,7 @@ use governor::{Quota, RateLimiter as Governor};
 use super::super::counters::Snapshot;
 use super::super::fixtures::policy;
 use super::super::packet::build;
-use super::super::peers::{PeerSpec, PresharedKey};
+use super::super::peers::{PeerSpec, PresharedKey, Tunnel};
 use super::*;
 
 const A: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
@@ -90,9 +90,9 @@ impl Gateway {
         };
         let role_id = self.policy.role(role).expect("role");
         self.peers
-            .insert(&spec, |index| {
+            .insert(&spec, |_| {
                 PeerState::new(
-                    new_tunnel(&self.secret, spec.public_key, PSK, None, index),
+                    Tunnel::pending(PresharedKey::new(PSK), None),
                     role_id,
                     role.into(),
                 )
@@ -238,6 +238,46 @@ fn a_laptop_reaches_what_its_role_allows_and_nothing_else() {
             "spoofed-source"
         ]
     );
+}
+
+/// An installed peer keeps no tunnel until its laptop's first initiation: what comes
+/// before is dropped (data for its index, packets towards it), its timers do nothing,
+/// and the initiation makes the tunnel and completes the handshake as before.
+#[test]
+fn a_peers_tunnel_is_made_at_its_first_initiation() {
+    let gw = Gateway::new(100);
+    let key = StaticSecret::from([13; 32]);
+    gw.install("s-a", &key, A, "finance");
+    let peer = gw.peers.by_session("s-a").expect("peer");
+    let up = |peer: &Peer| {
+        peer.lock()
+            .as_ref()
+            .is_some_and(|st| st.tunnel.get().is_some())
+    };
+    assert!(!up(&peer));
+
+    // Transport data for its index, before any handshake.
+    let mut data = vec![4, 0, 0, 0];
+    data.extend_from_slice(&(peer.index << 8).to_le_bytes());
+    data.resize(32, 0);
+    let laptop_addr = SocketAddr::from(([192, 0, 2, 7], 51000));
+    assert!(gw.receive(laptop_addr, &data).net.is_empty());
+    assert_eq!(gw.counters().drops(DropReason::Tunnel), 1);
+    // A packet from the internal network towards it.
+    let reply = build::tcp4(DB, 5432, A, 40000, 0x12);
+    assert!(gw.inside_sends(&reply).net.is_empty());
+    // Its timers.
+    let mut out = Out::default();
+    let mut scratch = vec![0; SCRATCH_LEN];
+    assert!(gw.path().tick(&peer, &mut scratch, 0, &mut out));
+    assert!(out.net.is_empty());
+    assert!(!up(&peer), "nothing but an initiation makes the tunnel");
+
+    let mut laptop = Laptop::new(&key, &gw, 40000, PSK);
+    assert!(laptop.connect(&gw), "handshake");
+    assert!(up(&peer));
+    let syn = build::tcp4(A, 40000, DB, 5432, 0x02);
+    assert_eq!(gw.receive(laptop.addr, &laptop.seal(&syn)).tun.len(), 1);
 }
 
 #[test]
@@ -467,7 +507,9 @@ fn a_cookie_reply_from_elsewhere_does_not_move_the_laptops_endpoint() {
         .lock()
         .as_mut()
         .expect("state")
-        .tunn
+        .tunnel
+        .get_mut()
+        .expect("the tunnel is up")
         .format_handshake_initiation(&mut buf, true)
     {
         TunnResult::WriteToNetwork(p) => p.to_vec(),

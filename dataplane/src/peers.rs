@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use boringtun::noise::Tunn;
+use boringtun::x25519::StaticSecret;
 use zeroize::Zeroizing;
 use ztgw_config::policy::RoleId;
 
@@ -100,9 +101,75 @@ impl Peer {
     }
 }
 
+/// A peer's WireGuard tunnel. boringtun's `Tunn` (its sessions' keys and replay
+/// windows, the handshake, the timers: 11 KB) is made when the laptop's first handshake
+/// initiation arrives; until then a peer keeps only what makes it, so that a session
+/// admitted but not (yet) connected costs a few hundred bytes.
+pub struct Tunnel {
+    tunn: Option<Box<Tunn>>,
+    preshared_key: PresharedKey,
+    /// Persistent keepalive from the gateway's side, in seconds.
+    keepalive: Option<u16>,
+}
+
+impl Tunnel {
+    /// A tunnel made at the peer's first handshake initiation.
+    pub fn pending(preshared_key: PresharedKey, keepalive: Option<u16>) -> Self {
+        Self {
+            tunn: None,
+            preshared_key,
+            keepalive,
+        }
+    }
+
+    /// The tunnel, once the laptop has begun a handshake.
+    pub fn get(&self) -> Option<&Tunn> {
+        self.tunn.as_deref()
+    }
+
+    /// As [`Tunnel::get`], to drive it.
+    pub fn get_mut(&mut self) -> Option<&mut Tunn> {
+        self.tunn.as_deref_mut()
+    }
+
+    /// The tunnel, made now if it is not yet (for an initiation from the peer's key),
+    /// with the gateway's `secret` and the peer's key and receiver index.
+    pub fn make(&mut self, secret: &StaticSecret, peer_public: [u8; 32], index: u32) -> &mut Tunn {
+        let (psk, keepalive) = (&self.preshared_key, self.keepalive);
+        self.tunn.get_or_insert_with(|| {
+            Box::new(crate::path::new_tunnel(
+                secret,
+                peer_public,
+                psk.bytes(),
+                keepalive,
+                index,
+            ))
+        })
+    }
+
+    /// How long since the last handshake, and the bytes sent and received: nothing
+    /// before the first handshake.
+    pub fn stats(&self) -> (Option<std::time::Duration>, usize, usize) {
+        self.get().map_or((None, 0, 0), |t| {
+            let (age, tx, rx, _, _) = t.stats();
+            (age, tx, rx)
+        })
+    }
+}
+
+impl std::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnel")
+            .field("up", &self.tunn.is_some())
+            .field("preshared_key", &self.preshared_key)
+            .field("keepalive", &self.keepalive)
+            .finish()
+    }
+}
+
 /// The mutable part of a peer; `None` once removed.
 pub struct PeerState {
-    pub tunn: Tunn,
+    pub tunnel: Tunnel,
     pub role: RoleId,
     pub role_name: String,
     pub conntrack: Conntrack,
@@ -115,9 +182,9 @@ pub struct PeerState {
 }
 
 impl PeerState {
-    pub fn new(tunn: Tunn, role: RoleId, role_name: String) -> Self {
+    pub fn new(tunnel: Tunnel, role: RoleId, role_name: String) -> Self {
         Self {
-            tunn,
+            tunnel,
             role,
             role_name,
             conntrack: Conntrack::new(MAX_FLOWS_PER_SESSION),
@@ -317,8 +384,10 @@ mod tests {
     fn state(index: u32) -> PeerState {
         let me = StaticSecret::from([1; 32]);
         let peer = PublicKey::from(&StaticSecret::from([2; 32]));
+        let mut tunnel = Tunnel::pending(PresharedKey::new([3; 32]), None);
+        tunnel.make(&me, peer.to_bytes(), index);
         PeerState::new(
-            Tunn::new(me, peer, None, None, index, None),
+            tunnel,
             super::super::fixtures::policy()
                 .role("finance")
                 .expect("role"),

@@ -36,7 +36,7 @@ use super::accounting::Report;
 use super::conntrack::{Flow, FlowKey};
 use super::counters::{DropReason, PerWorker, Snapshot};
 use super::path::{self, Path, SCRATCH_LEN, Sink};
-use super::peers::{PeerError, PeerSpec, PeerState, PeerTable};
+use super::peers::{PeerError, PeerSpec, PeerState, PeerTable, Tunnel};
 
 /// How often every peer's timers run (boringtun wants 100-250 ms).
 const TICK: Duration = Duration::from_millis(100);
@@ -260,15 +260,9 @@ impl DataPlane {
         let role = policy
             .role(&spec.role)
             .ok_or_else(|| PeerError::UnknownRole(spec.role.clone()))?;
-        s.peers.insert(spec, |index| {
+        s.peers.insert(spec, |_| {
             PeerState::new(
-                path::new_tunnel(
-                    &s.secret,
-                    spec.public_key,
-                    spec.preshared_key.bytes(),
-                    spec.keepalive,
-                    index,
-                ),
+                Tunnel::pending(spec.preshared_key.clone(), spec.keepalive),
                 role,
                 spec.role.clone(),
             )
@@ -353,7 +347,7 @@ impl DataPlane {
         let peer = self.shared.peers.by_session(session)?;
         let guard = peer.lock();
         let st = guard.as_ref()?;
-        let (age, tx, rx, _, _) = st.tunn.stats();
+        let (age, tx, rx) = st.tunnel.stats();
         Some(PeerInfo {
             session: peer.session.clone(),
             role: st.role_name.clone(),
