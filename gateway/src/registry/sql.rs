@@ -171,6 +171,17 @@ pub(crate) trait Db: Send + Sync + std::fmt::Debug {
         &self,
         f: impl FnOnce(&mut dyn Sql) -> Result<T, RegistryError> + Send,
     ) -> Result<T, RegistryError>;
+    /// A write that a power cut may undo without harm, because the gateway's next start
+    /// undoes it anyway: this gateway's live-session rows, which every start releases
+    /// ([`crate::cluster::join`]). Atomic and visible at once like [`Db::write`]; a
+    /// registry may skip the sync to disk. A registry shared by several gateways must
+    /// not (another gateway relies on the rows), and by default none does.
+    fn write_unsynced<T: Send>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, RegistryError> + Send,
+    ) -> Result<T, RegistryError> {
+        self.write(f)
+    }
     /// See [`super::Registry::shared`].
     fn shared(&self) -> bool {
         false

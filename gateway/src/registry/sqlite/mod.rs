@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension as _, params};
@@ -162,6 +163,9 @@ const STATEMENT_CACHE: usize = 256;
 #[derive(Debug)]
 pub struct SqliteRegistry {
     conn: Mutex<Connection>,
+    /// The connection may have been left at `synchronous=NORMAL` (see
+    /// [`Db::write_unsynced`]): the next write sets `FULL` again before it begins.
+    relaxed: std::sync::atomic::AtomicBool,
 }
 
 impl SqliteRegistry {
@@ -215,6 +219,7 @@ impl SqliteRegistry {
         }
         Ok(Self {
             conn: Mutex::new(conn),
+            relaxed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -259,17 +264,56 @@ impl Db for SqliteRegistry {
         f: impl FnOnce(&mut dyn Sql) -> Result<T, RegistryError> + Send,
     ) -> Result<T, RegistryError> {
         self.with(|c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(storage)?;
-            let out = {
-                let conn: &Connection = &tx;
-                f(&mut &*conn)?
-            };
-            tx.commit().map_err(storage)?;
-            Ok(out)
+            if self.relaxed.load(Ordering::Relaxed) {
+                c.pragma_update(None, "synchronous", "FULL")
+                    .map_err(storage)?;
+                self.relaxed.store(false, Ordering::Relaxed);
+            }
+            transact(c, f)
         })
     }
+
+    /// Committed with `synchronous=NORMAL`: in WAL mode the commit is atomic and
+    /// consistent but not synced (a power cut may roll it back; the next commit with
+    /// `FULL` syncs it with its own). The connection is back to `FULL` before the lock
+    /// is released, or the write fails.
+    fn write_unsynced<T: Send>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, RegistryError> + Send,
+    ) -> Result<T, RegistryError> {
+        self.with(|c| {
+            c.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(storage)?;
+            let out = transact(c, f);
+            match c.pragma_update(None, "synchronous", "FULL") {
+                Ok(()) => out,
+                Err(e) => {
+                    // The next durable write tries again before it begins, and fails
+                    // rather than commit unsynced.
+                    self.relaxed.store(true, Ordering::Relaxed);
+                    tracing::error!(error = %e, "the registry could not return to synchronous=FULL");
+                    Err(storage(e))
+                }
+            }
+        })
+    }
+}
+
+/// One write transaction on `c`, synced to disk as the connection's `synchronous`
+/// setting says: `FULL` for every write but [`Db::write_unsynced`]'s.
+fn transact<T>(
+    c: &mut Connection,
+    f: impl FnOnce(&mut dyn Sql) -> Result<T, RegistryError>,
+) -> Result<T, RegistryError> {
+    let tx = c
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(storage)?;
+    let out = {
+        let conn: &Connection = &tx;
+        f(&mut &*conn)?
+    };
+    tx.commit().map_err(storage)?;
+    Ok(out)
 }
 
 impl Sql for &Connection {
@@ -350,6 +394,54 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let reg = SqliteRegistry::open(&dir.path().join("r.db")).expect("open");
         (dir, Arc::new(reg))
+    }
+
+    /// This gateway's live-session rows are committed without a sync (the next start
+    /// releases them anyway), and the connection is back to `synchronous=FULL` before
+    /// anything else is written: a revocation after an admission is synced.
+    #[test]
+    fn live_sessions_are_written_unsynced_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.db");
+        let reg = SqliteRegistry::open(&path).expect("open");
+        let synchronous = |sql: &mut dyn Sql| -> Result<i64, RegistryError> {
+            let rows = sql
+                .query("PRAGMA synchronous", &[])
+                .map_err(|e| RegistryError::Storage(format!("{e:?}")))?;
+            Ok(rows
+                .first()
+                .and_then(|r| r.opt_int(0).ok().flatten())
+                .unwrap_or(-1))
+        };
+        // 1 is NORMAL, 2 FULL.
+        assert_eq!(reg.write_unsynced(synchronous).expect("unsynced"), 1);
+        assert_eq!(reg.write(synchronous).expect("write"), 2);
+        assert_eq!(reg.read(synchronous).expect("read"), 2);
+
+        let t =
+            |s: i64| time::OffsetDateTime::from_unix_timestamp(1_800_000_000 + s).expect("time");
+        let live = crate::registry::LiveSession {
+            session: "s-1".into(),
+            device: ztgw_pki::DeviceId::from_random([1; 10]),
+            employee: ztgw_pki::EmployeeId::new("e1").expect("id"),
+            gateway: "gw-a".into(),
+            role: "finance".into(),
+            tunnel_address: "100.64.0.2".into(),
+            started: t(0),
+            ends_at: t(3600),
+        };
+        let reg: Arc<dyn Registry> = Arc::new(reg);
+        assert_eq!(reg.claim_session(&live).expect("claim"), None);
+        // Committed and visible to another connection at once, though not synced.
+        let other = Connection::open(&path).expect("second connection");
+        let count = |c: &Connection| -> i64 {
+            c.query_row("SELECT count(*) FROM live_sessions", [], |r| r.get(0))
+                .expect("count")
+        };
+        assert_eq!(count(&other), 1);
+        reg.release_session("s-1").expect("release");
+        assert_eq!(count(&other), 0);
+        assert!(reg.live_sessions().expect("list").is_empty());
     }
 
     #[test]

@@ -10,8 +10,11 @@ use crate::registry::{LiveSession, RegistryError};
 
 const COLUMNS: &str = "session, device, employee, gateway, role, tunnel_address, started, ends_at";
 
+/// Not synced on a registry of one gateway ([`Db::write_unsynced`]): a claim or a release
+/// lost to a power cut is one the next start would release anyway, and every admission
+/// and disconnect writes one.
 pub(super) fn claim(db: &impl Db, s: &LiveSession) -> Result<Option<LiveSession>, RegistryError> {
-    db.write(|sql| {
+    db.write_unsynced(|sql| {
         let previous = one_in(sql, &s.device)?;
         sql.execute(
             "DELETE FROM live_sessions WHERE device = ?1",
@@ -45,7 +48,7 @@ pub(super) fn claim(db: &impl Db, s: &LiveSession) -> Result<Option<LiveSession>
 }
 
 pub(super) fn release(db: &impl Db, id: &str) -> Result<(), RegistryError> {
-    db.write(|sql| {
+    db.write_unsynced(|sql| {
         sql.execute("DELETE FROM live_sessions WHERE session = ?1", &[id.into()])?;
         Ok(())
     })
